@@ -1,0 +1,173 @@
+"""A small typed client for the JobService. Every call has a deadline; only reads are retried."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any, Iterator
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from ftlab.config import config_from_dict
+from ftlab.v1 import artifact_service_pb2, artifact_service_pb2_grpc, config_pb2, job_pb2, job_service_pb2
+from ftlab.v1 import job_service_pb2_grpc
+
+DEFAULT_ADDRESS = "localhost:50051"
+FINAL_STATES = frozenset({job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED})
+_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+class FtlabError(Exception):
+    """A failed call: its status code, message, and the fields the server named as bad."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, field_violations: list[tuple[str, str]] | None = None,
+                 reason: str = "") -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+        self.field_violations = field_violations or []
+        self.reason = reason
+
+    @classmethod
+    def from_rpc(cls, err: grpc.RpcError) -> "FtlabError":
+        violations, reason = [], ""
+        status = rpc_status.from_call(err)
+        if status is not None:
+            for detail in status.details:
+                if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                    bad = error_details_pb2.BadRequest()
+                    detail.Unpack(bad)
+                    violations += [(v.field, v.description) for v in bad.field_violations]
+                elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                    info = error_details_pb2.ErrorInfo()
+                    detail.Unpack(info)
+                    reason = info.reason
+        return cls(err.code(), err.details() or "", violations, reason)
+
+
+class Client:
+    """Talks to a FineTune Lab server: `Client("localhost:50051")`, or FTLAB_ADDRESS."""
+
+    def __init__(self, address: str | None = None, *, user: str | None = None, timeout: float = 30.0) -> None:
+        self.address = address or os.environ.get("FTLAB_ADDRESS") or DEFAULT_ADDRESS
+        self.timeout = timeout
+        self._metadata = (("x-ftlab-user", user or os.environ.get("FTLAB_USER", "default")),)
+        self._channel = grpc.insecure_channel(self.address)
+        self.jobs = job_service_pb2_grpc.JobServiceStub(self._channel)
+        self.artifacts = artifact_service_pb2_grpc.ArtifactServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, method, request, *, idempotent: bool, attempts: int = 3):
+        for attempt in range(attempts if idempotent else 1):
+            try:
+                return method(request, timeout=self.timeout, metadata=self._metadata)
+            except grpc.RpcError as err:
+                if not idempotent or err.code() not in _RETRYABLE or attempt == attempts - 1:
+                    raise FtlabError.from_rpc(err) from None
+                time.sleep(0.2 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    # jobs
+    def create_job(self, config: config_pb2.TrainingConfig | dict[str, Any] | None = None, *, template: str = "",
+                   display_name: str = "", priority: int = 0, request_id: str | None = None) -> job_pb2.Job:
+        """Queue a job. A request_id (generated when omitted) makes retries of this call safe."""
+        if isinstance(config, dict):
+            config = config_from_dict(config)
+        request = job_service_pb2.CreateJobRequest(
+            template=template, config=config, display_name=display_name, priority=priority,
+            request_id=request_id or uuid.uuid4().hex)
+        return self._call(self.jobs.CreateJob, request, idempotent=True).job
+
+    def get_job(self, name: str) -> job_pb2.Job:
+        return self._call(self.jobs.GetJob, job_service_pb2.GetJobRequest(name=name), idempotent=True).job
+
+    def list_jobs(self, states: list[int] | None = None, page_size: int = 100) -> Iterator[job_pb2.Job]:
+        token = ""
+        while True:
+            page = self._call(self.jobs.ListJobs, job_service_pb2.ListJobsRequest(
+                states=states or [], page_size=page_size, page_token=token), idempotent=True)
+            yield from page.jobs
+            token = page.next_page_token
+            if not token:
+                return
+
+    def cancel_job(self, name: str, grace_seconds: float | None = None) -> job_pb2.Job:
+        request = job_service_pb2.CancelJobRequest(name=name)
+        if grace_seconds is not None:
+            request.grace_seconds = grace_seconds
+        return self._call(self.jobs.CancelJob, request, idempotent=False).job
+
+    def pause_job(self, name: str) -> job_pb2.Job:
+        return self._call(self.jobs.PauseJob, job_service_pb2.PauseJobRequest(name=name), idempotent=False).job
+
+    def resume_job(self, name: str, checkpoint_name: str = "") -> job_pb2.Job:
+        request = job_service_pb2.ResumeJobRequest(name=name, checkpoint_name=checkpoint_name)
+        if checkpoint_name:
+            request.checkpoint = job_pb2.CHECKPOINT_SELECTOR_NAMED
+        return self._call(self.jobs.ResumeJob, request, idempotent=False).job
+
+    def list_checkpoints(self, name: str) -> list[job_pb2.Checkpoint]:
+        return list(self._call(self.jobs.ListCheckpoints, job_service_pb2.ListCheckpointsRequest(name=name),
+                               idempotent=True).checkpoints)
+
+    def list_events(self, name: str, after_sequence: int = 0) -> list[job_pb2.JobEvent]:
+        events, token = [], ""
+        while True:
+            page = self._call(self.jobs.ListJobEvents, job_service_pb2.ListJobEventsRequest(
+                name=name, after_sequence=after_sequence, page_size=1000, page_token=token), idempotent=True)
+            events += page.events
+            token = page.next_page_token
+            if not token:
+                return events
+
+    def list_templates(self) -> list[config_pb2.Template]:
+        return list(self._call(self.jobs.ListTemplates, job_service_pb2.ListTemplatesRequest(), idempotent=True).templates)
+
+    def get_queue(self) -> job_service_pb2.GetQueueResponse:
+        return self._call(self.jobs.GetQueue, job_service_pb2.GetQueueRequest(), idempotent=True)
+
+    def list_artifacts(self, name: str) -> list[artifact_service_pb2.Artifact]:
+        return list(self._call(self.artifacts.ListArtifacts, artifact_service_pb2.ListArtifactsRequest(job=name),
+                               idempotent=True).artifacts)
+
+    def watch(self, name: str, after_sequence: int = 0, follow: bool = True,
+              reconnect: bool = True) -> Iterator[job_service_pb2.WatchJobResponse]:
+        """Yield the job's events after `after_sequence`; with `follow`, until it ends. A broken
+        stream is reopened after the last event received, so nothing is missed or repeated."""
+        cursor, failures = after_sequence, 0
+        while True:
+            stream = self.jobs.WatchJob(job_service_pb2.WatchJobRequest(name=name, after_sequence=cursor, follow=follow),
+                                        metadata=self._metadata)
+            try:
+                for response in stream:
+                    cursor, failures = response.event.sequence, 0
+                    yield response
+                return
+            except grpc.RpcError as err:
+                failures += 1
+                if not reconnect or err.code() not in _RETRYABLE or failures > 10:
+                    raise FtlabError.from_rpc(err) from None
+                time.sleep(min(0.1 * 2 ** failures, 5.0))
+            finally:
+                stream.cancel()
+
+    def wait(self, name: str, timeout: float | None = None) -> job_pb2.Job:
+        """Block until the job reaches a final state (or is paused); return it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for response in self.watch(name):
+            if response.state in FINAL_STATES or response.state == job_pb2.JOB_STATE_PAUSED:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {name} still {job_pb2.JobState.Name(response.state)} after {timeout}s")
+        return self.get_job(name)

@@ -1,0 +1,244 @@
+"""The `ftlab` command line: run the server, submit and watch jobs, and make a tiny model to try it.
+
+Server address: --address or FTLAB_ADDRESS (default localhost:50051). Data directory: FTLAB_HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _client(args):
+    from ftlab import Client
+
+    return Client(args.address, timeout=args.timeout)
+
+
+def _load_config_file(path: str) -> dict:
+    text = Path(path).read_text()
+    if path.endswith((".yaml", ".yml")):
+        import yaml
+
+        return yaml.safe_load(text) or {}
+    return json.loads(text)
+
+
+def cmd_serve(args, rest):
+    from services.runner import COMPONENTS, main
+
+    main(list(args.only or COMPONENTS), rest)
+    return 0
+
+
+def cmd_submit(args, _):
+    from ftlab import apply_set, config_from_dict
+
+    values = _load_config_file(args.file) if args.file else {}
+    template = args.template or values.pop("template", "")
+    name = args.name or values.pop("display_name", "")
+    priority = args.priority if args.priority is not None else int(values.pop("priority", 0))
+    config = config_from_dict(values)
+    for assignment in args.set or []:
+        apply_set(config, assignment)
+    with _client(args) as client:
+        job = client.create_job(config, template=template, display_name=name, priority=priority)
+        console.print(job.name if not args.quiet else job.id)
+        if args.watch:
+            from services.cli.watch import watch
+
+            return watch(client, job.name, console)
+    return 0
+
+
+def cmd_jobs(args, _):
+    from ftlab.v1 import job_pb2
+    from services.cli.render import jobs_table
+
+    states = [job_pb2.JobState.Value("JOB_STATE_" + s.upper()) for s in args.state or []]
+    with _client(args) as client:
+        jobs = list(client.list_jobs(states=states))
+    console.print(jobs_table(jobs))
+    return 0
+
+
+def cmd_get(args, _):
+    from services.cli.render import job_json, job_panel
+
+    with _client(args) as client:
+        job = client.get_job(args.job)
+    if args.json:
+        print(job_json(job))
+    else:
+        job_panel(console, job)
+    return 0
+
+
+def cmd_watch(args, _):
+    from services.cli.watch import watch
+
+    with _client(args) as client:
+        return watch(client, args.job, console)
+
+
+def cmd_checkpoints(args, _):
+    from services.cli.render import checkpoints_table
+
+    with _client(args) as client:
+        console.print(checkpoints_table(client.list_checkpoints(args.job)))
+    return 0
+
+
+def cmd_templates(args, _):
+    from ftlab.config import to_dict
+
+    with _client(args) as client:
+        for t in client.list_templates():
+            console.print(f"[bold]{t.name}[/]: {t.description}")
+            if args.verbose:
+                console.print(json.dumps(to_dict(t.config), indent=2))
+    return 0
+
+
+def cmd_control(args, _):
+    from services.cli.render import state_name
+
+    with _client(args) as client:
+        job = {"cancel": client.cancel_job, "pause": client.pause_job, "resume": client.resume_job}[args.command](args.job)
+    console.print(f"{job.name} {state_name(job.state)}")
+    return 0
+
+
+def cmd_artifacts(args, _):
+    from rich.table import Table
+
+    from ftlab.v1 import artifact_service_pb2 as apb
+    from services.cli.render import human_bytes
+
+    with _client(args) as client:
+        table = Table("NAME", "KIND", "SIZE", "STEP", "EVAL LOSS", box=None)
+        for a in client.list_artifacts(args.job):
+            table.add_row(a.name, apb.ArtifactKind.Name(a.kind).removeprefix("ARTIFACT_KIND_").lower(),
+                          human_bytes(a.size_bytes), str(a.step or ""),
+                          f"{a.eval_loss:.4f}" if a.HasField("eval_loss") else "")
+    console.print(table)
+    return 0
+
+
+def cmd_make_tiny_model(args, _):
+    from services.trainer.tiny import make_tiny_model
+
+    path = make_tiny_model(args.dir, hidden_size=args.hidden_size, layers=args.layers)
+    console.print(f"tiny Qwen2 model and tokenizer written to {path}")
+    return 0
+
+
+def cmd_make_dataset(args, _):
+    """A small chat dataset of arithmetic questions: easy to learn, so the loss visibly falls."""
+    rng = random.Random(args.seed)
+    out = Path(args.file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w") as f:
+        for _ in range(args.rows):
+            a, b = rng.randint(0, 99), rng.randint(0, 99)
+            row = {"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},
+                                {"role": "assistant", "content": f"{a} plus {b} is {a + b}."}]}
+            f.write(json.dumps(row) + "\n")
+    console.print(f"{args.rows} chat rows written to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ftlab", description="FineTune Lab: fine-tuning jobs on your own GPUs.")
+    parser.add_argument("--address", default=None, help="server address (FTLAB_ADDRESS, default localhost:50051)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="deadline of each call, seconds")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run all four services in one process (SQLite + FTLAB_HOME)", add_help=False)
+    p.add_argument("--only", action="append", choices=["scheduler", "trainer", "analyzer", "artifacts"])
+    p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("submit", help="submit a job from a JSON or YAML config file")
+    p.add_argument("file", nargs="?", help="config file (fields of TrainingConfig, plus template/display_name/priority)")
+    p.add_argument("--template", help="template to start from (see `ftlab templates`)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one field, e.g. lora.rank=8")
+    p.add_argument("--name", help="display name")
+    p.add_argument("--priority", type=int, default=None)
+    p.add_argument("--watch", action="store_true", help="watch the job until it ends")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the job id")
+    p.set_defaults(fn=cmd_submit)
+
+    p = sub.add_parser("jobs", help="list your jobs")
+    p.add_argument("--state", action="append", help="only jobs in this state (queued, running, failed...)")
+    p.set_defaults(fn=cmd_jobs)
+
+    p = sub.add_parser("get", help="show one job")
+    p.add_argument("job")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_get)
+
+    p = sub.add_parser("watch", help="watch a job live until it ends (exit status 1 unless it succeeds)")
+    p.add_argument("job")
+    p.set_defaults(fn=cmd_watch)
+
+    p = sub.add_parser("checkpoints", help="list a job's checkpoints")
+    p.add_argument("job")
+    p.set_defaults(fn=cmd_checkpoints)
+
+    p = sub.add_parser("artifacts", help="list what a job produced")
+    p.add_argument("job")
+    p.set_defaults(fn=cmd_artifacts)
+
+    p = sub.add_parser("templates", help="list the job templates")
+    p.add_argument("-v", "--verbose", action="store_true", help="show each template's values")
+    p.set_defaults(fn=cmd_templates)
+
+    for name, text in (("cancel", "cancel a job"), ("pause", "pause a running job"), ("resume", "resume a paused job")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("job")
+        p.set_defaults(fn=cmd_control)
+
+    p = sub.add_parser("make-tiny-model", help="write a tiny random Qwen2 model and tokenizer to DIR")
+    p.add_argument("dir")
+    p.add_argument("--hidden-size", type=int, default=64)
+    p.add_argument("--layers", type=int, default=2)
+    p.set_defaults(fn=cmd_make_tiny_model)
+
+    p = sub.add_parser("make-dataset", help="write a small chat dataset (JSONL) to try jobs with")
+    p.add_argument("file")
+    p.add_argument("--rows", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_make_dataset)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "serve":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    from ftlab.client import FtlabError
+
+    try:
+        return args.fn(args, rest)
+    except FtlabError as exc:
+        err_console.print(f"[red]error:[/] {exc.code.name}: {exc.message}")
+        for field, description in exc.field_violations:
+            err_console.print(f"  {field}: {description}")
+        return 2
+    except (ValueError, OSError) as exc:
+        err_console.print(f"[red]error:[/] {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""How the CLI shows jobs, events and checkpoints (rich)."""
+
+from __future__ import annotations
+
+import json
+
+from google.protobuf import json_format
+from rich.console import Console
+from rich.table import Table
+
+from ftlab.v1 import events_pb2, job_pb2
+
+
+def state_name(state: int) -> str:
+    return job_pb2.JobState.Name(state).removeprefix("JOB_STATE_")
+
+
+def phase_name(phase: int) -> str:
+    return events_pb2.Phase.Name(phase).removeprefix("PHASE_").lower().replace("_", " ")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def job_json(job: job_pb2.Job) -> str:
+    return json.dumps(json_format.MessageToDict(job, preserving_proto_field_name=True), indent=2)
+
+
+def jobs_table(jobs: list[job_pb2.Job]) -> Table:
+    table = Table("JOB", "NAME", "STATE", "PHASE", "STEP", "LOSS", "CREATED", box=None)
+    for j in jobs:
+        p = j.progress
+        table.add_row(j.id, j.display_name, state_name(j.state), phase_name(j.phase) if j.phase else "",
+                      f"{p.step}/{p.max_steps}" if p.max_steps else "",
+                      f"{p.loss:.4f}" if p.HasField("loss") else "",
+                      j.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"))
+    return table
+
+
+def job_panel(console: Console, job: job_pb2.Job) -> None:
+    console.print(f"[bold]{job.name}[/] {job.display_name}  [bold]{state_name(job.state)}[/]  ({job.state_reason})")
+    p = job.progress
+    if p.max_steps:
+        loss = f"  loss {p.loss:.4f}" if p.HasField("loss") else ""
+        ev = f"  eval loss {p.eval_loss:.4f}" if p.HasField("eval_loss") else ""
+        console.print(f"  step {p.step}/{p.max_steps}  epoch {p.epoch:.2f}{loss}{ev}  {p.tokens_per_second:,.0f} tokens/s")
+    c = job.config
+    console.print(f"  model {c.base_model}  template {job.template}  "
+                  f"{job.config.DESCRIPTOR.fields_by_name['adapter'].enum_type.values_by_number[c.adapter].name}")
+    if job.state == job_pb2.JOB_STATE_FAILED:
+        e = job.error
+        console.print(f"[red]  failed in {phase_name(e.phase)}: {e.type}: {e.message}[/]")
+        if e.HasField("exit_code"):
+            console.print(f"  exit code {e.exit_code}")
+        if e.HasField("signal"):
+            console.print(f"  signal {e.signal}")
+
+
+def checkpoints_table(checkpoints: list[job_pb2.Checkpoint]) -> Table:
+    table = Table("CHECKPOINT", "STEP", "EVAL LOSS", "SIZE", "", box=None)
+    for c in checkpoints:
+        marks = ", ".join(m for m, on in (("best", c.is_best), ("latest", c.is_latest)) if on)
+        table.add_row(c.name, str(c.step), f"{c.eval_loss:.4f}" if c.HasField("eval_loss") else "-",
+                      human_bytes(c.size_bytes), marks)
+    return table

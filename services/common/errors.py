@@ -1,0 +1,96 @@
+"""Domain errors, and the one place where they become gRPC status codes.
+
+Domain code raises these and knows nothing of gRPC. `ErrorInterceptor` turns them into a status
+with `google.rpc` details (BadRequest field violations, ErrorInfo) that clients read back with
+`grpc_status.rpc_status.from_call`. Anything else becomes INTERNAL with a generic message.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+log = logging.getLogger(__name__)
+DOMAIN = "ftlab.dev"
+
+
+@dataclass
+class DomainError(Exception):
+    """Base of every error a caller can act on."""
+
+    message: str
+    reason: str = ""
+    code: grpc.StatusCode = field(default=grpc.StatusCode.INTERNAL, init=False)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class FieldViolation:
+    """One bad field: its dotted path in the request and what is wrong with it."""
+
+    field: str
+    description: str
+
+
+@dataclass
+class InvalidArgument(DomainError):
+    violations: list[FieldViolation] = field(default_factory=list)
+    code: grpc.StatusCode = field(default=grpc.StatusCode.INVALID_ARGUMENT, init=False)
+
+
+@dataclass
+class NotFound(DomainError):
+    code: grpc.StatusCode = field(default=grpc.StatusCode.NOT_FOUND, init=False)
+
+
+@dataclass
+class FailedPrecondition(DomainError):
+    code: grpc.StatusCode = field(default=grpc.StatusCode.FAILED_PRECONDITION, init=False)
+
+
+@dataclass
+class ResourceExhausted(DomainError):
+    code: grpc.StatusCode = field(default=grpc.StatusCode.RESOURCE_EXHAUSTED, init=False)
+
+
+@dataclass
+class Unavailable(DomainError):
+    code: grpc.StatusCode = field(default=grpc.StatusCode.UNAVAILABLE, init=False)
+
+
+def to_status(err: DomainError) -> grpc.Status:
+    details = []
+    if isinstance(err, InvalidArgument) and err.violations:
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in err.violations
+            ]
+        )
+        details.append(bad)
+    if err.reason:
+        details.append(error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN))
+    packed = []
+    for d in details:
+        a = any_pb2.Any()
+        a.Pack(d)
+        packed.append(a)
+    status = status_pb2.Status(code=getattr(code_pb2, err.code.name), message=err.message, details=packed)
+    return rpc_status.to_status(status)
+
+
+async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> grpc.StatusCode:
+    """Abort the call for `exc`: DomainError with its code and details, anything else INTERNAL."""
+    if isinstance(exc, DomainError):
+        status = to_status(exc)
+        await context.abort(status.code, status.details, status.trailing_metadata)
+    log.error("internal error in %s", method, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+    raise AssertionError("unreachable")  # context.abort raises

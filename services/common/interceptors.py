@@ -1,0 +1,92 @@
+"""The server interceptor every service shares: status mapping for domain errors, and metrics.
+
+grpc.aio interceptors see only the handler, so this one wraps each behaviour (unary or streaming)
+in a function that times the call, maps exceptions through `errors.abort_with`, and counts the
+outcome by service, method and code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+
+import grpc
+
+from services.common import errors, metrics
+
+
+def _split(method: str) -> tuple[str, str]:
+    _, service, name = method.split("/", 2) if method.count("/") >= 2 else ("", "", method)
+    return service, name
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    """Times and counts every call and turns domain errors into status codes with details."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        service, name = _split(handler_call_details.method)
+
+        async def finish(context, started: float, exc: BaseException | None) -> None:
+            code = grpc.StatusCode.OK
+            try:
+                if exc is None:
+                    return
+                if isinstance(exc, grpc.aio.AbortError):
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    return
+                if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+                    code = grpc.StatusCode.CANCELLED
+                    return
+                code = exc.code if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
+                await errors.abort_with(context, exc, handler_call_details.method)
+            finally:
+                metrics.record_rpc(service, name, _code_name(code), time.perf_counter() - started)
+
+        def unary(behavior):
+            async def call(request, context):
+                started = time.perf_counter()
+                try:
+                    response = await behavior(request, context)
+                except BaseException as exc:
+                    await finish(context, started, exc)
+                    raise
+                await finish(context, started, None)
+                return response
+            return call
+
+        def streaming(behavior):
+            async def call(request, context):
+                started = time.perf_counter()
+                try:
+                    result = behavior(request, context)
+                    if inspect.isasyncgen(result):
+                        async for item in result:
+                            yield item
+                    else:
+                        await result
+                except BaseException as exc:
+                    await finish(context, started, exc)
+                    raise
+                await finish(context, started, None)
+            return call
+
+        kinds = (
+            ("unary_unary", grpc.unary_unary_rpc_method_handler, unary),
+            ("unary_stream", grpc.unary_stream_rpc_method_handler, streaming),
+            ("stream_unary", grpc.stream_unary_rpc_method_handler, unary),
+            ("stream_stream", grpc.stream_stream_rpc_method_handler, streaming),
+        )
+        for attr, make, wrap in kinds:
+            behavior = getattr(handler, attr)
+            if behavior is not None:
+                return make(wrap(behavior), handler.request_deserializer, handler.response_serializer)
+        return handler
+
+
+
+def _code_name(code) -> str:
+    return code.name if isinstance(code, grpc.StatusCode) else str(code)

@@ -1,0 +1,83 @@
+"""Server bootstrap shared by every service: grpc.aio server, health, reflection, graceful stop.
+
+    server, port = build_server([registration, ...], "[::]:0")
+    await server.start(); ...; await shutdown(server, grace)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.interceptors import ServiceInterceptor
+
+log = logging.getLogger(__name__)
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class Registration:
+    """One service to serve: its full name, its servicer, and the generated add_*_to_server."""
+
+    name: str
+    servicer: Any
+    add: Callable[[Any, grpc.aio.Server], None]
+
+
+@dataclass
+class Built:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+
+
+def build_server(services: list[Registration], address: str, max_concurrent_rpcs: int = 1000) -> Built:
+    """A grpc.aio server with the services, health (per service and overall) and reflection."""
+    server = grpc.aio.server(
+        interceptors=[ServiceInterceptor()],
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
+        options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    for s in services:
+        s.add(s.servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [s.name for s in services] + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                                          reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {address}")
+    return Built(server, port, health_servicer)
+
+
+async def mark_serving(built: Built, names: list[str]) -> None:
+    for name in ["", *names]:
+        await built.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+
+async def wait_for_signal() -> None:
+    """Return on SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("signal received; shutting down")
+
+
+async def shutdown(built: Built, grace: float) -> None:
+    """Report NOT_SERVING, let calls in flight finish for `grace` seconds, then stop."""
+    await built.health.enter_graceful_shutdown()
+    await built.server.stop(grace)

@@ -1,0 +1,40 @@
+"""Where things live, from the environment: FTLAB_HOME (data directory) and friends."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def home() -> Path:
+    return Path(os.environ.get("FTLAB_HOME") or Path.home() / ".ftlab").expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def datasets(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def database_url(self) -> str:
+        return os.environ.get("FTLAB_DATABASE_URL") or f"sqlite:///{self.root / 'ftlab.db'}"
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.artifacts / "jobs" / job_id
+
+    def ensure(self) -> "Paths":
+        for p in (self.root, self.artifacts, self.datasets):
+            p.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def paths() -> Paths:
+    return Paths(home())

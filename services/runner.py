@@ -1,0 +1,96 @@
+"""Runs any set of the four services in one process: all of them (`ftlab serve`, the embedded
+default: SQLite and a local directory) or one (`python -m services.<name>`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+
+from services.common import metrics as common_metrics
+from services.common import server as bootstrap
+from services.common.settings import paths as default_paths
+
+COMPONENTS = ("scheduler", "trainer", "analyzer", "artifacts")
+log = logging.getLogger("ftlab")
+
+
+def add_arguments(parser: argparse.ArgumentParser, default_port: int, default_metrics_port: int) -> None:
+    parser.add_argument("--host", default=os.environ.get("FTLAB_HOST", "127.0.0.1"), help="interface to listen on")
+    parser.add_argument("--port", type=int, default=default_port, help="gRPC port (0 picks a free one)")
+    parser.add_argument("--metrics-port", type=int, default=default_metrics_port,
+                        help="port of the Prometheus /metrics endpoint (0 picks a free one)")
+    parser.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: SQLite in FTLAB_HOME)")
+    parser.add_argument("--scheduler", default=os.environ.get("FTLAB_SCHEDULER_ADDRESS"),
+                        help="trainer: the scheduler to register with (default: this process, when it runs one)")
+    parser.add_argument("--advertise-host", default=os.environ.get("FTLAB_ADVERTISE_HOST", "127.0.0.1"),
+                        help="trainer: host name the scheduler reaches this trainer at")
+    parser.add_argument("--worker-id", default=None, help="trainer: stable worker id")
+    parser.add_argument("--max-runs", type=int, default=None, help="trainer: runs at once (default: GPUs, or 1)")
+    parser.add_argument("--shutdown-grace", type=float, default=10.0, help="seconds to finish calls on SIGTERM")
+    parser.add_argument("--ready-file", default=None, help="write the bound ports here as JSON once serving")
+
+
+async def serve(components: list[str], args: argparse.Namespace) -> None:
+    paths = default_paths().ensure()
+    apps: dict[str, object] = {}
+    if "scheduler" in components:
+        from services.scheduler.app import SchedulerApp
+
+        apps["scheduler"] = SchedulerApp(args.database_url or paths.database_url)
+    if "trainer" in components:
+        from services.trainer.app import TrainerApp
+
+        apps["trainer"] = TrainerApp(paths, worker_id=args.worker_id, max_runs=args.max_runs)
+    if "analyzer" in components:
+        from services.analyzer.app import AnalyzerApp
+
+        apps["analyzer"] = AnalyzerApp()
+    if "artifacts" in components:
+        from services.artifacts.app import ArtifactsApp
+
+        apps["artifacts"] = ArtifactsApp(paths)
+
+    registrations = [r for app in apps.values() for r in app.registrations()]
+    built = bootstrap.build_server(registrations, f"{args.host}:{args.port}")
+    await built.server.start()
+    metrics_port = common_metrics.serve_metrics(args.metrics_port, args.host)
+    if "scheduler" in apps:
+        apps["scheduler"].start()
+    if "trainer" in apps:
+        trainer = apps["trainer"]
+        trainer.scheduler_address = args.scheduler or (f"127.0.0.1:{built.port}" if "scheduler" in apps else None)
+        trainer.start(f"{args.advertise_host}:{built.port}")
+    names = [r.name for r in registrations]
+    await bootstrap.mark_serving(built, names)
+    log.info("serving %s on %s:%d, metrics on port %d, data in %s",
+             ", ".join(apps), args.host, built.port, metrics_port, paths.root)
+    if args.ready_file:
+        tmp = Path(args.ready_file + ".tmp")
+        tmp.write_text(json.dumps({"port": built.port, "metrics_port": metrics_port, "pid": os.getpid()}))
+        tmp.replace(args.ready_file)
+
+    await bootstrap.wait_for_signal()
+    if "scheduler" in apps:
+        await apps["scheduler"].dispatcher_pause()
+    if "trainer" in apps:
+        await apps["trainer"].stop(grace=args.shutdown_grace)
+    await bootstrap.shutdown(built, args.shutdown_grace)
+    if "scheduler" in apps:
+        await apps["scheduler"].stop()
+    log.info("stopped")
+
+
+def main(components: list[str], argv: list[str] | None = None, default_port: int = 50051,
+         default_metrics_port: int = 9464) -> None:
+    parser = argparse.ArgumentParser(prog="ftlab serve" if len(components) > 1 else f"python -m services.{components[0]}",
+                                     description=f"Run FineTune Lab's {', '.join(components)}.")
+    add_arguments(parser, default_port, default_metrics_port)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("FTLAB_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    asyncio.run(serve(components, args))

@@ -1,0 +1,60 @@
+"""Assembles the scheduler: store, job domain, worker registry, dispatcher and servicers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ftlab.v1 import job_service_pb2, job_service_pb2_grpc, trainer_service_pb2, trainer_service_pb2_grpc
+from services.common.server import Registration
+from services.scheduler.dispatcher import Dispatcher
+from services.scheduler.hub import EventHub
+from services.scheduler.jobs import JobManager
+from services.scheduler.metrics import SchedulerMetrics
+from services.scheduler.registry import WorkerRegistry
+from services.scheduler.servicer import JobService, WorkerRegistryService
+from services.scheduler.store import db
+from services.scheduler.store.repository import JobStore
+
+
+class SchedulerApp:
+    def __init__(self, database_url: str, *, schema: str | None = None, dispatch_interval: float = 1.0,
+                 lease_seconds: float = 10.0, heartbeat_interval: float = 2.0) -> None:
+        self.engine = db.make_engine(database_url, schema=schema)
+        db.upgrade(self.engine)
+        self.store = JobStore(self.engine)
+        self.metrics = SchedulerMetrics(self.store.count_by_state)
+        self.jobs = JobManager(self.store, EventHub(), self.metrics)
+        self.registry = WorkerRegistry(heartbeat_interval=heartbeat_interval, lease_seconds=lease_seconds)
+        self.dispatcher = Dispatcher(self.jobs, self.registry, interval=dispatch_interval)
+        self._task: asyncio.Task | None = None
+
+    def registrations(self) -> list[Registration]:
+        return [
+            Registration(job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+                         JobService(self.jobs), job_service_pb2_grpc.add_JobServiceServicer_to_server),
+            Registration(trainer_service_pb2.DESCRIPTOR.services_by_name["WorkerRegistryService"].full_name,
+                         WorkerRegistryService(self.registry, self._on_register),
+                         trainer_service_pb2_grpc.add_WorkerRegistryServiceServicer_to_server),
+        ]
+
+    async def _on_register(self, worker) -> None:
+        self.dispatcher.wake()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
+
+    async def dispatcher_pause(self) -> None:
+        """Hand out no more jobs (the first step of shutting down)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.dispatcher.close()
+        await self.registry.close()
+        self.metrics.close()
+        self.engine.dispose()

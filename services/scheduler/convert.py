@@ -1,0 +1,74 @@
+"""JobRow (storage) <-> Job (API message). The one place that knows both shapes."""
+
+from __future__ import annotations
+
+from google.protobuf import json_format
+
+from ftlab.v1 import config_pb2, job_pb2
+from services.scheduler.store.models import AttemptRow, CheckpointRow, JobRow
+from services.scheduler.store.repository import aware
+
+
+def to_json(message) -> str:
+    return json_format.MessageToJson(message, indent=None, preserving_proto_field_name=True)
+
+
+def config_of(row: JobRow) -> config_pb2.TrainingConfig:
+    return json_format.Parse(row.config_json, config_pb2.TrainingConfig())
+
+
+def job_name(job_id: str) -> str:
+    return f"jobs/{job_id}"
+
+
+def to_job(row: JobRow, attempts: list[AttemptRow] = ()) -> job_pb2.Job:
+    job = job_pb2.Job(
+        name=job_name(row.id),
+        id=row.id,
+        owner=row.owner,
+        display_name=row.display_name,
+        state=job_pb2.JobState.Value(row.state),
+        phase=row.phase,
+        config=config_of(row),
+        template=row.template,
+        priority=row.priority,
+        parent=job_name(row.parent_id) if row.parent_id else "",
+        worker=row.worker,
+        last_sequence=row.last_sequence,
+        state_reason=row.state_reason,
+        request_id=row.request_id or "",
+        resume_checkpoint=row.resume_checkpoint,
+    )
+    for field in ("create_time", "update_time", "start_time", "end_time"):
+        value = aware(getattr(row, field))
+        if value is not None:
+            getattr(job, field).FromDatetime(value)
+    json_format.Parse(row.progress_json, job.progress)
+    json_format.Parse(row.error_json, job.error)
+    json_format.Parse(row.analysis_json, job.analysis)
+    json_format.Parse(row.retry_policy_json, job.retry_policy)
+    json_format.Parse(row.watchdog_json, job.watchdog)
+    for a in attempts:
+        attempt = job.attempts.add(number=a.number, worker=a.worker, outcome=a.outcome, reason=a.reason)
+        attempt.start_time.FromDatetime(aware(a.start_time))
+        if a.end_time is not None:
+            attempt.end_time.FromDatetime(aware(a.end_time))
+    return job
+
+
+def to_checkpoints(rows: list[CheckpointRow]) -> list[job_pb2.Checkpoint]:
+    if not rows:
+        return []
+    latest = max(rows, key=lambda r: r.step)
+    evaluated = [r for r in rows if r.eval_loss is not None]
+    best = min(evaluated, key=lambda r: (r.eval_loss, -r.step)) if evaluated else latest
+    out = []
+    for r in rows:
+        c = job_pb2.Checkpoint(name=r.name, step=r.step, size_bytes=r.size_bytes,
+                               is_best=r is best, is_latest=r is latest)
+        if r.eval_loss is not None:
+            c.eval_loss = r.eval_loss
+        c.create_time.FromDatetime(aware(r.create_time))
+        out.append(c)
+    return out
+

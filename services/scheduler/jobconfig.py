@@ -1,0 +1,86 @@
+"""Resolve a job's config (defaults <- template <- overrides) and validate it field by field."""
+
+from __future__ import annotations
+
+from ftlab.v1 import config_pb2
+
+from services.common.errors import FieldViolation, InvalidArgument
+from services.scheduler import templates
+
+Config = config_pb2.TrainingConfig
+
+
+def overlay(base: Config, changes: Config) -> Config:
+    """`base` with every field set in `changes` replaced (lists replaced, not appended)."""
+    out = Config()
+    out.CopyFrom(base)
+    out.MergeFrom(changes)
+    if changes.lora.target_modules:
+        del out.lora.target_modules[:]
+        out.lora.target_modules.extend(changes.lora.target_modules)
+    return out
+
+
+def resolve(template_name: str, overrides: Config) -> Config:
+    """The full config of a job: every field set. Raises InvalidArgument for an unknown template."""
+    name = template_name or "basic"
+    template = templates.get_template(name)
+    if template is None:
+        known = ", ".join(t.name for t in templates.list_templates())
+        raise InvalidArgument(
+            f"unknown template {name!r}",
+            violations=[FieldViolation("template", f"unknown template {name!r}; known: {known}")],
+        )
+    config = overlay(overlay(templates.defaults(), template.config), overrides)
+    validate(config)
+    return config
+
+
+def _check(violations: list[FieldViolation], ok: bool, field: str, description: str) -> None:
+    if not ok:
+        violations.append(FieldViolation(f"config.{field}", description))
+
+
+def validate(c: Config) -> None:
+    """Raise InvalidArgument listing every bad field of a resolved config."""
+    v: list[FieldViolation] = []
+    _check(v, bool(c.base_model.strip()), "base_model", "required: a hub id or a path on the trainer")
+    _check(v, bool(c.dataset.uri.strip()), "dataset.uri", "required: a dataset path or id")
+    if c.adapter in (config_pb2.ADAPTER_LORA, config_pb2.ADAPTER_QLORA):
+        _check(v, 1 <= c.lora.rank <= 1024, "lora.rank", f"must be in 1..1024, got {c.lora.rank}")
+        _check(v, c.lora.alpha > 0, "lora.alpha", f"must be positive, got {c.lora.alpha:g}")
+        _check(v, 0 <= c.lora.dropout < 1, "lora.dropout", f"must be in [0, 1), got {c.lora.dropout:g}")
+        _check(v, all(m.strip() for m in c.lora.target_modules), "lora.target_modules", "names must not be empty")
+    _check(v, 16 <= c.max_seq_length <= 1 << 20, "max_seq_length", f"must be in 16..1048576, got {c.max_seq_length}")
+    _check(v, c.max_steps >= 0, "max_steps", f"must be 0 (use num_epochs) or positive, got {c.max_steps}")
+    _check(v, c.max_steps > 0 or c.num_epochs > 0, "num_epochs", f"must be positive when max_steps is 0, got {c.num_epochs:g}")
+    for field in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        value = getattr(c, field)
+        _check(v, 1 <= value <= 65536, field, f"must be in 1..65536, got {value}")
+    _check(v, 0 < c.learning_rate <= 1, "learning_rate", f"must be in (0, 1], got {c.learning_rate:g}")
+    _check(v, 0 <= c.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {c.warmup_ratio:g}")
+    _check(v, c.weight_decay >= 0, "weight_decay", f"must not be negative, got {c.weight_decay:g}")
+    _check(v, c.max_grad_norm >= 0, "max_grad_norm", f"must not be negative (0 = no clipping), got {c.max_grad_norm:g}")
+    _check(v, 0 <= c.dataset.eval_split < 1, "dataset.eval_split", f"must be in [0, 1), got {c.dataset.eval_split:g}")
+    if c.eval_strategy != config_pb2.EVAL_STRATEGY_NO:
+        _check(v, c.dataset.eval_split > 0 or bool(c.dataset.eval_uri), "eval_strategy",
+               "evaluation needs data: set dataset.eval_split > 0 or dataset.eval_uri, or eval_strategy NO")
+    if c.eval_strategy == config_pb2.EVAL_STRATEGY_STEPS:
+        _check(v, c.eval_steps >= 1, "eval_steps", f"must be positive with EVAL_STRATEGY_STEPS, got {c.eval_steps}")
+    _check(v, c.save_steps >= 0, "save_steps", f"must not be negative, got {c.save_steps}")
+    _check(v, c.save_total_limit >= 0, "save_total_limit", f"must not be negative, got {c.save_total_limit}")
+    _check(v, 0 <= c.dataloader_num_workers <= 64, "dataloader_num_workers", f"must be in 0..64, got {c.dataloader_num_workers}")
+    _check(v, c.dataloader_prefetch_factor >= 1, "dataloader_prefetch_factor", "must be positive")
+    _check(v, c.logging_steps >= 1, "logging_steps", f"must be positive, got {c.logging_steps}")
+    _check(v, c.num_gpus >= 0, "num_gpus", f"must not be negative, got {c.num_gpus}")
+    dpo = c.method == config_pb2.METHOD_DPO
+    preference = c.dataset.format == config_pb2.DATASET_FORMAT_PREFERENCE
+    if dpo:
+        _check(v, c.dpo_beta > 0, "dpo_beta", f"must be positive, got {c.dpo_beta:g}")
+        _check(v, not c.packing, "packing", "packing applies to SFT only")
+        _check(v, c.dataset.format in (config_pb2.DATASET_FORMAT_AUTO, config_pb2.DATASET_FORMAT_PREFERENCE),
+               "dataset.format", "DPO needs preference data (chosen/rejected)")
+    else:
+        _check(v, not preference, "dataset.format", "preference data needs method DPO")
+    if v:
+        raise InvalidArgument(f"invalid config: {v[0].field}: {v[0].description}", violations=v)

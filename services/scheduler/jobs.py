@@ -1,0 +1,343 @@
+"""JobManager: the scheduler's domain. Creates jobs, applies run events, answers queries, watches.
+
+It knows nothing of gRPC: it takes and returns protobuf messages and raises domain errors. Blocking
+database work runs in worker threads so the event loop keeps serving streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timezone
+from typing import AsyncIterator, Protocol
+
+from google.protobuf import json_format
+
+from ftlab.v1 import events_pb2, job_pb2, job_service_pb2
+from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from services.scheduler import convert, jobconfig, states
+from services.scheduler.hub import EventHub
+from services.scheduler.metrics import SchedulerMetrics
+from services.scheduler.store.models import AttemptRow, CheckpointRow, JobRow
+from services.scheduler.store.repository import JobStore, decode_token, encode_token, utcnow
+
+MAX_PAGE = 1000
+WATCH_BATCH = 500
+
+
+class RunController(Protocol):
+    """What the job domain needs from whoever runs jobs (the dispatcher)."""
+
+    def wake(self) -> None: ...
+
+    async def stop_run(self, worker: str, run_id: str, pause: bool, grace_seconds: float | None) -> None: ...
+
+
+def parse_name(name: str, field: str = "name") -> str:
+    job_id = name.removeprefix("jobs/")
+    if not job_id or "/" in job_id or len(job_id) > 32:
+        raise InvalidArgument(f"invalid job name {name!r}", violations=[FieldViolation(field, "expected jobs/{id}")])
+    return job_id
+
+
+def state_event(row: JobRow, to: str, reason: str) -> job_pb2.JobEvent:
+    """Move `row` to state `to` and return the event that records it."""
+    event = job_pb2.JobEvent(state_changed=job_pb2.StateChanged(
+        from_state=job_pb2.JobState.Value(row.state) if row.state else 0,
+        to_state=job_pb2.JobState.Value(to), reason=reason))
+    row.state, row.state_reason = to, reason
+    now = utcnow()
+    if to == states.RUNNING and row.start_time is None:
+        row.start_time = now
+    if states.is_final(to):
+        row.end_time = now
+    return event
+
+
+class JobManager:
+    def __init__(self, store: JobStore, hub: EventHub, metrics: SchedulerMetrics | None = None) -> None:
+        self.store = store
+        self.hub = hub
+        self.metrics = metrics
+        self.controller: RunController | None = None
+
+    async def _db(self, fn, *args, **kwargs):
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def _publish(self, job_id: str, events: list[job_pb2.JobEvent]) -> None:
+        if events:
+            await self.hub.publish(job_id, events[-1].sequence)
+
+    # queries
+    async def _row(self, owner: str, name: str, field: str = "name") -> JobRow:
+        job_id = parse_name(name, field)
+        row = await self._db(self.store.get_job, job_id)
+        if row is None or row.owner != owner:  # another user's job does not exist for this caller
+            raise NotFound(f"job {name!r} not found", reason="JOB_NOT_FOUND")
+        return row
+
+    async def get(self, owner: str, name: str) -> job_pb2.Job:
+        row = await self._row(owner, name)
+        return convert.to_job(row, await self._db(self.store.attempts, row.id))
+
+    async def list(self, owner: str, states_filter: list[str], page_size: int, page_token: str):
+        if page_size < 0:
+            raise InvalidArgument("page_size must not be negative", violations=[FieldViolation("page_size", "must be >= 0")])
+        size = min(page_size or 50, MAX_PAGE)
+        rows, token = await self._db(self.store.list_jobs, owner=owner, states=states_filter, page_size=size, page_token=page_token)
+        return [convert.to_job(r) for r in rows], token
+
+    async def checkpoints(self, owner: str, name: str) -> list[job_pb2.Checkpoint]:
+        row = await self._row(owner, name)
+        return convert.to_checkpoints(await self._db(self.store.checkpoints, row.id))
+
+    async def events(self, owner: str, name: str, after: int, page_size: int, page_token: str):
+        row = await self._row(owner, name)
+        if page_token:
+            (after,) = decode_token(page_token)
+        size = min(page_size or 100, MAX_PAGE)
+        events = await self._db(self.store.events_after, row.id, after, size + 1)
+        token = ""
+        if len(events) > size:
+            events, token = events[:size], encode_token([events[size - 1].sequence])
+        return events, token
+
+    async def watch(self, owner: str, name: str, after: int, follow: bool,
+                    poll_seconds: float = 1.0) -> AsyncIterator[tuple[job_pb2.JobEvent, int]]:
+        """Events after `after`, in order, each with the job state after it; with `follow`, live
+        until the job reaches a final state."""
+        row = await self._row(owner, name)
+        if after < 0:
+            raise InvalidArgument("after_sequence must not be negative",
+                                  violations=[FieldViolation("after_sequence", "must be >= 0")])
+        cursor, state = after, 0
+        if after > 0:
+            previous = await self._db(self.store.events_after, row.id, 0, after)
+            for e in previous:
+                if e.HasField("state_changed"):
+                    state = e.state_changed.to_state
+        while True:
+            batch = await self._db(self.store.events_after, row.id, cursor, WATCH_BATCH)
+            for event in batch:
+                if event.HasField("state_changed"):
+                    state = event.state_changed.to_state
+                cursor = event.sequence
+                yield event, state
+            if len(batch) == WATCH_BATCH:
+                continue
+            if not follow:
+                return
+            if state and states.is_final(job_pb2.JobState.Name(state)):
+                current = await self._db(self.store.get_job, row.id)
+                if current.last_sequence <= cursor:
+                    return
+            await self.hub.wait_beyond(row.id, cursor, poll_seconds)
+
+    async def queue(self) -> job_service_pb2.GetQueueResponse:
+        rows = await self._db(self.store.queued)
+        counts = await self._db(self.store.count_by_state)
+        now = utcnow()
+        response = job_service_pb2.GetQueueResponse(running=sum(counts.get(s, 0) for s in states.ACTIVE))
+        for position, r in enumerate(rows, start=1):
+            created = r.create_time if r.create_time.tzinfo else r.create_time.replace(tzinfo=timezone.utc)
+            response.entries.add(job=convert.job_name(r.id), position=position, priority=r.priority,
+                                 owner=r.owner, wait_seconds=(now - created).total_seconds())
+        return response
+
+    # commands
+    async def create(self, owner: str, request: job_service_pb2.CreateJobRequest) -> job_pb2.Job:
+        if len(request.request_id) > 128:
+            raise InvalidArgument("request_id too long", violations=[FieldViolation("request_id", "at most 128 characters")])
+        config = jobconfig.resolve(request.template, request.config)
+        now = utcnow()
+        row = JobRow(
+            id=uuid.uuid4().hex[:16], owner=owner, display_name=request.display_name[:256], state="",
+            template=request.template or "basic", priority=request.priority, config_json=convert.to_json(config),
+            request_id=request.request_id or None, create_time=now, update_time=now, last_sequence=0,
+            retry_policy_json=convert.to_json(request.retry_policy), watchdog_json=convert.to_json(request.watchdog),
+            phase="PHASE_UNSPECIFIED", worker="", run_id="", run_cursor=0, attempt=0, progress_json="{}",
+            error_json="{}", analysis_json="{}", state_reason="", resume_checkpoint="",
+        )
+        first = state_event(row, states.QUEUED, f"created by {owner}")
+        row, created = await self._db(self.store.create_job, row, [first])
+        if created:
+            await self._publish(row.id, [first])
+            if self.controller:
+                self.controller.wake()
+        return convert.to_job(row)
+
+    async def cancel(self, owner: str, name: str, grace_seconds: float | None) -> job_pb2.Job:
+        row = await self._row(owner, name)
+        stop: list[tuple[str, str]] = []
+
+        def mutate(r: JobRow, _s):
+            if states.is_final(r.state):
+                raise FailedPrecondition(f"job {r.id} already ended ({r.state})", reason="JOB_ENDED")
+            if r.state in (states.QUEUED, states.PAUSED):
+                return [state_event(r, states.CANCELLED, f"cancelled by {owner}")]
+            if r.state == states.CANCELLING:
+                return []
+            stop.append((r.worker, r.run_id))
+            return [state_event(r, states.CANCELLING, f"cancel requested by {owner}")]
+
+        row, events = await self._db(self.store.update, row.id, mutate)
+        await self._publish(row.id, events)
+        if stop and self.controller:
+            await self.controller.stop_run(*stop[0], pause=False, grace_seconds=grace_seconds)
+        return convert.to_job(row)
+
+    async def pause(self, owner: str, name: str) -> job_pb2.Job:
+        row = await self._row(owner, name)
+        stop: list[tuple[str, str]] = []
+
+        def mutate(r: JobRow, _s):
+            if r.state not in (states.RUNNING, states.STARTING):
+                raise FailedPrecondition(f"only a running job can pause; job {r.id} is {r.state}", reason="JOB_NOT_RUNNING")
+            stop.append((r.worker, r.run_id))
+            return [state_event(r, states.PAUSING, f"pause requested by {owner}")]
+
+        row, events = await self._db(self.store.update, row.id, mutate)
+        await self._publish(row.id, events)
+        if stop and self.controller:
+            await self.controller.stop_run(*stop[0], pause=True, grace_seconds=None)
+        return convert.to_job(row)
+
+    async def resume(self, owner: str, request: job_service_pb2.ResumeJobRequest) -> job_pb2.Job:
+        row = await self._row(owner, request.name)
+        chosen = await self._choose_checkpoint(row.id, request.checkpoint or job_pb2.CHECKPOINT_SELECTOR_LATEST,
+                                               request.checkpoint_name)
+
+        def mutate(r: JobRow, _s):
+            if r.state != states.PAUSED:
+                raise FailedPrecondition(f"only a paused job can resume; job {r.id} is {r.state}", reason="JOB_NOT_PAUSED")
+            r.resume_checkpoint = chosen or r.resume_checkpoint
+            return [state_event(r, states.QUEUED, f"resumed by {owner}")]
+
+        row, events = await self._db(self.store.update, row.id, mutate)
+        await self._publish(row.id, events)
+        if self.controller:
+            self.controller.wake()
+        return convert.to_job(row)
+
+    async def _choose_checkpoint(self, job_id: str, selector: int, name: str) -> str:
+        if selector == job_pb2.CHECKPOINT_SELECTOR_NONE:
+            return ""
+        checkpoints = convert.to_checkpoints(await self._db(self.store.checkpoints, job_id))
+        if selector == job_pb2.CHECKPOINT_SELECTOR_NAMED:
+            if not any(c.name == name for c in checkpoints):
+                raise InvalidArgument(f"job has no checkpoint {name!r}",
+                                      violations=[FieldViolation("checkpoint_name", "no such checkpoint")])
+            return name
+        flag = "is_best" if selector == job_pb2.CHECKPOINT_SELECTOR_BEST else "is_latest"
+        return next((c.name for c in checkpoints if getattr(c, flag)), "")
+
+    # the dispatcher's side
+    async def claim(self, worker: str) -> JobRow | None:
+        def mutate(r: JobRow, s):
+            r.attempt += 1
+            r.worker, r.run_id, r.run_cursor = worker, f"{r.id}-{r.attempt}", 0
+            s.add(AttemptRow(job_id=r.id, number=r.attempt, worker=worker, start_time=utcnow()))
+            return [state_event(r, states.STARTING, f"assigned to {worker}")]
+
+        claimed = await self._db(self.store.claim_next, mutate)
+        if claimed is None:
+            return None
+        row, events = claimed
+        await self._publish(row.id, events)
+        return row
+
+    async def start_failed(self, job_id: str, reason: str) -> None:
+        """The trainer refused or could not be reached: back to the queue."""
+
+        def mutate(r: JobRow, s):
+            self._end_attempt(s, r, "RUN_OUTCOME_FAILED", reason)
+            return [state_event(r, states.QUEUED, reason)] if r.state == states.STARTING else []
+
+        _, events = await self._db(self.store.update, job_id, mutate)
+        await self._publish(job_id, events)
+
+    @staticmethod
+    def _end_attempt(s, r: JobRow, outcome: str, reason: str) -> None:
+        attempt = s.get(AttemptRow, (r.id, r.attempt))
+        if attempt is not None and attempt.end_time is None:
+            attempt.end_time, attempt.outcome, attempt.reason = utcnow(), outcome, reason
+
+    async def apply_run_event(self, job_id: str, run_id: str, run_event: events_pb2.RunEvent) -> bool:
+        """Record one event of a job's run; returns True when the run has ended."""
+        kind = run_event.WhichOneof("payload")
+        payload = getattr(run_event, kind)
+
+        def mutate(r: JobRow, s):
+            if r.run_id != run_id or run_event.sequence <= r.run_cursor:
+                return []  # a stale run, or an event already recorded
+            r.run_cursor = run_event.sequence
+            out = []
+            if r.state == states.STARTING:
+                out.append(state_event(r, states.RUNNING, f"running on {r.worker}"))
+            event = job_pb2.JobEvent()
+            event.time.CopyFrom(run_event.time)
+            getattr(event, kind).CopyFrom(payload)
+            out.append(event)
+            if kind == "phase_changed":
+                r.phase = events_pb2.Phase.Name(payload.phase)
+            elif kind == "metrics":
+                self._progress(r, payload)
+            elif kind == "eval":
+                progress = json_format.Parse(r.progress_json, job_pb2.Progress())
+                progress.eval_loss = payload.eval_loss
+                r.progress_json = convert.to_json(progress)
+            elif kind == "checkpoint_saved":
+                s.merge(CheckpointRow(job_id=r.id, name=payload.name, step=payload.step,
+                                      eval_loss=payload.eval_loss if payload.HasField("eval_loss") else None,
+                                      size_bytes=payload.size_bytes, create_time=utcnow()))
+            elif kind == "error":
+                r.error_json = convert.to_json(job_pb2.JobError(
+                    type=payload.type, message=payload.message, traceback=payload.traceback, phase=payload.phase,
+                    log_tail=payload.log_tail))
+                if payload.phase:
+                    r.phase = events_pb2.Phase.Name(payload.phase)
+            elif kind == "finished":
+                out.extend(self._finish(r, s, payload))
+            return out
+
+        _, events = await self._db(self.store.update, job_id, mutate)
+        await self._publish(job_id, events)
+        if self.metrics:
+            row = await self._db(self.store.get_job, job_id)
+            self.metrics.observe_job(row)
+        return kind == "finished"
+
+    @staticmethod
+    def _progress(r: JobRow, m: events_pb2.TrainingMetrics) -> None:
+        progress = json_format.Parse(r.progress_json, job_pb2.Progress())
+        progress.step, progress.max_steps, progress.epoch = m.step, m.max_steps, m.epoch
+        progress.tokens_per_second, progress.samples_per_second = m.tokens_per_second, m.samples_per_second
+        if m.HasField("loss"):
+            progress.loss = m.loss
+        if m.HasField("eta_seconds"):
+            progress.eta_seconds = m.eta_seconds
+        if m.HasField("gpu_memory_peak_bytes"):
+            progress.gpu_memory_peak_bytes = max(progress.gpu_memory_peak_bytes, m.gpu_memory_peak_bytes)
+        r.progress_json = convert.to_json(progress)
+
+    def _finish(self, r: JobRow, s, f: events_pb2.RunFinished) -> list[job_pb2.JobEvent]:
+        outcome = events_pb2.RunOutcome.Name(f.outcome)
+        error = json_format.Parse(r.error_json, job_pb2.JobError())
+        if f.HasField("exit_code"):
+            error.exit_code = f.exit_code
+        if f.HasField("signal"):
+            error.signal = f.signal
+        if f.outcome == events_pb2.RUN_OUTCOME_SUCCEEDED:
+            target, reason = states.SUCCEEDED, "training finished"
+        elif f.outcome == events_pb2.RUN_OUTCOME_PAUSED:
+            target, reason = states.PAUSED, f"paused at {f.resume_checkpoint}"
+            r.resume_checkpoint = f.resume_checkpoint
+        elif f.outcome == events_pb2.RUN_OUTCOME_CANCELLED or r.state == states.CANCELLING:
+            target, reason = states.CANCELLED, r.state_reason.replace("cancel requested by", "cancelled by")
+        else:
+            target, reason = states.FAILED, f"{error.type or 'run failed'}: {error.message}"[:500]
+            r.error_json = convert.to_json(error)
+        self._end_attempt(s, r, outcome, "" if target == states.SUCCEEDED else reason)
+        if not states.can_move(r.state, target):
+            return []
+        return [state_event(r, target, reason)]

@@ -1,0 +1,69 @@
+"""The scheduler's registry of trainer workers: who they are, where, and how full.
+
+Trainers register and heartbeat (push), so trainers can come and go without the scheduler being
+configured with their addresses; a worker whose lease runs out counts as lost.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import grpc
+
+from ftlab.v1 import trainer_service_pb2, trainer_service_pb2_grpc
+
+
+@dataclass
+class Worker:
+    worker_id: str
+    address: str
+    max_runs: int
+    info: trainer_service_pb2.WorkerInfo
+    last_seen: float
+    assigned: set[str] = field(default_factory=set)  # run ids handed to it and not yet ended
+    channel: grpc.aio.Channel | None = None
+
+    def stub(self) -> trainer_service_pb2_grpc.TrainerServiceStub:
+        if self.channel is None:
+            self.channel = grpc.aio.insecure_channel(self.address)
+        return trainer_service_pb2_grpc.TrainerServiceStub(self.channel)
+
+
+class WorkerRegistry:
+    def __init__(self, heartbeat_interval: float = 2.0, lease_seconds: float = 10.0) -> None:
+        self.heartbeat_interval = heartbeat_interval
+        self.lease_seconds = lease_seconds
+        self.workers: dict[str, Worker] = {}
+
+    def register(self, info: trainer_service_pb2.WorkerInfo) -> Worker:
+        old = self.workers.get(info.worker_id)
+        worker = Worker(info.worker_id, info.address, max(1, info.max_runs), info, time.monotonic())
+        if old is not None:
+            worker.assigned = old.assigned
+            if old.address == info.address:
+                worker.channel = old.channel
+        self.workers[info.worker_id] = worker
+        return worker
+
+    def heartbeat(self, worker_id: str, running: list[str]) -> bool:
+        worker = self.workers.get(worker_id)
+        if worker is None:
+            return False
+        worker.last_seen = time.monotonic()
+        return True
+
+    def alive(self) -> list[Worker]:
+        now = time.monotonic()
+        return [w for w in self.workers.values() if now - w.last_seen <= self.lease_seconds]
+
+    def get(self, worker_id: str) -> Worker | None:
+        return self.workers.get(worker_id)
+
+    def free_slots(self) -> int:
+        return sum(max(0, w.max_runs - len(w.assigned)) for w in self.alive())
+
+    async def close(self) -> None:
+        for w in self.workers.values():
+            if w.channel is not None:
+                await w.channel.close()

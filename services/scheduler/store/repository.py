@@ -1,0 +1,197 @@
+"""The scheduler's repository: jobs, their numbered events, checkpoints and attempts.
+
+Every method is one transaction. Events get dense per-job sequence numbers assigned under the job
+row's lock (SELECT ... FOR UPDATE on PostgreSQL; BEGIN IMMEDIATE on SQLite), and the caller's
+`mutate` runs in the same transaction, so a state change and its event are stored together or not
+at all. Database errors surface as `StoreError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timezone
+from typing import Callable, Iterable
+
+from google.protobuf import json_format
+from sqlalchemy import Engine, func, select, tuple_
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ftlab.v1 import job_pb2
+from services.common.errors import InvalidArgument, FieldViolation
+from services.scheduler.store.models import AttemptRow, CheckpointRow, JobEventRow, JobRow
+
+Mutate = Callable[[JobRow, Session], Iterable[job_pb2.JobEvent] | None]
+
+
+class StoreError(RuntimeError):
+    """The database failed; the operation did not happen."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def aware(dt: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; every time stored is UTC."""
+    if dt is not None and dt.tzinfo is None:
+        return dt.replace(tzinfo=timezone.utc)
+    return dt
+
+
+def _event_to_row(job_id: str, event: job_pb2.JobEvent) -> JobEventRow:
+    return JobEventRow(
+        job_id=job_id,
+        sequence=event.sequence,
+        time=event.time.ToDatetime(tzinfo=timezone.utc),
+        kind=event.WhichOneof("payload") or "",
+        payload_json=json_format.MessageToJson(event, indent=None),
+    )
+
+
+def _row_to_event(row: JobEventRow) -> job_pb2.JobEvent:
+    return json_format.Parse(row.payload_json, job_pb2.JobEvent())
+
+
+def encode_token(values: list) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
+
+
+def decode_token(token: str, field: str = "page_token") -> list:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if not isinstance(values, list):
+            raise ValueError
+        return values
+    except ValueError as exc:
+        raise InvalidArgument("invalid page token", violations=[FieldViolation(field, "not a token this server issued")]) from exc
+
+
+class JobStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def _session(self) -> Session:
+        return self._sessions()
+
+    # jobs
+    def create_job(self, row: JobRow, first_events: list[job_pb2.JobEvent]) -> tuple[JobRow, bool]:
+        """Insert a job with its first events; with a request_id already used by the owner, return
+        the existing job and False."""
+        try:
+            with self._session() as s, s.begin():
+                if row.request_id:
+                    existing = s.scalar(select(JobRow).where(JobRow.owner == row.owner, JobRow.request_id == row.request_id))
+                    if existing is not None:
+                        return existing, False
+                s.add(row)
+                s.flush()
+                for event in self._number(row, first_events):
+                    s.add(_event_to_row(row.id, event))
+                return row, True
+        except IntegrityError:
+            if row.request_id:  # a concurrent request with the same key won the race
+                with self._session() as s:
+                    existing = s.scalar(select(JobRow).where(JobRow.owner == row.owner, JobRow.request_id == row.request_id))
+                    if existing is not None:
+                        return existing, False
+            raise
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not create job: {exc}") from exc
+
+    @staticmethod
+    def _number(row: JobRow, events: Iterable[job_pb2.JobEvent]) -> list[job_pb2.JobEvent]:
+        out = []
+        for event in events:
+            row.last_sequence += 1
+            event.sequence = row.last_sequence
+            if not event.HasField("time"):
+                event.time.FromDatetime(utcnow())
+            out.append(event)
+        return out
+
+    def get_job(self, job_id: str) -> JobRow | None:
+        with self._session() as s:
+            return s.get(JobRow, job_id)
+
+    def list_jobs(self, *, owner: str | None, states: list[str], page_size: int, page_token: str) -> tuple[list[JobRow], str]:
+        q = select(JobRow)
+        if owner is not None:
+            q = q.where(JobRow.owner == owner)
+        if states:
+            q = q.where(JobRow.state.in_(states))
+        if page_token:
+            created, job_id = decode_token(page_token)
+            q = q.where(tuple_(JobRow.create_time, JobRow.id) < tuple_(datetime.fromisoformat(created), job_id))
+        q = q.order_by(JobRow.create_time.desc(), JobRow.id.desc()).limit(page_size + 1)
+        with self._session() as s:
+            rows = list(s.scalars(q))
+        if len(rows) <= page_size:
+            return rows, ""
+        last = rows[page_size - 1]
+        return rows[:page_size], encode_token([aware(last.create_time).isoformat(), last.id])
+
+    def update(self, job_id: str, mutate: Mutate) -> tuple[JobRow, list[job_pb2.JobEvent]]:
+        """Lock the job, let `mutate` change it and return events to append; commit both."""
+        try:
+            with self._session() as s, s.begin():
+                row = s.scalar(select(JobRow).where(JobRow.id == job_id).with_for_update())
+                if row is None:
+                    raise KeyError(job_id)
+                events = self._number(row, list(mutate(row, s) or ()))
+                for event in events:
+                    s.add(_event_to_row(job_id, event))
+                row.update_time = utcnow()
+                return row, events
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not update job {job_id}: {exc}") from exc
+
+    def events_after(self, job_id: str, after: int, limit: int) -> list[job_pb2.JobEvent]:
+        q = (select(JobEventRow).where(JobEventRow.job_id == job_id, JobEventRow.sequence > after)
+             .order_by(JobEventRow.sequence).limit(limit))
+        with self._session() as s:
+            return [_row_to_event(r) for r in s.scalars(q)]
+
+    def count_by_state(self) -> dict[str, int]:
+        with self._session() as s:
+            return dict(s.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all())
+
+    def queued(self) -> list[JobRow]:
+        """Queued jobs in the order they start: priority (higher first), then age."""
+        q = select(JobRow).where(JobRow.state == "JOB_STATE_QUEUED").order_by(
+            JobRow.priority.desc(), JobRow.create_time, JobRow.id)
+        with self._session() as s:
+            return list(s.scalars(q))
+
+    def jobs_in_states(self, states: Iterable[str]) -> list[JobRow]:
+        with self._session() as s:
+            return list(s.scalars(select(JobRow).where(JobRow.state.in_(list(states)))))
+
+    def claim_next(self, mutate: Mutate) -> tuple[JobRow, list[job_pb2.JobEvent]] | None:
+        """Lock the first queued job no other scheduler holds (SKIP LOCKED), and hand it to `mutate`."""
+        q = (select(JobRow).where(JobRow.state == "JOB_STATE_QUEUED")
+             .order_by(JobRow.priority.desc(), JobRow.create_time, JobRow.id)
+             .limit(1).with_for_update(skip_locked=True))
+        try:
+            with self._session() as s, s.begin():
+                row = s.scalar(q)
+                if row is None:
+                    return None
+                events = self._number(row, list(mutate(row, s) or ()))
+                for event in events:
+                    s.add(_event_to_row(row.id, event))
+                row.update_time = utcnow()
+                return row, events
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not claim a job: {exc}") from exc
+
+    # checkpoints and attempts
+    def checkpoints(self, job_id: str) -> list[CheckpointRow]:
+        with self._session() as s:
+            return list(s.scalars(select(CheckpointRow).where(CheckpointRow.job_id == job_id).order_by(CheckpointRow.step)))
+
+    def attempts(self, job_id: str) -> list[AttemptRow]:
+        with self._session() as s:
+            return list(s.scalars(select(AttemptRow).where(AttemptRow.job_id == job_id).order_by(AttemptRow.number)))

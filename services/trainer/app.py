@@ -1,0 +1,84 @@
+"""Assembles a trainer worker: supervisor, servicer, metrics, and its registration with the scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+import grpc
+
+from ftlab.v1 import trainer_service_pb2, trainer_service_pb2_grpc
+from services.common.server import Registration
+from services.common.settings import Paths
+from services.trainer import gpu
+from services.trainer.metrics import TrainerMetrics
+from services.trainer.servicer import TrainerService
+from services.trainer.supervisor import RunSupervisor
+
+log = logging.getLogger(__name__)
+
+
+class TrainerApp:
+    def __init__(self, paths: Paths, *, worker_id: str | None = None, max_runs: int | None = None,
+                 scheduler_address: str | None = None, kill_grace: float = 10.0) -> None:
+        self.paths = paths.ensure()
+        self.gpus = gpu.probe_gpus()
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.max_runs = max_runs or max(1, len(self.gpus))
+        self.scheduler_address = scheduler_address
+        self.address = ""  # set once the server is bound
+        self.metrics = TrainerMetrics()
+        self.supervisor = RunSupervisor(self.paths, max_runs=self.max_runs, kill_grace=kill_grace,
+                                        on_event=self._on_event)
+        self._task: asyncio.Task | None = None
+
+    def _on_event(self, run, event) -> None:
+        self.metrics.on_event(run, event)
+        self.metrics.active.set(len(self.supervisor.active()))
+
+    def describe(self) -> trainer_service_pb2.WorkerInfo:
+        return trainer_service_pb2.WorkerInfo(
+            worker_id=self.worker_id, address=self.address, gpus=self.gpus, memory_total_bytes=gpu.host_memory_bytes(),
+            cpu_count=os.cpu_count() or 1, max_runs=self.max_runs,
+            running_runs=[r.run_id for r in self.supervisor.active()], versions=gpu.versions())
+
+    def registrations(self) -> list[Registration]:
+        return [Registration(trainer_service_pb2.DESCRIPTOR.services_by_name["TrainerService"].full_name,
+                             TrainerService(self.supervisor, self.describe),
+                             trainer_service_pb2_grpc.add_TrainerServiceServicer_to_server)]
+
+    def start(self, address: str) -> None:
+        self.address = address
+        if self.scheduler_address:
+            self._task = asyncio.create_task(self._keep_registered(), name="register")
+
+    async def _keep_registered(self) -> None:
+        """Register with the scheduler, then heartbeat; register again whenever it forgets us."""
+        async with grpc.aio.insecure_channel(self.scheduler_address) as channel:
+            stub = trainer_service_pb2_grpc.WorkerRegistryServiceStub(channel)
+            interval, registered = 1.0, False
+            while True:
+                try:
+                    if not registered:
+                        reply = await stub.RegisterWorker(
+                            trainer_service_pb2.RegisterWorkerRequest(worker=self.describe()), timeout=10)
+                        interval, registered = reply.heartbeat_interval_seconds or 2.0, True
+                        log.info("registered with scheduler at %s as %s", self.scheduler_address, self.worker_id)
+                    else:
+                        reply = await stub.Heartbeat(trainer_service_pb2.HeartbeatRequest(
+                            worker_id=self.worker_id, running_runs=[r.run_id for r in self.supervisor.active()]),
+                            timeout=10)
+                        registered = reply.known
+                except grpc.aio.AioRpcError as exc:
+                    log.warning("scheduler at %s unreachable: %s", self.scheduler_address, exc.code())
+                    registered = False
+                await asyncio.sleep(interval if registered else 1.0)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.supervisor.close(grace)
+        self.metrics.close()

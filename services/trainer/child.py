@@ -1,0 +1,149 @@
+"""The training child: one run, in its own process, started by the trainer service.
+
+    python -m services.trainer.child --spec RUN_DIR/spec.json --events-fd N
+
+A thin TRL program: load the model (full, LoRA, QLoRA), normalize the dataset, train, save. It
+reports over the inherited pipe `N` (see reporting.py); its stdout and stderr go to the run's log.
+SIGUSR1 asks it to pause: save a checkpoint at the next optimizer step and exit cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+from services.trainer.reporting import EventSink
+
+PAUSE = threading.Event()
+
+
+def _load_split(uri: str, fmt: str | None):
+    import datasets
+
+    from services.trainer.data import load_rows, normalize
+
+    fmt, rows = normalize(load_rows(uri), fmt)
+    return fmt, datasets.Dataset.from_list(rows)
+
+
+def _dataset_format(cfg: dict[str, Any]) -> str | None:
+    name = cfg.get("dataset", {}).get("format", "DATASET_FORMAT_AUTO")
+    if name in ("DATASET_FORMAT_AUTO", "DATASET_FORMAT_UNSPECIFIED"):
+        return None
+    return name.removeprefix("DATASET_FORMAT_").lower()
+
+
+def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+
+    from services.trainer import recipe
+    from services.trainer.reporting import ReportingCallback
+
+    cfg = spec["config"]
+    device = recipe.device_kind()
+    precision = recipe.resolve_precision(cfg.get("precision", "PRECISION_AUTO"), device)
+    set_seed(int(cfg.get("seed", 42)))
+    print(f"ftlab: device={device} precision={precision} torch={torch.__version__}", flush=True)
+
+    sink.set_phase("PHASE_MODEL_LOAD", "loading tokenizer")
+    base = cfg["base_model"]
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if cfg.get("chat_template"):
+        tokenizer.chat_template = cfg["chat_template"]
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    sink.set_phase("PHASE_MODEL_LOAD", "loading model")
+    quant = recipe.quantization_config(cfg, precision)
+    full = cfg.get("adapter") == "ADAPTER_FULL"
+    model = AutoModelForCausalLM.from_pretrained(
+        base,
+        dtype=torch.float32 if full or precision == "fp32" else recipe.torch_dtype(precision),
+        quantization_config=quant,
+        device_map={"": 0} if quant is not None else None,
+    )
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False))
+        )
+    print(f"ftlab: loaded {base} ({sum(p.numel() for p in model.parameters()):,} parameters)", flush=True)
+
+    sink.set_phase("PHASE_DATA_PREP", "reading dataset")
+    dataset_cfg = cfg["dataset"]
+    fmt, train_ds = _load_split(dataset_cfg["uri"], _dataset_format(cfg))
+    eval_ds = None
+    if dataset_cfg.get("eval_uri"):
+        _, eval_ds = _load_split(dataset_cfg["eval_uri"], fmt)
+    elif float(dataset_cfg.get("eval_split", 0.0)) > 0:
+        split = train_ds.train_test_split(test_size=float(dataset_cfg["eval_split"]), seed=int(cfg.get("seed", 42)))
+        train_ds, eval_ds = split["train"], split["test"]
+    print(f"ftlab: dataset format={fmt} train_rows={len(train_ds)} eval_rows={len(eval_ds) if eval_ds else 0}", flush=True)
+
+    method = cfg.get("method", "METHOD_SFT")
+    if (method == "METHOD_DPO") != (fmt == "preference"):
+        raise ValueError(
+            f"dataset format {fmt!r} does not fit method {method}: DPO needs chosen/rejected pairs, "
+            "SFT needs messages, conversations, instruction/output or prompt/completion"
+        )
+    sink.set_phase("PHASE_DATA_PREP", "tokenizing")
+    samples_per_step = int(cfg["per_device_train_batch_size"]) * int(cfg["gradient_accumulation_steps"])
+    callback = ReportingCallback(sink, samples_per_step, PAUSE)
+    output_dir = spec["checkpoints_dir"]
+    common = dict(model=model, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+                  peft_config=recipe.peft_config(cfg), callbacks=[callback])
+    if method == "METHOD_DPO":
+        from trl import DPOTrainer
+
+        trainer = DPOTrainer(args=recipe.dpo_arguments(cfg, output_dir, precision, device), **common)
+    else:
+        from trl import SFTTrainer
+
+        trainer = SFTTrainer(args=recipe.sft_arguments(cfg, output_dir, precision, device), **common)
+
+    resume = spec.get("resume_from") or None
+    if resume:
+        sink.set_phase("PHASE_STARTUP", f"resuming from {Path(resume).name}")
+    result = trainer.train(resume_from_checkpoint=resume)
+    if callback.paused_checkpoint:
+        return {"outcome": "RUN_OUTCOME_PAUSED", "resume_checkpoint": callback.paused_checkpoint}
+    sink.set_phase("PHASE_CHECKPOINT_SAVE", "saving final model")
+    final_name = "model" if full else "adapter"
+    trainer.save_model(str(Path(spec["job_dir"]) / final_name))
+    return {"outcome": "RUN_OUTCOME_SUCCEEDED", "output": final_name, "train_loss": float(result.training_loss)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--spec", required=True)
+    parser.add_argument("--events-fd", type=int, default=None)
+    args = parser.parse_args(argv)
+    sink = EventSink(args.events_fd)
+    signal.signal(signal.SIGUSR1, lambda *_: PAUSE.set())
+    try:
+        spec = json.loads(Path(args.spec).read_text())
+        result = train(spec, sink)
+    except BaseException as exc:  # report everything, including KeyboardInterrupt and SystemExit
+        tb = traceback.format_exc()
+        print(tb, file=sys.stderr, flush=True)
+        kind = type(exc)
+        sink.emit(error={
+            "type": f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins."),
+            "message": str(exc)[:4000],
+            "traceback": "\n".join(tb.splitlines()[-60:]),
+            "phase": sink.phase,
+        })
+        return 1
+    sink.emit(result=result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Read a dataset file and normalize its rows into the shapes TRL trains on.
+
+Formats in: chat `messages`, ShareGPT `conversations`, alpaca (instruction/input/output),
+prompt/completion, and preference pairs (chosen/rejected, optionally with prompt). Out: TRL's
+conversational `messages`, or `prompt`/`completion`, or `prompt`/`chosen`/`rejected`.
+Pure functions over rows; only `load_rows` touches the file system.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion", "preference")
+_READERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                   "system": "system", "bot": "assistant", "model": "assistant"}
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be used; the message says why and how to fix it."""
+
+
+def load_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Read every row of a JSONL, JSON, CSV or Parquet file."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"dataset file not found: {p}")
+    kind = _READERS.get(p.suffix.lower())
+    if kind is None:
+        raise DatasetError(f"unsupported dataset file type {p.suffix!r}; use one of {sorted(_READERS)}")
+    if kind == "json":
+        rows = _read_json(p)
+    else:
+        import datasets
+
+        rows = datasets.load_dataset(kind, data_files=str(p), split="train").to_list()
+    if not rows:
+        raise DatasetError(f"dataset {p.name} has no rows")
+    return rows
+
+
+def _read_json(p: Path) -> list[dict[str, Any]]:
+    text = p.read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        data = json.loads(text)
+        return [dict(r) for r in data]
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{p.name} line {number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise DatasetError(f"{p.name} line {number}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def detect_format(rows: Iterable[dict[str, Any]]) -> str:
+    """Name the format from the columns of the first row."""
+    first = next(iter(rows), None)
+    columns = set(first or {})
+    if {"chosen", "rejected"} <= columns:
+        return "preference"
+    if "messages" in columns:
+        return "messages"
+    if "conversations" in columns:
+        return "sharegpt"
+    if {"instruction", "output"} <= columns:
+        return "alpaca"
+    if {"prompt", "completion"} <= columns:
+        return "prompt_completion"
+    raise DatasetError(
+        f"cannot tell the dataset format from its columns {sorted(columns)}; expected `messages`, "
+        "`conversations`, `instruction`+`output`, `prompt`+`completion` or `chosen`+`rejected`"
+    )
+
+
+def normalize(rows: list[dict[str, Any]], fmt: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """Return (format, rows in TRL's shape). Raises DatasetError naming the first bad row."""
+    fmt = fmt or detect_format(rows)
+    if fmt not in FORMATS:
+        raise DatasetError(f"unknown dataset format {fmt!r}; use one of {FORMATS}")
+    convert = _CONVERTERS[fmt]
+    out = []
+    for number, row in enumerate(rows, start=1):
+        try:
+            out.append(convert(row))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DatasetError(f"row {number} is not valid {fmt} data: {exc}") from exc
+    return fmt, out
+
+
+def _messages(row: dict[str, Any]) -> dict[str, Any]:
+    messages = row["messages"]
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("`messages` must be a non-empty list")
+    return {"messages": [_message(m["role"], m["content"]) for m in messages]}
+
+
+def _sharegpt(row: dict[str, Any]) -> dict[str, Any]:
+    turns = row["conversations"]
+    if not isinstance(turns, list) or not turns:
+        raise ValueError("`conversations` must be a non-empty list")
+    return {"messages": [_message(_SHAREGPT_ROLES[t["from"]], t["value"]) for t in turns]}
+
+
+def _alpaca(row: dict[str, Any]) -> dict[str, Any]:
+    instruction, extra = _text(row["instruction"]), row.get("input") or ""
+    prompt = f"{instruction}\n\n{_text(extra)}" if extra else instruction
+    return {
+        "prompt": [_message("user", prompt)],
+        "completion": [_message("assistant", row["output"])],
+    }
+
+
+def _prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
+    return {"prompt": [_message("user", row["prompt"])], "completion": [_message("assistant", row["completion"])]}
+
+
+def _preference(row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("chosen", "rejected"):
+        value = row[key]
+        out[key] = [_message(m["role"], m["content"]) for m in value] if isinstance(value, list) else [
+            _message("assistant", value)
+        ]
+    prompt = row.get("prompt")
+    if prompt is not None:
+        out["prompt"] = (
+            [_message(m["role"], m["content"]) for m in prompt] if isinstance(prompt, list)
+            else [_message("user", prompt)]
+        )
+    return out
+
+
+def _message(role: Any, content: Any) -> dict[str, str]:
+    if role not in ("system", "user", "assistant", "tool"):
+        raise ValueError(f"unknown role {role!r}")
+    return {"role": role, "content": _text(content)}
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    return value
+
+
+_CONVERTERS = {
+    "messages": _messages,
+    "sharegpt": _sharegpt,
+    "alpaca": _alpaca,
+    "prompt_completion": _prompt_completion,
+    "preference": _preference,
+}

@@ -1,0 +1,52 @@
+"""The trainer's Prometheus metrics, set from the events its runs send (never in the child)."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, Counter, Gauge
+
+from ftlab.v1 import events_pb2
+
+
+class TrainerMetrics:
+    def __init__(self, registry=REGISTRY) -> None:
+        self._registry = registry
+        self.active = Gauge("ftlab_trainer_active_runs", "Training runs this trainer is running.", registry=registry)
+        self.started = Counter("ftlab_trainer_runs_started", "Training runs started.", registry=registry)
+        self.ended = Counter("ftlab_trainer_runs_ended", "Training runs ended, by outcome.", ["outcome"], registry=registry)
+        self.tokens = Gauge("ftlab_run_tokens_per_second", "Non-padding input tokens per second of a running run.",
+                            ["run", "job"], registry=registry)
+        self.samples = Gauge("ftlab_run_samples_per_second", "Training samples per second of a running run.",
+                             ["run", "job"], registry=registry)
+        self.gpu_memory = Gauge("ftlab_run_gpu_memory_bytes",
+                                "GPU memory of a running run: allocated, reserved or peak (CUDA only).",
+                                ["run", "job", "kind"], registry=registry)
+        self._all = (self.active, self.started, self.ended, self.tokens, self.samples, self.gpu_memory)
+
+    def close(self) -> None:
+        for m in self._all:
+            self._registry.unregister(m)
+
+    def on_event(self, run, event: events_pb2.RunEvent) -> None:
+        kind = event.WhichOneof("payload")
+        labels = (run.run_id, run.job_id)
+        if kind == "metrics":
+            m = event.metrics
+            self.tokens.labels(*labels).set(m.tokens_per_second)
+            self.samples.labels(*labels).set(m.samples_per_second)
+            for field, name in (("gpu_memory_allocated_bytes", "allocated"), ("gpu_memory_reserved_bytes", "reserved"),
+                                ("gpu_memory_peak_bytes", "peak")):
+                if m.HasField(field):
+                    self.gpu_memory.labels(*labels, name).set(getattr(m, field))
+        elif kind == "finished":
+            self.ended.labels(events_pb2.RunOutcome.Name(event.finished.outcome).removeprefix("RUN_OUTCOME_").lower()).inc()
+            for gauge in (self.tokens, self.samples):
+                _remove(gauge, *labels)
+            for name in ("allocated", "reserved", "peak"):
+                _remove(self.gpu_memory, *labels, name)
+
+
+def _remove(gauge: Gauge, *labels: str) -> None:
+    try:
+        gauge.remove(*labels)
+    except KeyError:
+        pass

@@ -1,0 +1,149 @@
+"""The training child's side of the event pipe, and the TrainerCallback that feeds it.
+
+Each event is one JSON line on an inherited pipe, shaped like a `RunEvent` payload (field names as
+in the proto), so the trainer service can parse it with `json_format.ParseDict`. The callback only
+observes; it steers training through `control` (pause = save now, then stop).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+
+class EventSink:
+    """Writes events to the pipe inherited from the trainer service (or discards them)."""
+
+    def __init__(self, fd: int | None) -> None:
+        self._file = os.fdopen(fd, "w", buffering=1, encoding="utf-8") if fd is not None else None
+        self._lock = threading.Lock()
+        self.phase = "PHASE_STARTUP"
+
+    def emit(self, **payload: Any) -> None:
+        if self._file is None:
+            return
+        line = json.dumps(payload, separators=(",", ":"), default=str)
+        with self._lock:
+            self._file.write(line + "\n")
+            self._file.flush()
+
+    def set_phase(self, phase: str, detail: str = "") -> None:
+        if phase != self.phase or detail:
+            self.phase = phase
+            self.emit(phase_changed={"phase": phase, "detail": detail})
+
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+class ReportingCallback(TrainerCallback):
+    """Reports phases, metrics, evaluations and checkpoints; pauses on request."""
+
+    def __init__(self, sink: EventSink, samples_per_step: int, pause_requested: threading.Event) -> None:
+        self.sink = sink
+        self.samples_per_step = samples_per_step
+        self.pause_requested = pause_requested
+        self.paused_checkpoint = ""
+        self._start = 0.0
+        self._last_time = 0.0
+        self._last_step = 0
+        self._last_tokens = 0
+        self._first_step = 0
+        self._step_times: list[float] = []
+        self._step_started = 0.0
+        self._reported_steps: set[int] = set()
+
+    # training loop
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = self._last_time = time.monotonic()
+        self._last_step = self._first_step = state.global_step
+        self._last_tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+        self.sink.set_phase("PHASE_TRAINING")
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._step_started = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._step_started:
+            self._step_times.append(time.monotonic() - self._step_started)
+        if self.pause_requested.is_set():
+            control.should_save = True
+            control.should_training_stop = True
+            self.paused_checkpoint = f"checkpoint-{state.global_step}"
+        if control.should_evaluate:
+            self.sink.set_phase("PHASE_EVALUATION")
+        elif control.should_save:
+            self.sink.set_phase("PHASE_CHECKPOINT_SAVE")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" not in logs or state.global_step in self._reported_steps:
+            return
+        self._reported_steps.add(state.global_step)
+        now = time.monotonic()
+        tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+        dt = max(now - self._last_time, 1e-9)
+        steps = state.global_step - self._last_step
+        metrics: dict[str, Any] = {
+            "step": state.global_step,
+            "max_steps": state.max_steps,
+            "epoch": float(state.epoch or 0.0),
+            "loss": float(logs["loss"]),
+            "tokens_per_second": (tokens - self._last_tokens) / dt,
+            "samples_per_second": steps * self.samples_per_step / dt,
+            "elapsed_seconds": now - self._start,
+            "tokens_seen": tokens,
+        }
+        for key, name in (("learning_rate", "learning_rate"), ("grad_norm", "grad_norm")):
+            if logs.get(key) is not None:
+                metrics[name] = float(logs[key])
+        done = state.global_step - self._first_step
+        if done > 0 and state.max_steps:
+            metrics["eta_seconds"] = (now - self._start) / done * (state.max_steps - state.global_step)
+        metrics.update(_gpu_memory())
+        self._last_time, self._last_step, self._last_tokens = now, state.global_step, tokens
+        self.sink.emit(metrics=metrics)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        metrics = metrics or {}
+        if "eval_loss" in metrics:
+            self.sink.emit(eval={
+                "step": state.global_step,
+                "eval_loss": float(metrics["eval_loss"]),
+                "runtime_seconds": float(metrics.get("eval_runtime", 0.0)),
+            })
+        self.sink.set_phase("PHASE_CHECKPOINT_SAVE" if control.should_save else "PHASE_TRAINING")
+
+    def on_save(self, args, state, control, **kwargs):
+        name = f"checkpoint-{state.global_step}"
+        path = Path(args.output_dir) / name
+        event: dict[str, Any] = {"name": name, "step": state.global_step,
+                                 "size_bytes": _dir_size(path) if path.exists() else 0}
+        evals = [h["eval_loss"] for h in state.log_history if h.get("step") == state.global_step and "eval_loss" in h]
+        if evals:
+            event["eval_loss"] = float(evals[-1])
+        self.sink.emit(checkpoint_saved=event)
+        self.sink.set_phase("PHASE_TRAINING")
+
+    def median_step_seconds(self) -> float | None:
+        return statistics.median(self._step_times) if self._step_times else None
+
+
+def _gpu_memory() -> dict[str, int]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {
+        "gpu_memory_allocated_bytes": torch.cuda.memory_allocated(),
+        "gpu_memory_reserved_bytes": torch.cuda.memory_reserved(),
+        "gpu_memory_peak_bytes": torch.cuda.max_memory_allocated(),
+    }

@@ -1,0 +1,32 @@
+"""gRPC servicer of the trainer: thin. Decode, call the supervisor, encode."""
+
+from __future__ import annotations
+
+from ftlab.v1 import trainer_service_pb2 as pb
+from ftlab.v1 import trainer_service_pb2_grpc
+from services.common.errors import FieldViolation, InvalidArgument
+from services.trainer.supervisor import RunSupervisor
+
+
+class TrainerService(trainer_service_pb2_grpc.TrainerServiceServicer):
+    def __init__(self, supervisor: RunSupervisor, describe) -> None:
+        self.supervisor = supervisor
+        self.describe = describe  # () -> WorkerInfo
+
+    async def GetWorkerInfo(self, request, context):
+        return pb.GetWorkerInfoResponse(worker=self.describe())
+
+    async def StartRun(self, request, context):
+        run = await self.supervisor.start(request.run_id, request.job_id, request.config, request.resume_checkpoint)
+        return pb.StartRunResponse(run_id=run.run_id, pid=run.pid)
+
+    async def StopRun(self, request, context):
+        modes = {pb.STOP_MODE_PAUSE: "pause", pb.STOP_MODE_CANCEL: "cancel"}
+        if request.mode not in modes:
+            raise InvalidArgument("mode is required", violations=[FieldViolation("mode", "PAUSE or CANCEL")])
+        grace = request.grace_seconds if request.HasField("grace_seconds") else None
+        return pb.StopRunResponse(was_running=await self.supervisor.stop(request.run_id, modes[request.mode], grace))
+
+    async def StreamRun(self, request, context):
+        async for event in self.supervisor.events(request.run_id, request.after_sequence, request.follow):
+            yield pb.StreamRunResponse(event=event)

@@ -1,0 +1,251 @@
+"""Runs each training run in its own child process and keeps its numbered event log.
+
+The child is started with exec (never a bare fork of this gRPC process), in a new session so that
+cancelling kills its whole process group, and reports over a pipe whose read end this process
+watches. Events are numbered 1, 2, 3... per run so a consumer that reconnects after N misses none.
+This module knows nothing of gRPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator
+
+from google.protobuf import json_format
+
+from ftlab.v1 import config_pb2, events_pb2
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, FieldViolation
+from services.common.settings import Paths
+
+log = logging.getLogger(__name__)
+LOG_TAIL_LINES = 80
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+@dataclass
+class Run:
+    run_id: str
+    job_id: str
+    run_dir: Path
+    log_path: Path
+    process: asyncio.subprocess.Process | None = None
+    events: list[events_pb2.RunEvent] = field(default_factory=list)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    phase: int = events_pb2.PHASE_STARTUP
+    result: dict | None = None
+    error_seen: bool = False
+    stop_mode: str = ""  # "", "pause" or "cancel"
+    done: bool = False
+    latest_metrics: events_pb2.TrainingMetrics | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process else 0
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class RunSupervisor:
+    def __init__(self, paths: Paths, *, max_runs: int = 1, kill_grace: float = 10.0, python: str = sys.executable,
+                 on_event=None) -> None:
+        self.paths = paths
+        self.max_runs = max_runs
+        self.kill_grace = kill_grace
+        self.python = python
+        self.runs: dict[str, Run] = {}
+        self.on_event = on_event  # callback(run, event) for metrics
+        self._tasks: set[asyncio.Task] = set()
+
+    def active(self) -> list[Run]:
+        return [r for r in self.runs.values() if not r.done]
+
+    def resolve_dataset(self, uri: str) -> str:
+        p = Path(uri).expanduser()
+        return str(p if p.is_absolute() else self.paths.datasets / p)
+
+    async def start(self, run_id: str, job_id: str, config: config_pb2.TrainingConfig, resume_checkpoint: str) -> Run:
+        if not run_id or "/" in run_id or run_id.startswith("."):
+            raise InvalidArgument("invalid run id", violations=[FieldViolation("run_id", "a plain name is required")])
+        if run_id in self.runs:
+            return self.runs[run_id]
+        if len(self.active()) >= self.max_runs:
+            raise ResourceExhausted(f"worker is full ({self.max_runs} runs)", reason="WORKER_FULL")
+        job_dir = self.paths.job_dir(job_id)
+        run_dir = job_dir / "runs" / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg = json_format.MessageToDict(config, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        cfg["dataset"]["uri"] = self.resolve_dataset(config.dataset.uri)
+        if config.dataset.eval_uri:
+            cfg["dataset"]["eval_uri"] = self.resolve_dataset(config.dataset.eval_uri)
+        resume = ""
+        if resume_checkpoint:
+            resume = str(job_dir / "checkpoints" / resume_checkpoint)
+        spec = {"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints"), "resume_from": resume}
+        (run_dir / "spec.json").write_text(json.dumps(spec, indent=2))
+        run = Run(run_id, job_id, run_dir, run_dir / "train.log")
+        self.runs[run_id] = run
+        await self._spawn(run)
+        return run
+
+    async def _spawn(self, run: Run) -> None:
+        read_fd, write_fd = os.pipe()
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        with run.log_path.open("ab") as logf:
+            try:
+                run.process = await asyncio.create_subprocess_exec(
+                    self.python, "-m", "services.trainer.child", "--spec", str(run.run_dir / "spec.json"),
+                    "--events-fd", str(write_fd),
+                    stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=asyncio.subprocess.STDOUT,
+                    pass_fds=(write_fd,), start_new_session=True, env=env, cwd=str(run.run_dir),
+                )
+            finally:
+                os.close(write_fd)
+        log.info("run %s started (pid %d)", run.run_id, run.pid)
+        reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
+        loop = asyncio.get_running_loop()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0))
+        task = asyncio.create_task(self._supervise(run, reader), name=f"run-{run.run_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _append(self, run: Run, payload: dict) -> None:
+        event = events_pb2.RunEvent()
+        json_format.ParseDict(payload, event, ignore_unknown_fields=True)
+        async with run.changed:
+            event.sequence = len(run.events) + 1
+            event.time.GetCurrentTime()
+            run.events.append(event)
+            run.changed.notify_all()
+        kind = event.WhichOneof("payload")
+        if kind == "phase_changed":
+            run.phase = event.phase_changed.phase
+        elif kind == "metrics":
+            run.latest_metrics = event.metrics
+        if self.on_event is not None:
+            self.on_event(run, event)
+
+    async def _pump(self, run: Run, reader: asyncio.StreamReader) -> None:
+        while line := await reader.readline():
+            try:
+                payload = json.loads(line)
+            except ValueError:
+                log.warning("run %s sent a line that is not JSON: %r", run.run_id, line[:200])
+                continue
+            if "result" in payload:
+                run.result = payload["result"]
+                continue
+            if "error" in payload:
+                run.error_seen = True
+                payload["error"]["log_tail"] = log_tail(run.log_path)
+            await self._append(run, payload)
+
+    async def _supervise(self, run: Run, reader: asyncio.StreamReader) -> None:
+        pump = asyncio.create_task(self._pump(run, reader))
+        rc = await run.process.wait()
+        try:  # the pipe may stay open in orphaned grandchildren: don't wait on it for long
+            await asyncio.wait_for(asyncio.shield(pump), 5.0)
+        except asyncio.TimeoutError:
+            pump.cancel()
+        _kill_group(run.pid, signal.SIGKILL)
+        await self._finish(run, rc)
+
+    async def _finish(self, run: Run, rc: int) -> None:
+        finished: dict = {}
+        if rc < 0:
+            finished["signal"] = -rc
+        else:
+            finished["exit_code"] = rc
+        result = run.result or {}
+        if rc == 0 and result:
+            finished.update({k: v for k, v in result.items() if k in ("outcome", "output", "train_loss", "resume_checkpoint")})
+        elif run.stop_mode == "cancel":
+            finished["outcome"] = "RUN_OUTCOME_CANCELLED"
+        else:
+            finished["outcome"] = "RUN_OUTCOME_FAILED"
+            if not run.error_seen:
+                name = signal.Signals(-rc).name if rc < 0 and -rc in signal.valid_signals() else ""
+                await self._append(run, {"error": {
+                    "type": "Signal" if rc < 0 else "ExitCode",
+                    "message": f"the training process was killed by {name or -rc}" if rc < 0
+                    else f"the training process exited with code {rc} without reporting an error",
+                    "phase": events_pb2.Phase.Name(run.phase),
+                    "log_tail": log_tail(run.log_path),
+                    **finished,
+                }})
+        await self._append(run, {"finished": finished})
+        run.done = True
+        async with run.changed:
+            run.changed.notify_all()
+        log.info("run %s ended: %s", run.run_id, finished)
+
+    async def stop(self, run_id: str, mode: str, grace: float | None) -> bool:
+        run = self.runs.get(run_id)
+        if run is None:
+            raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
+        if run.done:
+            return False
+        if mode == "pause":
+            if run.stop_mode == "cancel":
+                raise FailedPrecondition("run is being cancelled")
+            run.stop_mode = "pause"
+            os.kill(run.pid, signal.SIGUSR1)
+            return True
+        run.stop_mode = "cancel"
+        _kill_group(run.pid, signal.SIGTERM)
+        task = asyncio.create_task(self._escalate(run, self.kill_grace if grace is None else grace))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _escalate(self, run: Run, grace: float) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(run.process.wait()), grace)
+        except asyncio.TimeoutError:
+            log.warning("run %s ignored SIGTERM for %.1fs; killing it", run.run_id, grace)
+            _kill_group(run.pid, signal.SIGKILL)
+
+    async def events(self, run_id: str, after: int, follow: bool) -> AsyncIterator[events_pb2.RunEvent]:
+        run = self.runs.get(run_id)
+        if run is None:
+            raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
+        cursor = max(0, after)
+        while True:
+            async with run.changed:
+                if follow:
+                    await run.changed.wait_for(lambda: len(run.events) > cursor or run.done)
+                batch = run.events[cursor:]
+                done = run.done
+            for event in batch:
+                yield event
+            cursor += len(batch)
+            if not follow or (done and cursor >= len(run.events)):
+                return
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop every run (SIGTERM, then SIGKILL) and wait for their supervisors."""
+        for run in self.active():
+            await self.stop(run.run_id, "cancel", grace)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
