@@ -29,6 +29,8 @@ class EventSink:
     def emit(self, **payload: Any) -> None:
         if self._file is None:
             return
+        stamp = time.time()
+        payload["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1e6):06d}Z"
         line = json.dumps(payload, separators=(",", ":"), default=str)
         with self._lock:
             self._file.write(line + "\n")

@@ -129,7 +129,8 @@ class RunSupervisor:
         json_format.ParseDict(payload, event, ignore_unknown_fields=True)
         async with run.changed:
             event.sequence = len(run.events) + 1
-            event.time.GetCurrentTime()
+            if not event.HasField("time"):  # the child stamps its events when it emits them
+                event.time.GetCurrentTime()
             run.events.append(event)
             run.changed.notify_all()
         kind = event.WhichOneof("payload")

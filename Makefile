@@ -1,0 +1,42 @@
+# FineTune Lab. Two commands on a fresh machine: `make demo` and `make test`; each sets itself up.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# Extra pip options, e.g. PIP_EXTRA="--extra-index-url https://download.pytorch.org/whl/cpu" for CPU torch.
+PIP_EXTRA ?=
+BUF_VERSION := 1.75.0
+BUF := .tools/node_modules/.bin/buf
+
+.PHONY: demo test proto proto-check lint-proto venv tools clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml sdk/python/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check $(PIP_EXTRA) -r requirements.txt
+	$(PIP) install -q --disable-pip-version-check --no-deps -e sdk/python -e .
+	touch $@
+
+tools: $(BUF)
+
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION) >/dev/null
+
+proto: venv
+	$(PY) scripts/gen_protos.py
+
+proto-check: venv
+	$(PY) scripts/gen_protos.py --check
+
+lint-proto: tools
+	cd protos && ../$(BUF) lint
+
+demo: venv
+	bash scripts/demo.sh
+
+test: venv tools
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .tools .demo

@@ -1,0 +1,167 @@
+"""Shared test helpers: real servers in subprocesses on free ports, a TCP proxy that can cut
+connections, and a tiny model and dataset made on the spot."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class ServerProcess:
+    """One `ftlab serve` (or `python -m services.<name>`) process."""
+
+    proc: subprocess.Popen
+    port: int
+    metrics_port: int
+    home: Path
+    log_path: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_server(home: Path, args: list[str] | None = None, module: str | None = None, env: dict | None = None,
+                 name: str = "server", timeout: float = 60.0) -> ServerProcess:
+    """Start a server with --port 0 and wait until it reports its ports."""
+    home.mkdir(parents=True, exist_ok=True)
+    ready = home / f"{name}.ready.json"
+    ready.unlink(missing_ok=True)
+    log_path = home / f"{name}.log"
+    command = [sys.executable, "-m", module] if module else [sys.executable, "-m", "services.cli.main", "serve"]
+    command += ["--port", "0", "--metrics-port", "0", "--ready-file", str(ready), *(args or [])]
+    environment = dict(os.environ, FTLAB_HOME=str(home), PYTHONUNBUFFERED="1", **(env or {}))
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=ROOT)
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{name} did not start:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.1)
+    info = json.loads(ready.read_text())
+    return ServerProcess(proc, info["port"], info["metrics_port"], home, log_path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class TcpProxy:
+    """Forwards 127.0.0.1:port to a target; `cut()` drops every open connection (a network fault)."""
+
+    target_port: int
+    port: int = 0
+    _server: socket.socket | None = None
+    _conns: list[socket.socket] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    cuts: int = 0
+
+    def start(self) -> "TcpProxy":
+        self._server = socket.socket()
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(16)
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._conns += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+        self.cuts += 1
+
+    def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def channel_ready(address: str, timeout: float = 10.0) -> grpc.Channel:
+    channel = grpc.insecure_channel(address)
+    grpc.channel_ready_future(channel).result(timeout=timeout)
+    return channel
+
+
+def write_chat_dataset(path: Path, rows: int = 128, seed: int = 0) -> Path:
+    import random
+
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for _ in range(rows):
+            a, b = rng.randint(0, 99), rng.randint(0, 99)
+            f.write(json.dumps({"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},
+                                             {"role": "assistant", "content": f"{a} plus {b} is {a + b}."}]}) + "\n")
+    return path

@@ -1,0 +1,46 @@
+"""The SDK: friendly config building, and importing without torch."""
+
+import subprocess
+import sys
+
+import pytest
+
+from ftlab.config import ConfigError, apply_set, config_from_dict
+from ftlab.v1 import config_pb2
+
+
+def test_enum_short_names_and_nested_fields():
+    c = config_from_dict({"adapter": "qlora", "method": "SFT", "precision": "bf16", "lr_scheduler": "constant-with-warmup",
+                          "lora": {"rank": 8, "target_modules": "q_proj, v_proj"}})
+    assert c.adapter == config_pb2.ADAPTER_QLORA
+    assert c.precision == config_pb2.PRECISION_BF16
+    assert c.lr_scheduler == config_pb2.LR_SCHEDULER_CONSTANT_WITH_WARMUP
+    assert list(c.lora.target_modules) == ["q_proj", "v_proj"]
+
+
+def test_apply_set_parses_by_field_type():
+    c = config_pb2.TrainingConfig()
+    for assignment in ("max_steps=20", "learning_rate=3e-4", "packing=true", "dataset.eval_split=0.1",
+                       "eval_strategy=steps", "base_model=org/model=v2"):
+        apply_set(c, assignment)
+    assert (c.max_steps, c.learning_rate, c.packing, c.dataset.eval_split) == (20, 3e-4, True, 0.1)
+    assert c.eval_strategy == config_pb2.EVAL_STRATEGY_STEPS
+    assert c.base_model == "org/model=v2"
+    assert c.HasField("packing")
+
+
+@pytest.mark.parametrize("assignment, field", [
+    ("lora.rnak=3", "lora.rnak"), ("max_steps=ten", "max_steps"), ("max_steps=1.5", "max_steps"),
+    ("adapter=lorax", "adapter"), ("packing=maybe", "packing"), ("no_equals", "no_equals"),
+])
+def test_bad_assignments_name_the_field(assignment, field):
+    with pytest.raises(ConfigError) as info:
+        apply_set(config_pb2.TrainingConfig(), assignment)
+    assert info.value.field == field
+
+
+def test_sdk_imports_without_torch():
+    code = "import sys, ftlab, ftlab.client; from ftlab.v1 import job_service_pb2_grpc; " \
+           "print(sorted(m for m in ('torch', 'transformers', 'trl', 'services') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
