@@ -9,7 +9,7 @@ import logging
 import grpc
 
 from ftlab.v1 import trainer_service_pb2
-from services.scheduler import convert
+from services.scheduler import convert, states
 from services.scheduler.jobs import JobManager
 from services.scheduler.registry import Worker, WorkerRegistry
 
@@ -61,6 +61,9 @@ class Dispatcher:
             await self.jobs.start_failed(row.id, f"worker {worker.worker_id} could not start the run: {exc.details()}")
             return
         self.follow(worker, row.id, row.run_id, row.run_cursor)
+        current = await asyncio.to_thread(self.jobs.store.get_job, row.id)
+        if current.state in (states.CANCELLING, states.PAUSING):  # asked while the run was being started
+            await self.stop_run(worker.worker_id, row.run_id, pause=current.state == states.PAUSING, grace_seconds=None)
 
     def follow(self, worker: Worker, job_id: str, run_id: str, cursor: int) -> None:
         task = asyncio.create_task(self._follow(worker, job_id, run_id, cursor), name=f"follow-{run_id}")

@@ -117,6 +117,8 @@ class RunSupervisor:
             finally:
                 os.close(write_fd)
         log.info("run %s started (pid %d)", run.run_id, run.pid)
+        if run.stop_mode == "cancel":  # cancelled while it was being started
+            _kill_group(run.pid, signal.SIGTERM)
         reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
         loop = asyncio.get_running_loop()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0))
@@ -201,6 +203,9 @@ class RunSupervisor:
             raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
         if run.done:
             return False
+        if run.process is None:  # still being spawned: _spawn acts on stop_mode
+            run.stop_mode = mode
+            return True
         if mode == "pause":
             if run.stop_mode == "cancel":
                 raise FailedPrecondition("run is being cancelled")
@@ -246,6 +251,8 @@ class RunSupervisor:
 
 
 def _kill_group(pid: int, sig: int) -> None:
+    if pid <= 0:  # never signal our own group
+        return
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
