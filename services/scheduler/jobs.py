@@ -65,8 +65,9 @@ class JobManager:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def _publish(self, job_id: str, events: list[job_pb2.JobEvent]) -> None:
-        if events:
-            await self.hub.publish(job_id, events[-1].sequence)
+        final = any(e.HasField("state_changed") and states.is_final(job_pb2.JobState.Name(e.state_changed.to_state))
+                    for e in events)
+        await self.hub.publish(job_id, events, final=final)
 
     # queries
     async def _row(self, owner: str, name: str, field: str = "name") -> JobRow:
@@ -110,14 +111,16 @@ class JobManager:
         if after < 0:
             raise InvalidArgument("after_sequence must not be negative",
                                   violations=[FieldViolation("after_sequence", "must be >= 0")])
-        cursor, state = after, 0
+        cursor, state, from_memory = after, 0, False
         if after > 0:
             previous = await self._db(self.store.events_after, row.id, 0, after)
             for e in previous:
                 if e.HasField("state_changed"):
                     state = e.state_changed.to_state
         while True:
-            batch = await self._db(self.store.events_after, row.id, cursor, WATCH_BATCH)
+            batch = self.hub.since(row.id, cursor) if from_memory else None
+            if batch is None:
+                batch = await self._db(self.store.events_after, row.id, cursor, WATCH_BATCH)
             for event in batch:
                 if event.HasField("state_changed"):
                     state = event.state_changed.to_state
@@ -131,7 +134,7 @@ class JobManager:
                 current = await self._db(self.store.get_job, row.id)
                 if current.last_sequence <= cursor:
                     return
-            await self.hub.wait_beyond(row.id, cursor, poll_seconds)
+            from_memory = await self.hub.wait_beyond(row.id, cursor, poll_seconds)
 
     async def queue(self) -> job_service_pb2.GetQueueResponse:
         rows = await self._db(self.store.queued)
