@@ -1,0 +1,76 @@
+"""Failed runs end as FAILED jobs that keep the error, the phase, the exit status and the log tail."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from ftlab import Client
+from ftlab.v1 import events_pb2, job_pb2
+from helpers import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_missing_dataset_fails_in_data_prep(server, job_config):
+    with Client(server.address, user="fail") as client:
+        job = client.create_job({**job_config, "dataset": {"uri": "no-such-file.jsonl"}, "eval_strategy": "no"})
+        done = client.wait(job.name, timeout=240)
+    assert done.state == job_pb2.JOB_STATE_FAILED
+    assert done.phase == events_pb2.PHASE_DATA_PREP
+    assert done.error.type == "FileNotFoundError"
+    assert "no-such-file.jsonl" in done.error.message
+    assert "Traceback" in done.error.traceback
+    assert done.error.exit_code == 1
+    assert "FileNotFoundError" in done.error.log_tail
+    assert done.attempts[0].outcome == events_pb2.RUN_OUTCOME_FAILED
+
+
+def test_a_killed_run_fails_with_its_signal(server, job_config):
+    with Client(server.address, user="kill") as client:
+        job = client.create_job({**job_config, "max_steps": 100000, "eval_strategy": "no", "save_steps": 0})
+        wait_for(lambda: client.get_job(job.name).progress.step > 2, timeout=240, what="training steps")
+        child = _child_pid(job.id)
+        os.kill(child, signal.SIGKILL)
+        done = client.wait(job.name, timeout=60)
+    assert done.state == job_pb2.JOB_STATE_FAILED
+    assert done.error.signal == signal.SIGKILL
+    assert done.error.type == "Signal"
+    assert "SIGKILL" in done.error.message
+    assert done.phase == events_pb2.PHASE_TRAINING
+
+
+def test_cancel_stops_a_running_job_and_its_process(server, job_config):
+    with Client(server.address, user="cancel") as client:
+        job = client.create_job({**job_config, "max_steps": 100000, "eval_strategy": "no", "save_steps": 0})
+        wait_for(lambda: client.get_job(job.name).progress.step > 2, timeout=240, what="training steps")
+        child = _child_pid(job.id)
+        client.cancel_job(job.name, grace_seconds=5)
+        done = client.wait(job.name, timeout=60)
+    assert done.state == job_pb2.JOB_STATE_CANCELLED
+    assert done.state_reason == "cancelled by cancel"
+    wait_for(lambda: not _alive(child), timeout=10, what="the child to be gone")
+
+
+def _child_pid(job_id: str) -> int:
+    """The training child of a job, found by its command line (the spec path names the run)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if b"services.trainer.child" in cmdline and any(f"/{job_id}/runs/".encode() in a for a in cmdline):
+            return int(entry)
+    raise AssertionError(f"no training child for job {job_id}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False

@@ -1,0 +1,92 @@
+"""The training child on its own: real TRL on the tiny model, reporting over a real pipe."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format
+
+from ftlab.config import config_from_dict
+from ftlab.v1 import events_pb2
+from services.scheduler import jobconfig
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_child(tmp_path: Path, config: dict, rows: list[dict]) -> tuple[int, list[dict], Path]:
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    dataset = {**config.get("dataset", {}), "uri": str(data)}
+    resolved = jobconfig.resolve("basic", config_from_dict({**config, "dataset": dataset}))
+    cfg = json_format.MessageToDict(resolved, preserving_proto_field_name=True)
+    job_dir = tmp_path / "job"
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints")}))
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "services.trainer.child", "--spec", str(spec), "--events-fd",
+                             str(write_fd)], pass_fds=(write_fd,), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        events = [json.loads(line) for line in pipe]
+    proc.wait(timeout=300)
+    return proc.returncode, events, job_dir
+
+
+def parse(events: list[dict]) -> list[events_pb2.RunEvent]:
+    out = []
+    for e in events:
+        if "result" not in e:
+            out.append(json_format.ParseDict(e, events_pb2.RunEvent()))
+    return out
+
+
+def test_full_fine_tuning_on_alpaca_rows_saves_a_model(tmp_path, tiny_model):
+    rows = [{"instruction": f"Add {a} and {a + 1}", "input": "", "output": str(2 * a + 1)} for a in range(24)]
+    rc, events, job_dir = run_child(tmp_path, {"base_model": str(tiny_model), "adapter": "full", "max_steps": 8,
+                                               "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
+                                               "learning_rate": 1e-3, "max_seq_length": 64, "save_steps": 0}, rows)
+    assert rc == 0, events
+    assert events[-1]["result"]["outcome"] == "RUN_OUTCOME_SUCCEEDED"
+    assert events[-1]["result"]["output"] == "model"
+    assert (job_dir / "model" / "model.safetensors").exists()
+    parsed = parse(events)
+    steps = [e.metrics.step for e in parsed if e.HasField("metrics")]
+    assert steps == list(range(1, 9))
+    assert all(e.HasField("time") for e in parsed)
+    phases = [e.phase_changed.phase for e in parsed if e.HasField("phase_changed")]
+    assert phases[0] == events_pb2.PHASE_MODEL_LOAD and events_pb2.PHASE_TRAINING in phases
+
+
+def test_prompt_completion_rows_train_a_lora_adapter_with_eval(tmp_path, tiny_model):
+    rows = [{"prompt": f"Say {w}", "completion": w} for w in ["yes", "no", "maybe", "hello"] * 8]
+    rc, events, job_dir = run_child(tmp_path, {"base_model": str(tiny_model), "max_steps": 6, "learning_rate": 5e-3,
+                                               "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2,
+                                               "max_seq_length": 64, "save_steps": 3, "eval_strategy": "steps",
+                                               "eval_steps": 3, "dataset": {"eval_split": 0.25}}, rows)
+    assert rc == 0
+    parsed = parse(events)
+    saved = [e.checkpoint_saved for e in parsed if e.HasField("checkpoint_saved")]
+    assert [c.name for c in saved] == ["checkpoint-3", "checkpoint-6"]
+    assert all(c.HasField("eval_loss") and c.size_bytes > 0 for c in saved)
+    assert [e.eval.step for e in parsed if e.HasField("eval")] == [3, 6]
+    assert (job_dir / "adapter" / "adapter_model.safetensors").exists()
+    samples = [e.metrics.samples_per_second for e in parsed if e.HasField("metrics")]
+    assert all(s > 0 for s in samples)
+
+
+def test_a_bad_dataset_fails_in_data_prep_with_a_traceback(tmp_path, tiny_model):
+    rc, events, _ = run_child(tmp_path, {"base_model": str(tiny_model), "max_steps": 2},
+                              [{"question": "q", "reply": "r"}])
+    assert rc == 1
+    error = events[-1]["error"]
+    assert error["phase"] == "PHASE_DATA_PREP"
+    assert error["type"] == "services.trainer.data.DatasetError"
+    assert "['question', 'reply']" in error["message"]
+    assert "Traceback" in error["traceback"] and "detect_format" in error["traceback"]
