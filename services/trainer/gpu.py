@@ -34,6 +34,26 @@ def probe_gpus() -> list[trainer_service_pb2.GpuInfo]:
     return gpus
 
 
+def read_gpus() -> list[dict]:
+    """Current memory and utilization of each GPU (empty without NVML or a driver)."""
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+    except Exception:
+        return []
+    out = []
+    try:
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+            uuid = pynvml.nvmlDeviceGetUUID(h)
+            out.append({"index": i, "uuid": uuid if isinstance(uuid, str) else uuid.decode(), "total": mem.total,
+                        "used": mem.used, "utilization": pynvml.nvmlDeviceGetUtilizationRates(h).gpu / 100.0})
+    finally:
+        pynvml.nvmlShutdown()
+    return out
+
+
 def host_memory_bytes() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

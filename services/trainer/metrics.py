@@ -3,8 +3,32 @@
 from __future__ import annotations
 
 from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
 
 from ftlab.v1 import events_pb2
+from services.trainer import gpu
+
+
+class GpuCollector:
+    """Memory and utilization of every GPU of this machine, read through NVML at scrape time.
+    Labelled with `gpu` (index) and `UUID` as NVIDIA's DCGM exporter does, so the series join."""
+
+    def collect(self):
+        readings = gpu.read_gpus()
+        if not readings:
+            return
+        families = {
+            "total": GaugeMetricFamily("ftlab_gpu_memory_total_bytes", "GPU memory in all.", labels=["gpu", "UUID"]),
+            "used": GaugeMetricFamily("ftlab_gpu_memory_used_bytes", "GPU memory in use (all processes).",
+                                      labels=["gpu", "UUID"]),
+            "utilization": GaugeMetricFamily("ftlab_gpu_utilization_ratio", "GPU busy fraction over the last sample.",
+                                             labels=["gpu", "UUID"]),
+        }
+        for r in readings:
+            labels = [str(r["index"]), r["uuid"]]
+            for key, family in families.items():
+                family.add_metric(labels, r[key])
+        yield from families.values()
 
 
 class TrainerMetrics:
@@ -20,7 +44,9 @@ class TrainerMetrics:
         self.gpu_memory = Gauge("ftlab_run_gpu_memory_bytes",
                                 "GPU memory of a running run: allocated, reserved or peak (CUDA only).",
                                 ["run", "job", "kind"], registry=registry)
-        self._all = (self.active, self.started, self.ended, self.tokens, self.samples, self.gpu_memory)
+        self._gpus = GpuCollector()
+        registry.register(self._gpus)
+        self._all = (self.active, self.started, self.ended, self.tokens, self.samples, self.gpu_memory, self._gpus)
 
     def close(self) -> None:
         for m in self._all:
@@ -29,6 +55,8 @@ class TrainerMetrics:
     def on_event(self, run, event: events_pb2.RunEvent) -> None:
         kind = event.WhichOneof("payload")
         labels = (run.run_id, run.job_id)
+        if event.sequence == 1:
+            self.started.inc()
         if kind == "metrics":
             m = event.metrics
             self.tokens.labels(*labels).set(m.tokens_per_second)

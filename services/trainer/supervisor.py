@@ -26,6 +26,7 @@ from services.common.settings import Paths
 
 log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 80
+KEEP_FINISHED_RUNS = 256  # ended runs whose events stay streamable from memory
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -196,6 +197,9 @@ class RunSupervisor:
         async with run.changed:
             run.changed.notify_all()
         log.info("run %s ended: %s", run.run_id, finished)
+        ended = [r for r in self.runs.values() if r.done]
+        for old in ended[: max(0, len(ended) - KEEP_FINISHED_RUNS)]:
+            del self.runs[old.run_id]
 
     async def stop(self, run_id: str, mode: str, grace: float | None) -> bool:
         run = self.runs.get(run_id)

@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from ftlab import Client
-from ftlab.v1 import job_pb2
+from ftlab.v1 import job_pb2, trainer_service_pb2, trainer_service_pb2_grpc
 from helpers import start_server, wait_for, write_chat_dataset
 
 pytestmark = pytest.mark.slow
@@ -63,6 +63,12 @@ def test_services_run_apart_and_a_job_crosses_them(tmp_path, tiny_model):
         for name, proc in procs.items():
             check_health_and_reflection(proc.address, SERVICES[name])
             assert "ftlab_grpc_server_handled_total" in scrape(proc.metrics_port)
+
+        trainer = trainer_service_pb2_grpc.TrainerServiceStub(grpc.insecure_channel(procs["trainer"].address))
+        info = trainer.GetWorkerInfo(trainer_service_pb2.GetWorkerInfoRequest(), timeout=10).worker
+        assert info.worker_id == "gpu-node-1" and info.max_runs == 1 and info.cpu_count >= 1
+        assert info.address.endswith(f":{procs['trainer'].port}") and info.memory_total_bytes > 0
+        assert {"torch", "transformers", "trl", "peft"} <= set(info.versions)
 
         with Client(procs["scheduler"].address) as client:
             wait_for(lambda: client.get_queue().free_slots == 1, timeout=30, what="the trainer to register")
