@@ -13,8 +13,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+_WIDTH = None if sys.stdout.isatty() else 160  # rich assumes 80 columns when piped
+console = Console(highlight=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, width=_WIDTH)
 
 
 def _client(args):

@@ -39,10 +39,16 @@ def job_json(job: job_pb2.Job) -> str:
 
 
 def jobs_table(jobs: list[job_pb2.Job]) -> Table:
-    table = Table("JOB", "NAME", "STATE", "PHASE", "STEP", "LOSS", "CREATED", box=None)
+    table = Table(box=None)
+    table.add_column("JOB", no_wrap=True, min_width=16)
+    for name in ("NAME", "STATE", "PHASE", "STEP", "LOSS"):
+        table.add_column(name)
+    table.add_column("CREATED", no_wrap=True)
+    final = (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_CANCELLED)
     for j in jobs:
         p = j.progress
-        table.add_row(j.id, j.display_name, state_name(j.state), phase_name(j.phase) if j.phase else "",
+        table.add_row(j.id, j.display_name, state_name(j.state),
+                      phase_name(j.phase) if j.phase and j.state not in final else "",
                       f"{p.step}/{p.max_steps}" if p.max_steps else "",
                       f"{p.loss:.4f}" if p.HasField("loss") else "",
                       j.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"))
