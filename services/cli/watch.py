@@ -21,6 +21,7 @@ def watch(client: Client, name: str, console: Console) -> int:
     task = progress.add_task("train", total=None, phase="queued", stats="")
     state = job_pb2.JOB_STATE_UNSPECIFIED
     last_line = 0.0
+    live_from = client.get_job(name).last_sequence  # history before this is replayed, not waited on
     with progress:
         for response in client.watch(name):
             event, state = response.event, response.state
@@ -53,7 +54,7 @@ def watch(client: Client, name: str, console: Console) -> int:
             elif kind == "error":
                 e = event.error
                 progress.console.print(f"[red]error  in {phase_name(e.phase)}: {e.type}: {e.message}[/]")
-            if state in FINAL_STATES or state == job_pb2.JOB_STATE_PAUSED:
+            if state in FINAL_STATES or (state == job_pb2.JOB_STATE_PAUSED and event.sequence >= live_from):
                 break
     console.print(f"[bold]{state_name(state)}[/]")
     return 0 if state in (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_PAUSED) else 1

@@ -17,6 +17,10 @@ def config_of(row: JobRow) -> config_pb2.TrainingConfig:
     return json_format.Parse(row.config_json, config_pb2.TrainingConfig())
 
 
+def watchdog_of(row: JobRow) -> job_pb2.WatchdogConfig:
+    return json_format.Parse(row.watchdog_json, job_pb2.WatchdogConfig())
+
+
 def job_name(job_id: str) -> str:
     return f"jobs/{job_id}"
 

@@ -51,7 +51,8 @@ class Dispatcher:
 
     async def _start(self, worker: Worker, row) -> None:
         request = trainer_service_pb2.StartRunRequest(
-            run_id=row.run_id, job_id=row.id, config=convert.config_of(row), resume_checkpoint=row.resume_checkpoint)
+            run_id=row.run_id, job_id=row.id, config=convert.config_of(row), resume_checkpoint=row.resume_checkpoint,
+            watchdog=convert.watchdog_of(row))
         worker.assigned.add(row.run_id)
         try:
             await worker.stub().StartRun(request, timeout=START_TIMEOUT)

@@ -31,7 +31,9 @@ class TrainerApp:
         self.address = ""  # set once the server is bound
         self.metrics = TrainerMetrics()
         self.supervisor = RunSupervisor(self.paths, max_runs=self.max_runs, kill_grace=kill_grace,
-                                        on_event=self._on_event)
+                                        on_event=self._on_event,
+                                        on_stuck=lambda run, phase: self.metrics.stuck.labels(
+                                            phase.removeprefix("PHASE_").lower()).inc())
         self._task: asyncio.Task | None = None
 
     def _on_event(self, run, event) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -120,7 +121,22 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
     return {"outcome": "RUN_OUTCOME_SUCCEEDED", "output": final_name, "train_loss": float(result.training_loss)}
 
 
+def _die_with_parent() -> None:
+    """Linux: be killed when the trainer service dies, so a lost trainer leaves no run behind that
+    could train alongside its requeued successor."""
+    expected = os.environ.get("FTLAB_PARENT_PID")
+    if not expected or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(expected):  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _die_with_parent()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spec", required=True)
     parser.add_argument("--events-fd", type=int, default=None)

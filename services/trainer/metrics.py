@@ -44,9 +44,12 @@ class TrainerMetrics:
         self.gpu_memory = Gauge("ftlab_run_gpu_memory_bytes",
                                 "GPU memory of a running run: allocated, reserved or peak (CUDA only).",
                                 ["run", "job", "kind"], registry=registry)
+        self.stuck = Counter("ftlab_stuck_job_timeouts", "Runs killed by the watchdog for making no progress, by phase.",
+                             ["phase"], registry=registry)
         self._gpus = GpuCollector()
         registry.register(self._gpus)
-        self._all = (self.active, self.started, self.ended, self.tokens, self.samples, self.gpu_memory, self._gpus)
+        self._all = (self.active, self.started, self.ended, self.tokens, self.samples, self.gpu_memory, self.stuck,
+                     self._gpus)
 
     def close(self) -> None:
         for m in self._all:

@@ -17,7 +17,8 @@ class TrainerService(trainer_service_pb2_grpc.TrainerServiceServicer):
         return pb.GetWorkerInfoResponse(worker=self.describe())
 
     async def StartRun(self, request, context):
-        run = await self.supervisor.start(request.run_id, request.job_id, request.config, request.resume_checkpoint)
+        run = await self.supervisor.start(request.run_id, request.job_id, request.config, request.resume_checkpoint,
+                                          request.watchdog)
         return pb.StartRunResponse(run_id=run.run_id, pid=run.pid)
 
     async def StopRun(self, request, context):

@@ -14,15 +14,17 @@ import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator
 
 from google.protobuf import json_format
 
-from ftlab.v1 import config_pb2, events_pb2
+from ftlab.v1 import config_pb2, events_pb2, job_pb2
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, FieldViolation
 from services.common.settings import Paths
+from services.trainer.watchdog import Limits, Progress
 
 log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 80
@@ -45,6 +47,8 @@ class Run:
     stop_mode: str = ""  # "", "pause" or "cancel"
     done: bool = False
     latest_metrics: events_pb2.TrainingMetrics | None = None
+    progress: Progress | None = None
+    stuck: str = ""  # why the watchdog killed it
 
     @property
     def pid(self) -> int:
@@ -63,13 +67,15 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 class RunSupervisor:
     def __init__(self, paths: Paths, *, max_runs: int = 1, kill_grace: float = 10.0, python: str = sys.executable,
-                 on_event=None) -> None:
+                 on_event=None, on_stuck=None, watchdog_interval: float = 1.0) -> None:
         self.paths = paths
         self.max_runs = max_runs
         self.kill_grace = kill_grace
         self.python = python
         self.runs: dict[str, Run] = {}
         self.on_event = on_event  # callback(run, event) for metrics
+        self.on_stuck = on_stuck  # callback(run, phase) when the watchdog kills a run
+        self.watchdog_interval = watchdog_interval
         self._tasks: set[asyncio.Task] = set()
 
     def active(self) -> list[Run]:
@@ -79,7 +85,8 @@ class RunSupervisor:
         p = Path(uri).expanduser()
         return str(p if p.is_absolute() else self.paths.datasets / p)
 
-    async def start(self, run_id: str, job_id: str, config: config_pb2.TrainingConfig, resume_checkpoint: str) -> Run:
+    async def start(self, run_id: str, job_id: str, config: config_pb2.TrainingConfig, resume_checkpoint: str,
+                    watchdog: job_pb2.WatchdogConfig | None = None) -> Run:
         if not run_id or "/" in run_id or run_id.startswith("."):
             raise InvalidArgument("invalid run id", violations=[FieldViolation("run_id", "a plain name is required")])
         if run_id in self.runs:
@@ -99,13 +106,14 @@ class RunSupervisor:
         spec = {"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints"), "resume_from": resume}
         (run_dir / "spec.json").write_text(json.dumps(spec, indent=2))
         run = Run(run_id, job_id, run_dir, run_dir / "train.log")
+        run.progress = Progress(Limits.from_proto(watchdog or job_pb2.WatchdogConfig()), time.monotonic())
         self.runs[run_id] = run
         await self._spawn(run)
         return run
 
     async def _spawn(self, run: Run) -> None:
         read_fd, write_fd = os.pipe()
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", FTLAB_PARENT_PID=str(os.getpid()))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         with run.log_path.open("ab") as logf:
             try:
@@ -123,9 +131,25 @@ class RunSupervisor:
         reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
         loop = asyncio.get_running_loop()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0))
-        task = asyncio.create_task(self._supervise(run, reader), name=f"run-{run.run_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        for coro, name in ((self._supervise(run, reader), "run"), (self._watch(run), "watchdog")):
+            task = asyncio.create_task(coro, name=f"{name}-{run.run_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self, run: Run) -> None:
+        """Kill the run's process group when it makes no progress for longer than its phase allows."""
+        while not run.done:
+            await asyncio.sleep(self.watchdog_interval)
+            silent = run.progress.overdue(time.monotonic())
+            if silent is None or run.done or run.stuck:
+                continue
+            phase = events_pb2.Phase.Name(run.progress.phase)
+            run.stuck = (f"no progress for {silent:.0f}s in {phase.removeprefix('PHASE_').lower()} "
+                         f"(limit {run.progress.limit():.0f}s); the run was killed")
+            log.warning("run %s is stuck: %s", run.run_id, run.stuck)
+            if self.on_stuck is not None:
+                self.on_stuck(run, phase)
+            _kill_group(run.pid, signal.SIGKILL)
 
     async def _append(self, run: Run, payload: dict) -> None:
         event = events_pb2.RunEvent()
@@ -137,6 +161,8 @@ class RunSupervisor:
             run.events.append(event)
             run.changed.notify_all()
         kind = event.WhichOneof("payload")
+        if run.progress is not None:
+            run.progress.saw(event, time.monotonic())
         if kind == "phase_changed":
             run.phase = event.phase_changed.phase
         elif kind == "metrics":
@@ -182,7 +208,11 @@ class RunSupervisor:
             finished["outcome"] = "RUN_OUTCOME_CANCELLED"
         else:
             finished["outcome"] = "RUN_OUTCOME_FAILED"
-            if not run.error_seen:
+            if run.stuck:
+                await self._append(run, {"error": {
+                    "type": "Stuck", "message": run.stuck, "phase": events_pb2.Phase.Name(run.phase),
+                    "log_tail": log_tail(run.log_path), **finished}})
+            elif not run.error_seen:
                 name = signal.Signals(-rc).name if rc < 0 and -rc in signal.valid_signals() else ""
                 await self._append(run, {"error": {
                     "type": "Signal" if rc < 0 else "ExitCode",

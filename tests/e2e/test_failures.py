@@ -74,3 +74,32 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_a_frozen_run_is_killed_by_the_watchdog(server, job_config):
+    import re
+    import urllib.request
+
+    from ftlab.config import config_from_dict
+    from ftlab.v1 import job_service_pb2
+
+    with Client(server.address, user="stuck") as client:
+        request = job_service_pb2.CreateJobRequest(
+            config=config_from_dict({**job_config, "max_steps": 100000, "eval_strategy": "no", "save_steps": 0}))
+        request.watchdog.step_timeout_seconds = 2
+        request.request_id = "frozen"
+        job = client._call(client.jobs.CreateJob, request, idempotent=True).job
+        assert job.watchdog.step_timeout_seconds == 2
+        wait_for(lambda: client.get_job(job.name).progress.step > 2, timeout=240, what="training steps")
+        child = _child_pid(job.id)
+        os.kill(child, signal.SIGSTOP)
+        done = client.wait(job.name, timeout=60)
+    assert done.state == job_pb2.JOB_STATE_FAILED
+    assert done.error.type == "Stuck"
+    assert done.phase == events_pb2.PHASE_TRAINING
+    assert "no progress for" in done.error.message and "limit 2s" in done.error.message
+    assert done.error.signal == signal.SIGKILL
+    wait_for(lambda: not _alive(child), timeout=10, what="the frozen child to be gone")
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    assert re.search(r'ftlab_stuck_job_timeouts_total\{phase="training"\} [1-9]', text)

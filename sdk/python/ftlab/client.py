@@ -141,20 +141,25 @@ class Client:
         return list(self._call(self.artifacts.ListArtifacts, artifact_service_pb2.ListArtifactsRequest(job=name),
                                idempotent=True).artifacts)
 
-    def watch(self, name: str, after_sequence: int = 0, follow: bool = True,
-              reconnect: bool = True) -> Iterator[job_service_pb2.WatchJobResponse]:
+    def watch(self, name: str, after_sequence: int = 0, follow: bool = True, reconnect: bool = True,
+              timeout: float | None = None) -> Iterator[job_service_pb2.WatchJobResponse]:
         """Yield the job's events after `after_sequence`; with `follow`, until it ends. A broken
-        stream is reopened after the last event received, so nothing is missed or repeated."""
+        stream is reopened after the last event received, so nothing is missed or repeated.
+        With `timeout`, raise TimeoutError once that many seconds have passed."""
         cursor, failures = after_sequence, 0
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
             stream = self.jobs.WatchJob(job_service_pb2.WatchJobRequest(name=name, after_sequence=cursor, follow=follow),
-                                        metadata=self._metadata)
+                                        metadata=self._metadata, timeout=remaining)
             try:
                 for response in stream:
                     cursor, failures = response.event.sequence, 0
                     yield response
                 return
             except grpc.RpcError as err:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"watching {name}: no end after {timeout}s") from None
                 failures += 1
                 if not reconnect or err.code() not in _RETRYABLE or failures > 10:
                     raise FtlabError.from_rpc(err) from None
@@ -163,11 +168,11 @@ class Client:
                 stream.cancel()
 
     def wait(self, name: str, timeout: float | None = None) -> job_pb2.Job:
-        """Block until the job reaches a final state (or is paused); return it."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for response in self.watch(name):
+        """Block until the job reaches a final state, or pauses, from now on; return it."""
+        job = self.get_job(name)
+        if job.state in FINAL_STATES:
+            return job
+        for response in self.watch(name, after_sequence=job.last_sequence, timeout=timeout):
             if response.state in FINAL_STATES or response.state == job_pb2.JOB_STATE_PAUSED:
                 break
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {name} still {job_pb2.JobState.Name(response.state)} after {timeout}s")
         return self.get_job(name)

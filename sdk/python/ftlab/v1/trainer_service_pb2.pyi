@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from ftlab.v1 import config_pb2 as _config_pb2
 from ftlab.v1 import events_pb2 as _events_pb2
+from ftlab.v1 import job_pb2 as _job_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
@@ -214,6 +215,7 @@ class StartRunRequest(_message.Message):
     JOB_ID_FIELD_NUMBER: _builtins.int
     CONFIG_FIELD_NUMBER: _builtins.int
     RESUME_CHECKPOINT_FIELD_NUMBER: _builtins.int
+    WATCHDOG_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Unique run id chosen by the scheduler ("{job id}-{attempt}")."""
     job_id: _builtins.str
@@ -224,6 +226,10 @@ class StartRunRequest(_message.Message):
     def config(self) -> _config_pb2.TrainingConfig:
         """The resolved config."""
 
+    @_builtins.property
+    def watchdog(self) -> _job_pb2.WatchdogConfig:
+        """Limits after which the run counts as stuck and is killed (defaults for unset fields)."""
+
     def __init__(
         self,
         *,
@@ -231,10 +237,11 @@ class StartRunRequest(_message.Message):
         job_id: _builtins.str = ...,
         config: _config_pb2.TrainingConfig | None = ...,
         resume_checkpoint: _builtins.str = ...,
+        watchdog: _job_pb2.WatchdogConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "watchdog", b"watchdog"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "job_id", b"job_id", "resume_checkpoint", b"resume_checkpoint", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "job_id", b"job_id", "resume_checkpoint", b"resume_checkpoint", "run_id", b"run_id", "watchdog", b"watchdog"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
