@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser, default_port: int, default_me
                         help="trainer: host name the scheduler reaches this trainer at")
     parser.add_argument("--worker-id", default=None, help="trainer: stable worker id")
     parser.add_argument("--max-runs", type=int, default=None, help="trainer: runs at once (default: GPUs, or 1)")
+    parser.add_argument("--lease-seconds", type=float, default=10.0,
+                        help="scheduler: a trainer silent this long counts as lost")
+    parser.add_argument("--heartbeat-seconds", type=float, default=2.0, help="scheduler: heartbeat interval asked of trainers")
     parser.add_argument("--shutdown-grace", type=float, default=10.0, help="seconds to finish calls on SIGTERM")
     parser.add_argument("--ready-file", default=None, help="write the bound ports here as JSON once serving")
 
@@ -40,7 +43,8 @@ async def serve(components: list[str], args: argparse.Namespace) -> None:
     if "scheduler" in components:
         from services.scheduler.app import SchedulerApp
 
-        apps["scheduler"] = SchedulerApp(args.database_url or paths.database_url)
+        apps["scheduler"] = SchedulerApp(args.database_url or paths.database_url, lease_seconds=args.lease_seconds,
+                                         heartbeat_interval=args.heartbeat_seconds)
     if "trainer" in components:
         from services.trainer.app import TrainerApp
 

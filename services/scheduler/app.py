@@ -38,7 +38,7 @@ class SchedulerApp:
         ]
 
     async def _on_register(self, worker) -> None:
-        self.dispatcher.wake()
+        await self.dispatcher.on_register(worker)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")

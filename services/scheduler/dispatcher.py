@@ -1,5 +1,11 @@
-"""Hands queued jobs to trainer workers with free capacity, and follows each run's event stream
-into the job's history."""
+"""Hands queued jobs to trainer workers with free capacity, follows each run's event stream into
+the job's history, and deals with workers that are lost (lease expired) or restarted.
+
+After a scheduler restart, runs that kept going are re-attached when their worker registers again:
+the follower resumes the run's stream after the last run event the job recorded, so nothing is
+missed or recorded twice. A run its worker no longer knows, or whose worker never comes back, is
+lost: the job goes back to the queue (or to PAUSED/CANCELLED when that was asked for).
+"""
 
 from __future__ import annotations
 
@@ -23,15 +29,17 @@ class Dispatcher:
         self.registry = registry
         self.interval = interval
         self._wake = asyncio.Event()
-        self._followers: set[asyncio.Task] = set()
+        self._followers: dict[str, asyncio.Task] = {}
         jobs.controller = self
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
+        await self._expect_workers_of_active_jobs()
         while True:
             try:
+                await self.reap()
                 await self.dispatch_once()
             except Exception:
                 log.exception("dispatch failed; retrying")
@@ -40,6 +48,35 @@ class Dispatcher:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+
+    async def _active_jobs(self, worker_id: str | None = None):
+        rows = await asyncio.to_thread(self.jobs.store.jobs_in_states, states.ACTIVE)
+        return [r for r in rows if worker_id is None or r.worker == worker_id]
+
+    async def _expect_workers_of_active_jobs(self) -> None:
+        for row in await self._active_jobs():
+            self.registry.expect(row.worker)
+
+    async def on_register(self, worker: Worker) -> None:
+        """A worker (re)registered: re-attach to the runs the database says it holds."""
+        for row in await self._active_jobs(worker.worker_id):
+            worker.assigned.add(row.run_id)
+            if row.run_id not in self._followers:
+                log.info("re-attaching to run %s on %s after event %d", row.run_id, worker.worker_id, row.run_cursor)
+                self.follow(worker, row.id, row.run_id, row.run_cursor)
+        self.wake()
+
+    async def reap(self) -> None:
+        """Jobs on workers whose lease ran out are lost."""
+        for worker in self.registry.expired():
+            log.warning("worker %s lost (no heartbeat for %.0fs)", worker.worker_id, self.registry.lease_seconds)
+            for row in await self._active_jobs(worker.worker_id):
+                task = self._followers.pop(row.run_id, None)
+                if task is not None:
+                    task.cancel()
+                await self.jobs.run_lost(row.id, row.run_id, f"worker {worker.worker_id} lost (no heartbeat)")
+            if worker.channel is not None:
+                await worker.channel.close()
 
     async def dispatch_once(self) -> None:
         for worker in self.registry.alive():
@@ -68,8 +105,8 @@ class Dispatcher:
 
     def follow(self, worker: Worker, job_id: str, run_id: str, cursor: int) -> None:
         task = asyncio.create_task(self._follow(worker, job_id, run_id, cursor), name=f"follow-{run_id}")
-        self._followers.add(task)
-        task.add_done_callback(self._followers.discard)
+        self._followers[run_id] = task
+        task.add_done_callback(lambda t: self._followers.pop(run_id, None) if self._followers.get(run_id) is t else None)
 
     async def _follow(self, worker: Worker, job_id: str, run_id: str, cursor: int) -> None:
         """Copy the run's events into the job until the run ends; reconnect after `cursor` on errors."""
@@ -85,19 +122,23 @@ class Dispatcher:
                             return
                         delay = 0.2
                 except grpc.aio.AioRpcError as exc:
+                    if exc.code() == grpc.StatusCode.NOT_FOUND:
+                        await self.jobs.run_lost(job_id, run_id, f"worker {worker.worker_id} no longer has the run")
+                        return
                     log.warning("stream of run %s broke (%s); reconnecting after %d", run_id, exc.code(), cursor)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 current = self.registry.get(worker.worker_id)
-                if current is not None:
-                    worker = current
+                if current is None:
+                    return  # the reaper deals with the job
+                worker = current
         finally:
             worker.assigned.discard(run_id)
             self.wake()
 
     async def stop_run(self, worker_id: str, run_id: str, pause: bool, grace_seconds: float | None) -> None:
         worker = self.registry.get(worker_id)
-        if worker is None:
+        if worker is None or not worker.address:
             return
         request = trainer_service_pb2.StopRunRequest(
             run_id=run_id, mode=trainer_service_pb2.STOP_MODE_PAUSE if pause else trainer_service_pb2.STOP_MODE_CANCEL)
@@ -109,6 +150,7 @@ class Dispatcher:
             log.warning("could not stop run %s on %s: %s", run_id, worker_id, exc.details())
 
     async def close(self) -> None:
-        for task in list(self._followers):
+        tasks = list(self._followers.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._followers, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -11,7 +11,10 @@ import uuid
 from datetime import timezone
 from typing import AsyncIterator, Protocol
 
+from datetime import timedelta
+
 from google.protobuf import json_format
+from sqlalchemy import select
 
 from ftlab.v1 import events_pb2, job_pb2, job_service_pb2
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
@@ -23,6 +26,23 @@ from services.scheduler.store.repository import JobStore, decode_token, encode_t
 
 MAX_PAGE = 1000
 WATCH_BATCH = 500
+DEFAULT_MAX_ATTEMPTS = 1
+DEFAULT_BACKOFF_SECONDS = 10.0
+DEFAULT_MAX_WORKER_LOSSES = 3
+
+
+def retry_policy(r: JobRow) -> tuple[int, float, int]:
+    """(max attempts for the job's own failures, first backoff in seconds, max worker losses)."""
+    p = json_format.Parse(r.retry_policy_json, job_pb2.RetryPolicy())
+    return (p.max_attempts if p.HasField("max_attempts") else DEFAULT_MAX_ATTEMPTS,
+            p.backoff_seconds if p.HasField("backoff_seconds") else DEFAULT_BACKOFF_SECONDS,
+            p.max_worker_losses if p.HasField("max_worker_losses") else DEFAULT_MAX_WORKER_LOSSES)
+
+
+def latest_checkpoint(s, job_id: str) -> str:
+    row = s.scalars(select(CheckpointRow).where(CheckpointRow.job_id == job_id)
+                    .order_by(CheckpointRow.step.desc()).limit(1)).first()
+    return row.name if row is not None else ""
 
 
 class RunController(Protocol):
@@ -249,6 +269,35 @@ class JobManager:
         await self._publish(row.id, events)
         return row
 
+    async def run_lost(self, job_id: str, run_id: str, reason: str) -> None:
+        """The run vanished with its worker. Not the job's fault: requeue it to resume from its latest
+        checkpoint (a worker loss does not use up `max_attempts`), or finish what was asked."""
+
+        def mutate(r: JobRow, s):
+            if r.run_id != run_id or r.state not in states.ACTIVE:
+                return []
+            self._end_attempt(s, r, "RUN_OUTCOME_LOST", reason)
+            checkpoint = latest_checkpoint(s, r.id) or r.resume_checkpoint
+            if r.state == states.CANCELLING:
+                return [state_event(r, states.CANCELLED, r.state_reason.replace("cancel requested by", "cancelled by"))]
+            if r.state == states.PAUSING:
+                r.resume_checkpoint = checkpoint
+                return [state_event(r, states.PAUSED, f"{reason}; paused at {checkpoint or 'the start'}")]
+            r.worker_losses += 1
+            _, _, max_losses = retry_policy(r)
+            if r.worker_losses > max_losses:
+                r.error_json = convert.to_json(job_pb2.JobError(
+                    type="WorkerLost", message=f"{reason}; lost {r.worker_losses} workers (limit {max_losses})",
+                    phase=r.phase))
+                return [state_event(r, states.FAILED, f"{reason}; no worker losses left")]
+            r.resume_checkpoint, r.worker = checkpoint, ""
+            return [state_event(r, states.QUEUED, f"{reason}; requeued to resume from {checkpoint or 'the start'}")]
+
+        _, events = await self._db(self.store.update, job_id, mutate)
+        await self._publish(job_id, events)
+        if self.controller:
+            self.controller.wake()
+
     async def start_failed(self, job_id: str, reason: str) -> None:
         """The trainer refused or could not be reached: back to the queue."""
 
@@ -340,6 +389,15 @@ class JobManager:
         else:
             target, reason = states.FAILED, f"{error.type or 'run failed'}: {error.message}"[:500]
             r.error_json = convert.to_json(error)
+            r.failures += 1
+            max_attempts, backoff, _ = retry_policy(r)
+            if r.failures < max_attempts and r.state == states.RUNNING:
+                delay = backoff * 2 ** (r.failures - 1)
+                r.not_before = utcnow() + timedelta(seconds=delay)
+                r.resume_checkpoint = latest_checkpoint(s, r.id) or r.resume_checkpoint
+                self._end_attempt(s, r, outcome, reason)
+                return [state_event(r, states.QUEUED, f"attempt {r.failures} of {max_attempts} failed ({reason}); "
+                                    f"retrying in {delay:g}s from {r.resume_checkpoint or 'the start'}")]
         self._end_attempt(s, r, outcome, "" if target == states.SUCCEEDED else reason)
         if not states.can_move(r.state, target):
             return []

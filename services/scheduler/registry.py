@@ -46,16 +46,30 @@ class WorkerRegistry:
         self.workers[info.worker_id] = worker
         return worker
 
+    def expect(self, worker_id: str) -> None:
+        """A worker that held runs before this scheduler started: it has one lease to come back."""
+        if worker_id not in self.workers:
+            self.workers[worker_id] = Worker(worker_id, "", 0, trainer_service_pb2.WorkerInfo(worker_id=worker_id),
+                                             time.monotonic())
+
+    def expired(self) -> list[Worker]:
+        """Remove and return the workers whose lease ran out."""
+        now = time.monotonic()
+        gone = [w for w in self.workers.values() if now - w.last_seen > self.lease_seconds]
+        for w in gone:
+            del self.workers[w.worker_id]
+        return gone
+
     def heartbeat(self, worker_id: str, running: list[str]) -> bool:
         worker = self.workers.get(worker_id)
-        if worker is None:
+        if worker is None or not worker.address:  # unknown, or only expected since a restart: register again
             return False
         worker.last_seen = time.monotonic()
         return True
 
     def alive(self) -> list[Worker]:
         now = time.monotonic()
-        return [w for w in self.workers.values() if now - w.last_seen <= self.lease_seconds]
+        return [w for w in self.workers.values() if w.address and now - w.last_seen <= self.lease_seconds]
 
     def get(self, worker_id: str) -> Worker | None:
         return self.workers.get(worker_id)

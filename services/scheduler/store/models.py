@@ -48,6 +48,9 @@ class JobRow(Base):
     watchdog_json: Mapped[str] = mapped_column(Text, default="{}")
     state_reason: Mapped[str] = mapped_column(Text, default="")
     resume_checkpoint: Mapped[str] = mapped_column(String(256), default="")
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    worker_losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class JobEventRow(Base):

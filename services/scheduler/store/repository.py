@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 from google.protobuf import json_format
-from sqlalchemy import Engine, func, select, tuple_
+from sqlalchemy import Engine, func, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -171,7 +171,8 @@ class JobStore:
 
     def claim_next(self, mutate: Mutate) -> tuple[JobRow, list[job_pb2.JobEvent]] | None:
         """Lock the first queued job no other scheduler holds (SKIP LOCKED), and hand it to `mutate`."""
-        q = (select(JobRow).where(JobRow.state == "JOB_STATE_QUEUED")
+        q = (select(JobRow).where(JobRow.state == "JOB_STATE_QUEUED",
+                                  or_(JobRow.not_before.is_(None), JobRow.not_before <= utcnow()))
              .order_by(JobRow.priority.desc(), JobRow.create_time, JobRow.id)
              .limit(1).with_for_update(skip_locked=True))
         try:

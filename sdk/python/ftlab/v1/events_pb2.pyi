@@ -74,6 +74,8 @@ class _RunOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunOutcome
     """Stopped on request without saving."""
     RUN_OUTCOME_PAUSED: _RunOutcome.ValueType  # 4
     """Saved a checkpoint on request and exited cleanly."""
+    RUN_OUTCOME_LOST: _RunOutcome.ValueType  # 5
+    """The worker running it was lost (the run did not fail by itself)."""
 
 class RunOutcome(_RunOutcome, metaclass=_RunOutcomeEnumTypeWrapper):
     """How a run ended."""
@@ -88,6 +90,8 @@ RUN_OUTCOME_CANCELLED: RunOutcome.ValueType  # 3
 """Stopped on request without saving."""
 RUN_OUTCOME_PAUSED: RunOutcome.ValueType  # 4
 """Saved a checkpoint on request and exited cleanly."""
+RUN_OUTCOME_LOST: RunOutcome.ValueType  # 5
+"""The worker running it was lost (the run did not fail by itself)."""
 Global___RunOutcome: _TypeAlias = RunOutcome  # noqa: Y015
 
 @_typing.final

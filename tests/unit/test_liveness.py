@@ -1,4 +1,4 @@
-"""The watchdog's allowance per phase, and its adaptive default for training."""
+"""Liveness: the watchdog's allowance per phase, and the worker registry's leases."""
 
 from ftlab.v1 import events_pb2, job_pb2
 from services.trainer.watchdog import STEP_FLOOR_SECONDS, Limits, Progress
@@ -40,3 +40,16 @@ def test_an_explicit_step_limit_wins():
     p = Progress(Limits.from_proto(job_pb2.WatchdogConfig(step_timeout_seconds=3)), last_event=10.0)
     p.saw(phase(events_pb2.PHASE_TRAINING), 10.0)
     assert p.overdue(12.0) is None and p.overdue(13.5) == 3.5
+
+
+def test_a_worker_expected_after_a_restart_must_register_before_heartbeats_count():
+    from ftlab.v1 import trainer_service_pb2
+    from services.scheduler.registry import WorkerRegistry
+
+    registry = WorkerRegistry(lease_seconds=60)
+    registry.expect("node-a")
+    assert registry.heartbeat("node-a", []) is False, "a heartbeat must not stand in for registration"
+    assert registry.alive() == []
+    registry.register(trainer_service_pb2.WorkerInfo(worker_id="node-a", address="h:1", max_runs=1))
+    assert registry.heartbeat("node-a", []) is True
+    assert [w.worker_id for w in registry.alive()] == ["node-a"]

@@ -1,0 +1,134 @@
+"""Kill things and check the jobs: a lost trainer's job resumes elsewhere from its checkpoint, a
+restarted scheduler re-attaches to runs that kept going, and failures retry per the job's policy."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from ftlab import Client
+from ftlab.config import config_from_dict
+from ftlab.v1 import events_pb2, job_pb2, job_service_pb2
+from helpers import free_port, start_server, wait_for, write_chat_dataset
+
+pytestmark = pytest.mark.slow
+SCHEDULER_ARGS = ["--lease-seconds", "3", "--heartbeat-seconds", "0.5"]
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A scheduler and trainers in separate processes sharing one FTLAB_HOME; stopped afterwards."""
+    home = tmp_path / "home"
+    write_chat_dataset(home / "datasets" / "chat.jsonl", rows=128)
+    procs: dict[str, object] = {}
+
+    def scheduler(*extra: str):
+        procs["scheduler"] = start_server(home, module="services.scheduler", name="scheduler",
+                                          args=[*SCHEDULER_ARGS, *extra])
+        return procs["scheduler"]
+
+    def trainer(worker_id: str):
+        procs[worker_id] = start_server(home, module="services.trainer", name=worker_id,
+                                        args=["--scheduler", procs["scheduler"].address, "--worker-id", worker_id])
+        return procs[worker_id]
+
+    yield home, procs, scheduler, trainer
+    for p in procs.values():
+        p.stop()
+
+
+def steps_of(client, name):
+    return [e.metrics.step for e in client.list_events(name) if e.HasField("metrics")]
+
+
+def runs_alive(home, job_id: str) -> int:
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
+            except OSError:
+                continue
+            if b"services.trainer.child" in cmdline and f"/{job_id}/runs/".encode() in cmdline:
+                count += 1
+    return count
+
+
+def test_a_lost_trainers_job_resumes_from_its_checkpoint_on_another(cluster, tiny_model):
+    home, procs, scheduler, trainer = cluster
+    sched = scheduler()
+    trainer("node-a")
+    with Client(sched.address) as client:
+        wait_for(lambda: client.get_queue().free_slots == 1, timeout=30, what="node-a")
+        job = client.create_job({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 400,
+                                 "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
+                                 "max_seq_length": 64, "save_steps": 10, "seed": 3})
+        wait_for(lambda: len(client.list_checkpoints(job.name)) >= 2, timeout=240, what="two checkpoints")
+        procs["node-a"].proc.send_signal(signal.SIGKILL)
+        procs["node-a"].proc.wait()
+        wait_for(lambda: runs_alive(home, job.id) == 0, timeout=10, what="the orphaned child to die with its trainer")
+        requeued = wait_for(lambda: (j := client.get_job(job.name)).state == job_pb2.JOB_STATE_QUEUED and j,
+                            timeout=30, what="the job to be requeued")
+        assert "worker node-a lost" in requeued.state_reason
+        resume_from = requeued.resume_checkpoint
+        assert resume_from.startswith("checkpoint-")
+        trainer("node-b")
+        done = client.wait(job.name, timeout=300)
+        assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error
+        assert [a.outcome for a in done.attempts] == [events_pb2.RUN_OUTCOME_LOST, events_pb2.RUN_OUTCOME_SUCCEEDED]
+        assert [a.worker for a in done.attempts] == ["node-a", "node-b"]
+        events = client.list_events(job.name)
+        last_start = max(i for i, e in enumerate(events)
+                         if e.HasField("state_changed") and e.state_changed.to_state == job_pb2.JOB_STATE_RUNNING)
+        second_run = [e.metrics.step for e in events[last_start:] if e.HasField("metrics")]
+        resumed_at = int(resume_from.split("-")[1])
+        assert second_run == list(range(resumed_at + 1, 401)), "the second run continued from the checkpoint"
+
+
+def test_a_restarted_scheduler_reattaches_to_runs_that_kept_going(cluster, tiny_model):
+    home, procs, scheduler, trainer = cluster
+    port = free_port()
+    sched = scheduler("--port", str(port))
+    trainer("node-a")
+    with Client(sched.address) as client:
+        wait_for(lambda: client.get_queue().free_slots == 1, timeout=30, what="node-a")
+        job = client.create_job({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"},
+                                 "max_steps": 300, "per_device_train_batch_size": 2,
+                                 "gradient_accumulation_steps": 1, "max_seq_length": 64, "save_steps": 0})
+        wait_for(lambda: client.get_job(job.name).progress.step >= 10, timeout=240, what="10 steps")
+    sched.proc.send_signal(signal.SIGKILL)
+    sched.proc.wait()
+    sched = scheduler("--port", str(port))  # same database, same address: the trainer registers again
+    assert sched.port == port
+    with Client(sched.address) as client:
+        done = client.wait(job.name, timeout=300)
+        assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error
+        assert len(done.attempts) == 1, "the run was re-attached, not started again"
+        events = client.list_events(job.name)
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+        assert steps_of(client, job.name) == list(range(1, 301)), "no step missed or recorded twice"
+    assert "re-attaching to run" in sched.log()
+
+
+def test_failures_retry_per_policy_with_backoff(server, job_config):
+    with Client(server.address, user="retry") as client:
+        request = job_service_pb2.CreateJobRequest(config=config_from_dict(
+            {**job_config, "dataset": {"uri": "missing.jsonl"}, "eval_strategy": "no"}), request_id="retry-1")
+        request.retry_policy.max_attempts = 2
+        request.retry_policy.backoff_seconds = 1
+        job = client._call(client.jobs.CreateJob, request, idempotent=True).job
+        done = wait_for(lambda: (j := client.get_job(job.name)).state == job_pb2.JOB_STATE_FAILED and j,
+                        timeout=300, what="the job to fail twice")
+    assert len(done.attempts) == 2
+    assert all(a.outcome == events_pb2.RUN_OUTCOME_FAILED for a in done.attempts)
+    gap = done.attempts[1].start_time.ToDatetime() - done.attempts[0].end_time.ToDatetime()
+    assert gap.total_seconds() >= 1.0
+    states = [e.state_changed for e in client_events(server, job.name) if e.HasField("state_changed")]
+    assert any("attempt 1 of 2 failed" in s.reason for s in states)
+
+
+def client_events(server, name):
+    with Client(server.address, user="retry") as c:
+        return c.list_events(name)
