@@ -134,6 +134,29 @@ def cmd_artifacts(args, _):
     return 0
 
 
+def cmd_queue(args, _):
+    from rich.table import Table
+
+    from services.cli.render import duration
+
+    with _client(args) as client:
+        q = client.get_queue()
+    console.print(f"{q.running} running, {len(q.entries)} queued, {q.free_slots} free slot(s)")
+    table = Table("#", "JOB", "OWNER", "PRIORITY", "WAITING", "STARTS IN", box=None)
+    for e in q.entries:
+        table.add_row(str(e.position), e.job.removeprefix("jobs/"), e.owner, str(e.priority), duration(e.wait_seconds),
+                      duration(e.estimated_start_seconds) if e.HasField("estimated_start_seconds") else "?")
+    console.print(table)
+    return 0
+
+
+def cmd_priority(args, _):
+    with _client(args) as client:
+        job = client.set_priority(args.job, args.priority)
+    console.print(f"{job.name} priority {job.priority}")
+    return 0
+
+
 def cmd_make_tiny_model(args, _):
     from services.trainer.tiny import make_tiny_model
 
@@ -206,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("job")
         p.set_defaults(fn=cmd_control)
+
+    p = sub.add_parser("queue", help="show the queue: order, waiting time and estimated start")
+    p.set_defaults(fn=cmd_queue)
+
+    p = sub.add_parser("priority", help="change the priority of a queued or paused job (higher runs first)")
+    p.add_argument("job")
+    p.add_argument("priority", type=int)
+    p.set_defaults(fn=cmd_priority)
 
     p = sub.add_parser("make-tiny-model", help="write a tiny random Qwen2 model and tokenizer to DIR")
     p.add_argument("dir")

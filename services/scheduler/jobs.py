@@ -7,8 +7,9 @@ database work runs in worker threads so the event loop keeps serving streams.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import statistics
 import uuid
-from datetime import timezone
 from typing import AsyncIterator, Protocol
 
 from datetime import timedelta
@@ -22,7 +23,7 @@ from services.scheduler import convert, jobconfig, states
 from services.scheduler.hub import EventHub
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.store.models import AttemptRow, CheckpointRow, JobRow
-from services.scheduler.store.repository import JobStore, decode_token, encode_token, utcnow
+from services.scheduler.store.repository import JobStore, aware, decode_token, encode_token, utcnow
 
 MAX_PAGE = 1000
 WATCH_BATCH = 500
@@ -75,8 +76,10 @@ def state_event(row: JobRow, to: str, reason: str) -> job_pb2.JobEvent:
 
 
 class JobManager:
-    def __init__(self, store: JobStore, hub: EventHub, metrics: SchedulerMetrics | None = None) -> None:
+    def __init__(self, store: JobStore, hub: EventHub, metrics: SchedulerMetrics | None = None,
+                 max_running_per_user: int = 0) -> None:
         self.store = store
+        self.max_running_per_user = max_running_per_user
         self.hub = hub
         self.metrics = metrics
         self.controller: RunController | None = None
@@ -156,16 +159,46 @@ class JobManager:
                     return
             from_memory = await self.hub.wait_beyond(row.id, cursor, poll_seconds)
 
-    async def queue(self) -> job_service_pb2.GetQueueResponse:
+    async def queue(self, free_slots: int) -> job_service_pb2.GetQueueResponse:
+        """The queued jobs in start order, each with an estimate of when it starts: free slots go
+        first, then running jobs' slots as their ETAs run out; a queued job is assumed to take the
+        median duration of recent successful jobs."""
         rows = await self._db(self.store.queued)
-        counts = await self._db(self.store.count_by_state)
+        active = await self._db(self.store.jobs_in_states, states.ACTIVE)
+        durations = await self._db(self.store.recent_durations)
         now = utcnow()
-        response = job_service_pb2.GetQueueResponse(running=sum(counts.get(s, 0) for s in states.ACTIVE))
+        response = job_service_pb2.GetQueueResponse(running=len(active), free_slots=free_slots)
+        slots: list[float | None] = [0.0] * free_slots
+        for r in active:
+            eta = json_format.Parse(r.progress_json, job_pb2.Progress())
+            slots.append(eta.eta_seconds if eta.HasField("eta_seconds") else None)
+        typical = statistics.median(durations) if durations else None
+        known = sorted(x for x in slots if x is not None)
         for position, r in enumerate(rows, start=1):
-            created = r.create_time if r.create_time.tzinfo else r.create_time.replace(tzinfo=timezone.utc)
-            response.entries.add(job=convert.job_name(r.id), position=position, priority=r.priority,
-                                 owner=r.owner, wait_seconds=(now - created).total_seconds())
+            entry = response.entries.add(job=convert.job_name(r.id), position=position, priority=r.priority,
+                                         owner=r.owner, wait_seconds=(now - aware(r.create_time)).total_seconds())
+            if not known:
+                continue  # no slot whose release time is known (or no workers)
+            start = heapq.heappop(known)
+            entry.estimated_start_seconds = start
+            if typical is not None:
+                heapq.heappush(known, start + typical)
         return response
+
+    async def set_priority(self, owner: str, name: str, priority: int) -> job_pb2.Job:
+        row = await self._row(owner, name)
+
+        def mutate(r: JobRow, _s):
+            if r.state not in (states.QUEUED, states.PAUSED):
+                raise FailedPrecondition(f"only a queued or paused job can change priority; job {r.id} is {r.state}",
+                                         reason="JOB_NOT_QUEUED")
+            r.priority = priority
+            return []
+
+        row, _ = await self._db(self.store.update, row.id, mutate)
+        if self.controller:
+            self.controller.wake()
+        return convert.to_job(row)
 
     # commands
     async def create(self, owner: str, request: job_service_pb2.CreateJobRequest) -> job_pb2.Job:
@@ -262,7 +295,8 @@ class JobManager:
             s.add(AttemptRow(job_id=r.id, number=r.attempt, worker=worker, start_time=utcnow()))
             return [state_event(r, states.STARTING, f"assigned to {worker}")]
 
-        claimed = await self._db(self.store.claim_next, mutate)
+        claimed = await self._db(self.store.claim_next, mutate, active_states=states.ACTIVE,
+                                 max_active_per_owner=self.max_running_per_user)
         if claimed is None:
             return None
         row, events = claimed

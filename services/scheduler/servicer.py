@@ -49,10 +49,11 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
         return pb.ListCheckpointsResponse(checkpoints=await self.jobs.checkpoints(caller(context), request.name))
 
     async def GetQueue(self, request, context):
-        response = await self.jobs.queue()
-        if self.jobs.controller is not None:
-            response.free_slots = self.jobs.controller.registry.free_slots()
-        return response
+        free = self.jobs.controller.registry.free_slots() if self.jobs.controller is not None else 0
+        return await self.jobs.queue(free)
+
+    async def SetJobPriority(self, request, context):
+        return pb.SetJobPriorityResponse(job=await self.jobs.set_priority(caller(context), request.name, request.priority))
 
     async def ListTemplates(self, request, context):
         return pb.ListTemplatesResponse(templates=templates.list_templates())

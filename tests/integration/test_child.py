@@ -90,3 +90,23 @@ def test_a_bad_dataset_fails_in_data_prep_with_a_traceback(tmp_path, tiny_model)
     assert error["type"] == "services.trainer.data.DatasetError"
     assert "['question', 'reply']" in error["message"]
     assert "Traceback" in error["traceback"] and "detect_format" in error["traceback"]
+
+
+@pytest.mark.parametrize("chat_form", [False, True])
+def test_dpo_on_preference_pairs(tmp_path, tiny_model, chat_form):
+    rows = []
+    for a in range(16):
+        good, bad = f"{a} plus 1 is {a + 1}.", f"{a} plus 1 is {a + 7}."
+        if chat_form:
+            rows.append({"prompt": [{"role": "user", "content": f"What is {a} plus 1?"}],
+                         "chosen": [{"role": "assistant", "content": good}],
+                         "rejected": [{"role": "assistant", "content": bad}]})
+        else:
+            rows.append({"prompt": f"What is {a} plus 1?", "chosen": good, "rejected": bad})
+    rc, events, job_dir = run_child(tmp_path, {"base_model": str(tiny_model), "method": "dpo", "max_steps": 6,
+                                               "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
+                                               "learning_rate": 5e-3, "max_seq_length": 64, "save_steps": 0}, rows)
+    assert rc == 0, events[-1]
+    losses = [e.metrics.loss for e in parse(events) if e.HasField("metrics")]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert (job_dir / "adapter" / "adapter_model.safetensors").exists()

@@ -140,3 +140,21 @@ def test_parallel_claims_never_hand_out_a_job_twice(manager, store):
     for t in threads:
         t.join()
     assert sorted(claimed) == sorted(ids)
+
+
+def test_claim_skips_owners_at_their_running_limit(manager, store):
+    from services.scheduler import states
+
+    a1, a2 = create(manager, owner="alice", priority=9), create(manager, owner="alice", priority=9)
+    b1 = create(manager, owner="bob")
+
+    def claim():
+        got = store.claim_next(lambda r, s: [state_event(r, "JOB_STATE_STARTING", "test")],
+                               active_states=states.ACTIVE, max_active_per_owner=1)
+        return got[0].id if got else None
+
+    assert claim() == a1.id
+    assert claim() == b1.id, "alice is at her limit, so bob's lower-priority job goes first"
+    assert claim() is None
+    store.update(a1.id, lambda r, s: [state_event(r, "JOB_STATE_CANCELLED", "test")])
+    assert claim() == a2.id

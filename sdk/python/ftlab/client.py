@@ -117,6 +117,10 @@ class Client:
             request.checkpoint = job_pb2.CHECKPOINT_SELECTOR_NAMED
         return self._call(self.jobs.ResumeJob, request, idempotent=False).job
 
+    def set_priority(self, name: str, priority: int) -> job_pb2.Job:
+        request = job_service_pb2.SetJobPriorityRequest(name=name, priority=priority)
+        return self._call(self.jobs.SetJobPriority, request, idempotent=True).job
+
     def list_checkpoints(self, name: str) -> list[job_pb2.Checkpoint]:
         return list(self._call(self.jobs.ListCheckpoints, job_service_pb2.ListCheckpointsRequest(name=name),
                                idempotent=True).checkpoints)

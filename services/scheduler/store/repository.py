@@ -169,14 +169,20 @@ class JobStore:
         with self._session() as s:
             return list(s.scalars(select(JobRow).where(JobRow.state.in_(list(states)))))
 
-    def claim_next(self, mutate: Mutate) -> tuple[JobRow, list[job_pb2.JobEvent]] | None:
-        """Lock the first queued job no other scheduler holds (SKIP LOCKED), and hand it to `mutate`."""
+    def claim_next(self, mutate: Mutate, *, active_states: Iterable[str] = (),
+                   max_active_per_owner: int = 0) -> tuple[JobRow, list[job_pb2.JobEvent]] | None:
+        """Lock the first queued job that may start now and that no other scheduler holds (SKIP
+        LOCKED), skipping owners who already have `max_active_per_owner` jobs in `active_states`."""
         q = (select(JobRow).where(JobRow.state == "JOB_STATE_QUEUED",
                                   or_(JobRow.not_before.is_(None), JobRow.not_before <= utcnow()))
              .order_by(JobRow.priority.desc(), JobRow.create_time, JobRow.id)
              .limit(1).with_for_update(skip_locked=True))
         try:
             with self._session() as s, s.begin():
+                if max_active_per_owner > 0:
+                    full = (select(JobRow.owner).where(JobRow.state.in_(list(active_states)))
+                            .group_by(JobRow.owner).having(func.count() >= max_active_per_owner))
+                    q = q.where(JobRow.owner.not_in(full))
                 row = s.scalar(q)
                 if row is None:
                     return None
@@ -187,6 +193,14 @@ class JobStore:
                 return row, events
         except SQLAlchemyError as exc:
             raise StoreError(f"could not claim a job: {exc}") from exc
+
+    def recent_durations(self, limit: int = 20) -> list[float]:
+        """Seconds from start to end of the latest succeeded jobs."""
+        q = (select(JobRow.start_time, JobRow.end_time).where(JobRow.state == "JOB_STATE_SUCCEEDED",
+                                                             JobRow.start_time.is_not(None))
+             .order_by(JobRow.end_time.desc()).limit(limit))
+        with self._session() as s:
+            return [(aware(end) - aware(start)).total_seconds() for start, end in s.execute(q)]
 
     # checkpoints and attempts
     def checkpoints(self, job_id: str) -> list[CheckpointRow]:

@@ -90,6 +90,11 @@ class JobServiceStub:
                 request_serializer=ftlab_dot_v1_dot_job__service__pb2.GetQueueRequest.SerializeToString,
                 response_deserializer=ftlab_dot_v1_dot_job__service__pb2.GetQueueResponse.FromString,
                 _registered_method=True)
+        self.SetJobPriority = channel.unary_unary(
+                '/ftlab.v1.JobService/SetJobPriority',
+                request_serializer=ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityRequest.SerializeToString,
+                response_deserializer=ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityResponse.FromString,
+                _registered_method=True)
         self.ListTemplates = channel.unary_unary(
                 '/ftlab.v1.JobService/ListTemplates',
                 request_serializer=ftlab_dot_v1_dot_job__service__pb2.ListTemplatesRequest.SerializeToString,
@@ -179,6 +184,13 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetJobPriority(self, request, context):
+        """Changes the priority of a queued or paused job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListTemplates(self, request, context):
         """Lists the named templates jobs start from.
         """
@@ -243,6 +255,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.GetQueue,
                     request_deserializer=ftlab_dot_v1_dot_job__service__pb2.GetQueueRequest.FromString,
                     response_serializer=ftlab_dot_v1_dot_job__service__pb2.GetQueueResponse.SerializeToString,
+            ),
+            'SetJobPriority': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetJobPriority,
+                    request_deserializer=ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityRequest.FromString,
+                    response_serializer=ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityResponse.SerializeToString,
             ),
             'ListTemplates': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTemplates,
@@ -548,6 +565,33 @@ class JobService:
             '/ftlab.v1.JobService/GetQueue',
             ftlab_dot_v1_dot_job__service__pb2.GetQueueRequest.SerializeToString,
             ftlab_dot_v1_dot_job__service__pb2.GetQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetJobPriority(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ftlab.v1.JobService/SetJobPriority',
+            ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityRequest.SerializeToString,
+            ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,6 +57,8 @@ class JobServiceStub:
     """Lists a job's checkpoints."""
     GetQueue: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.GetQueueRequest, _job_service_pb2.GetQueueResponse]
     """Shows the queue: position, priority and estimated start of every queued job."""
+    SetJobPriority: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.SetJobPriorityRequest, _job_service_pb2.SetJobPriorityResponse]
+    """Changes the priority of a queued or paused job."""
     ListTemplates: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ListTemplatesRequest, _job_service_pb2.ListTemplatesResponse]
     """Lists the named templates jobs start from."""
 
@@ -89,6 +91,8 @@ class JobServiceAsyncStub(JobServiceStub):
     """Lists a job's checkpoints."""
     GetQueue: _aio.UnaryUnaryMultiCallable[_job_service_pb2.GetQueueRequest, _job_service_pb2.GetQueueResponse]  # type: ignore[assignment]
     """Shows the queue: position, priority and estimated start of every queued job."""
+    SetJobPriority: _aio.UnaryUnaryMultiCallable[_job_service_pb2.SetJobPriorityRequest, _job_service_pb2.SetJobPriorityResponse]  # type: ignore[assignment]
+    """Changes the priority of a queued or paused job."""
     ListTemplates: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ListTemplatesRequest, _job_service_pb2.ListTemplatesResponse]  # type: ignore[assignment]
     """Lists the named templates jobs start from."""
 
@@ -184,6 +188,14 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_job_service_pb2.GetQueueResponse, _abc.Awaitable[_job_service_pb2.GetQueueResponse]]:
         """Shows the queue: position, priority and estimated start of every queued job."""
+
+    @_abc_1.abstractmethod
+    def SetJobPriority(
+        self,
+        request: _job_service_pb2.SetJobPriorityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_job_service_pb2.SetJobPriorityResponse, _abc.Awaitable[_job_service_pb2.SetJobPriorityResponse]]:
+        """Changes the priority of a queued or paused job."""
 
     @_abc_1.abstractmethod
     def ListTemplates(
