@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser, default_port: int, default_me
     parser.add_argument("--lease-seconds", type=float, default=10.0,
                         help="scheduler: a trainer silent this long counts as lost")
     parser.add_argument("--heartbeat-seconds", type=float, default=2.0, help="scheduler: heartbeat interval asked of trainers")
+    parser.add_argument("--scheduler-id", default=os.environ.get("FTLAB_SCHEDULER_ID", ""),
+                        help="scheduler: stable id, distinct per scheduler sharing one database (default: host name)")
     parser.add_argument("--max-running-per-user", type=int, default=int(os.environ.get("FTLAB_MAX_RUNNING_PER_USER", 0)),
                         help="scheduler: jobs one user may have running at once (0: no limit)")
     parser.add_argument("--shutdown-grace", type=float, default=10.0, help="seconds to finish calls on SIGTERM")
@@ -47,7 +49,8 @@ async def serve(components: list[str], args: argparse.Namespace) -> None:
 
         apps["scheduler"] = SchedulerApp(args.database_url or paths.database_url, lease_seconds=args.lease_seconds,
                                          heartbeat_interval=args.heartbeat_seconds,
-                                         max_running_per_user=args.max_running_per_user)
+                                         max_running_per_user=args.max_running_per_user,
+                                         scheduler_id=args.scheduler_id)
     if "trainer" in components:
         from services.trainer.app import TrainerApp
 

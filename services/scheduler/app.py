@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from ftlab.v1 import job_service_pb2, job_service_pb2_grpc, trainer_service_pb2, trainer_service_pb2_grpc
 from services.common.server import Registration
@@ -18,12 +19,14 @@ from services.scheduler.store.repository import JobStore
 
 class SchedulerApp:
     def __init__(self, database_url: str, *, schema: str | None = None, dispatch_interval: float = 1.0,
-                 lease_seconds: float = 10.0, heartbeat_interval: float = 2.0, max_running_per_user: int = 0) -> None:
+                 lease_seconds: float = 10.0, heartbeat_interval: float = 2.0, max_running_per_user: int = 0,
+                 scheduler_id: str = "") -> None:
         self.engine = db.make_engine(database_url, schema=schema)
         db.upgrade(self.engine)
         self.store = JobStore(self.engine)
         self.metrics = SchedulerMetrics(self.store.count_by_state)
-        self.jobs = JobManager(self.store, EventHub(), self.metrics, max_running_per_user=max_running_per_user)
+        self.jobs = JobManager(self.store, EventHub(), self.metrics, max_running_per_user=max_running_per_user,
+                               scheduler_id=scheduler_id or socket.gethostname())
         self.registry = WorkerRegistry(heartbeat_interval=heartbeat_interval, lease_seconds=lease_seconds)
         self.dispatcher = Dispatcher(self.jobs, self.registry, interval=dispatch_interval)
         self._task: asyncio.Task | None = None

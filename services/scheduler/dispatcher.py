@@ -54,8 +54,10 @@ class Dispatcher:
         return [r for r in rows if worker_id is None or r.worker == worker_id]
 
     async def _expect_workers_of_active_jobs(self) -> None:
+        """After a restart, the workers running this scheduler's jobs get one lease to register again."""
         for row in await self._active_jobs():
-            self.registry.expect(row.worker)
+            if row.scheduler_id == self.jobs.scheduler_id and row.worker:
+                self.registry.expect(row.worker)
 
     async def on_register(self, worker: Worker) -> None:
         """A worker (re)registered: re-attach to the runs the database says it holds."""

@@ -77,8 +77,9 @@ def state_event(row: JobRow, to: str, reason: str) -> job_pb2.JobEvent:
 
 class JobManager:
     def __init__(self, store: JobStore, hub: EventHub, metrics: SchedulerMetrics | None = None,
-                 max_running_per_user: int = 0) -> None:
+                 max_running_per_user: int = 0, scheduler_id: str = "") -> None:
         self.store = store
+        self.scheduler_id = scheduler_id
         self.max_running_per_user = max_running_per_user
         self.hub = hub
         self.metrics = metrics
@@ -292,6 +293,7 @@ class JobManager:
         def mutate(r: JobRow, s):
             r.attempt += 1
             r.worker, r.run_id, r.run_cursor = worker, f"{r.id}-{r.attempt}", 0
+            r.scheduler_id = self.scheduler_id
             s.add(AttemptRow(job_id=r.id, number=r.attempt, worker=worker, start_time=utcnow()))
             return [state_event(r, states.STARTING, f"assigned to {worker}")]
 

@@ -51,6 +51,7 @@ class JobRow(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     worker_losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    scheduler_id: Mapped[str] = mapped_column(String(128), default="", server_default="")
 
 
 class JobEventRow(Base):

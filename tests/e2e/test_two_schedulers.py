@@ -1,0 +1,45 @@
+"""Two schedulers on one PostgreSQL share the queue and never start a job twice."""
+
+from __future__ import annotations
+
+import pytest
+
+from ftlab import Client
+from ftlab.v1 import job_pb2
+from helpers import start_server, wait_for, write_chat_dataset
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_schedulers_share_one_queue_and_start_each_job_once(tmp_path, tiny_model, pg_schema):
+    url, schema = pg_schema
+    database = f"{url}?options=-csearch_path%3D{schema}"
+    home = tmp_path / "home"
+    write_chat_dataset(home / "datasets" / "chat.jsonl", rows=32)
+    procs = []
+    try:
+        for name in ("s1", "s2"):
+            procs.append(start_server(home, module="services.scheduler", name=name,
+                                      args=["--database-url", database, "--scheduler-id", name]))
+        s1, s2 = procs
+        for name, sched in (("t1", s1), ("t2", s2)):
+            procs.append(start_server(home, module="services.trainer", name=name,
+                                      args=["--scheduler", sched.address, "--worker-id", name, "--max-runs", "2"]))
+        config = {"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 3,
+                  "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_seq_length": 64,
+                  "save_steps": 0}
+        with Client(s1.address) as c1, Client(s2.address) as c2:
+            wait_for(lambda: c1.get_queue().free_slots == 2 and c2.get_queue().free_slots == 2, timeout=30,
+                     what="both trainers")
+            jobs = [(c1 if i % 2 else c2).create_job(config) for i in range(8)]
+            done = [c1.wait(j.name, timeout=600) for j in jobs]
+        assert all(d.state == job_pb2.JOB_STATE_SUCCEEDED for d in done), [d.state_reason for d in done]
+        assert all(len(d.attempts) == 1 for d in done), "each job started exactly once"
+        for d in done:
+            runs = list((home / "artifacts" / "jobs" / d.id / "runs").iterdir())
+            assert [r.name for r in runs] == [f"{d.id}-1"]
+        workers = {d.worker for d in done}
+        assert workers == {"t1", "t2"}, "both schedulers dispatched from the shared queue"
+    finally:
+        for p in reversed(procs):
+            p.stop()
