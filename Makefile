@@ -8,7 +8,7 @@ PIP_EXTRA ?=
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: demo test proto proto-check lint-proto venv tools clean
+.PHONY: demo test chaos proto proto-check lint-proto venv tools clean
 
 venv: $(VENV)/.installed
 
@@ -40,3 +40,8 @@ test: venv tools
 
 clean:
 	rm -rf $(VENV) .tools .demo
+
+# The long fault-injection run: `make chaos TRIALS=50`.
+TRIALS ?= 30
+chaos: venv
+	FTLAB_CHAOS_TRIALS=$(TRIALS) $(PY) -m pytest -q -s -p no:cacheprovider tests/chaos
