@@ -57,7 +57,7 @@ def start_server(home: Path, args: list[str] | None = None, module: str | None =
     command = [sys.executable, "-m", module] if module else [sys.executable, "-m", "services.cli.main", "serve"]
     command += ["--port", "0", "--metrics-port", "0", "--ready-file", str(ready), *(args or [])]
     environment = dict(os.environ, FTLAB_HOME=str(home), PYTHONUNBUFFERED="1", **(env or {}))
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:  # a restarted server appends: the whole history stays readable
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=ROOT)
     deadline = time.monotonic() + timeout
     while not ready.exists():

@@ -113,7 +113,12 @@ def cmd_control(args, _):
     from services.cli.render import state_name
 
     with _client(args) as client:
-        job = {"cancel": client.cancel_job, "pause": client.pause_job, "resume": client.resume_job}[args.command](args.job)
+        if args.command == "cancel":
+            job = client.cancel_job(args.job, grace_seconds=args.grace)
+        elif args.command == "pause":
+            job = client.pause_job(args.job)
+        else:
+            job = client.resume_job(args.job, checkpoint_name=args.checkpoint or "")
     console.print(f"{job.name} {state_name(job.state)}")
     return 0
 
@@ -225,9 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="show each template's values")
     p.set_defaults(fn=cmd_templates)
 
-    for name, text in (("cancel", "cancel a job"), ("pause", "pause a running job"), ("resume", "resume a paused job")):
+    for name, text in (("cancel", "cancel a job"), ("pause", "pause a running job at its next step, saving a checkpoint"),
+                       ("resume", "queue a paused job again, to continue from its checkpoint")):
         p = sub.add_parser(name, help=text)
         p.add_argument("job")
+        if name == "cancel":
+            p.add_argument("--grace", type=float, default=None, help="seconds between SIGTERM and SIGKILL")
+        if name == "resume":
+            p.add_argument("--checkpoint", default=None, help="continue from this checkpoint instead of the latest")
         p.set_defaults(fn=cmd_control)
 
     p = sub.add_parser("queue", help="show the queue: order, waiting time and estimated start")

@@ -21,6 +21,8 @@ from services.scheduler.registry import Worker, WorkerRegistry
 
 log = logging.getLogger(__name__)
 START_TIMEOUT = 30.0
+REFUSALS = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INVALID_ARGUMENT,
+                      grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED})
 
 
 class Dispatcher:
@@ -82,7 +84,7 @@ class Dispatcher:
 
     async def dispatch_once(self) -> None:
         for worker in self.registry.alive():
-            while len(worker.assigned) < worker.max_runs:
+            while len(worker.assigned) < worker.max_runs and not worker.unreachable:
                 row = await self.jobs.claim(worker.worker_id)
                 if row is None:
                     return
@@ -96,10 +98,15 @@ class Dispatcher:
         try:
             await worker.stub().StartRun(request, timeout=START_TIMEOUT)
         except grpc.aio.AioRpcError as exc:
-            worker.assigned.discard(row.run_id)
-            log.warning("worker %s could not start %s: %s", worker.worker_id, row.run_id, exc.details())
-            await self.jobs.start_failed(row.id, f"worker {worker.worker_id} could not start the run: {exc.details()}")
-            return
+            if exc.code() in REFUSALS:  # the trainer answered and did not start it
+                worker.assigned.discard(row.run_id)
+                log.warning("worker %s refused %s: %s", worker.worker_id, row.run_id, exc.details())
+                await self.jobs.start_failed(row.id, f"worker {worker.worker_id} refused the run: {exc.details()}")
+                return
+            # Unknown whether the run started: never start it elsewhere while it may exist. Follow it;
+            # the worker either answers (the run, or NOT_FOUND: lost) or its lease runs out (lost).
+            worker.unreachable = True
+            log.warning("worker %s did not answer StartRun for %s: %s", worker.worker_id, row.run_id, exc.code())
         self.follow(worker, row.id, row.run_id, row.run_cursor)
         current = await asyncio.to_thread(self.jobs.store.get_job, row.id)
         if current.state in (states.CANCELLING, states.PAUSING):  # asked while the run was being started

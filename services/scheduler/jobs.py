@@ -63,6 +63,8 @@ def parse_name(name: str, field: str = "name") -> str:
 
 def state_event(row: JobRow, to: str, reason: str) -> job_pb2.JobEvent:
     """Move `row` to state `to` and return the event that records it."""
+    if row.state and not states.can_move(row.state, to):
+        raise RuntimeError(f"illegal transition of job {row.id}: {row.state} -> {to}")
     event = job_pb2.JobEvent(state_changed=job_pb2.StateChanged(
         from_state=job_pb2.JobState.Value(row.state) if row.state else 0,
         to_state=job_pb2.JobState.Value(to), reason=reason))
@@ -305,41 +307,53 @@ class JobManager:
         await self._publish(row.id, events)
         return row
 
-    async def run_lost(self, job_id: str, run_id: str, reason: str) -> None:
-        """The run vanished with its worker. Not the job's fault: requeue it to resume from its latest
+    def _lost(self, r: JobRow, s, reason: str) -> list[job_pb2.JobEvent]:
+        """The run is gone with its worker. Not the job's fault: requeue it to resume from its latest
         checkpoint (a worker loss does not use up `max_attempts`), or finish what was asked."""
+        self._end_attempt(s, r, "RUN_OUTCOME_LOST", reason)
+        checkpoint = latest_checkpoint(s, r.id) or r.resume_checkpoint
+        if r.state == states.CANCELLING:
+            return [state_event(r, states.CANCELLED, r.state_reason.replace("cancel requested by", "cancelled by"))]
+        if r.state == states.PAUSING:
+            r.resume_checkpoint = checkpoint
+            return [state_event(r, states.PAUSED, f"{reason}; paused at {checkpoint or 'the start'}")]
+        r.worker_losses += 1
+        _, _, max_losses = retry_policy(r)
+        if r.worker_losses > max_losses:
+            r.error_json = convert.to_json(job_pb2.JobError(
+                type="WorkerLost", message=f"{reason}; lost {r.worker_losses} workers (limit {max_losses})",
+                phase=r.phase))
+            return [state_event(r, states.FAILED, f"{reason}; no worker losses left")]
+        r.resume_checkpoint, r.worker = checkpoint, ""
+        return [state_event(r, states.QUEUED, f"{reason}; requeued to resume from {checkpoint or 'the start'}")]
+
+    async def run_lost(self, job_id: str, run_id: str, reason: str) -> None:
+        """The run vanished with its worker (lease expired, or the worker no longer knows it)."""
 
         def mutate(r: JobRow, s):
             if r.run_id != run_id or r.state not in states.ACTIVE:
                 return []
-            self._end_attempt(s, r, "RUN_OUTCOME_LOST", reason)
-            checkpoint = latest_checkpoint(s, r.id) or r.resume_checkpoint
-            if r.state == states.CANCELLING:
-                return [state_event(r, states.CANCELLED, r.state_reason.replace("cancel requested by", "cancelled by"))]
-            if r.state == states.PAUSING:
-                r.resume_checkpoint = checkpoint
-                return [state_event(r, states.PAUSED, f"{reason}; paused at {checkpoint or 'the start'}")]
-            r.worker_losses += 1
-            _, _, max_losses = retry_policy(r)
-            if r.worker_losses > max_losses:
-                r.error_json = convert.to_json(job_pb2.JobError(
-                    type="WorkerLost", message=f"{reason}; lost {r.worker_losses} workers (limit {max_losses})",
-                    phase=r.phase))
-                return [state_event(r, states.FAILED, f"{reason}; no worker losses left")]
-            r.resume_checkpoint, r.worker = checkpoint, ""
-            return [state_event(r, states.QUEUED, f"{reason}; requeued to resume from {checkpoint or 'the start'}")]
+            return self._lost(r, s, reason)
 
         _, events = await self._db(self.store.update, job_id, mutate)
         await self._publish(job_id, events)
         if self.controller:
             self.controller.wake()
 
-    async def start_failed(self, job_id: str, reason: str) -> None:
-        """The trainer refused or could not be reached: back to the queue."""
+    async def start_failed(self, job_id: str, reason: str, retry_after: float = 1.0) -> None:
+        """The trainer refused or could not be reached: back to the queue. A run that never started
+        is not an attempt; the job waits `retry_after` seconds before it can be claimed again."""
 
         def mutate(r: JobRow, s):
-            self._end_attempt(s, r, "RUN_OUTCOME_FAILED", reason)
-            return [state_event(r, states.QUEUED, reason)] if r.state == states.STARTING else []
+            if r.state != states.STARTING:
+                return []
+            attempt = s.get(AttemptRow, (r.id, r.attempt))
+            if attempt is not None:
+                s.delete(attempt)
+            r.attempt -= 1
+            r.worker, r.run_id = "", ""
+            r.not_before = utcnow() + timedelta(seconds=retry_after)
+            return [state_event(r, states.QUEUED, reason)]
 
         _, events = await self._db(self.store.update, job_id, mutate)
         await self._publish(job_id, events)
@@ -420,6 +434,10 @@ class JobManager:
         elif f.outcome == events_pb2.RUN_OUTCOME_PAUSED:
             target, reason = states.PAUSED, f"paused at {f.resume_checkpoint}"
             r.resume_checkpoint = f.resume_checkpoint
+        elif f.outcome == events_pb2.RUN_OUTCOME_LOST:  # its trainer shut down and stopped it
+            if f.resume_checkpoint:
+                r.resume_checkpoint = f.resume_checkpoint
+            return self._lost(r, s, f"worker {r.worker} shut down")
         elif f.outcome == events_pb2.RUN_OUTCOME_CANCELLED or r.state == states.CANCELLING:
             target, reason = states.CANCELLED, r.state_reason.replace("cancel requested by", "cancelled by")
         else:

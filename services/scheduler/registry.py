@@ -23,6 +23,7 @@ class Worker:
     last_seen: float
     assigned: set[str] = field(default_factory=set)  # run ids handed to it and not yet ended
     channel: grpc.aio.Channel | None = None
+    unreachable: bool = False  # a call failed to reach it: no new runs until it heartbeats again
 
     def stub(self) -> trainer_service_pb2_grpc.TrainerServiceStub:
         if self.channel is None:
@@ -65,11 +66,13 @@ class WorkerRegistry:
         if worker is None or not worker.address:  # unknown, or only expected since a restart: register again
             return False
         worker.last_seen = time.monotonic()
+        worker.unreachable = False
         return True
 
     def alive(self) -> list[Worker]:
         now = time.monotonic()
-        return [w for w in self.workers.values() if w.address and now - w.last_seen <= self.lease_seconds]
+        return [w for w in self.workers.values()
+                if w.address and not w.unreachable and now - w.last_seen <= self.lease_seconds]
 
     def get(self, worker_id: str) -> Worker | None:
         return self.workers.get(worker_id)

@@ -19,9 +19,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from services.trainer.reporting import EventSink
-
 PAUSE = threading.Event()
+signal.signal(signal.SIGUSR1, lambda *_: PAUSE.set())  # before the slow imports below: SIGUSR1 must never kill us
+
+from services.trainer.reporting import EventSink  # noqa: E402
 
 
 def _load_split(uri: str, fmt: str | None):
@@ -142,7 +143,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-fd", type=int, default=None)
     args = parser.parse_args(argv)
     sink = EventSink(args.events_fd)
-    signal.signal(signal.SIGUSR1, lambda *_: PAUSE.set())
     try:
         spec = json.loads(Path(args.spec).read_text())
         result = train(spec, sink)

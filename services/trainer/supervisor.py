@@ -161,6 +161,8 @@ class RunSupervisor:
             run.events.append(event)
             run.changed.notify_all()
         kind = event.WhichOneof("payload")
+        if event.sequence == 1 and run.stop_mode == "pause":  # pause asked before the child could take it
+            os.kill(run.pid, signal.SIGUSR1)
         if run.progress is not None:
             run.progress.saw(event, time.monotonic())
         if kind == "phase_changed":
@@ -202,7 +204,11 @@ class RunSupervisor:
         else:
             finished["exit_code"] = rc
         result = run.result or {}
-        if rc == 0 and result:
+        if run.stop_mode == "shutdown" and result.get("outcome") != "RUN_OUTCOME_SUCCEEDED":
+            finished["outcome"] = "RUN_OUTCOME_LOST"  # its worker is going away: the job goes on elsewhere
+            if rc == 0 and result.get("resume_checkpoint"):
+                finished["resume_checkpoint"] = result["resume_checkpoint"]
+        elif rc == 0 and result:
             finished.update({k: v for k, v in result.items() if k in ("outcome", "output", "train_loss", "resume_checkpoint")})
         elif run.stop_mode == "cancel":
             finished["outcome"] = "RUN_OUTCOME_CANCELLED"
@@ -244,7 +250,8 @@ class RunSupervisor:
             if run.stop_mode == "cancel":
                 raise FailedPrecondition("run is being cancelled")
             run.stop_mode = "pause"
-            os.kill(run.pid, signal.SIGUSR1)
+            if run.events:  # the child has started reporting, so its SIGUSR1 handler is in place
+                os.kill(run.pid, signal.SIGUSR1)
             return True
         run.stop_mode = "cancel"
         _kill_group(run.pid, signal.SIGTERM)
@@ -278,9 +285,20 @@ class RunSupervisor:
                 return
 
     async def close(self, grace: float = 5.0) -> None:
-        """Stop every run (SIGTERM, then SIGKILL) and wait for their supervisors."""
-        for run in self.active():
-            await self.stop(run.run_id, "cancel", grace)
+        """Shut down: ask every run to save a checkpoint and exit (as for a pause), give them `grace`
+        seconds, then SIGTERM and SIGKILL; their jobs are reported lost so they resume elsewhere."""
+        runs = self.active()
+        for run in runs:
+            run.stop_mode = "shutdown"
+            if run.events and run.process is not None:
+                os.kill(run.pid, signal.SIGUSR1)
+        waits = [asyncio.wait_for(asyncio.shield(r.process.wait()), grace) for r in runs if r.process is not None]
+        await asyncio.gather(*waits, return_exceptions=True)
+        for run in runs:
+            if not run.done and run.process is not None and run.process.returncode is None:
+                _kill_group(run.pid, signal.SIGTERM)
+                task = asyncio.create_task(self._escalate(run, 2.0))
+                self._tasks.add(task)
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 

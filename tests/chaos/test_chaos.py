@@ -64,6 +64,7 @@ class Cluster:
             self.scheduler.stop()
 
 
+@pytest.mark.timeout(120 + 150 * TRIALS)
 def test_random_faults_lose_no_job_and_never_run_one_twice(tmp_path, tiny_model):
     rng = random.Random(SEED)
     home = tmp_path / "home"
