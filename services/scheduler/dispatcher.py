@@ -100,6 +100,7 @@ class Dispatcher:
         except grpc.aio.AioRpcError as exc:
             if exc.code() in REFUSALS:  # the trainer answered and did not start it
                 worker.assigned.discard(row.run_id)
+                worker.unreachable = True  # no more runs for it until its next heartbeat
                 log.warning("worker %s refused %s: %s", worker.worker_id, row.run_id, exc.details())
                 await self.jobs.start_failed(row.id, f"worker {worker.worker_id} refused the run: {exc.details()}")
                 return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import json
 import statistics
 import uuid
 from typing import AsyncIterator, Protocol
@@ -20,6 +21,7 @@ from sqlalchemy import select
 from ftlab.v1 import events_pb2, job_pb2, job_service_pb2
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from services.scheduler import convert, jobconfig, states
+from services.scheduler.failures import failure_class
 from services.scheduler.hub import EventHub
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.store.models import AttemptRow, CheckpointRow, JobRow
@@ -38,6 +40,11 @@ def retry_policy(r: JobRow) -> tuple[int, float, int]:
     return (p.max_attempts if p.HasField("max_attempts") else DEFAULT_MAX_ATTEMPTS,
             p.backoff_seconds if p.HasField("backoff_seconds") else DEFAULT_BACKOFF_SECONDS,
             p.max_worker_losses if p.HasField("max_worker_losses") else DEFAULT_MAX_WORKER_LOSSES)
+
+
+def retry_limits(r: JobRow) -> dict[str, int]:
+    """Per-category attempt limits of the job's retry policy."""
+    return dict(json_format.Parse(r.retry_policy_json, job_pb2.RetryPolicy()).max_attempts_by_category)
 
 
 def latest_checkpoint(s, job_id: str) -> str:
@@ -444,13 +451,19 @@ class JobManager:
             target, reason = states.FAILED, f"{error.type or 'run failed'}: {error.message}"[:500]
             r.error_json = convert.to_json(error)
             r.failures += 1
+            category = failure_class(error)
+            counts = json.loads(r.failure_counts_json or "{}")
+            counts[category] = counts.get(category, 0) + 1
+            r.failure_counts_json = json.dumps(counts, sort_keys=True)
             max_attempts, backoff, _ = retry_policy(r)
-            if r.failures < max_attempts and r.state == states.RUNNING:
+            max_attempts = retry_limits(r).get(category, max_attempts)
+            if counts[category] < max_attempts and r.state == states.RUNNING:
                 delay = backoff * 2 ** (r.failures - 1)
                 r.not_before = utcnow() + timedelta(seconds=delay)
                 r.resume_checkpoint = latest_checkpoint(s, r.id) or r.resume_checkpoint
                 self._end_attempt(s, r, outcome, reason)
-                return [state_event(r, states.QUEUED, f"attempt {r.failures} of {max_attempts} failed ({reason}); "
+                return [state_event(r, states.QUEUED, f"{category} failure {counts[category]} of {max_attempts} "
+                                    f"allowed ({reason}); "
                                     f"retrying in {delay:g}s from {r.resume_checkpoint or 'the start'}")]
         self._end_attempt(s, r, outcome, "" if target == states.SUCCEEDED else reason)
         if not states.can_move(r.state, target):

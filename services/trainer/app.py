@@ -79,8 +79,11 @@ class TrainerApp:
                 await asyncio.sleep(interval if registered else 1.0)
 
     async def stop(self, grace: float = 5.0) -> None:
+        """Hand the runs back (they save and exit), still heartbeating so the scheduler hears of it
+        from the runs themselves rather than from an expired lease; then leave."""
+        await self.supervisor.close(grace)
+        await asyncio.sleep(0.5)  # let the scheduler read the runs' last events
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self.supervisor.close(grace)
         self.metrics.close()

@@ -73,6 +73,7 @@ class RunSupervisor:
         self.kill_grace = kill_grace
         self.python = python
         self.runs: dict[str, Run] = {}
+        self.closing = False
         self.on_event = on_event  # callback(run, event) for metrics
         self.on_stuck = on_stuck  # callback(run, phase) when the watchdog kills a run
         self.watchdog_interval = watchdog_interval
@@ -91,6 +92,8 @@ class RunSupervisor:
             raise InvalidArgument("invalid run id", violations=[FieldViolation("run_id", "a plain name is required")])
         if run_id in self.runs:
             return self.runs[run_id]
+        if self.closing:
+            raise FailedPrecondition("this trainer is shutting down", reason="WORKER_SHUTTING_DOWN")
         if len(self.active()) >= self.max_runs:
             raise ResourceExhausted(f"worker is full ({self.max_runs} runs)", reason="WORKER_FULL")
         job_dir = self.paths.job_dir(job_id)
@@ -287,6 +290,7 @@ class RunSupervisor:
     async def close(self, grace: float = 5.0) -> None:
         """Shut down: ask every run to save a checkpoint and exit (as for a pause), give them `grace`
         seconds, then SIGTERM and SIGKILL; their jobs are reported lost so they resume elsewhere."""
+        self.closing = True
         runs = self.active()
         for run in runs:
             run.stop_mode = "shutdown"

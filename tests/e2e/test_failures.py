@@ -54,8 +54,9 @@ def test_cancel_stops_a_running_job_and_its_process(server, job_config):
     wait_for(lambda: not _alive(child), timeout=10, what="the child to be gone")
 
 
-def _child_pid(job_id: str) -> int:
+def _child_pid(job_id: str, attempt: int | None = None) -> int:
     """The training child of a job, found by its command line (the spec path names the run)."""
+    run = f"/{job_id}/runs/{job_id}-{attempt}/" if attempt else f"/{job_id}/runs/"
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -63,7 +64,7 @@ def _child_pid(job_id: str) -> int:
             cmdline = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
         except OSError:
             continue
-        if b"services.trainer.child" in cmdline and any(f"/{job_id}/runs/".encode() in a for a in cmdline):
+        if b"services.trainer.child" in cmdline and any(run.encode() in a for a in cmdline):
             return int(entry)
     raise AssertionError(f"no training child for job {job_id}")
 

@@ -126,9 +126,69 @@ def test_failures_retry_per_policy_with_backoff(server, job_config):
     gap = done.attempts[1].start_time.ToDatetime() - done.attempts[0].end_time.ToDatetime()
     assert gap.total_seconds() >= 1.0
     states = [e.state_changed for e in client_events(server, job.name) if e.HasField("state_changed")]
-    assert any("attempt 1 of 2 failed" in s.reason for s in states)
+    assert any("UNKNOWN failure 1 of 2 allowed" in s.reason for s in states)
 
 
 def client_events(server, name):
     with Client(server.address, user="retry") as c:
         return c.list_events(name)
+
+
+def test_retry_limits_by_failure_category(server, job_config):
+    """A stuck run is retried (STUCK allows 2 attempts) while other failures are not (max_attempts 1)."""
+    import time as _time
+
+    from helpers import wait_for as _wait
+    from test_failures import _child_pid
+
+    with Client(server.address, user="retry-cat") as client:
+        request = job_service_pb2.CreateJobRequest(config=config_from_dict(
+            {**job_config, "max_steps": 100000, "eval_strategy": "no", "save_steps": 0}), request_id="cat-1")
+        request.retry_policy.max_attempts = 1
+        request.retry_policy.backoff_seconds = 0.2
+        request.retry_policy.max_attempts_by_category["STUCK"] = 2
+        request.watchdog.step_timeout_seconds = 2
+        job = client._call(client.jobs.CreateJob, request, idempotent=True).job
+        def training_steps_of_current_run() -> int:
+            events = client.list_events(job.name)
+            starts = [i for i, e in enumerate(events)
+                      if e.HasField("state_changed") and e.state_changed.to_state == job_pb2.JOB_STATE_STARTING]
+            return sum(e.HasField("metrics") for e in events[starts[-1]:]) if starts else 0
+
+        for attempt in (1, 2):
+            _wait(lambda: len(client.get_job(job.name).attempts) == attempt and training_steps_of_current_run() > 2,
+                  timeout=240, what=f"attempt {attempt} training")
+            os.kill(_child_pid(job.id, attempt), signal.SIGSTOP)
+            _time.sleep(0.5)
+        done = client.wait(job.name, timeout=120)
+    assert done.state == job_pb2.JOB_STATE_FAILED
+    assert [a.outcome for a in done.attempts] == [events_pb2.RUN_OUTCOME_FAILED] * 2
+    assert done.error.type == "Stuck"
+
+
+def test_a_trainer_that_shuts_down_saves_its_run_and_hands_it_back(cluster, tiny_model):
+    home, procs, scheduler, trainer = cluster
+    sched = scheduler()
+    trainer("node-a")
+    with Client(sched.address) as client:
+        wait_for(lambda: client.get_queue().free_slots == 1, timeout=30, what="node-a")
+        job = client.create_job({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 300,
+                                 "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
+                                 "max_seq_length": 64, "save_steps": 0})
+        wait_for(lambda: client.get_job(job.name).progress.step >= 10, timeout=240, what="10 steps")
+        assert procs["node-a"].stop() == 0  # SIGTERM
+        queued = client.get_job(job.name)
+        assert queued.state == job_pb2.JOB_STATE_QUEUED, queued.state_reason
+        reasons = [e.state_changed.reason for e in client.list_events(job.name) if e.HasField("state_changed")]
+        assert any("node-a shut down; requeued to resume from checkpoint-" in r for r in reasons), reasons
+        saved = queued.resume_checkpoint
+        assert saved.startswith("checkpoint-") and saved in {c.name for c in client.list_checkpoints(job.name)}
+        assert queued.attempts[0].outcome == events_pb2.RUN_OUTCOME_LOST
+        trainer("node-b")
+        done = client.wait(job.name, timeout=300)
+        assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error
+        events = client.list_events(job.name)
+        last_start = max(i for i, e in enumerate(events)
+                         if e.HasField("state_changed") and e.state_changed.to_state == job_pb2.JOB_STATE_RUNNING)
+        second = [e.metrics.step for e in events[last_start:] if e.HasField("metrics")]
+        assert second[0] == int(saved.split("-")[1]) + 1 and second[-1] == 300

@@ -52,6 +52,7 @@ class JobRow(Base):
     worker_losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     scheduler_id: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    failure_counts_json: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
 
 
 class JobEventRow(Base):

@@ -113,25 +113,53 @@ class RetryPolicy(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class MaxAttemptsByCategoryEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
     BACKOFF_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_WORKER_LOSSES_FIELD_NUMBER: _builtins.int
+    MAX_ATTEMPTS_BY_CATEGORY_FIELD_NUMBER: _builtins.int
     max_attempts: _builtins.int
     """Attempts allowed for failures of the job itself (1 = no retry)."""
     backoff_seconds: _builtins.float
     """Seconds before the first retry; doubled for each later one."""
     max_worker_losses: _builtins.int
     """Times the job is requeued after its worker was lost; does not use up `max_attempts`."""
+    @_builtins.property
+    def max_attempts_by_category(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Attempts allowed for failures of one category, overriding `max_attempts` for it. Keys are
+        FailureCategory names without the prefix, e.g. "STUCK", "KILLED_BY_SIGNAL", "CUDA_OOM".
+        """
+
     def __init__(
         self,
         *,
         max_attempts: _builtins.int | None = ...,
         backoff_seconds: _builtins.float | None = ...,
         max_worker_losses: _builtins.int | None = ...,
+        max_attempts_by_category: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_backoff_seconds", b"_backoff_seconds", "_max_attempts", b"_max_attempts", "_max_worker_losses", b"_max_worker_losses", "backoff_seconds", b"backoff_seconds", "max_attempts", b"max_attempts", "max_worker_losses", b"max_worker_losses"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_backoff_seconds", b"_backoff_seconds", "_max_attempts", b"_max_attempts", "_max_worker_losses", b"_max_worker_losses", "backoff_seconds", b"backoff_seconds", "max_attempts", b"max_attempts", "max_worker_losses", b"max_worker_losses"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_backoff_seconds", b"_backoff_seconds", "_max_attempts", b"_max_attempts", "_max_worker_losses", b"_max_worker_losses", "backoff_seconds", b"backoff_seconds", "max_attempts", b"max_attempts", "max_attempts_by_category", b"max_attempts_by_category", "max_worker_losses", b"max_worker_losses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__backoff_seconds: _TypeAlias = _typing.Literal["backoff_seconds"]  # noqa: Y015
     _WhichOneofArgType__backoff_seconds: _TypeAlias = _typing.Literal["_backoff_seconds", b"_backoff_seconds"]  # noqa: Y015
