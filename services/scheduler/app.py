@@ -26,7 +26,8 @@ class SchedulerApp:
         self.store = JobStore(self.engine)
         self.metrics = SchedulerMetrics(self.store.count_by_state)
         self.jobs = JobManager(self.store, EventHub(), self.metrics, max_running_per_user=max_running_per_user,
-                               scheduler_id=scheduler_id or socket.gethostname())
+                               scheduler_id=scheduler_id or socket.gethostname(),
+                               fence_seconds=lease_seconds + 2 * heartbeat_interval + 2.5)
         self.registry = WorkerRegistry(heartbeat_interval=heartbeat_interval, lease_seconds=lease_seconds)
         self.dispatcher = Dispatcher(self.jobs, self.registry, interval=dispatch_interval)
         self._task: asyncio.Task | None = None

@@ -62,12 +62,18 @@ class Dispatcher:
                 self.registry.expect(row.worker)
 
     async def on_register(self, worker: Worker) -> None:
-        """A worker (re)registered: re-attach to the runs the database says it holds."""
+        """A worker (re)registered: re-attach to the runs the database says it holds, and stop the
+        runs it still has that no job expects of it any more (their jobs moved on)."""
+        expected = set()
         for row in await self._active_jobs(worker.worker_id):
+            expected.add(row.run_id)
             worker.assigned.add(row.run_id)
             if row.run_id not in self._followers:
                 log.info("re-attaching to run %s on %s after event %d", row.run_id, worker.worker_id, row.run_cursor)
                 self.follow(worker, row.id, row.run_id, row.run_cursor)
+        for run_id in set(worker.info.running_runs) - expected:
+            log.warning("worker %s still runs %s, which no job expects of it: stopping it", worker.worker_id, run_id)
+            await self.stop_run(worker.worker_id, run_id, pause=False, grace_seconds=None)
         self.wake()
 
     async def reap(self) -> None:

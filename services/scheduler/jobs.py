@@ -86,7 +86,8 @@ def state_event(row: JobRow, to: str, reason: str) -> job_pb2.JobEvent:
 
 class JobManager:
     def __init__(self, store: JobStore, hub: EventHub, metrics: SchedulerMetrics | None = None,
-                 max_running_per_user: int = 0, scheduler_id: str = "") -> None:
+                 max_running_per_user: int = 0, scheduler_id: str = "", fence_seconds: float = 0.0) -> None:
+        self.fence_seconds = fence_seconds  # a lost worker's runs may take this long to stop themselves
         self.store = store
         self.scheduler_id = scheduler_id
         self.max_running_per_user = max_running_per_user
@@ -332,6 +333,7 @@ class JobManager:
                 phase=r.phase))
             return [state_event(r, states.FAILED, f"{reason}; no worker losses left")]
         r.resume_checkpoint, r.worker = checkpoint, ""
+        r.not_before = utcnow() + timedelta(seconds=self.fence_seconds)
         return [state_event(r, states.QUEUED, f"{reason}; requeued to resume from {checkpoint or 'the start'}")]
 
     async def run_lost(self, job_id: str, run_id: str, reason: str) -> None:

@@ -57,26 +57,39 @@ class TrainerApp:
             self._task = asyncio.create_task(self._keep_registered(), name="register")
 
     async def _keep_registered(self) -> None:
-        """Register with the scheduler, then heartbeat; register again whenever it forgets us."""
-        async with grpc.aio.insecure_channel(self.scheduler_address) as channel:
+        """Register with the scheduler, then heartbeat; register again whenever it forgets us.
+
+        Fencing: when the scheduler has not been reachable for longer than our lease, it counts us as
+        lost and requeues our jobs elsewhere, so we stop our runs (each saves a checkpoint first, as
+        for a pause): a job must never train in two places at once."""
+        options = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
+                   ("grpc.max_reconnect_backoff_ms", 1000)]
+        async with grpc.aio.insecure_channel(self.scheduler_address, options=options) as channel:
             stub = trainer_service_pb2_grpc.WorkerRegistryServiceStub(channel)
-            interval, registered = 1.0, False
+            interval, lease, registered = 1.0, None, False
+            last_contact = asyncio.get_running_loop().time()
             while True:
                 try:
                     if not registered:
                         reply = await stub.RegisterWorker(
-                            trainer_service_pb2.RegisterWorkerRequest(worker=self.describe()), timeout=10)
+                            trainer_service_pb2.RegisterWorkerRequest(worker=self.describe()), timeout=5)
                         interval, registered = reply.heartbeat_interval_seconds or 2.0, True
+                        lease = reply.lease_seconds or None
                         log.info("registered with scheduler at %s as %s", self.scheduler_address, self.worker_id)
                     else:
                         reply = await stub.Heartbeat(trainer_service_pb2.HeartbeatRequest(
                             worker_id=self.worker_id, running_runs=[r.run_id for r in self.supervisor.active()]),
-                            timeout=10)
+                            timeout=5)
                         registered = reply.known
+                    last_contact = asyncio.get_running_loop().time()
                 except grpc.aio.AioRpcError as exc:
                     log.warning("scheduler at %s unreachable: %s", self.scheduler_address, exc.code())
                     registered = False
-                await asyncio.sleep(interval if registered else 1.0)
+                silent = asyncio.get_running_loop().time() - last_contact
+                if lease is not None and silent > lease and self.supervisor.active():
+                    log.warning("no contact with the scheduler for %.1fs (lease %.1fs): stopping our runs", silent, lease)
+                    await self.supervisor.fence(grace=lease)
+                await asyncio.sleep(interval if registered else min(interval, 0.5))
 
     async def stop(self, grace: float = 5.0) -> None:
         """Hand the runs back (they save and exit), still heartbeating so the scheduler hears of it

@@ -287,23 +287,30 @@ class RunSupervisor:
             if not follow or (done and cursor >= len(run.events)):
                 return
 
+    async def fence(self, grace: float | None = None) -> None:
+        """Stop every run as for a shutdown (save, exit, reported lost), but keep accepting new ones."""
+        await self._hand_back(self.active(), self.kill_grace if grace is None else grace)
+
     async def close(self, grace: float = 5.0) -> None:
         """Shut down: ask every run to save a checkpoint and exit (as for a pause), give them `grace`
         seconds, then SIGTERM and SIGKILL; their jobs are reported lost so they resume elsewhere."""
         self.closing = True
-        runs = self.active()
+        await self._hand_back(self.active(), grace)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _hand_back(self, runs: list[Run], grace: float) -> None:
         for run in runs:
             run.stop_mode = "shutdown"
             if run.events and run.process is not None:
                 os.kill(run.pid, signal.SIGUSR1)
         waits = [asyncio.wait_for(asyncio.shield(r.process.wait()), grace) for r in runs if r.process is not None]
         await asyncio.gather(*waits, return_exceptions=True)
+        escalations = []
         for run in runs:
             if not run.done and run.process is not None and run.process.returncode is None:
                 _kill_group(run.pid, signal.SIGTERM)
-                task = asyncio.create_task(self._escalate(run, 2.0))
-                self._tasks.add(task)
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+                escalations.append(self._escalate(run, 2.0))
+        await asyncio.gather(*escalations, return_exceptions=True)
 
 
 def _kill_group(pid: int, sig: int) -> None:
