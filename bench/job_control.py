@@ -24,22 +24,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import start_server, wait_for, write_chat_dataset  # noqa: E402
+from helpers import start_server, training_children, wait_for, write_chat_dataset  # noqa: E402
 
 from ftlab import Client  # noqa: E402
 from ftlab.v1 import job_pb2  # noqa: E402
 
 
 def child_of(job_id: str) -> int | None:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
-            except OSError:
-                continue
-            if b"services.trainer.child" in cmdline and f"/{job_id}/runs/".encode() in cmdline:
-                return int(entry)
-    return None
+    return next((pid for pid, job, _ in training_children() if job == job_id), None)
 
 
 def gone(pid: int) -> bool:

@@ -165,3 +165,22 @@ def write_chat_dataset(path: Path, rows: int = 128, seed: int = 0) -> Path:
             f.write(json.dumps({"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},
                                              {"role": "assistant", "content": f"{a} plus {b} is {a + b}."}]}) + "\n")
     return path
+
+
+def training_children() -> list[tuple[int, str, str]]:
+    """(pid, job id, run id) of every live training child on this machine, from /proc command lines."""
+    import re
+
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace")
+            state = open(f"/proc/{entry}/stat").read().split()[2]
+        except OSError:
+            continue
+        m = re.search(r"/jobs/([0-9a-f]+)/runs/([^/]+)/spec.json", cmdline)
+        if "services.trainer.child" in cmdline and m and state != "Z":
+            out.append((int(entry), m.group(1), m.group(2)))
+    return out

@@ -4,54 +4,50 @@ from __future__ import annotations
 
 import os
 from importlib import metadata
+from typing import Callable, TypeVar
 
 from ftlab.v1 import trainer_service_pb2
 
+T = TypeVar("T")
 
-def probe_gpus() -> list[trainer_service_pb2.GpuInfo]:
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else value.decode()
+
+
+def _each_gpu(read: Callable[..., T]) -> list[T]:
+    """`read(pynvml, index, handle)` for every GPU ([] without NVML or a driver: a CPU machine)."""
     try:
         import pynvml  # nvidia-ml-py
-    except ImportError:
-        return []
-    try:
-        pynvml.nvmlInit()
-    except Exception:  # no driver: a CPU machine
-        return []
-    gpus = []
-    try:
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-            major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(h)
-            name = pynvml.nvmlDeviceGetName(h)
-            uuid = pynvml.nvmlDeviceGetUUID(h)
-            gpus.append(trainer_service_pb2.GpuInfo(
-                index=i, name=name if isinstance(name, str) else name.decode(),
-                memory_total_bytes=mem.total, memory_free_bytes=mem.free,
-                uuid=uuid if isinstance(uuid, str) else uuid.decode(), compute_capability=f"{major}.{minor}"))
-    finally:
-        pynvml.nvmlShutdown()
-    return gpus
 
-
-def read_gpus() -> list[dict]:
-    """Current memory and utilization of each GPU (empty without NVML or a driver)."""
-    try:
-        import pynvml
         pynvml.nvmlInit()
     except Exception:
         return []
-    out = []
     try:
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-            uuid = pynvml.nvmlDeviceGetUUID(h)
-            out.append({"index": i, "uuid": uuid if isinstance(uuid, str) else uuid.decode(), "total": mem.total,
-                        "used": mem.used, "utilization": pynvml.nvmlDeviceGetUtilizationRates(h).gpu / 100.0})
+        return [read(pynvml, i, pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(pynvml.nvmlDeviceGetCount())]
     finally:
         pynvml.nvmlShutdown()
-    return out
+
+
+def probe_gpus() -> list[trainer_service_pb2.GpuInfo]:
+    def read(nv, i, h):
+        mem = nv.nvmlDeviceGetMemoryInfo(h)
+        major, minor = nv.nvmlDeviceGetCudaComputeCapability(h)
+        return trainer_service_pb2.GpuInfo(
+            index=i, name=_text(nv.nvmlDeviceGetName(h)), memory_total_bytes=mem.total, memory_free_bytes=mem.free,
+            uuid=_text(nv.nvmlDeviceGetUUID(h)), compute_capability=f"{major}.{minor}")
+
+    return _each_gpu(read)
+
+
+def read_gpus() -> list[dict]:
+    """Current memory and utilization of each GPU."""
+    def read(nv, i, h):
+        mem = nv.nvmlDeviceGetMemoryInfo(h)
+        return {"index": i, "uuid": _text(nv.nvmlDeviceGetUUID(h)), "total": mem.total, "used": mem.used,
+                "utilization": nv.nvmlDeviceGetUtilizationRates(h).gpu / 100.0}
+
+    return _each_gpu(read)
 
 
 def host_memory_bytes() -> int:

@@ -18,7 +18,7 @@ import pytest
 from ftlab import Client
 from ftlab.config import config_from_dict
 from ftlab.v1 import job_pb2, job_service_pb2
-from helpers import free_port, start_server, wait_for, write_chat_dataset
+from helpers import free_port, start_server, training_children, wait_for, write_chat_dataset
 
 pytestmark = pytest.mark.slow
 TRIALS = int(os.environ.get("FTLAB_CHAOS_TRIALS", "3"))
@@ -28,18 +28,7 @@ FAULTS = ("child", "trainer", "scheduler")
 
 def children() -> dict[int, str]:
     """pid -> job id of every training child on this machine."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace")
-                state = open(f"/proc/{entry}/stat").read().split()[2]
-            except OSError:
-                continue
-            m = re.search(r"/jobs/([0-9a-f]+)/runs/", cmdline)
-            if "services.trainer.child" in cmdline and m and state != "Z":
-                out[int(entry)] = m.group(1)
-    return out
+    return {pid: job for pid, job, _ in training_children()}
 
 
 class Cluster:

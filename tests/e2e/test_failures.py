@@ -9,7 +9,7 @@ import pytest
 
 from ftlab import Client
 from ftlab.v1 import events_pb2, job_pb2
-from helpers import wait_for
+from helpers import training_children, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -55,17 +55,10 @@ def test_cancel_stops_a_running_job_and_its_process(server, job_config):
 
 
 def _child_pid(job_id: str, attempt: int | None = None) -> int:
-    """The training child of a job, found by its command line (the spec path names the run)."""
-    run = f"/{job_id}/runs/{job_id}-{attempt}/" if attempt else f"/{job_id}/runs/"
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if b"services.trainer.child" in cmdline and any(run.encode() in a for a in cmdline):
-            return int(entry)
+    """The training child of a job (of one attempt of it, when given)."""
+    for pid, job, run in training_children():
+        if job == job_id and (attempt is None or run == f"{job_id}-{attempt}"):
+            return pid
     raise AssertionError(f"no training child for job {job_id}")
 
 

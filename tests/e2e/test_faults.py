@@ -11,7 +11,7 @@ import pytest
 from ftlab import Client
 from ftlab.config import config_from_dict
 from ftlab.v1 import events_pb2, job_pb2, job_service_pb2
-from helpers import free_port, start_server, wait_for, write_chat_dataset
+from helpers import free_port, start_server, training_children, wait_for, write_chat_dataset
 
 pytestmark = pytest.mark.slow
 SCHEDULER_ARGS = ["--lease-seconds", "3", "--heartbeat-seconds", "0.5"]
@@ -43,17 +43,15 @@ def steps_of(client, name):
     return [e.metrics.step for e in client.list_events(name) if e.HasField("metrics")]
 
 
-def runs_alive(home, job_id: str) -> int:
-    count = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
-            except OSError:
-                continue
-            if b"services.trainer.child" in cmdline and f"/{job_id}/runs/".encode() in cmdline:
-                count += 1
-    return count
+def runs_alive(job_id: str) -> int:
+    return sum(job == job_id for _, job, _ in training_children())
+
+
+def steps_of_last_run(events) -> list[int]:
+    """Metrics steps reported after the job last became RUNNING."""
+    start = max(i for i, e in enumerate(events)
+                if e.HasField("state_changed") and e.state_changed.to_state == job_pb2.JOB_STATE_RUNNING)
+    return [e.metrics.step for e in events[start:] if e.HasField("metrics")]
 
 
 def test_a_lost_trainers_job_resumes_from_its_checkpoint_on_another(cluster, tiny_model):
@@ -68,7 +66,7 @@ def test_a_lost_trainers_job_resumes_from_its_checkpoint_on_another(cluster, tin
         wait_for(lambda: len(client.list_checkpoints(job.name)) >= 2, timeout=240, what="two checkpoints")
         procs["node-a"].proc.send_signal(signal.SIGKILL)
         procs["node-a"].proc.wait()
-        wait_for(lambda: runs_alive(home, job.id) == 0, timeout=10, what="the orphaned child to die with its trainer")
+        wait_for(lambda: runs_alive(job.id) == 0, timeout=10, what="the orphaned child to die with its trainer")
         requeued = wait_for(lambda: (j := client.get_job(job.name)).state == job_pb2.JOB_STATE_QUEUED and j,
                             timeout=30, what="the job to be requeued")
         assert "worker node-a lost" in requeued.state_reason
@@ -79,10 +77,7 @@ def test_a_lost_trainers_job_resumes_from_its_checkpoint_on_another(cluster, tin
         assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error
         assert [a.outcome for a in done.attempts] == [events_pb2.RUN_OUTCOME_LOST, events_pb2.RUN_OUTCOME_SUCCEEDED]
         assert [a.worker for a in done.attempts] == ["node-a", "node-b"]
-        events = client.list_events(job.name)
-        last_start = max(i for i, e in enumerate(events)
-                         if e.HasField("state_changed") and e.state_changed.to_state == job_pb2.JOB_STATE_RUNNING)
-        second_run = [e.metrics.step for e in events[last_start:] if e.HasField("metrics")]
+        second_run = steps_of_last_run(client.list_events(job.name))
         resumed_at = int(resume_from.split("-")[1])
         assert second_run == list(range(resumed_at + 1, 401)), "the second run continued from the checkpoint"
 
@@ -187,8 +182,5 @@ def test_a_trainer_that_shuts_down_saves_its_run_and_hands_it_back(cluster, tiny
         trainer("node-b")
         done = client.wait(job.name, timeout=300)
         assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error
-        events = client.list_events(job.name)
-        last_start = max(i for i, e in enumerate(events)
-                         if e.HasField("state_changed") and e.state_changed.to_state == job_pb2.JOB_STATE_RUNNING)
-        second = [e.metrics.step for e in events[last_start:] if e.HasField("metrics")]
+        second = steps_of_last_run(client.list_events(job.name))
         assert second[0] == int(saved.split("-")[1]) + 1 and second[-1] == 300
