@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser, default_port: int, default_me
                         help="trainer: the scheduler to register with (default: this process, when it runs one)")
     parser.add_argument("--advertise-host", default=os.environ.get("FTLAB_ADVERTISE_HOST", "127.0.0.1"),
                         help="trainer: host name the scheduler reaches this trainer at")
+    parser.add_argument("--analyzer", default=os.environ.get("FTLAB_ANALYZER_ADDRESS"),
+                        help="scheduler: the AnalyzerService that explains failed jobs (default: this process, when "
+                             "it runs one)")
     parser.add_argument("--worker-id", default=None, help="trainer: stable worker id")
     parser.add_argument("--max-runs", type=int, default=None, help="trainer: runs at once (default: GPUs, or 1)")
     parser.add_argument("--lease-seconds", type=float, default=10.0,
@@ -69,6 +72,9 @@ async def serve(components: list[str], args: argparse.Namespace) -> None:
     await built.server.start()
     metrics_port = common_metrics.serve_metrics(args.metrics_port, args.host)
     if "scheduler" in apps:
+        analyzer = args.analyzer or (f"127.0.0.1:{built.port}" if "analyzer" in apps else None)
+        if analyzer:
+            apps["scheduler"].analyze_failures_at(analyzer)
         apps["scheduler"].start()
     if "trainer" in apps:
         trainer = apps["trainer"]

@@ -1,14 +1,10 @@
-"""Assembles the analyzer service. Its rules (AnalyzeFailure, Preflight) land with the analyzer issue;
-until then the service answers health and reflection and its methods return UNIMPLEMENTED."""
+"""Assembles the analyzer service (stateless)."""
 
 from __future__ import annotations
 
 from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc
+from services.analyzer.servicer import AnalyzerService
 from services.common.server import Registration
-
-
-class AnalyzerService(analyzer_pb2_grpc.AnalyzerServiceServicer):
-    pass
 
 
 class AnalyzerApp:

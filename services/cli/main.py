@@ -139,6 +139,30 @@ def cmd_artifacts(args, _):
     return 0
 
 
+def cmd_analyze(args, _):
+    from ftlab import config_from_dict
+    from services.cli.render import analysis_json, analysis_panel
+
+    with _client(args) as client:
+        if args.log:
+            config = config_from_dict(_load_config_file(args.config)) if args.config else None
+            analysis = client.analyze_failure(Path(args.log).read_text(errors="replace"), config, args.exit_code)
+        elif args.job:
+            job = client.get_job(args.job)
+            if not job.HasField("analysis") or not job.analysis.category:
+                err_console.print(f"{job.name} has no failure analysis (state {job.state_reason or job.state})")
+                return 1
+            analysis = job.analysis
+        else:
+            err_console.print("error: name a JOB or give --log FILE")
+            return 2
+    if args.json:
+        print(analysis_json(analysis))
+    else:
+        analysis_panel(console, analysis)
+    return 0
+
+
 def cmd_queue(args, _):
     from rich.table import Table
 
@@ -239,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "resume":
             p.add_argument("--checkpoint", default=None, help="continue from this checkpoint instead of the latest")
         p.set_defaults(fn=cmd_control)
+
+    p = sub.add_parser("analyze", help="why a job failed and what to change (a failed JOB, or --log FILE)")
+    p.add_argument("job", nargs="?")
+    p.add_argument("--log", help="analyze this log file instead of a job's")
+    p.add_argument("--config", help="the run's config (JSON or YAML TrainingConfig fields), for suggestions")
+    p.add_argument("--exit-code", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(fn=cmd_analyze)
 
     p = sub.add_parser("queue", help="show the queue: order, waiting time and estimated start")
     p.set_defaults(fn=cmd_queue)

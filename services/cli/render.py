@@ -81,3 +81,38 @@ def checkpoints_table(checkpoints: list[job_pb2.Checkpoint]) -> Table:
         table.add_row(c.name, str(c.step), f"{c.eval_loss:.4f}" if c.HasField("eval_loss") else "-",
                       human_bytes(c.size_bytes), marks)
     return table
+
+
+def analysis_panel(console: Console, analysis) -> None:
+    """Category, phase, summary, evidence, and each suggestion as current -> suggested with the reason."""
+    from rich.panel import Panel
+
+    from ftlab.v1 import analyzer_pb2
+
+    category = analyzer_pb2.FailureCategory.Name(analysis.category).removeprefix("FAILURE_CATEGORY_")
+    lines = [f"[bold red]{category}[/] in [bold]{phase_name(analysis.phase) or 'unknown phase'}[/]"
+             f"  (confidence {analysis.confidence:.0%})", analysis.summary, ""]
+    if analysis.evidence:
+        lines.append("[bold]Evidence[/]")
+        lines += [f"  {line}" for line in analysis.evidence]
+        lines.append("")
+    if analysis.suggestions:
+        lines.append("[bold]What to change[/]")
+        for s in analysis.suggestions:
+            lines.append(f"  [cyan]{s.field}[/]: {s.current} -> [green]{s.suggested}[/]")
+            lines.append(f"      {s.reason}" + (f" ({s.expected_effect})" if s.expected_effect else ""))
+    console.print(Panel("\n".join(lines), title="Why it failed", expand=False))
+
+
+def analysis_json(analysis) -> str:
+    from ftlab.v1 import analyzer_pb2
+
+    return json.dumps({
+        "category": analyzer_pb2.FailureCategory.Name(analysis.category).removeprefix("FAILURE_CATEGORY_"),
+        "phase": events_pb2.Phase.Name(analysis.phase).removeprefix("PHASE_"),
+        "summary": analysis.summary,
+        "evidence": list(analysis.evidence),
+        "confidence": analysis.confidence,
+        "suggestions": [{"field": s.field, "current": s.current, "suggested": s.suggested, "reason": s.reason,
+                         "expected_effect": s.expected_effect} for s in analysis.suggestions],
+    }, indent=2)

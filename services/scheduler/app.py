@@ -32,6 +32,12 @@ class SchedulerApp:
         self.dispatcher = Dispatcher(self.jobs, self.registry, interval=dispatch_interval)
         self._task: asyncio.Task | None = None
 
+    def analyze_failures_at(self, address: str) -> None:
+        """Send every failed job to the AnalyzerService at `address` and keep its diagnosis."""
+        from services.scheduler.analysis import FailureAnalyst
+
+        self.jobs.analyst = FailureAnalyst(self.store, address)
+
     def registrations(self) -> list[Registration]:
         return [
             Registration(job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
@@ -59,6 +65,8 @@ class SchedulerApp:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.dispatcher.close()
+        if self.jobs.analyst is not None:
+            await self.jobs.analyst.close()
         await self.registry.close()
         self.metrics.close()
         self.engine.dispose()

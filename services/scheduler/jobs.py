@@ -94,6 +94,7 @@ class JobManager:
         self.hub = hub
         self.metrics = metrics
         self.controller: RunController | None = None
+        self.analyst = None  # FailureAnalyst: told of every job that fails
 
     async def _db(self, fn, *args, **kwargs):
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -416,6 +417,9 @@ class JobManager:
         if self.metrics:
             row = await self._db(self.store.get_job, job_id)
             self.metrics.observe_job(row)
+        if self.analyst is not None and any(
+                e.HasField("state_changed") and e.state_changed.to_state == job_pb2.JOB_STATE_FAILED for e in events):
+            self.analyst.job_failed(job_id)
         return kind == "finished"
 
     @staticmethod

@@ -37,6 +37,7 @@ DEFAULTS: dict = {
     "assistant_only_loss": False,
     "dpo_beta": 0.1,
     "num_gpus": 1,
+    "eval_accumulation_steps": 0,
 }
 
 _TEMPLATES: list[tuple[str, str, dict]] = [

@@ -108,6 +108,8 @@ def trainer_arguments(cfg: dict[str, Any], output_dir: str, precision: str, devi
     )
     if eval_strategy == "steps":
         args["eval_steps"] = int(cfg["eval_steps"])
+    if int(cfg.get("eval_accumulation_steps", 0)) > 0:
+        args["eval_accumulation_steps"] = int(cfg["eval_accumulation_steps"])
     return args
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from ftlab import Client
-from ftlab.v1 import events_pb2, job_pb2
+from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2
 from helpers import training_children, wait_for
 
 pytestmark = pytest.mark.slow
@@ -26,6 +30,36 @@ def test_missing_dataset_fails_in_data_prep(server, job_config):
     assert done.error.exit_code == 1
     assert "FileNotFoundError" in done.error.log_tail
     assert done.attempts[0].outcome == events_pb2.RUN_OUTCOME_FAILED
+
+    # the scheduler had the analyzer explain it, and keeps the answer on the job
+    with Client(server.address, user="fail") as client:
+        analyzed = wait_for(lambda: (j := client.get_job(job.name)).analysis.category and j, timeout=30,
+                            what="the analysis")
+    assert analyzer_pb2.FailureCategory.Name(analyzed.analysis.category) == "FAILURE_CATEGORY_DATASET_NOT_FOUND"
+    assert analyzed.analysis.phase == events_pb2.PHASE_DATA_PREP
+    assert any("no-such-file.jsonl" in line for line in analyzed.analysis.evidence)
+    assert [s.field for s in analyzed.analysis.suggestions] == ["dataset.uri"]
+    assert analyzed.analysis.suggestions[0].current == "no-such-file.jsonl"
+
+    panel = subprocess.run([sys.executable, "-m", "services.cli.main", "--address", server.address, "analyze",
+                            job.name], capture_output=True, text=True, env={**os.environ, "FTLAB_USER": "fail"})
+    assert panel.returncode == 0, panel.stderr
+    assert "DATASET_NOT_FOUND" in panel.stdout and "data prep" in panel.stdout and "dataset.uri" in panel.stdout
+
+
+def test_ftlab_analyze_reads_a_log_given_directly(server, tmp_path):
+    fixture = Path(__file__).parents[1] / "fixtures" / "failures" / "h100-cuda_oom_train"
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"per_device_train_batch_size": 16, "gradient_accumulation_steps": 1}))
+    out = subprocess.run([sys.executable, "-m", "services.cli.main", "--address", server.address, "analyze", "--log",
+                          str(fixture / "log.txt"), "--config", str(config), "--exit-code", "1", "--json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert {"category", "phase", "summary", "evidence", "suggestions"} <= set(result)
+    assert (result["category"], result["phase"]) == ("CUDA_OOM", "TRAINING")
+    batch = next(s for s in result["suggestions"] if s["field"] == "per_device_train_batch_size")
+    assert (batch["current"], batch["suggested"]) == ("16", "8")
 
 
 def test_a_killed_run_fails_with_its_signal(server, job_config):

@@ -12,6 +12,9 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from ftlab.config import config_from_dict
+from google.protobuf import json_format
+
+from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc
 from ftlab.v1 import artifact_service_pb2, artifact_service_pb2_grpc, config_pb2, job_pb2, job_service_pb2
 from ftlab.v1 import job_service_pb2_grpc
 
@@ -58,6 +61,7 @@ class Client:
         self._channel = grpc.insecure_channel(self.address)
         self.jobs = job_service_pb2_grpc.JobServiceStub(self._channel)
         self.artifacts = artifact_service_pb2_grpc.ArtifactServiceStub(self._channel)
+        self.analyzer = analyzer_pb2_grpc.AnalyzerServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -140,6 +144,20 @@ class Client:
 
     def get_queue(self) -> job_service_pb2.GetQueueResponse:
         return self._call(self.jobs.GetQueue, job_service_pb2.GetQueueRequest(), idempotent=True)
+
+    def analyze_failure(self, log: str, config: config_pb2.TrainingConfig | dict[str, Any] | None = None,
+                        exit_code: int | None = None, signal: int | None = None) -> analyzer_pb2.FailureAnalysis:
+        """Ask the AnalyzerService why a run with this log failed and what to change."""
+        if isinstance(config, dict):
+            config = config_from_dict(config)
+        request = analyzer_pb2.AnalyzeFailureRequest(log=log)
+        if config is not None:
+            request.config_json = json_format.MessageToJson(config)
+        if exit_code is not None:
+            request.exit_code = exit_code
+        if signal is not None:
+            request.signal = signal
+        return self._call(self.analyzer.AnalyzeFailure, request, idempotent=True).analysis
 
     def list_artifacts(self, name: str) -> list[artifact_service_pb2.Artifact]:
         return list(self._call(self.artifacts.ListArtifacts, artifact_service_pb2.ListArtifactsRequest(job=name),

@@ -291,6 +291,7 @@ class AnalyzeFailureRequest(_message.Message):
     RECENT_METRICS_FIELD_NUMBER: _builtins.int
     HARDWARE_FIELD_NUMBER: _builtins.int
     PHASE_FIELD_NUMBER: _builtins.int
+    ERROR_TYPE_FIELD_NUMBER: _builtins.int
     log: _builtins.str
     """The error message or log tail (the more of the log, the better)."""
     exit_code: _builtins.int
@@ -301,6 +302,8 @@ class AnalyzeFailureRequest(_message.Message):
     """The job's resolved config, as JSON (TrainingConfig's JSON mapping)."""
     phase: _events_pb2.Phase.ValueType
     """Phase the trainer recorded, when known."""
+    error_type: _builtins.str
+    """The error type the trainer recorded: an exception type, "Signal" or "Stuck"."""
     @_builtins.property
     def recent_metrics(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.TrainingMetrics]:
         """The run's last training metrics, oldest first."""
@@ -319,10 +322,11 @@ class AnalyzeFailureRequest(_message.Message):
         recent_metrics: _abc.Iterable[_events_pb2.TrainingMetrics] | None = ...,
         hardware: Global___Hardware | None = ...,
         phase: _events_pb2.Phase.ValueType = ...,
+        error_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "_signal", b"_signal", "exit_code", b"exit_code", "hardware", b"hardware", "signal", b"signal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "_signal", b"_signal", "config_json", b"config_json", "exit_code", b"exit_code", "hardware", b"hardware", "log", b"log", "phase", b"phase", "recent_metrics", b"recent_metrics", "signal", b"signal"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "_signal", b"_signal", "config_json", b"config_json", "error_type", b"error_type", "exit_code", b"exit_code", "hardware", b"hardware", "log", b"log", "phase", b"phase", "recent_metrics", b"recent_metrics", "signal", b"signal"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015

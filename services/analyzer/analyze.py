@@ -1,0 +1,75 @@
+"""analyze(): a failed run's log, exit status, config and metrics in; a FailureAnalysis out."""
+
+from __future__ import annotations
+
+from google.protobuf import json_format
+
+from ftlab.v1 import analyzer_pb2, config_pb2, events_pb2
+from services.analyzer import logparse, phases, rules, suggestions
+
+_SUMMARY = {
+    "CUDA_OOM": "The GPU ran out of memory",
+    "HOST_OOM": "The machine ran out of host memory",
+    "KILLED_BY_SIGNAL": "The training process was killed by a signal",
+    "STUCK": "The run made no progress for too long and was stopped",
+    "NAN_OR_DIVERGENCE": "The loss or gradients became NaN/inf: training diverged",
+    "DATASET_NOT_FOUND": "The dataset file was not found",
+    "DATASET_FORMAT": "The dataset could not be read",
+    "DATASET_SCHEMA": "The dataset lacks the columns this method needs",
+    "CHAT_TEMPLATE_MISSING": "The tokenizer has no chat template for conversational data",
+    "CHAT_TEMPLATE_INCOMPATIBLE": "The chat template cannot do what the config asks",
+    "MODEL_NOT_FOUND": "The base model could not be found or downloaded",
+    "LORA_TARGET_MODULES": "The LoRA target modules do not exist in this model",
+    "PRECISION_UNSUPPORTED": "The chosen precision cannot train here",
+    "QUANTIZATION_UNSUPPORTED": "Quantization is unavailable or cannot train as configured",
+    "DEPENDENCY_MISSING": "A required package is missing",
+    "GPU_UNAVAILABLE": "A GPU was required but none is usable",
+    "TOKEN_ID_OUT_OF_RANGE": "A token id exceeds the model's embedding table",
+    "SEQUENCE_TOO_LONG": "A sequence is longer than the model or config allows",
+    "CHECKPOINT_CORRUPT": "The checkpoint to load is damaged",
+    "CHECKPOINT_NOT_FOUND": "The checkpoint to resume from does not exist",
+    "DISK_FULL": "The disk filled up",
+    "EVAL_CONFIG": "Evaluation is configured without evaluation data",
+    "INVALID_CONFIG": "A setting is invalid",
+    "UNKNOWN": "The run failed for a reason the analyzer does not recognise",
+}
+
+
+def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.FailureAnalysis:
+    log = logparse.parse(request.log)
+    signal = request.signal if request.HasField("signal") else None
+    exit_code = request.exit_code if request.HasField("exit_code") else None
+    facts = rules.Facts(log, exit_code, signal, request.error_type)
+    category, confidence = rules.classify(facts)
+    if request.recent_metrics and category in ("UNKNOWN", "KILLED_BY_SIGNAL"):
+        if any(_bad(m) for m in request.recent_metrics):
+            category, confidence = "NAN_OR_DIVERGENCE", 0.8
+    if category == "KILLED_BY_SIGNAL" and rules.killed_signal(facts) == rules.SIGKILL and not log.exception_type:
+        confidence = 0.6  # the OOM killer also sends SIGKILL; the kernel log would tell
+    phase = events_pb2.Phase.Name(request.phase).removeprefix("PHASE_") if request.phase else phases.infer_phase(log)
+    config = config_pb2.TrainingConfig()
+    if request.config_json:
+        json_format.Parse(request.config_json, config, ignore_unknown_fields=True)
+    evidence = [l.strip() for l in ([f.text for f in log.frames[-3:]] + [log.exception_line]) if l.strip()]
+    if not log.exception_line:
+        evidence += [l.strip() for l in log.lines if "nan" in l.lower() and "{" in l][:3]
+        sig = rules.killed_signal(facts)
+        if sig:
+            evidence.append(f"the process ended with signal {sig}")
+    summary = _SUMMARY[category]
+    if phase:
+        summary += f" during {phase.lower().replace('_', ' ')}"
+    if log.message:
+        summary += f": {log.message.splitlines()[0][:200]}"
+    return analyzer_pb2.FailureAnalysis(
+        category=analyzer_pb2.FailureCategory.Value(f"FAILURE_CATEGORY_{category}"),
+        phase=events_pb2.Phase.Value(f"PHASE_{phase}") if phase else events_pb2.PHASE_UNSPECIFIED,
+        summary=summary, evidence=evidence[-6:], confidence=confidence,
+        suggestions=suggestions.suggest(category, phase, config, on_gpu=request.hardware.gpu_count > 0),
+    )
+
+
+def _bad(m: events_pb2.TrainingMetrics) -> bool:
+    import math
+
+    return any(m.HasField(f) and not math.isfinite(getattr(m, f)) for f in ("loss", "grad_norm"))

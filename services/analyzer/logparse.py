@@ -1,0 +1,77 @@
+"""Read a training log: the last traceback (exception, message, frames) and the logged metrics."""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
+_EXC_STRICT = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
+_EXC = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit|Warning)?): ?(?P<msg>.*)$")
+
+
+@dataclass
+class Frame:
+    file: str
+    func: str
+    text: str
+
+
+@dataclass
+class ParsedLog:
+    lines: list[str]
+    exception_type: str = ""
+    message: str = ""
+    exception_line: str = ""
+    frames: list[Frame] = field(default_factory=list)
+    metrics: list[dict] = field(default_factory=list)
+
+    def frame_funcs(self) -> set[str]:
+        return {f.func for f in self.frames}
+
+    def frame_files(self) -> str:
+        return "\n".join(f.file for f in self.frames)
+
+
+def parse(text: str) -> ParsedLog:
+    lines = [l for l in re.split(r"\r\n|\r|\n", text)]  # progress bars rewrite lines with \r
+    log = ParsedLog(lines)
+    start = max((i for i, l in enumerate(lines) if "Traceback (most recent call last)" in l), default=None)
+    if start is None:  # a log cut above its traceback header: frames, then the exception line
+        last = max((i for i, l in enumerate(lines) if _EXC_STRICT.match(l)), default=None)
+        first_frame = next((i for i, l in enumerate(lines) if _FRAME.match(l)), None)
+        if last is not None and first_frame is not None and first_frame < last:
+            start = first_frame - 1
+    if start is not None:
+        i = start + 1
+        while i < len(lines):
+            m = _FRAME.match(lines[i])
+            if m:
+                log.frames.append(Frame(m["file"], m["func"], lines[i].strip()))
+            elif lines[i] and not lines[i].startswith((" ", "\t")):
+                e = _EXC.match(lines[i])
+                if e and not lines[i].startswith(("During handling", "The above exception")):
+                    log.exception_type, log.message, log.exception_line = e["type"], e["msg"], lines[i]
+                    # the message may continue on the following lines (until a blank one)
+                    j = i + 1
+                    while j < len(lines) and lines[j].strip() and not lines[j].startswith(("Traceback", "[", "{")):
+                        log.message += "\n" + lines[j]
+                        j += 1
+                    break
+            i += 1
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("{") and stripped.endswith("}") and ("'loss'" in stripped or "'eval_loss'" in stripped):
+            try:
+                log.metrics.append({k: _number(v) for k, v in ast.literal_eval(stripped).items()})
+            except (ValueError, SyntaxError):
+                continue
+    return log
+
+
+def _number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value

@@ -1,0 +1,42 @@
+"""Which phase a failure happened in, from the traceback's frames (innermost decisive frame wins)
+or, with no traceback, from the last lines of the log."""
+
+from __future__ import annotations
+
+from services.analyzer.logparse import ParsedLog
+
+# (phase, function names that place a frame in it), checked from the innermost frame outwards
+_BY_FUNC: list[tuple[str, frozenset[str]]] = [
+    ("CHECKPOINT_SAVE", frozenset({"_save_checkpoint", "save_model", "_save", "save_pretrained", "save_to_json",
+                                   "_save_optimizer_and_scheduler", "save_file", "_save_rng_state"})),
+    ("EVALUATION", frozenset({"evaluate", "evaluation_loop", "prediction_step", "_evaluate"})),
+    ("STARTUP", frozenset({"_load_from_checkpoint", "_validate_args", "validate_quantization_for_training",
+                           "_load_optimizer_and_scheduler", "_load_rng_state"})),
+    ("TRAINING", frozenset({"training_step", "_inner_training_loop", "compute_loss", "backward",
+                            "optimizer_step", "_maybe_log_save_evaluate"})),
+    ("DATA_PREP", frozenset({"_prepare_dataset", "tokenize_fn", "_tokenize", "apply_chat_template", "map",
+                             "load_dataset", "load_rows", "normalize", "detect_format", "_load_split", "from_patterns",
+                             "resolve_pattern", "get_training_chat_template", "apply_function"})),
+    ("MODEL_LOAD", frozenset({"from_pretrained", "get_peft_model", "inject_adapter", "load_adapter",
+                              "prepare_model_for_kbit_training", "cached_files", "cached_file",
+                              "create_model_from_path", "_flash_attn_import_error", "load_peft_weights",
+                              "get_correct_attn_implementation"})),
+]
+
+
+def infer_phase(log: ParsedLog) -> str:
+    """A Phase name without its prefix, or "" when nothing tells."""
+    for frame in reversed(log.frames):
+        for phase, funcs in _BY_FUNC:
+            if frame.func in funcs:
+                return phase
+    if log.frames:
+        funcs = log.frame_funcs()
+        if "train" in funcs:
+            return "TRAINING"
+        if "__init__" in funcs:
+            return "STARTUP"
+    text = "\n".join(log.lines[-40:]).lower()
+    if log.metrics or "starting training" in text or "it/s]" in text:
+        return "TRAINING"
+    return ""

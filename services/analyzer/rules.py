@@ -1,0 +1,140 @@
+"""Failure rules: which category a failed run belongs to, decided from the traceback's exception
+and frames, the exit status, and the logged metrics. Ordered: the first rule that matches wins.
+
+Rules look at the exception and the frames, never at "Error" anywhere in the log: logs are full of
+harmless lines such as bitsandbytes' "Failed to load ... from kernels-community".
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import signal
+from dataclasses import dataclass
+from typing import Callable
+
+from services.analyzer.logparse import ParsedLog
+
+
+@dataclass
+class Facts:
+    log: ParsedLog
+    exit_code: int | None
+    signal: int | None
+    error_type: str  # as the trainer recorded it ("Stuck", "Signal", an exception type) or ""
+
+    @property
+    def exc(self) -> str:
+        return self.log.exception_type or self.error_type
+
+    @property
+    def msg(self) -> str:
+        return self.log.message
+
+
+@dataclass
+class Rule:
+    category: str
+    confidence: float
+    match: Callable[[Facts], bool]
+
+
+def _msg(pattern: str) -> Callable[[Facts], bool]:
+    rx = re.compile(pattern, re.I | re.S)
+    return lambda f: bool(rx.search(f.msg))
+
+
+def _exc(*names: str) -> Callable[[Facts], bool]:
+    return lambda f: any(f.exc == n or f.exc.endswith("." + n) for n in names)
+
+
+def _both(a, b):
+    return lambda f: a(f) and b(f)
+
+
+def _frames(*funcs: str) -> Callable[[Facts], bool]:
+    return lambda f: bool(set(funcs) & f.log.frame_funcs())
+
+
+def _diverged(f: Facts) -> bool:
+    """Loss or gradient norm NaN/inf in the logged metrics (runs can 'succeed' on garbage)."""
+    for m in f.log.metrics:
+        for key in ("loss", "grad_norm", "eval_loss"):
+            v = m.get(key)
+            if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+                return True
+            if isinstance(v, str) and v.lower() in ("nan", "inf", "-inf"):
+                return True
+    return False
+
+
+RULES: list[Rule] = [
+    Rule("STUCK", 0.95, lambda f: f.error_type == "Stuck"),
+    Rule("NAN_OR_DIVERGENCE", 0.9, lambda f: f.error_type == "Divergence" or _msg(r"\bnan\b.*(loss|grad)|diverg")(f)),
+    Rule("CUDA_OOM", 0.95, lambda f: _exc("OutOfMemoryError")(f) or _msg(r"CUDA out of memory")(f)),
+    Rule("HOST_OOM", 0.9, _msg(r"DefaultCPUAllocator: can't allocate memory|Cannot allocate memory|std::bad_alloc")),
+    Rule("HOST_OOM", 0.8, _exc("MemoryError")),
+    Rule("DISK_FULL", 0.95, _msg(r"No space left on device|Errno 28|Disk quota exceeded")),
+    Rule("DATASET_NOT_FOUND", 0.9, _both(_exc("FileNotFoundError", "DatasetNotFoundError"),
+                                          lambda f: "datasets" in f.log.frame_files() or "dataset" in f.msg.lower()
+                                          or f.log.frame_funcs() & {"load_rows", "_load_split"})),
+    Rule("CHECKPOINT_NOT_FOUND", 0.9, _msg(r"Can't find a valid checkpoint|checkpoint.*(not found|does not exist)")),
+    Rule("CHECKPOINT_CORRUPT", 0.85, _both(_exc("SafetensorError", "UnpicklingError", "EOFError"),
+                                           lambda f: True)),
+    Rule("CHECKPOINT_CORRUPT", 0.8, _msg(r"Error while deserializing header|invalid load key|PytorchStreamReader failed")),
+    Rule("LORA_TARGET_MODULES", 0.95, _both(_exc("NoMatchingPeftModuleError", "ValueError"),
+                                            _msg(r"Target modules .* not found in the base model"))),
+    Rule("CHAT_TEMPLATE_MISSING", 0.95, _msg(r"tokenizer\.chat_template is not set|no chat template")),
+    Rule("CHAT_TEMPLATE_INCOMPATIBLE", 0.9, _msg(r"not training-compatible|generation.*markers|"
+                                                 r"assistant_only_loss.*template")),
+    Rule("QUANTIZATION_UNSUPPORTED", 0.9, _msg(r"purely quantized models|bitsandbytes.*(not installed|not supported|"
+                                               r"requires)|quantiz.*not supported")),
+    Rule("DEPENDENCY_MISSING", 0.9, lambda f: _exc("ImportError", "ModuleNotFoundError")(f)
+         or _msg(r"package .* (doesn't seem to be|is not) installed")(f)),
+    Rule("GPU_UNAVAILABLE", 0.85, _msg(r"no CUDA GPUs are available|Torch not compiled with CUDA|"
+                                       r"CUDA driver initialization failed|requires a GPU")),
+    Rule("PRECISION_UNSUPPORTED", 0.85, _msg(r"unscale FP16 gradients|bf16.*(not supported|requires)|"
+                                             r"Bfloat16 is only supported|fp16.*only.*(GPU|CUDA)")),
+    Rule("TOKEN_ID_OUT_OF_RANGE", 0.85, _both(_exc("IndexError", "RuntimeError"),
+                                              lambda f: "index out of range in self" in f.msg
+                                              or "device-side assert" in f.msg)),
+    Rule("SEQUENCE_TOO_LONG", 0.8, _msg(r"sequence length is longer than|exceeds the maximum|max_position_embeddings|"
+                                        r"Token indices sequence length")),
+    Rule("EVAL_CONFIG", 0.9, _msg(r"eval_strategy.*eval_dataset|evaluation requires an eval_dataset|"
+                                  r"load_best_model_at_end requires")),
+    Rule("MODEL_NOT_FOUND", 0.9, _msg(r"couldn't connect to 'https://huggingface.co'|is not a local folder and is not a "
+                                      r"valid model identifier|Repository Not Found|does not appear to have a file "
+                                      r"named config.json|Can't load (the )?(config|tokenizer) for")),
+    Rule("DATASET_SCHEMA", 0.85, _both(_exc("KeyError"), lambda f: bool(f.log.frame_funcs() & {
+        "tokenize_fn", "tokenize", "_tokenize", "_prepare_dataset", "apply_function", "map"}))),
+    Rule("DATASET_SCHEMA", 0.85, _msg(r"cannot tell the dataset format|does not fit method|columns")),
+    Rule("DATASET_FORMAT", 0.85, _msg(r"not valid JSON|has no rows|JSONDecodeError|ArrowInvalid|"
+                                      r"is not valid .* data|unsupported dataset file type")),
+    Rule("DATASET_NOT_FOUND", 0.8, _exc("FileNotFoundError")),
+    Rule("INVALID_CONFIG", 0.75, lambda f: _exc("ValueError", "TypeError")(f) and bool(
+        re.search(r"Invalid|must be|expected|not a valid|unsupported", f.msg, re.I))),
+    Rule("KILLED_BY_SIGNAL", 0.7, lambda f: f.signal is not None or (f.exit_code is not None and f.exit_code < 0)
+         or f.error_type == "Signal"),
+]
+
+
+def classify(f: Facts) -> tuple[str, float]:
+    for rule in RULES:
+        if rule.match(f):
+            return rule.category, rule.confidence
+    if _diverged(f):
+        return "NAN_OR_DIVERGENCE", 0.85
+    return "UNKNOWN", 0.2
+
+
+def killed_signal(f: Facts) -> int | None:
+    if f.signal is not None:
+        return f.signal
+    if f.exit_code is not None and f.exit_code < 0:
+        return -f.exit_code
+    if f.exit_code is not None and f.exit_code > 128:
+        return f.exit_code - 128
+    return None
+
+
+SIGKILL = signal.SIGKILL

@@ -1,0 +1,112 @@
+"""The analyzer on real logs of real failed runs (tests/fixtures/failures, each with how it was
+produced and the expected category and phase), and its config-aware suggestions."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format
+
+from ftlab.config import config_from_dict
+from ftlab.v1 import analyzer_pb2, events_pb2
+from services.analyzer.analyze import analyze
+
+FIXTURES = sorted(p for p in (Path(__file__).parents[1] / "fixtures" / "failures").iterdir() if p.is_dir())
+
+
+def request_for(case: Path, config: dict | None = None) -> analyzer_pb2.AnalyzeFailureRequest:
+    meta = json.loads((case / "meta.json").read_text())
+    request = analyzer_pb2.AnalyzeFailureRequest(log=(case / "log.txt").read_text(errors="replace"))
+    if meta.get("exit_code") is not None:
+        request.exit_code = meta["exit_code"]
+    if config is not None:
+        request.config_json = json_format.MessageToJson(config_from_dict(config))
+    return request
+
+
+def category(a) -> str:
+    return analyzer_pb2.FailureCategory.Name(a.category).removeprefix("FAILURE_CATEGORY_")
+
+
+def phase(a) -> str:
+    return events_pb2.Phase.Name(a.phase).removeprefix("PHASE_")
+
+
+@pytest.mark.parametrize("case", FIXTURES, ids=[p.name for p in FIXTURES])
+def test_real_failure_logs_are_classified(case):
+    meta = json.loads((case / "meta.json").read_text())
+    a = analyze(request_for(case))
+    assert (category(a), phase(a)) == (meta["expected_category"], meta["expected_phase"])
+    assert a.summary and a.evidence and 0 < a.confidence <= 1
+
+
+def test_share_classified_right_is_reported(capsys):
+    right_category, right_phase, by_category = 0, 0, Counter()
+    for case in FIXTURES:
+        meta = json.loads((case / "meta.json").read_text())
+        a = analyze(request_for(case))
+        right_category += category(a) == meta["expected_category"]
+        right_phase += phase(a) == meta["expected_phase"]
+        by_category[meta["expected_category"]] += 1
+    print(f"\nanalyzer: {right_category}/{len(FIXTURES)} categories and {right_phase}/{len(FIXTURES)} phases right "
+          f"over {len(by_category)} categories")
+    assert right_category == right_phase == len(FIXTURES)
+
+
+def case(name: str) -> Path:
+    return next(p for p in FIXTURES if p.name == name)
+
+
+def suggestions(a) -> dict[str, tuple[str, str]]:
+    return {s.field: (s.current, s.suggested) for s in a.suggestions}
+
+
+def test_oom_in_training_keeps_the_effective_batch():
+    a = analyze(request_for(case("h100-cuda_oom_train"), {"per_device_train_batch_size": 8,
+                                                          "gradient_accumulation_steps": 2, "adapter": "lora"}))
+    s = suggestions(a)
+    assert s["per_device_train_batch_size"] == ("8", "4")
+    assert s["gradient_accumulation_steps"] == ("2", "4")
+    assert s["gradient_checkpointing"] == ("false", "true")
+    assert s["adapter"] == ("ADAPTER_LORA", "ADAPTER_QLORA")
+
+
+def test_oom_suggestions_follow_the_config():
+    a = analyze(request_for(case("h100-cuda_oom_train"), {"per_device_train_batch_size": 1, "max_seq_length": 4096,
+                                                          "gradient_checkpointing": True, "adapter": "full"}))
+    s = suggestions(a)
+    assert "per_device_train_batch_size" not in s and "gradient_checkpointing" not in s
+    assert s["max_seq_length"] == ("4096", "2048")
+    assert s["adapter"] == ("ADAPTER_FULL", "ADAPTER_LORA")
+
+
+def test_oom_in_evaluation_changes_evaluation_only():
+    request = request_for(case("h100-cuda_oom_train"), {"per_device_eval_batch_size": 8,
+                                                        "per_device_train_batch_size": 8})
+    request.phase = events_pb2.PHASE_EVALUATION  # as the trainer records it
+    s = suggestions(analyze(request))
+    assert s == {"per_device_eval_batch_size": ("8", "2"), "eval_accumulation_steps": ("unset", "4")}
+
+
+def test_divergence_lowers_the_learning_rate():
+    s = suggestions(analyze(request_for(case("h100-fp16_nan_divergence"),
+                                        {"learning_rate": 5.0, "max_grad_norm": 0, "precision": "fp16"})))
+    assert s["learning_rate"] == ("5", "0.5")
+    assert s["max_grad_norm"] == ("0", "1.0")
+    assert s["precision"] == ("PRECISION_FP16", "PRECISION_BF16")
+
+
+def test_harmless_noise_is_not_an_error():
+    log = "Failed to load CPU gemm_4bit_forward from kernels-community\nError reporting is on\nDone.\n"
+    assert category(analyze(analyzer_pb2.AnalyzeFailureRequest(log=log, exit_code=1))) == "UNKNOWN"
+
+
+def test_the_trainers_own_records_decide_stuck_and_signals():
+    stuck = analyze(analyzer_pb2.AnalyzeFailureRequest(log="step 10", error_type="Stuck", signal=9,
+                                                       phase=events_pb2.PHASE_TRAINING))
+    assert (category(stuck), phase(stuck)) == ("STUCK", "TRAINING")
+    killed = analyze(analyzer_pb2.AnalyzeFailureRequest(log="starting training", error_type="Signal", signal=15))
+    assert category(killed) == "KILLED_BY_SIGNAL"
