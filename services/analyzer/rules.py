@@ -70,7 +70,7 @@ def _diverged(f: Facts) -> bool:
 
 RULES: list[Rule] = [
     Rule("STUCK", 0.95, lambda f: f.error_type == "Stuck"),
-    Rule("NAN_OR_DIVERGENCE", 0.9, lambda f: f.error_type == "Divergence" or _msg(r"\bnan\b.*(loss|grad)|diverg")(f)),
+    Rule("NAN_OR_DIVERGENCE", 0.9, lambda f: _exc("DivergenceError")(f) or _msg(r"training diverged")(f)),
     Rule("CUDA_OOM", 0.95, lambda f: _exc("OutOfMemoryError")(f) or _msg(r"CUDA out of memory")(f)),
     Rule("HOST_OOM", 0.9, _msg(r"DefaultCPUAllocator: can't allocate memory|Cannot allocate memory|std::bad_alloc")),
     Rule("HOST_OOM", 0.8, _exc("MemoryError")),

@@ -74,6 +74,8 @@ def validate(c: Config) -> None:
     _check(v, c.logging_steps >= 1, "logging_steps", f"must be positive, got {c.logging_steps}")
     _check(v, c.num_gpus >= 0, "num_gpus", f"must not be negative, got {c.num_gpus}")
     _check(v, c.eval_accumulation_steps >= 0, "eval_accumulation_steps", "must not be negative")
+    _check(v, c.divergence_factor == 0 or c.divergence_factor > 1, "divergence_factor",
+           f"must be 0 (off) or above 1, got {c.divergence_factor:g}")
     dpo = c.method == config_pb2.METHOD_DPO
     preference = c.dataset.format == config_pb2.DATASET_FORMAT_PREFERENCE
     if dpo:

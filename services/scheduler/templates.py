@@ -38,6 +38,7 @@ DEFAULTS: dict = {
     "dpo_beta": 0.1,
     "num_gpus": 1,
     "eval_accumulation_steps": 0,
+    "divergence_factor": 5.0,
 }
 
 _TEMPLATES: list[tuple[str, str, dict]] = [

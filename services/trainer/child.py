@@ -97,7 +97,7 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
         )
     sink.set_phase("PHASE_DATA_PREP", "tokenizing")
     samples_per_step = int(cfg["per_device_train_batch_size"]) * int(cfg["gradient_accumulation_steps"])
-    callback = ReportingCallback(sink, samples_per_step, PAUSE)
+    callback = ReportingCallback(sink, samples_per_step, PAUSE, float(cfg.get("divergence_factor", 0.0)))
     output_dir = spec["checkpoints_dir"]
     common = dict(model=model, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
                   peft_config=recipe.peft_config(cfg), callbacks=[callback])

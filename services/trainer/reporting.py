@@ -8,6 +8,7 @@ observes; it steers training through `control` (pause = save now, then stop).
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import threading
@@ -46,10 +47,39 @@ def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+class DivergenceError(RuntimeError):
+    """The loss or gradient norm became NaN/inf, or exploded over its running median."""
+
+
+class DivergenceGuard:
+    """Checks each logged loss and grad norm; `check` raises DivergenceError at the first bad step."""
+
+    WARMUP_REPORTS = 1  # reports before the explosion check starts
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+        self.losses: list[float] = []
+
+    def check(self, step: int, loss: float | None, grad_norm: float | None) -> None:
+        for name, value in (("loss", loss), ("grad_norm", grad_norm)):
+            if value is not None and not math.isfinite(value):
+                raise DivergenceError(f"{name} became {value} at step {step}: training diverged")
+        if loss is None:
+            return
+        if self.factor > 0 and len(self.losses) >= self.WARMUP_REPORTS:
+            median = statistics.median(self.losses[-100:])
+            if median > 0 and loss > self.factor * median:
+                raise DivergenceError(f"loss {loss:.4g} at step {step} is over {self.factor:g}x its running median "
+                                      f"{median:.4g}: training diverged")
+        self.losses.append(loss)
+
+
 class ReportingCallback(TrainerCallback):
     """Reports phases, metrics, evaluations and checkpoints; pauses on request."""
 
-    def __init__(self, sink: EventSink, samples_per_step: int, pause_requested: threading.Event) -> None:
+    def __init__(self, sink: EventSink, samples_per_step: int, pause_requested: threading.Event,
+                 divergence_factor: float = 0.0) -> None:
+        self.guard = DivergenceGuard(divergence_factor)
         self.sink = sink
         self.samples_per_step = samples_per_step
         self.pause_requested = pause_requested
@@ -113,6 +143,7 @@ class ReportingCallback(TrainerCallback):
         metrics.update(_gpu_memory())
         self._last_time, self._last_step, self._last_tokens = now, state.global_step, tokens
         self.sink.emit(metrics=metrics)
+        self.guard.check(state.global_step, metrics["loss"], metrics.get("grad_norm"))
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         metrics = metrics or {}

@@ -110,3 +110,39 @@ def test_dpo_on_preference_pairs(tmp_path, tiny_model, chat_form):
     losses = [e.metrics.loss for e in parse(events) if e.HasField("metrics")]
     assert len(losses) == 6 and losses[-1] < losses[0]
     assert (job_dir / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_a_diverging_run_fails_at_that_step_instead_of_succeeding(tmp_path, tiny_model):
+    rows = [{"prompt": f"Say {w}", "completion": w} for w in ["yes", "no", "maybe", "hello"] * 8]
+    rc, events, _ = run_child(tmp_path, {"base_model": str(tiny_model), "adapter": "full", "max_steps": 60,
+                                         "learning_rate": 1.0, "max_grad_norm": 0, "weight_decay": 0,
+                                         "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
+                                         "max_seq_length": 64, "save_steps": 0, "warmup_ratio": 0,
+                                         "lr_scheduler": "constant"}, rows)
+    assert rc == 1
+    error = events[-1]["error"]
+    assert error["type"] == "services.trainer.reporting.DivergenceError"
+    assert error["phase"] == "PHASE_TRAINING"
+    failed_at = [e for e in parse(events) if e.HasField("metrics")][-1]
+    assert f"at step {failed_at.metrics.step}" in error["message"]
+    assert failed_at.metrics.step < 60
+
+
+def test_divergence_guard_on_nan_and_on_explosion():
+    from services.trainer.reporting import DivergenceError, DivergenceGuard
+
+    guard = DivergenceGuard(factor=10)
+    for step in range(1, 12):
+        guard.check(step, 2.0, 1.0)
+    guard.check(12, 15.0, 1.0)  # 7.5x the running median: allowed
+    with pytest.raises(DivergenceError, match="step 13"):
+        guard.check(13, 25.0, 1.0)
+    early = DivergenceGuard(factor=5)
+    early.check(1, 6.0, 1.0)
+    with pytest.raises(DivergenceError, match="step 2"):
+        early.check(2, 31.0, 1.0)
+    with pytest.raises(DivergenceError, match="grad_norm became nan at step 3"):
+        DivergenceGuard(factor=0).check(3, 0.0, float("nan"))
+    off = DivergenceGuard(factor=0)
+    for step in range(1, 30):
+        off.check(step, 2.0 if step < 20 else 1000.0, 1.0)  # explosion check off: only NaN/inf fail

@@ -22,8 +22,7 @@ def test_stale_generated_code_is_detected(tmp_path):
     shutil.copytree(ROOT / "sdk", copy / "sdk", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     shutil.copytree(ROOT / "scripts", copy / "scripts")
     proto = copy / "protos" / "ftlab" / "v1" / "config.proto"
-    proto.write_text(proto.read_text().replace("  optional int32 num_gpus = 31;",
-                                               "  optional int32 num_gpus = 31;\n  // New.\n  optional int32 extra = 32;"))
+    proto.write_text(proto.read_text() + "\n// New.\nmessage Extra {\n  // New.\n  int32 x = 1;\n}\n")
     result = subprocess.run([sys.executable, "scripts/gen_protos.py", "--check"], cwd=copy, capture_output=True, text=True)
     assert result.returncode == 1
     assert "config_pb2.py" in result.stdout
