@@ -89,8 +89,6 @@ class ReportingCallback(TrainerCallback):
         self._last_step = 0
         self._last_tokens = 0
         self._first_step = 0
-        self._step_times: list[float] = []
-        self._step_started = 0.0
         self._reported_steps: set[int] = set()
 
     # training loop
@@ -100,12 +98,7 @@ class ReportingCallback(TrainerCallback):
         self._last_tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
         self.sink.set_phase("PHASE_TRAINING")
 
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._step_started = time.monotonic()
-
     def on_step_end(self, args, state, control, **kwargs):
-        if self._step_started:
-            self._step_times.append(time.monotonic() - self._step_started)
         if self.pause_requested.is_set():
             control.should_save = True
             control.should_training_stop = True
@@ -166,8 +159,6 @@ class ReportingCallback(TrainerCallback):
         self.sink.emit(checkpoint_saved=event)
         self.sink.set_phase("PHASE_TRAINING")
 
-    def median_step_seconds(self) -> float | None:
-        return statistics.median(self._step_times) if self._step_times else None
 
 
 def _gpu_memory() -> dict[str, int]:

@@ -46,7 +46,6 @@ class Run:
     error_seen: bool = False
     stop_mode: str = ""  # "", "pause" or "cancel"
     done: bool = False
-    latest_metrics: events_pb2.TrainingMetrics | None = None
     progress: Progress | None = None
     stuck: str = ""  # why the watchdog killed it
 
@@ -170,8 +169,6 @@ class RunSupervisor:
             run.progress.saw(event, time.monotonic())
         if kind == "phase_changed":
             run.phase = event.phase_changed.phase
-        elif kind == "metrics":
-            run.latest_metrics = event.metrics
         if self.on_event is not None:
             self.on_event(run, event)
 
