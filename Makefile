@@ -44,4 +44,4 @@ clean:
 # The long fault-injection run: `make chaos TRIALS=50`.
 TRIALS ?= 30
 chaos: venv
-	FTLAB_CHAOS_TRIALS=$(TRIALS) $(PY) -m pytest -q -s -p no:cacheprovider tests/chaos
+	FTLAB_CHAOS_TRIALS=$(TRIALS) FTLAB_CHAOS_SEED=$${FTLAB_CHAOS_SEED:-$$(date +%s)} $(PY) -m pytest -q -s -p no:cacheprovider tests/chaos

@@ -22,7 +22,8 @@ from helpers import free_port, start_server, training_children, wait_for, write_
 
 pytestmark = pytest.mark.slow
 TRIALS = int(os.environ.get("FTLAB_CHAOS_TRIALS", "3"))
-SEED = int(os.environ.get("FTLAB_CHAOS_SEED", str(int(time.time()))))
+# A fixed schedule by default (CI must be repeatable); `make chaos` draws a new one each run.
+SEED = int(os.environ.get("FTLAB_CHAOS_SEED", "11"))
 FAULTS = ("child", "trainer", "scheduler")
 
 
