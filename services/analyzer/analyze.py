@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from google.protobuf import json_format
 
 from ftlab.v1 import analyzer_pb2, config_pb2, events_pb2
@@ -40,7 +42,7 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
     signal = request.signal if request.HasField("signal") else None
     exit_code = request.exit_code if request.HasField("exit_code") else None
     facts = rules.Facts(log, exit_code, signal, request.error_type)
-    category, confidence = rules.classify(facts)
+    category, confidence, cause = rules.classify(facts)
     if request.recent_metrics and category in ("UNKNOWN", "KILLED_BY_SIGNAL"):
         if any(_bad(m) for m in request.recent_metrics):
             category, confidence = "NAN_OR_DIVERGENCE", 0.8
@@ -53,6 +55,7 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
     evidence = [l.strip() for l in ([f.text for f in log.frames[-3:]] + [log.exception_line]) if l.strip()]
     if not log.exception_line:
         evidence += [l.strip() for l in log.lines if "nan" in l.lower() and "{" in l][:3]
+        evidence += [l.strip() for l in log.lines if l.startswith("ftlab watchdog:")][-1:]
         sig = rules.killed_signal(facts)
         if sig:
             evidence.append(f"the process ended with signal {sig}")
@@ -65,8 +68,18 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
         category=analyzer_pb2.FailureCategory.Value(f"FAILURE_CATEGORY_{category}"),
         phase=events_pb2.Phase.Value(f"PHASE_{phase}") if phase else events_pb2.PHASE_UNSPECIFIED,
         summary=summary, evidence=evidence[-6:], confidence=confidence,
-        suggestions=suggestions.suggest(category, phase, config, on_gpu=request.hardware.gpu_count > 0),
+        suggestions=suggestions.suggest(category, phase, config, on_gpu=request.hardware.gpu_count > 0,
+                                        facts={"cause": cause, "max_positions": _max_positions(log)}),
     )
+
+
+def _max_positions(log: logparse.ParsedLog) -> int | None:
+    """The model's position table size, as the trainer logs it when it loads the model."""
+    for line in log.lines:
+        m = re.search(r"^ftlab: loaded .*max positions (\d+)", line)
+        if m:
+            return int(m.group(1))
+    return None
 
 
 def _bad(m: events_pb2.TrainingMetrics) -> bool:

@@ -16,6 +16,7 @@ class Frame:
     file: str
     func: str
     text: str
+    code: str = ""  # the source line Python prints under the frame, when it does
 
 
 @dataclass
@@ -33,6 +34,14 @@ class ParsedLog:
     def frame_files(self) -> str:
         return "\n".join(f.file for f in self.frames)
 
+    def frame_code(self) -> str:
+        return "\n".join(f.code for f in self.frames)
+
+    def has_line(self, pattern: str) -> bool:
+        """Some line of the log (not only of the traceback) matches `pattern`."""
+        rx = re.compile(pattern, re.I)
+        return any(rx.search(line) for line in self.lines)
+
 
 def parse(text: str) -> ParsedLog:
     lines = [l for l in re.split(r"\r\n|\r|\n", text)]  # progress bars rewrite lines with \r
@@ -48,7 +57,8 @@ def parse(text: str) -> ParsedLog:
         while i < len(lines):
             m = _FRAME.match(lines[i])
             if m:
-                log.frames.append(Frame(m["file"], m["func"], lines[i].strip()))
+                code = lines[i + 1].strip() if i + 1 < len(lines) and lines[i + 1].startswith("    ") else ""
+                log.frames.append(Frame(m["file"], m["func"], lines[i].strip(), "" if set(code) <= set("^~ ") else code))
             elif lines[i] and not lines[i].startswith((" ", "\t")):
                 e = _EXC.match(lines[i])
                 if e and not lines[i].startswith(("During handling", "The above exception")):

@@ -12,11 +12,13 @@ _BY_FUNC: list[tuple[str, frozenset[str]]] = [
     ("EVALUATION", frozenset({"evaluate", "evaluation_loop", "prediction_step", "_evaluate"})),
     ("STARTUP", frozenset({"_load_from_checkpoint", "_validate_args", "validate_quantization_for_training",
                            "_load_optimizer_and_scheduler", "_load_rng_state"})),
-    ("TRAINING", frozenset({"training_step", "_inner_training_loop", "compute_loss", "backward",
-                            "optimizer_step", "_maybe_log_save_evaluate"})),
+    # compute_loss and the forward pass run in training and in evaluation alike: they decide nothing
+    ("TRAINING", frozenset({"training_step", "_inner_training_loop", "backward", "optimizer_step",
+                            "_maybe_log_save_evaluate", "_run_epoch"})),
     ("DATA_PREP", frozenset({"_prepare_dataset", "tokenize_fn", "_tokenize", "apply_chat_template", "map",
                              "load_dataset", "load_rows", "normalize", "detect_format", "_load_split", "from_patterns",
-                             "resolve_pattern", "get_training_chat_template", "apply_function"})),
+                             "resolve_pattern", "get_training_chat_template", "apply_function",
+                             "get_train_dataloader", "get_eval_dataloader", "_get_train_sampler"})),
     ("MODEL_LOAD", frozenset({"from_pretrained", "get_peft_model", "inject_adapter", "load_adapter",
                               "prepare_model_for_kbit_training", "cached_files", "cached_file",
                               "create_model_from_path", "_flash_attn_import_error", "load_peft_weights",
@@ -36,6 +38,11 @@ def infer_phase(log: ParsedLog) -> str:
             return "TRAINING"
         if "__init__" in funcs:
             return "STARTUP"
+    if log.has_line(r"^ftlab watchdog: .* in (training|evaluation|checkpoint|model load|data prep|startup)"):
+        last = next(l for l in reversed(log.lines) if l.startswith("ftlab watchdog:"))
+        for phase in ("CHECKPOINT_SAVE", "EVALUATION", "TRAINING", "MODEL_LOAD", "DATA_PREP", "STARTUP"):
+            if f" in {phase.lower().replace('_', ' ')}" in last or (phase == "CHECKPOINT_SAVE" and " in checkpoint" in last):
+                return phase
     text = "\n".join(log.lines[-40:]).lower()
     if log.metrics or "starting training" in text or "it/s]" in text:
         return "TRAINING"

@@ -37,6 +37,7 @@ class Rule:
     category: str
     confidence: float
     match: Callable[[Facts], bool]
+    cause: str = ""  # which way into the category, where the fix differs
 
 
 def _msg(pattern: str) -> Callable[[Facts], bool]:
@@ -69,7 +70,7 @@ def _diverged(f: Facts) -> bool:
 
 
 RULES: list[Rule] = [
-    Rule("STUCK", 0.95, lambda f: f.error_type == "Stuck"),
+    Rule("STUCK", 0.95, lambda f: f.error_type == "Stuck" or f.log.has_line(r"^ftlab watchdog: no progress")),
     Rule("NAN_OR_DIVERGENCE", 0.9, lambda f: _exc("DivergenceError")(f) or _msg(r"training diverged")(f)),
     Rule("CUDA_OOM", 0.95, lambda f: _exc("OutOfMemoryError")(f) or _msg(r"CUDA out of memory")(f)),
     Rule("HOST_OOM", 0.9, _msg(r"DefaultCPUAllocator: can't allocate memory|Cannot allocate memory|std::bad_alloc")),
@@ -92,9 +93,18 @@ RULES: list[Rule] = [
     Rule("DEPENDENCY_MISSING", 0.9, lambda f: _exc("ImportError", "ModuleNotFoundError")(f)
          or _msg(r"package .* (doesn't seem to be|is not) installed")(f)),
     Rule("GPU_UNAVAILABLE", 0.85, _msg(r"no CUDA GPUs are available|Torch not compiled with CUDA|"
-                                       r"CUDA driver initialization failed|requires a GPU")),
+                                       r"CUDA driver initialization failed|requires a GPU|"
+                                       r"Cannot access accelerator device when none is available|"
+                                       r"Found no NVIDIA driver|CUDA-capable device\(s\) is/are busy or unavailable")),
     Rule("PRECISION_UNSUPPORTED", 0.85, _msg(r"unscale FP16 gradients|bf16.*(not supported|requires)|"
                                              r"Bfloat16 is only supported|fp16.*only.*(GPU|CUDA)")),
+    # an index past a learned position table (GPT-2's wpe, OPT's embed_positions): the sequence is too long
+    Rule("SEQUENCE_TOO_LONG", 0.85, lambda f: _exc("IndexError", "RuntimeError")(f)
+         and ("index out of range in self" in f.msg or "device-side assert" in f.msg)
+         and "position" in _embedding_call(f).lower(), cause="positions"),
+    # every example dropped after truncation to max_seq_length leaves nothing to train on
+    Rule("SEQUENCE_TOO_LONG", 0.8, lambda f: bool(re.search(r"num_samples=0", f.msg))
+         and f.log.has_line(r"Dropping fully (truncated|masked) examples"), cause="dropped"),
     Rule("TOKEN_ID_OUT_OF_RANGE", 0.85, _both(_exc("IndexError", "RuntimeError"),
                                               lambda f: "index out of range in self" in f.msg
                                               or "device-side assert" in f.msg)),
@@ -118,13 +128,23 @@ RULES: list[Rule] = [
 ]
 
 
-def classify(f: Facts) -> tuple[str, float]:
+def _embedding_call(f: Facts) -> str:
+    """The model's source line that made the failing embedding lookup (e.g. `self.wpe(position_ids)`):
+    the innermost frame in a modeling file, when the traceback ends in torch's embedding."""
+    frames = f.log.frames
+    if not any(frame.func == "embedding" for frame in frames[-3:]):
+        return ""
+    return next((frame.code for frame in reversed(frames) if "modeling_" in frame.file), "")
+
+
+def classify(f: Facts) -> tuple[str, float, str]:
+    """(category, confidence, cause) of the first rule that matches."""
     for rule in RULES:
         if rule.match(f):
-            return rule.category, rule.confidence
+            return rule.category, rule.confidence, rule.cause
     if _diverged(f):
-        return "NAN_OR_DIVERGENCE", 0.85
-    return "UNKNOWN", 0.2
+        return "NAN_OR_DIVERGENCE", 0.85, ""
+    return "UNKNOWN", 0.2, ""
 
 
 def killed_signal(f: Facts) -> int | None:

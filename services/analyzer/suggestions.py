@@ -26,7 +26,11 @@ def _is_set(config, field: str) -> bool:
     return config.HasField(field) if config.DESCRIPTOR.fields_by_name[field].has_presence else bool(getattr(config, field))
 
 
-def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: bool) -> list[analyzer_pb2.ConfigPatch]:
+def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: bool,
+            facts: dict | None = None) -> list[analyzer_pb2.ConfigPatch]:
+    """`facts` are what the log told beyond the category: `cause` ("positions": past the model's
+    position table; "dropped": every example cut away) and `max_positions` (the model's)."""
+    facts = facts or {}
     out: list[analyzer_pb2.ConfigPatch] = []
     if category == "CUDA_OOM" and phase == "EVALUATION":
         eval_batch = c.per_device_eval_batch_size or 8
@@ -109,18 +113,38 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
                           "evaluation is on but there is no evaluation data", "no evaluation"))
         out.append(_patch("dataset.eval_split", f"{c.dataset.eval_split:g}", "0.05",
                           "or hold out part of the training data for evaluation", "evaluation on 5% of the rows"))
-    elif category in ("SEQUENCE_TOO_LONG", "TOKEN_ID_OUT_OF_RANGE"):
-        if category == "SEQUENCE_TOO_LONG" and c.max_seq_length:
-            out.append(_patch("max_seq_length", c.max_seq_length, min(c.max_seq_length // 2, 2048),
-                              "sequences exceed what the model supports", "longer examples are truncated"))
-        if category == "TOKEN_ID_OUT_OF_RANGE":
-            out.append(_patch("base_model", c.base_model, f"{c.base_model} with its own tokenizer",
-                              "the tokenizer produces ids beyond the model's embedding table (mismatched tokenizer "
-                              "or added tokens without resizing)", "token ids fit the embeddings"))
+    elif category == "SEQUENCE_TOO_LONG":
+        positions = facts.get("max_positions")
+        if facts.get("cause") == "dropped":
+            longer = c.max_seq_length * 2 if not positions else min(c.max_seq_length * 2, positions)
+            if longer > c.max_seq_length:
+                out.append(_patch("max_seq_length", c.max_seq_length, longer,
+                                  "every example was cut away: its prompt alone is longer than max_seq_length",
+                                  "examples keep their completions; memory grows with the length"))
+        elif positions and c.max_seq_length > positions:
+            out.append(_patch("max_seq_length", c.max_seq_length, positions,
+                              f"the model has {positions} positions; longer sequences index past its position table",
+                              "longer examples are truncated to what the model supports"))
+        elif c.max_seq_length:
+            out.append(_patch("max_seq_length", c.max_seq_length, "at most the model's max_position_embeddings",
+                              "sequences are longer than the model supports", "longer examples are truncated"))
+    elif category == "GPU_UNAVAILABLE":
+        if c.adapter == C.ADAPTER_QLORA:
+            out.append(_patch("adapter", "ADAPTER_QLORA", "ADAPTER_LORA",
+                              "4-bit quantization needs a GPU and none is usable here",
+                              "trains without a GPU (slowly) or on any worker"))
+        if c.precision in (C.PRECISION_FP16, C.PRECISION_BF16):
+            out.append(_patch("precision", _enum(c, "precision"), "PRECISION_AUTO",
+                              "half precision was asked for a GPU that is not there", "fp32 on CPU, bf16 on a GPU"))
+    elif category == "TOKEN_ID_OUT_OF_RANGE":
+        out.append(_patch("base_model", c.base_model, f"{c.base_model} with its own tokenizer",
+                          "the tokenizer produces ids beyond the model's embedding table (mismatched tokenizer "
+                          "or added tokens without resizing)", "token ids fit the embeddings"))
     elif category == "DISK_FULL":
         limit = c.save_total_limit
-        out.append(_patch("save_total_limit", limit or "unlimited", 1 if limit != 1 else 1,
-                          "keep fewer checkpoints on disk", "disk use of one checkpoint"))
+        if limit != 1:
+            out.append(_patch("save_total_limit", limit or "unlimited", 1,
+                              "keep fewer checkpoints on disk", "disk use of one checkpoint"))
         if c.save_steps:
             out.append(_patch("save_steps", c.save_steps, c.save_steps * 2, "save half as often", ""))
     elif category in ("DATASET_NOT_FOUND", "DATASET_SCHEMA", "DATASET_FORMAT"):
@@ -136,7 +160,7 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
     elif category == "CHECKPOINT_NOT_FOUND" or category == "CHECKPOINT_CORRUPT":
         out.append(_patch("checkpoint", "the one named", "latest (or none)",
                           "retry from another checkpoint: the chosen one is missing or damaged", ""))
-    elif category == "STUCK":
+    elif category == "STUCK" and c.dataloader_num_workers > 0:
         out.append(_patch("dataloader_num_workers", c.dataloader_num_workers, 0,
                           "hung runs are most often data-loading workers deadlocked", "data loads in the main process"))
     return out

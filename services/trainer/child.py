@@ -76,7 +76,9 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False))
         )
-    print(f"ftlab: loaded {base} ({sum(p.numel() for p in model.parameters()):,} parameters)", flush=True)
+    positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    print(f"ftlab: loaded {base} ({sum(p.numel() for p in model.parameters()):,} parameters, "
+          f"max positions {positions})", flush=True)
 
     sink.set_phase("PHASE_DATA_PREP", "reading dataset")
     dataset_cfg = cfg["dataset"]

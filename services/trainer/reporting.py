@@ -170,4 +170,5 @@ def _gpu_memory() -> dict[str, int]:
         "gpu_memory_allocated_bytes": torch.cuda.memory_allocated(),
         "gpu_memory_reserved_bytes": torch.cuda.memory_reserved(),
         "gpu_memory_peak_bytes": torch.cuda.max_memory_allocated(),
+        "gpu_memory_peak_reserved_bytes": torch.cuda.max_memory_reserved(),
     }

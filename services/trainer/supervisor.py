@@ -149,6 +149,8 @@ class RunSupervisor:
             run.stuck = (f"no progress for {silent:.0f}s in {phase.removeprefix('PHASE_').lower()} "
                          f"(limit {run.progress.limit():.0f}s); the run was killed")
             log.warning("run %s is stuck: %s", run.run_id, run.stuck)
+            with run.log_path.open("a") as logf:  # the run's own log says why it ended
+                logf.write(f"\nftlab watchdog: {run.stuck}\n")
             if self.on_stuck is not None:
                 self.on_stuck(run, phase)
             _kill_group(run.pid, signal.SIGKILL)

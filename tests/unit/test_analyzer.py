@@ -110,3 +110,65 @@ def test_the_trainers_own_records_decide_stuck_and_signals():
     assert (category(stuck), phase(stuck)) == ("STUCK", "TRAINING")
     killed = analyze(analyzer_pb2.AnalyzeFailureRequest(log="starting training", error_type="Signal", signal=15))
     assert category(killed) == "KILLED_BY_SIGNAL"
+
+
+def with_own_config(name: str, gpu: bool = False) -> analyzer_pb2.AnalyzeFailureRequest:
+    """The request the scheduler makes for one of our own captured runs: its resolved config too."""
+    meta = json.loads((case(name) / "meta.json").read_text())
+    request = request_for(case(name))
+    request.config_json = json.dumps(meta["config"])
+    request.hardware.gpu_count = int(gpu)
+    return request
+
+
+def test_every_category_has_a_real_log():
+    expected = {json.loads((c / "meta.json").read_text())["expected_category"] for c in FIXTURES}
+    taxonomy = {n.removeprefix("FAILURE_CATEGORY_") for n in analyzer_pb2.FailureCategory.keys()}
+    assert taxonomy - expected == {"UNSPECIFIED", "UNKNOWN"}
+
+
+@pytest.mark.parametrize("name", [c.name for c in FIXTURES if (json.loads((c / "meta.json").read_text())
+                                                                .get("error_event"))])
+def test_with_the_trainers_error_event_as_in_production(name):
+    """The scheduler passes the error type, phase and exit status the trainer recorded besides the log."""
+    meta = json.loads((case(name) / "meta.json").read_text())
+    event = meta["error_event"]
+    request = with_own_config(name)
+    request.error_type = event["type"]
+    request.phase = events_pb2.Phase.Value(event["phase"])
+    if meta.get("signal"):
+        request.signal = meta["signal"]
+    a = analyze(request)
+    assert (category(a), phase(a)) == (meta["expected_category"], meta["expected_phase"])
+
+
+def test_real_oom_in_evaluation_shrinks_evaluation_only():
+    s = suggestions(analyze(with_own_config("h100-cuda_oom_eval", gpu=True)))
+    assert s == {"per_device_eval_batch_size": ("256", "64"), "eval_accumulation_steps": ("unset", "4")}
+
+
+def test_real_oom_in_full_training_keeps_the_effective_batch_then_lora():
+    s = suggestions(analyze(with_own_config("h100-cuda_oom_train_full", gpu=True)))
+    assert s["per_device_train_batch_size"] == ("64", "32") and s["gradient_accumulation_steps"] == ("4", "8")
+    assert s["adapter"] == ("ADAPTER_FULL", "ADAPTER_LORA")
+
+
+def test_past_the_position_table_cuts_to_the_models_positions():
+    s = suggestions(analyze(with_own_config("cpu-ftlab-gpt2_learned_positions")))
+    assert s == {"max_seq_length": ("256", "64")}  # the model has 64 positions, as the trainer logged
+
+
+def test_every_example_cut_away_lengthens_max_seq_length():
+    s = suggestions(analyze(with_own_config("cpu-ftlab-dpo_prompt_longer_than_max_length")))
+    assert s == {"max_seq_length": ("128", "256")}
+
+
+def test_qlora_without_a_gpu_falls_back_to_lora():
+    s = suggestions(analyze(with_own_config("cpu-ftlab-qlora_on_cpu")))
+    assert s["adapter"] == ("ADAPTER_QLORA", "ADAPTER_LORA")
+
+
+def test_stuck_without_loader_workers_suggests_no_loader_change():
+    a = analyze(with_own_config("cpu-ftlab-stuck_sigstop"))
+    assert category(a) == "STUCK" and "dataloader_num_workers" not in suggestions(a)
+    assert any("ftlab watchdog" in e for e in a.evidence)

@@ -140,6 +140,7 @@ class TrainingMetrics(_message.Message):
     ETA_SECONDS_FIELD_NUMBER: _builtins.int
     ELAPSED_SECONDS_FIELD_NUMBER: _builtins.int
     TOKENS_SEEN_FIELD_NUMBER: _builtins.int
+    GPU_MEMORY_PEAK_RESERVED_BYTES_FIELD_NUMBER: _builtins.int
     step: _builtins.int
     """Optimizer step reached."""
     max_steps: _builtins.int
@@ -168,6 +169,8 @@ class TrainingMetrics(_message.Message):
     """Seconds since training started."""
     tokens_seen: _builtins.int
     """Non-padding input tokens seen so far."""
+    gpu_memory_peak_reserved_bytes: _builtins.int
+    """Peak bytes of GPU memory reserved by the caching allocator since the run started (CUDA only)."""
     def __init__(
         self,
         *,
@@ -185,10 +188,11 @@ class TrainingMetrics(_message.Message):
         eta_seconds: _builtins.float | None = ...,
         elapsed_seconds: _builtins.float = ...,
         tokens_seen: _builtins.int = ...,
+        gpu_memory_peak_reserved_bytes: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "_gpu_memory_allocated_bytes", b"_gpu_memory_allocated_bytes", "_gpu_memory_peak_bytes", b"_gpu_memory_peak_bytes", "_gpu_memory_reserved_bytes", b"_gpu_memory_reserved_bytes", "_grad_norm", b"_grad_norm", "_learning_rate", b"_learning_rate", "_loss", b"_loss", "eta_seconds", b"eta_seconds", "gpu_memory_allocated_bytes", b"gpu_memory_allocated_bytes", "gpu_memory_peak_bytes", b"gpu_memory_peak_bytes", "gpu_memory_reserved_bytes", b"gpu_memory_reserved_bytes", "grad_norm", b"grad_norm", "learning_rate", b"learning_rate", "loss", b"loss"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "_gpu_memory_allocated_bytes", b"_gpu_memory_allocated_bytes", "_gpu_memory_peak_bytes", b"_gpu_memory_peak_bytes", "_gpu_memory_peak_reserved_bytes", b"_gpu_memory_peak_reserved_bytes", "_gpu_memory_reserved_bytes", b"_gpu_memory_reserved_bytes", "_grad_norm", b"_grad_norm", "_learning_rate", b"_learning_rate", "_loss", b"_loss", "eta_seconds", b"eta_seconds", "gpu_memory_allocated_bytes", b"gpu_memory_allocated_bytes", "gpu_memory_peak_bytes", b"gpu_memory_peak_bytes", "gpu_memory_peak_reserved_bytes", b"gpu_memory_peak_reserved_bytes", "gpu_memory_reserved_bytes", b"gpu_memory_reserved_bytes", "grad_norm", b"grad_norm", "learning_rate", b"learning_rate", "loss", b"loss"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "_gpu_memory_allocated_bytes", b"_gpu_memory_allocated_bytes", "_gpu_memory_peak_bytes", b"_gpu_memory_peak_bytes", "_gpu_memory_reserved_bytes", b"_gpu_memory_reserved_bytes", "_grad_norm", b"_grad_norm", "_learning_rate", b"_learning_rate", "_loss", b"_loss", "elapsed_seconds", b"elapsed_seconds", "epoch", b"epoch", "eta_seconds", b"eta_seconds", "gpu_memory_allocated_bytes", b"gpu_memory_allocated_bytes", "gpu_memory_peak_bytes", b"gpu_memory_peak_bytes", "gpu_memory_reserved_bytes", b"gpu_memory_reserved_bytes", "grad_norm", b"grad_norm", "learning_rate", b"learning_rate", "loss", b"loss", "max_steps", b"max_steps", "samples_per_second", b"samples_per_second", "step", b"step", "tokens_per_second", b"tokens_per_second", "tokens_seen", b"tokens_seen"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "_gpu_memory_allocated_bytes", b"_gpu_memory_allocated_bytes", "_gpu_memory_peak_bytes", b"_gpu_memory_peak_bytes", "_gpu_memory_peak_reserved_bytes", b"_gpu_memory_peak_reserved_bytes", "_gpu_memory_reserved_bytes", b"_gpu_memory_reserved_bytes", "_grad_norm", b"_grad_norm", "_learning_rate", b"_learning_rate", "_loss", b"_loss", "elapsed_seconds", b"elapsed_seconds", "epoch", b"epoch", "eta_seconds", b"eta_seconds", "gpu_memory_allocated_bytes", b"gpu_memory_allocated_bytes", "gpu_memory_peak_bytes", b"gpu_memory_peak_bytes", "gpu_memory_peak_reserved_bytes", b"gpu_memory_peak_reserved_bytes", "gpu_memory_reserved_bytes", b"gpu_memory_reserved_bytes", "grad_norm", b"grad_norm", "learning_rate", b"learning_rate", "loss", b"loss", "max_steps", b"max_steps", "samples_per_second", b"samples_per_second", "step", b"step", "tokens_per_second", b"tokens_per_second", "tokens_seen", b"tokens_seen"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__eta_seconds: _TypeAlias = _typing.Literal["eta_seconds"]  # noqa: Y015
     _WhichOneofArgType__eta_seconds: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds"]  # noqa: Y015
@@ -196,6 +200,8 @@ class TrainingMetrics(_message.Message):
     _WhichOneofArgType__gpu_memory_allocated_bytes: _TypeAlias = _typing.Literal["_gpu_memory_allocated_bytes", b"_gpu_memory_allocated_bytes"]  # noqa: Y015
     _WhichOneofReturnType__gpu_memory_peak_bytes: _TypeAlias = _typing.Literal["gpu_memory_peak_bytes"]  # noqa: Y015
     _WhichOneofArgType__gpu_memory_peak_bytes: _TypeAlias = _typing.Literal["_gpu_memory_peak_bytes", b"_gpu_memory_peak_bytes"]  # noqa: Y015
+    _WhichOneofReturnType__gpu_memory_peak_reserved_bytes: _TypeAlias = _typing.Literal["gpu_memory_peak_reserved_bytes"]  # noqa: Y015
+    _WhichOneofArgType__gpu_memory_peak_reserved_bytes: _TypeAlias = _typing.Literal["_gpu_memory_peak_reserved_bytes", b"_gpu_memory_peak_reserved_bytes"]  # noqa: Y015
     _WhichOneofReturnType__gpu_memory_reserved_bytes: _TypeAlias = _typing.Literal["gpu_memory_reserved_bytes"]  # noqa: Y015
     _WhichOneofArgType__gpu_memory_reserved_bytes: _TypeAlias = _typing.Literal["_gpu_memory_reserved_bytes", b"_gpu_memory_reserved_bytes"]  # noqa: Y015
     _WhichOneofReturnType__grad_norm: _TypeAlias = _typing.Literal["grad_norm"]  # noqa: Y015
@@ -210,6 +216,8 @@ class TrainingMetrics(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__gpu_memory_allocated_bytes) -> _WhichOneofReturnType__gpu_memory_allocated_bytes | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__gpu_memory_peak_bytes) -> _WhichOneofReturnType__gpu_memory_peak_bytes | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__gpu_memory_peak_reserved_bytes) -> _WhichOneofReturnType__gpu_memory_peak_reserved_bytes | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__gpu_memory_reserved_bytes) -> _WhichOneofReturnType__gpu_memory_reserved_bytes | None: ...
     @_typing.overload
