@@ -22,36 +22,39 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from ftlab.v1 import dataset_pb2 as ftlab_dot_v1_dot_dataset__pb2
 from ftlab.v1 import events_pb2 as ftlab_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66tlab/v1/analyzer.proto\x12\x08\x66tlab.v1\x1a\x15\x66tlab/v1/events.proto\"i\n\x0b\x43onfigPatch\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x02 \x01(\t\x12\x11\n\tsuggested\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x17\n\x0f\x65xpected_effect\x18\x05 \x01(\t\"\xc1\x01\n\x0f\x46\x61ilureAnalysis\x12+\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32\x19.ftlab.v1.FailureCategory\x12\x1e\n\x05phase\x18\x02 \x01(\x0e\x32\x0f.ftlab.v1.Phase\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12\x10\n\x08\x65vidence\x18\x04 \x03(\t\x12\x12\n\nconfidence\x18\x05 \x01(\x01\x12*\n\x0bsuggestions\x18\x06 \x03(\x0b\x32\x15.ftlab.v1.ConfigPatch\"d\n\x08Hardware\x12\x10\n\x08gpu_name\x18\x01 \x01(\t\x12\x18\n\x10gpu_memory_bytes\x18\x02 \x01(\x03\x12\x11\n\tgpu_count\x18\x03 \x01(\x05\x12\x19\n\x11host_memory_bytes\x18\x04 \x01(\x03\"\x8c\x02\n\x15\x41nalyzeFailureRequest\x12\x0b\n\x03log\x18\x01 \x01(\t\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x13\n\x0b\x63onfig_json\x18\x04 \x01(\t\x12\x31\n\x0erecent_metrics\x18\x05 \x03(\x0b\x32\x19.ftlab.v1.TrainingMetrics\x12$\n\x08hardware\x18\x06 \x01(\x0b\x32\x12.ftlab.v1.Hardware\x12\x1e\n\x05phase\x18\x07 \x01(\x0e\x32\x0f.ftlab.v1.Phase\x12\x12\n\nerror_type\x18\x08 \x01(\tB\x0c\n\n_exit_codeB\t\n\x07_signal\"E\n\x16\x41nalyzeFailureResponse\x12+\n\x08\x61nalysis\x18\x01 \x01(\x0b\x32\x19.ftlab.v1.FailureAnalysis\"\x82\x01\n\x0ePreflightCheck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.ftlab.v1.CheckStatus\x12\x0f\n\x07message\x18\x03 \x01(\t\x12*\n\x0bsuggestions\x18\x04 \x03(\x0b\x32\x15.ftlab.v1.ConfigPatch\"M\n\x10PreflightRequest\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\t\x12$\n\x08hardware\x18\x02 \x01(\x0b\x32\x12.ftlab.v1.Hardware\"a\n\x11PreflightResponse\x12(\n\x06\x63hecks\x18\x01 \x03(\x0b\x32\x18.ftlab.v1.PreflightCheck\x12\"\n\x1a\x65stimated_gpu_memory_bytes\x18\x02 \x01(\x03*\xd2\x07\n\x0f\x46\x61ilureCategory\x12 \n\x1c\x46\x41ILURE_CATEGORY_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46\x41ILURE_CATEGORY_CUDA_OOM\x10\x01\x12\x1d\n\x19\x46\x41ILURE_CATEGORY_HOST_OOM\x10\x02\x12%\n!FAILURE_CATEGORY_KILLED_BY_SIGNAL\x10\x03\x12\x1a\n\x16\x46\x41ILURE_CATEGORY_STUCK\x10\x04\x12&\n\"FAILURE_CATEGORY_NAN_OR_DIVERGENCE\x10\x05\x12&\n\"FAILURE_CATEGORY_DATASET_NOT_FOUND\x10\x06\x12#\n\x1f\x46\x41ILURE_CATEGORY_DATASET_FORMAT\x10\x07\x12#\n\x1f\x46\x41ILURE_CATEGORY_DATASET_SCHEMA\x10\x08\x12*\n&FAILURE_CATEGORY_CHAT_TEMPLATE_MISSING\x10\t\x12$\n FAILURE_CATEGORY_MODEL_NOT_FOUND\x10\n\x12(\n$FAILURE_CATEGORY_LORA_TARGET_MODULES\x10\x0b\x12*\n&FAILURE_CATEGORY_PRECISION_UNSUPPORTED\x10\x0c\x12-\n)FAILURE_CATEGORY_QUANTIZATION_UNSUPPORTED\x10\r\x12\'\n#FAILURE_CATEGORY_DEPENDENCY_MISSING\x10\x0e\x12$\n FAILURE_CATEGORY_GPU_UNAVAILABLE\x10\x0f\x12*\n&FAILURE_CATEGORY_TOKEN_ID_OUT_OF_RANGE\x10\x10\x12&\n\"FAILURE_CATEGORY_SEQUENCE_TOO_LONG\x10\x11\x12\'\n#FAILURE_CATEGORY_CHECKPOINT_CORRUPT\x10\x12\x12)\n%FAILURE_CATEGORY_CHECKPOINT_NOT_FOUND\x10\x13\x12/\n+FAILURE_CATEGORY_CHAT_TEMPLATE_INCOMPATIBLE\x10\x14\x12\x1e\n\x1a\x46\x41ILURE_CATEGORY_DISK_FULL\x10\x15\x12 \n\x1c\x46\x41ILURE_CATEGORY_EVAL_CONFIG\x10\x16\x12#\n\x1f\x46\x41ILURE_CATEGORY_INVALID_CONFIG\x10\x17\x12\x1c\n\x18\x46\x41ILURE_CATEGORY_UNKNOWN\x10\x18*p\n\x0b\x43heckStatus\x12\x1c\n\x18\x43HECK_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43HECK_STATUS_PASS\x10\x01\x12\x15\n\x11\x43HECK_STATUS_WARN\x10\x02\x12\x15\n\x11\x43HECK_STATUS_FAIL\x10\x03\x32\xac\x01\n\x0f\x41nalyzerService\x12S\n\x0e\x41nalyzeFailure\x12\x1f.ftlab.v1.AnalyzeFailureRequest\x1a .ftlab.v1.AnalyzeFailureResponse\x12\x44\n\tPreflight\x12\x1a.ftlab.v1.PreflightRequest\x1a\x1b.ftlab.v1.PreflightResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66tlab/v1/analyzer.proto\x12\x08\x66tlab.v1\x1a\x16\x66tlab/v1/dataset.proto\x1a\x15\x66tlab/v1/events.proto\"i\n\x0b\x43onfigPatch\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x02 \x01(\t\x12\x11\n\tsuggested\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x17\n\x0f\x65xpected_effect\x18\x05 \x01(\t\"\xc1\x01\n\x0f\x46\x61ilureAnalysis\x12+\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32\x19.ftlab.v1.FailureCategory\x12\x1e\n\x05phase\x18\x02 \x01(\x0e\x32\x0f.ftlab.v1.Phase\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12\x10\n\x08\x65vidence\x18\x04 \x03(\t\x12\x12\n\nconfidence\x18\x05 \x01(\x01\x12*\n\x0bsuggestions\x18\x06 \x03(\x0b\x32\x15.ftlab.v1.ConfigPatch\"d\n\x08Hardware\x12\x10\n\x08gpu_name\x18\x01 \x01(\t\x12\x18\n\x10gpu_memory_bytes\x18\x02 \x01(\x03\x12\x11\n\tgpu_count\x18\x03 \x01(\x05\x12\x19\n\x11host_memory_bytes\x18\x04 \x01(\x03\"\x8c\x02\n\x15\x41nalyzeFailureRequest\x12\x0b\n\x03log\x18\x01 \x01(\t\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x13\n\x0b\x63onfig_json\x18\x04 \x01(\t\x12\x31\n\x0erecent_metrics\x18\x05 \x03(\x0b\x32\x19.ftlab.v1.TrainingMetrics\x12$\n\x08hardware\x18\x06 \x01(\x0b\x32\x12.ftlab.v1.Hardware\x12\x1e\n\x05phase\x18\x07 \x01(\x0e\x32\x0f.ftlab.v1.Phase\x12\x12\n\nerror_type\x18\x08 \x01(\tB\x0c\n\n_exit_codeB\t\n\x07_signal\"E\n\x16\x41nalyzeFailureResponse\x12+\n\x08\x61nalysis\x18\x01 \x01(\x0b\x32\x19.ftlab.v1.FailureAnalysis\"\x82\x01\n\x0ePreflightCheck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.ftlab.v1.CheckStatus\x12\x0f\n\x07message\x18\x03 \x01(\t\x12*\n\x0bsuggestions\x18\x04 \x03(\x0b\x32\x15.ftlab.v1.ConfigPatch\"M\n\x10PreflightRequest\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\t\x12$\n\x08hardware\x18\x02 \x01(\x0b\x32\x12.ftlab.v1.Hardware\"\xc1\x01\n\x11PreflightResponse\x12(\n\x06\x63hecks\x18\x01 \x03(\x0b\x32\x18.ftlab.v1.PreflightCheck\x12\"\n\x1a\x65stimated_gpu_memory_bytes\x18\x02 \x01(\x03\x12(\n\x07\x64\x61taset\x18\x03 \x01(\x0b\x32\x17.ftlab.v1.DatasetReport\x12(\n\x06memory\x18\x04 \x01(\x0b\x32\x18.ftlab.v1.MemoryEstimate\x12\n\n\x02ok\x18\x05 \x01(\x08\"\xfc\x01\n\x0eMemoryEstimate\x12\x15\n\rweights_bytes\x18\x01 \x01(\x03\x12\x17\n\x0fgradients_bytes\x18\x02 \x01(\x03\x12\x17\n\x0foptimizer_bytes\x18\x03 \x01(\x03\x12\x19\n\x11\x61\x63tivations_bytes\x18\x04 \x01(\x03\x12\x13\n\x0bother_bytes\x18\x05 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x06 \x01(\x03\x12\x12\n\nparameters\x18\x07 \x01(\x03\x12\x1c\n\x14trainable_parameters\x18\x08 \x01(\x03\x12\x18\n\x10gpu_memory_bytes\x18\t \x01(\x03\x12\x10\n\x08gpu_name\x18\n \x01(\t*\xd2\x07\n\x0f\x46\x61ilureCategory\x12 \n\x1c\x46\x41ILURE_CATEGORY_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46\x41ILURE_CATEGORY_CUDA_OOM\x10\x01\x12\x1d\n\x19\x46\x41ILURE_CATEGORY_HOST_OOM\x10\x02\x12%\n!FAILURE_CATEGORY_KILLED_BY_SIGNAL\x10\x03\x12\x1a\n\x16\x46\x41ILURE_CATEGORY_STUCK\x10\x04\x12&\n\"FAILURE_CATEGORY_NAN_OR_DIVERGENCE\x10\x05\x12&\n\"FAILURE_CATEGORY_DATASET_NOT_FOUND\x10\x06\x12#\n\x1f\x46\x41ILURE_CATEGORY_DATASET_FORMAT\x10\x07\x12#\n\x1f\x46\x41ILURE_CATEGORY_DATASET_SCHEMA\x10\x08\x12*\n&FAILURE_CATEGORY_CHAT_TEMPLATE_MISSING\x10\t\x12$\n FAILURE_CATEGORY_MODEL_NOT_FOUND\x10\n\x12(\n$FAILURE_CATEGORY_LORA_TARGET_MODULES\x10\x0b\x12*\n&FAILURE_CATEGORY_PRECISION_UNSUPPORTED\x10\x0c\x12-\n)FAILURE_CATEGORY_QUANTIZATION_UNSUPPORTED\x10\r\x12\'\n#FAILURE_CATEGORY_DEPENDENCY_MISSING\x10\x0e\x12$\n FAILURE_CATEGORY_GPU_UNAVAILABLE\x10\x0f\x12*\n&FAILURE_CATEGORY_TOKEN_ID_OUT_OF_RANGE\x10\x10\x12&\n\"FAILURE_CATEGORY_SEQUENCE_TOO_LONG\x10\x11\x12\'\n#FAILURE_CATEGORY_CHECKPOINT_CORRUPT\x10\x12\x12)\n%FAILURE_CATEGORY_CHECKPOINT_NOT_FOUND\x10\x13\x12/\n+FAILURE_CATEGORY_CHAT_TEMPLATE_INCOMPATIBLE\x10\x14\x12\x1e\n\x1a\x46\x41ILURE_CATEGORY_DISK_FULL\x10\x15\x12 \n\x1c\x46\x41ILURE_CATEGORY_EVAL_CONFIG\x10\x16\x12#\n\x1f\x46\x41ILURE_CATEGORY_INVALID_CONFIG\x10\x17\x12\x1c\n\x18\x46\x41ILURE_CATEGORY_UNKNOWN\x10\x18*p\n\x0b\x43heckStatus\x12\x1c\n\x18\x43HECK_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43HECK_STATUS_PASS\x10\x01\x12\x15\n\x11\x43HECK_STATUS_WARN\x10\x02\x12\x15\n\x11\x43HECK_STATUS_FAIL\x10\x03\x32\xac\x01\n\x0f\x41nalyzerService\x12S\n\x0e\x41nalyzeFailure\x12\x1f.ftlab.v1.AnalyzeFailureRequest\x1a .ftlab.v1.AnalyzeFailureResponse\x12\x44\n\tPreflight\x12\x1a.ftlab.v1.PreflightRequest\x1a\x1b.ftlab.v1.PreflightResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ftlab.v1.analyzer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FAILURECATEGORY']._serialized_start=1119
-  _globals['_FAILURECATEGORY']._serialized_end=2097
-  _globals['_CHECKSTATUS']._serialized_start=2099
-  _globals['_CHECKSTATUS']._serialized_end=2211
-  _globals['_CONFIGPATCH']._serialized_start=60
-  _globals['_CONFIGPATCH']._serialized_end=165
-  _globals['_FAILUREANALYSIS']._serialized_start=168
-  _globals['_FAILUREANALYSIS']._serialized_end=361
-  _globals['_HARDWARE']._serialized_start=363
-  _globals['_HARDWARE']._serialized_end=463
-  _globals['_ANALYZEFAILUREREQUEST']._serialized_start=466
-  _globals['_ANALYZEFAILUREREQUEST']._serialized_end=734
-  _globals['_ANALYZEFAILURERESPONSE']._serialized_start=736
-  _globals['_ANALYZEFAILURERESPONSE']._serialized_end=805
-  _globals['_PREFLIGHTCHECK']._serialized_start=808
-  _globals['_PREFLIGHTCHECK']._serialized_end=938
-  _globals['_PREFLIGHTREQUEST']._serialized_start=940
-  _globals['_PREFLIGHTREQUEST']._serialized_end=1017
-  _globals['_PREFLIGHTRESPONSE']._serialized_start=1019
-  _globals['_PREFLIGHTRESPONSE']._serialized_end=1116
-  _globals['_ANALYZERSERVICE']._serialized_start=2214
-  _globals['_ANALYZERSERVICE']._serialized_end=2386
+  _globals['_FAILURECATEGORY']._serialized_start=1495
+  _globals['_FAILURECATEGORY']._serialized_end=2473
+  _globals['_CHECKSTATUS']._serialized_start=2475
+  _globals['_CHECKSTATUS']._serialized_end=2587
+  _globals['_CONFIGPATCH']._serialized_start=84
+  _globals['_CONFIGPATCH']._serialized_end=189
+  _globals['_FAILUREANALYSIS']._serialized_start=192
+  _globals['_FAILUREANALYSIS']._serialized_end=385
+  _globals['_HARDWARE']._serialized_start=387
+  _globals['_HARDWARE']._serialized_end=487
+  _globals['_ANALYZEFAILUREREQUEST']._serialized_start=490
+  _globals['_ANALYZEFAILUREREQUEST']._serialized_end=758
+  _globals['_ANALYZEFAILURERESPONSE']._serialized_start=760
+  _globals['_ANALYZEFAILURERESPONSE']._serialized_end=829
+  _globals['_PREFLIGHTCHECK']._serialized_start=832
+  _globals['_PREFLIGHTCHECK']._serialized_end=962
+  _globals['_PREFLIGHTREQUEST']._serialized_start=964
+  _globals['_PREFLIGHTREQUEST']._serialized_end=1041
+  _globals['_PREFLIGHTRESPONSE']._serialized_start=1044
+  _globals['_PREFLIGHTRESPONSE']._serialized_end=1237
+  _globals['_MEMORYESTIMATE']._serialized_start=1240
+  _globals['_MEMORYESTIMATE']._serialized_end=1492
+  _globals['_ANALYZERSERVICE']._serialized_start=2590
+  _globals['_ANALYZERSERVICE']._serialized_end=2762
 # @@protoc_insertion_point(module_scope)

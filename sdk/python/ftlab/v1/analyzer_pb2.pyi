@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from ftlab.v1 import dataset_pb2 as _dataset_pb2
 from ftlab.v1 import events_pb2 as _events_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -411,7 +412,7 @@ class PreflightRequest(_message.Message):
     """The resolved config, as JSON (TrainingConfig's JSON mapping)."""
     @_builtins.property
     def hardware(self) -> Global___Hardware:
-        """The hardware it would run on."""
+        """The hardware it would run on (the largest GPU among the registered trainers)."""
 
     def __init__(
         self,
@@ -435,22 +436,96 @@ class PreflightResponse(_message.Message):
 
     CHECKS_FIELD_NUMBER: _builtins.int
     ESTIMATED_GPU_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    DATASET_FIELD_NUMBER: _builtins.int
+    MEMORY_FIELD_NUMBER: _builtins.int
+    OK_FIELD_NUMBER: _builtins.int
     estimated_gpu_memory_bytes: _builtins.int
-    """Estimated peak GPU memory in bytes."""
+    """Estimated peak GPU memory in bytes (0 when the model's shape could not be read)."""
+    ok: _builtins.bool
+    """No check failed."""
     @_builtins.property
     def checks(self) -> _containers.RepeatedCompositeFieldContainer[Global___PreflightCheck]:
         """The checks, in order."""
+
+    @_builtins.property
+    def dataset(self) -> _dataset_pb2.DatasetReport:
+        """What the dataset holds."""
+
+    @_builtins.property
+    def memory(self) -> Global___MemoryEstimate:
+        """How the memory estimate adds up."""
 
     def __init__(
         self,
         *,
         checks: _abc.Iterable[Global___PreflightCheck] | None = ...,
         estimated_gpu_memory_bytes: _builtins.int = ...,
+        dataset: _dataset_pb2.DatasetReport | None = ...,
+        memory: Global___MemoryEstimate | None = ...,
+        ok: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "memory", b"memory"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks", "estimated_gpu_memory_bytes", b"estimated_gpu_memory_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks", "dataset", b"dataset", "estimated_gpu_memory_bytes", b"estimated_gpu_memory_bytes", "memory", b"memory", "ok", b"ok"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PreflightResponse: _TypeAlias = PreflightResponse  # noqa: Y015
+
+@_typing.final
+class MemoryEstimate(_message.Message):
+    """How the peak GPU memory estimate adds up, in bytes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEIGHTS_BYTES_FIELD_NUMBER: _builtins.int
+    GRADIENTS_BYTES_FIELD_NUMBER: _builtins.int
+    OPTIMIZER_BYTES_FIELD_NUMBER: _builtins.int
+    ACTIVATIONS_BYTES_FIELD_NUMBER: _builtins.int
+    OTHER_BYTES_FIELD_NUMBER: _builtins.int
+    TOTAL_BYTES_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    TRAINABLE_PARAMETERS_FIELD_NUMBER: _builtins.int
+    GPU_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    GPU_NAME_FIELD_NUMBER: _builtins.int
+    weights_bytes: _builtins.int
+    """Weights as held on the GPU (and their cast copies under autocast)."""
+    gradients_bytes: _builtins.int
+    """Gradients of the trainable parameters."""
+    optimizer_bytes: _builtins.int
+    """Optimizer state (AdamW: two fp32 moments per trainable parameter)."""
+    activations_bytes: _builtins.int
+    """Activations kept for the backward pass at the peak."""
+    other_bytes: _builtins.int
+    """Allocator slack and workspaces."""
+    total_bytes: _builtins.int
+    """Total: the estimated peak reserved by PyTorch."""
+    parameters: _builtins.int
+    """Parameters of the model."""
+    trainable_parameters: _builtins.int
+    """Parameters trained."""
+    gpu_memory_bytes: _builtins.int
+    """Memory of the GPU it was compared with (0: no GPU known)."""
+    gpu_name: _builtins.str
+    """Name of that GPU."""
+    def __init__(
+        self,
+        *,
+        weights_bytes: _builtins.int = ...,
+        gradients_bytes: _builtins.int = ...,
+        optimizer_bytes: _builtins.int = ...,
+        activations_bytes: _builtins.int = ...,
+        other_bytes: _builtins.int = ...,
+        total_bytes: _builtins.int = ...,
+        parameters: _builtins.int = ...,
+        trainable_parameters: _builtins.int = ...,
+        gpu_memory_bytes: _builtins.int = ...,
+        gpu_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activations_bytes", b"activations_bytes", "gpu_memory_bytes", b"gpu_memory_bytes", "gpu_name", b"gpu_name", "gradients_bytes", b"gradients_bytes", "optimizer_bytes", b"optimizer_bytes", "other_bytes", b"other_bytes", "parameters", b"parameters", "total_bytes", b"total_bytes", "trainable_parameters", b"trainable_parameters", "weights_bytes", b"weights_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemoryEstimate: _TypeAlias = MemoryEstimate  # noqa: Y015

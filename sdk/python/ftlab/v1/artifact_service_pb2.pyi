@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from ftlab.v1 import dataset_pb2 as _dataset_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -132,7 +133,7 @@ class Dataset(_message.Message):
     rows: _builtins.int
     """Rows read."""
     @_builtins.property
-    def bad_rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___BadRow]:
+    def bad_rows(self) -> _containers.RepeatedCompositeFieldContainer[_dataset_pb2.BadRow]:
         """Rows rejected, with their line numbers and why."""
 
     def __init__(
@@ -144,7 +145,7 @@ class Dataset(_message.Message):
         filename: _builtins.str = ...,
         format: _builtins.str = ...,
         rows: _builtins.int = ...,
-        bad_rows: _abc.Iterable[Global___BadRow] | None = ...,
+        bad_rows: _abc.Iterable[_dataset_pb2.BadRow] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -153,32 +154,6 @@ class Dataset(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Dataset: _TypeAlias = Dataset  # noqa: Y015
-
-@_typing.final
-class BadRow(_message.Message):
-    """A dataset row that could not be used."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    LINE_FIELD_NUMBER: _builtins.int
-    REASON_FIELD_NUMBER: _builtins.int
-    line: _builtins.int
-    """1-based line (or row) number."""
-    reason: _builtins.str
-    """Why it was rejected."""
-    def __init__(
-        self,
-        *,
-        line: _builtins.int = ...,
-        reason: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["line", b"line", "reason", b"reason"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___BadRow: _TypeAlias = BadRow  # noqa: Y015
 
 @_typing.final
 class ListArtifactsRequest(_message.Message):

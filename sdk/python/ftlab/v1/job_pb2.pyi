@@ -133,10 +133,31 @@ class RetryPolicy(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class AutoRecoverEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
     BACKOFF_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_WORKER_LOSSES_FIELD_NUMBER: _builtins.int
     MAX_ATTEMPTS_BY_CATEGORY_FIELD_NUMBER: _builtins.int
+    AUTO_RECOVER_FIELD_NUMBER: _builtins.int
     max_attempts: _builtins.int
     """Attempts allowed for failures of the job itself (1 = no retry)."""
     backoff_seconds: _builtins.float
@@ -149,6 +170,13 @@ class RetryPolicy(_message.Message):
         FailureCategory names without the prefix, e.g. "STUCK", "KILLED_BY_SIGNAL", "CUDA_OOM".
         """
 
+    @_builtins.property
+    def auto_recover(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Auto-recovery: for a failure of one of these categories (e.g. "CUDA_OOM"), apply the analyzer's
+        suggestions and resume from the latest checkpoint as a new job, at most this many times in a
+        row of retries. Only categories with a safe automatic fix are accepted (see the README).
+        """
+
     def __init__(
         self,
         *,
@@ -156,10 +184,11 @@ class RetryPolicy(_message.Message):
         backoff_seconds: _builtins.float | None = ...,
         max_worker_losses: _builtins.int | None = ...,
         max_attempts_by_category: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        auto_recover: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_backoff_seconds", b"_backoff_seconds", "_max_attempts", b"_max_attempts", "_max_worker_losses", b"_max_worker_losses", "backoff_seconds", b"backoff_seconds", "max_attempts", b"max_attempts", "max_worker_losses", b"max_worker_losses"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_backoff_seconds", b"_backoff_seconds", "_max_attempts", b"_max_attempts", "_max_worker_losses", b"_max_worker_losses", "backoff_seconds", b"backoff_seconds", "max_attempts", b"max_attempts", "max_attempts_by_category", b"max_attempts_by_category", "max_worker_losses", b"max_worker_losses"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_backoff_seconds", b"_backoff_seconds", "_max_attempts", b"_max_attempts", "_max_worker_losses", b"_max_worker_losses", "auto_recover", b"auto_recover", "backoff_seconds", b"backoff_seconds", "max_attempts", b"max_attempts", "max_attempts_by_category", b"max_attempts_by_category", "max_worker_losses", b"max_worker_losses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__backoff_seconds: _TypeAlias = _typing.Literal["backoff_seconds"]  # noqa: Y015
     _WhichOneofArgType__backoff_seconds: _TypeAlias = _typing.Literal["_backoff_seconds", b"_backoff_seconds"]  # noqa: Y015
@@ -424,6 +453,9 @@ class Job(_message.Message):
     STATE_REASON_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     RESUME_CHECKPOINT_FIELD_NUMBER: _builtins.int
+    PREFLIGHT_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
+    AUTOMATIC_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "jobs/{id}"."""
     id: _builtins.str
@@ -451,7 +483,11 @@ class Job(_message.Message):
     request_id: _builtins.str
     """The client's idempotency key from CreateJob."""
     resume_checkpoint: _builtins.str
-    """Checkpoint the next run starts from, if any."""
+    """Checkpoint the next run starts from, if any: a name in this job, or "jobs/{id}/checkpoints/{name}"
+    of its parent.
+    """
+    automatic: _builtins.bool
+    """Created by auto-recovery rather than by a person."""
     @_builtins.property
     def config(self) -> _config_pb2.TrainingConfig:
         """The resolved config: the template with the job's overrides applied, every field set."""
@@ -496,6 +532,14 @@ class Job(_message.Message):
     def watchdog(self) -> Global___WatchdogConfig:
         """Watchdog limits."""
 
+    @_builtins.property
+    def preflight(self) -> _analyzer_pb2.PreflightResponse:
+        """What pre-flight found when the job was created."""
+
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[_analyzer_pb2.ConfigPatch]:
+        """Config changes from its parent (by RetryJob or auto-recovery), each with its reason."""
+
     def __init__(
         self,
         *,
@@ -524,10 +568,13 @@ class Job(_message.Message):
         state_reason: _builtins.str = ...,
         request_id: _builtins.str = ...,
         resume_checkpoint: _builtins.str = ...,
+        preflight: _analyzer_pb2.PreflightResponse | None = ...,
+        changes: _abc.Iterable[_analyzer_pb2.ConfigPatch] | None = ...,
+        automatic: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "config", b"config", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "progress", b"progress", "retry_policy", b"retry_policy", "start_time", b"start_time", "update_time", b"update_time", "watchdog", b"watchdog"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "config", b"config", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "preflight", b"preflight", "progress", b"progress", "retry_policy", b"retry_policy", "start_time", b"start_time", "update_time", b"update_time", "watchdog", b"watchdog"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "attempts", b"attempts", "config", b"config", "create_time", b"create_time", "display_name", b"display_name", "end_time", b"end_time", "error", b"error", "id", b"id", "last_sequence", b"last_sequence", "name", b"name", "owner", b"owner", "parent", b"parent", "phase", b"phase", "priority", b"priority", "progress", b"progress", "request_id", b"request_id", "resume_checkpoint", b"resume_checkpoint", "retry_policy", b"retry_policy", "start_time", b"start_time", "state", b"state", "state_reason", b"state_reason", "template", b"template", "update_time", b"update_time", "watchdog", b"watchdog", "worker", b"worker"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "attempts", b"attempts", "automatic", b"automatic", "changes", b"changes", "config", b"config", "create_time", b"create_time", "display_name", b"display_name", "end_time", b"end_time", "error", b"error", "id", b"id", "last_sequence", b"last_sequence", "name", b"name", "owner", b"owner", "parent", b"parent", "phase", b"phase", "preflight", b"preflight", "priority", b"priority", "progress", b"progress", "request_id", b"request_id", "resume_checkpoint", b"resume_checkpoint", "retry_policy", b"retry_policy", "start_time", b"start_time", "state", b"state", "state_reason", b"state_reason", "template", b"template", "update_time", b"update_time", "watchdog", b"watchdog", "worker", b"worker"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -33,6 +33,8 @@ class CreateJobRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     RETRY_POLICY_FIELD_NUMBER: _builtins.int
     WATCHDOG_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
     template: _builtins.str
     """Template to start from ("basic" when empty); see ListTemplates."""
     display_name: _builtins.str
@@ -43,6 +45,10 @@ class CreateJobRequest(_message.Message):
     """Client-chosen idempotency key (up to 128 characters): a repeated request with the same key
     returns the job the first one created instead of creating another.
     """
+    force: _builtins.bool
+    """Queue the job even when pre-flight says it cannot run (its findings stay on the job)."""
+    validate_only: _builtins.bool
+    """Only resolve, validate and pre-flight the config; create nothing."""
     @_builtins.property
     def config(self) -> _config_pb2.TrainingConfig:
         """Overrides: every field set here replaces the template's value."""
@@ -65,10 +71,12 @@ class CreateJobRequest(_message.Message):
         request_id: _builtins.str = ...,
         retry_policy: _job_pb2.RetryPolicy | None = ...,
         watchdog: _job_pb2.WatchdogConfig | None = ...,
+        force: _builtins.bool = ...,
+        validate_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "retry_policy", b"retry_policy", "watchdog", b"watchdog"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "display_name", b"display_name", "priority", b"priority", "request_id", b"request_id", "retry_policy", b"retry_policy", "template", b"template", "watchdog", b"watchdog"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "display_name", b"display_name", "force", b"force", "priority", b"priority", "request_id", b"request_id", "retry_policy", b"retry_policy", "template", b"template", "validate_only", b"validate_only", "watchdog", b"watchdog"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -83,7 +91,7 @@ class CreateJobResponse(_message.Message):
     JOB_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def job(self) -> _job_pb2.Job:
-        """The job, as queued."""
+        """The job, as queued (with validate_only: as it would be, without an id)."""
 
     def __init__(
         self,
@@ -371,6 +379,8 @@ class RetryJobRequest(_message.Message):
     CHECKPOINT_FIELD_NUMBER: _builtins.int
     CHECKPOINT_NAME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    APPLY_SUGGESTIONS_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The ended job to retry: "jobs/{id}" or the bare id."""
     checkpoint: _job_pb2.CheckpointSelector.ValueType
@@ -379,6 +389,10 @@ class RetryJobRequest(_message.Message):
     """The checkpoint's name, with CHECKPOINT_SELECTOR_NAMED."""
     request_id: _builtins.str
     """Idempotency key, as in CreateJob."""
+    apply_suggestions: _builtins.bool
+    """Apply the suggestions of the old job's failure analysis (config_changes win where both set a field)."""
+    force: _builtins.bool
+    """Queue the new job even when pre-flight says it cannot run."""
     @_builtins.property
     def config_changes(self) -> _config_pb2.TrainingConfig:
         """Config changes applied on top of the old job's resolved config."""
@@ -391,10 +405,12 @@ class RetryJobRequest(_message.Message):
         checkpoint: _job_pb2.CheckpointSelector.ValueType = ...,
         checkpoint_name: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        apply_suggestions: _builtins.bool = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config_changes", b"config_changes"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "checkpoint_name", b"checkpoint_name", "config_changes", b"config_changes", "name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["apply_suggestions", b"apply_suggestions", "checkpoint", b"checkpoint", "checkpoint_name", b"checkpoint_name", "config_changes", b"config_changes", "force", b"force", "name", b"name", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
