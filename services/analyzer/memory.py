@@ -46,6 +46,8 @@ class Shape:
     kv_heads: int
     vocab: int
     tied: bool
+    max_positions: int | None = None
+    learned_positions: bool = False  # a position table (GPT-2's wpe) rather than rotary: no longer input works
 
     @property
     def head_dim(self) -> int:
@@ -86,6 +88,8 @@ def shape_from_config(cfg: dict) -> Shape:
         kv_heads=int(cfg.get("num_key_value_heads") or heads),
         vocab=int(cfg["vocab_size"]),
         tied=bool(cfg.get("tie_word_embeddings", True)),
+        max_positions=cfg.get("max_position_embeddings") or cfg.get("n_positions"),
+        learned_positions="n_positions" in cfg or cfg.get("model_type") == "opt",
     )
 
 

@@ -17,7 +17,7 @@ def _enum(config, field: str) -> str:
     return config.DESCRIPTOR.fields_by_name[field].enum_type.values_by_number[value].name
 
 
-def _patch(field, current, suggested, reason, effect="") -> analyzer_pb2.ConfigPatch:
+def patch(field, current, suggested, reason, effect="") -> analyzer_pb2.ConfigPatch:
     return analyzer_pb2.ConfigPatch(field=field, current=str(current), suggested=str(suggested), reason=reason,
                                     expected_effect=effect)
 
@@ -35,132 +35,132 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
     if category == "CUDA_OOM" and phase == "EVALUATION":
         eval_batch = c.per_device_eval_batch_size or 8
         if eval_batch > 1:
-            out.append(_patch("per_device_eval_batch_size", eval_batch, max(1, eval_batch // 4),
+            out.append(patch("per_device_eval_batch_size", eval_batch, max(1, eval_batch // 4),
                               "evaluation ran out of GPU memory; its batch is independent of training's",
                               "about a quarter of evaluation's activation memory; training is unchanged"))
         if not c.eval_accumulation_steps:
-            out.append(_patch("eval_accumulation_steps", c.eval_accumulation_steps or "unset", 4,
+            out.append(patch("eval_accumulation_steps", c.eval_accumulation_steps or "unset", 4,
                               "move evaluation outputs off the GPU every few batches instead of holding them all",
                               "evaluation memory no longer grows with the evaluation set"))
     elif category in ("CUDA_OOM", "HOST_OOM"):
         batch = c.per_device_train_batch_size or 1
         accumulation = c.gradient_accumulation_steps or 1
         if batch > 1:
-            out.append(_patch("per_device_train_batch_size", batch, batch // 2,
+            out.append(patch("per_device_train_batch_size", batch, batch // 2,
                               "halve the micro-batch: activation memory scales with it",
                               "about half the activation memory"))
-            out.append(_patch("gradient_accumulation_steps", accumulation, accumulation * 2,
+            out.append(patch("gradient_accumulation_steps", accumulation, accumulation * 2,
                               "double accumulation so the effective batch stays "
                               f"{batch * accumulation}", "same effective batch and results, somewhat slower"))
         if not c.gradient_checkpointing:
-            out.append(_patch("gradient_checkpointing", "false", "true",
+            out.append(patch("gradient_checkpointing", "false", "true",
                               "recompute activations in the backward pass instead of storing them",
                               "much less activation memory for about a third more compute"))
         if category == "CUDA_OOM" and c.adapter == C.ADAPTER_LORA:
-            out.append(_patch("adapter", "ADAPTER_LORA", "ADAPTER_QLORA", "quantize the frozen base model to 4 bits",
+            out.append(patch("adapter", "ADAPTER_LORA", "ADAPTER_QLORA", "quantize the frozen base model to 4 bits",
                               "about a quarter of the weights' memory"))
         elif category == "CUDA_OOM" and c.adapter == C.ADAPTER_FULL:
-            out.append(_patch("adapter", "ADAPTER_FULL", "ADAPTER_LORA",
+            out.append(patch("adapter", "ADAPTER_FULL", "ADAPTER_LORA",
                               "train a LoRA adapter: no gradients or optimizer state for the base weights",
                               "the optimizer state shrinks from 2x the model to almost nothing"))
         if batch == 1 and c.max_seq_length > 256:
-            out.append(_patch("max_seq_length", c.max_seq_length, c.max_seq_length // 2,
+            out.append(patch("max_seq_length", c.max_seq_length, c.max_seq_length // 2,
                               "the micro-batch is already 1: shorter sequences are the next lever",
                               "about half the activation memory; longer examples are truncated"))
         if category == "HOST_OOM" and c.dataloader_num_workers > 0:
-            out.append(_patch("dataloader_num_workers", c.dataloader_num_workers, 0,
+            out.append(patch("dataloader_num_workers", c.dataloader_num_workers, 0,
                               "each data-loading worker holds its own copy of the dataset", "less host memory"))
     elif category == "NAN_OR_DIVERGENCE":
         lr = c.learning_rate or 2e-4
-        out.append(_patch("learning_rate", f"{lr:g}", f"{lr / 10:g}", "the loss diverged: the step size is too large",
+        out.append(patch("learning_rate", f"{lr:g}", f"{lr / 10:g}", "the loss diverged: the step size is too large",
                           "a stable loss curve, learning more slowly"))
         if not c.max_grad_norm:
-            out.append(_patch("max_grad_norm", "0", "1.0", "clip gradients so one bad batch cannot blow up the weights",
+            out.append(patch("max_grad_norm", "0", "1.0", "clip gradients so one bad batch cannot blow up the weights",
                               "bounded updates"))
         if c.precision == C.PRECISION_FP16:
-            out.append(_patch("precision", "PRECISION_FP16", "PRECISION_BF16",
+            out.append(patch("precision", "PRECISION_FP16", "PRECISION_BF16",
                               "fp16 overflows where bf16's range does not", "no overflow to inf/NaN"))
         if c.warmup_ratio < 0.03:
-            out.append(_patch("warmup_ratio", f"{c.warmup_ratio:g}", "0.05", "warm the learning rate up", ""))
+            out.append(patch("warmup_ratio", f"{c.warmup_ratio:g}", "0.05", "warm the learning rate up", ""))
     elif category == "PRECISION_UNSUPPORTED":
         current = _enum(c, "precision")
-        out.append(_patch("precision", current, "PRECISION_BF16" if on_gpu else "PRECISION_FP32",
+        out.append(patch("precision", current, "PRECISION_BF16" if on_gpu else "PRECISION_FP32",
                           "this precision cannot train here (e.g. fp16 weights with an fp16 gradient scaler)",
                           "training runs; bf16 needs an Ampere or newer GPU"))
     elif category == "QUANTIZATION_UNSUPPORTED":
         if c.adapter == C.ADAPTER_QLORA:
-            out.append(_patch("adapter", "ADAPTER_QLORA", "ADAPTER_LORA",
+            out.append(patch("adapter", "ADAPTER_QLORA", "ADAPTER_LORA",
                               "4-bit quantization is not available here (bitsandbytes needs a supported GPU)",
                               "more memory for the base weights"))
         else:
-            out.append(_patch("adapter", _enum(c, "adapter"), "ADAPTER_QLORA",
+            out.append(patch("adapter", _enum(c, "adapter"), "ADAPTER_QLORA",
                               "a quantized model trains only through an adapter", "trains a LoRA adapter on top"))
     elif category == "LORA_TARGET_MODULES":
-        out.append(_patch("lora.target_modules", ",".join(c.lora.target_modules) or "unset", "all-linear",
+        out.append(patch("lora.target_modules", ",".join(c.lora.target_modules) or "unset", "all-linear",
                           "the named modules do not exist in this model; all-linear adapts every linear layer",
                           "works for any architecture"))
     elif category == "CHAT_TEMPLATE_MISSING":
-        out.append(_patch("chat_template", "unset", "a ChatML template (see the README)",
+        out.append(patch("chat_template", "unset", "a ChatML template (see the README)",
                           "the tokenizer has no chat template and the data is conversational",
                           "conversations are rendered for training"))
     elif category == "CHAT_TEMPLATE_INCOMPATIBLE":
         if c.assistant_only_loss:
-            out.append(_patch("assistant_only_loss", "true", "false",
+            out.append(patch("assistant_only_loss", "true", "false",
                               "the chat template has no {% generation %} markers, which assistant-only loss needs",
                               "loss on every token; or give chat_template with generation markers"))
     elif category == "EVAL_CONFIG":
-        out.append(_patch("eval_strategy", _enum(c, "eval_strategy"), "EVAL_STRATEGY_NO",
+        out.append(patch("eval_strategy", _enum(c, "eval_strategy"), "EVAL_STRATEGY_NO",
                           "evaluation is on but there is no evaluation data", "no evaluation"))
-        out.append(_patch("dataset.eval_split", f"{c.dataset.eval_split:g}", "0.05",
+        out.append(patch("dataset.eval_split", f"{c.dataset.eval_split:g}", "0.05",
                           "or hold out part of the training data for evaluation", "evaluation on 5% of the rows"))
     elif category == "SEQUENCE_TOO_LONG":
         positions = facts.get("max_positions")
         if facts.get("cause") == "dropped":
             longer = c.max_seq_length * 2 if not positions else min(c.max_seq_length * 2, positions)
             if longer > c.max_seq_length:
-                out.append(_patch("max_seq_length", c.max_seq_length, longer,
+                out.append(patch("max_seq_length", c.max_seq_length, longer,
                                   "every example was cut away: its prompt alone is longer than max_seq_length",
                                   "examples keep their completions; memory grows with the length"))
         elif positions and c.max_seq_length > positions:
-            out.append(_patch("max_seq_length", c.max_seq_length, positions,
+            out.append(patch("max_seq_length", c.max_seq_length, positions,
                               f"the model has {positions} positions; longer sequences index past its position table",
                               "longer examples are truncated to what the model supports"))
         elif c.max_seq_length:
-            out.append(_patch("max_seq_length", c.max_seq_length, "at most the model's max_position_embeddings",
+            out.append(patch("max_seq_length", c.max_seq_length, "at most the model's max_position_embeddings",
                               "sequences are longer than the model supports", "longer examples are truncated"))
     elif category == "GPU_UNAVAILABLE":
         if c.adapter == C.ADAPTER_QLORA:
-            out.append(_patch("adapter", "ADAPTER_QLORA", "ADAPTER_LORA",
+            out.append(patch("adapter", "ADAPTER_QLORA", "ADAPTER_LORA",
                               "4-bit quantization needs a GPU and none is usable here",
                               "trains without a GPU (slowly) or on any worker"))
         if c.precision in (C.PRECISION_FP16, C.PRECISION_BF16):
-            out.append(_patch("precision", _enum(c, "precision"), "PRECISION_AUTO",
+            out.append(patch("precision", _enum(c, "precision"), "PRECISION_AUTO",
                               "half precision was asked for a GPU that is not there", "fp32 on CPU, bf16 on a GPU"))
     elif category == "TOKEN_ID_OUT_OF_RANGE":
-        out.append(_patch("base_model", c.base_model, f"{c.base_model} with its own tokenizer",
+        out.append(patch("base_model", c.base_model, f"{c.base_model} with its own tokenizer",
                           "the tokenizer produces ids beyond the model's embedding table (mismatched tokenizer "
                           "or added tokens without resizing)", "token ids fit the embeddings"))
     elif category == "DISK_FULL":
         limit = c.save_total_limit
         if limit != 1:
-            out.append(_patch("save_total_limit", limit or "unlimited", 1,
+            out.append(patch("save_total_limit", limit or "unlimited", 1,
                               "keep fewer checkpoints on disk", "disk use of one checkpoint"))
         if c.save_steps:
-            out.append(_patch("save_steps", c.save_steps, c.save_steps * 2, "save half as often", ""))
+            out.append(patch("save_steps", c.save_steps, c.save_steps * 2, "save half as often", ""))
     elif category in ("DATASET_NOT_FOUND", "DATASET_SCHEMA", "DATASET_FORMAT"):
         field = "dataset.format" if category == "DATASET_SCHEMA" else "dataset.uri"
         current = _enum(c.dataset, "format") if category == "DATASET_SCHEMA" else c.dataset.uri
         hint = {"DATASET_NOT_FOUND": "a file that exists on the trainer (relative paths are under FTLAB_HOME/datasets)",
                 "DATASET_SCHEMA": "the format matching the columns: messages, alpaca, prompt/completion or preference",
                 "DATASET_FORMAT": "a readable JSONL/JSON/CSV/Parquet file with valid rows"}[category]
-        out.append(_patch(field, current or "unset", hint, "the data cannot be used as given", ""))
+        out.append(patch(field, current or "unset", hint, "the data cannot be used as given", ""))
     elif category == "MODEL_NOT_FOUND":
-        out.append(_patch("base_model", c.base_model or "unset", "a local path or a hub id reachable from the trainer",
+        out.append(patch("base_model", c.base_model or "unset", "a local path or a hub id reachable from the trainer",
                           "the model could not be found or downloaded (offline?)", ""))
     elif category == "CHECKPOINT_NOT_FOUND" or category == "CHECKPOINT_CORRUPT":
-        out.append(_patch("checkpoint", "the one named", "latest (or none)",
+        out.append(patch("checkpoint", "the one named", "latest (or none)",
                           "retry from another checkpoint: the chosen one is missing or damaged", ""))
     elif category == "STUCK" and c.dataloader_num_workers > 0:
-        out.append(_patch("dataloader_num_workers", c.dataloader_num_workers, 0,
+        out.append(patch("dataloader_num_workers", c.dataloader_num_workers, 0,
                           "hung runs are most often data-loading workers deadlocked", "data loads in the main process"))
     return out

@@ -51,8 +51,34 @@ def cmd_submit(args, _):
     for assignment in args.set or []:
         apply_set(config, assignment)
     with _client(args) as client:
-        job = client.create_job(config, template=template, display_name=name, priority=priority)
+        job = client.create_job(config, template=template, display_name=name, priority=priority, force=args.force)
         console.print(job.name if not args.quiet else job.id)
+        if args.watch:
+            from services.cli.watch import watch
+
+            return watch(client, job.name, console)
+    return 0
+
+
+def cmd_retry(args, _):
+    from ftlab import apply_set
+    from ftlab.v1 import config_pb2
+
+    changes = config_pb2.TrainingConfig()
+    for assignment in args.set or []:
+        apply_set(changes, assignment)
+    with _client(args) as client:
+        job = client.retry_job(args.job, changes, checkpoint=args.checkpoint, apply_suggestions=args.apply_suggestions,
+                               force=args.force)
+        if args.quiet:
+            console.print(job.id)
+        else:
+            console.print(f"{job.name} (retry of {job.parent})")
+            for c in job.changes:
+                console.print(f"  {c.field}: {c.current} -> [bold]{c.suggested}[/bold]  [dim]{c.reason}[/dim]")
+            events = client.list_events(job.name)
+            if events:
+                console.print(f"  [dim]{events[0].state_changed.reason}[/dim]")
         if args.watch:
             from services.cli.watch import watch
 
@@ -226,8 +252,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="display name")
     p.add_argument("--priority", type=int, default=None)
     p.add_argument("--watch", action="store_true", help="watch the job until it ends")
+    p.add_argument("--force", action="store_true", help="queue it even if pre-flight says it cannot run")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the job id")
     p.set_defaults(fn=cmd_submit)
+
+    p = sub.add_parser("retry", help="retry a failed or cancelled job as a new job, with changes")
+    p.add_argument("job")
+    p.add_argument("--apply-suggestions", action="store_true", help="apply the failure analysis' suggestions")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="change one field, e.g. learning_rate=1e-5")
+    p.add_argument("--checkpoint", default="latest",
+                   help="start from best (by eval loss), latest (default), a checkpoint name, or none")
+    p.add_argument("--force", action="store_true", help="queue it even if pre-flight says it cannot run")
+    p.add_argument("--watch", action="store_true", help="watch the new job until it ends")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the new job's id")
+    p.set_defaults(fn=cmd_retry)
 
     p = sub.add_parser("jobs", help="list your jobs")
     p.add_argument("--state", action="append", help="only jobs in this state (queued, running, failed...)")

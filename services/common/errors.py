@@ -51,7 +51,17 @@ class NotFound(DomainError):
 
 
 @dataclass
+class Precondition:
+    """One unmet precondition: its type (e.g. "PREFLIGHT"), its subject (e.g. "gpu_memory") and why."""
+
+    type: str
+    subject: str
+    description: str
+
+
+@dataclass
 class FailedPrecondition(DomainError):
+    preconditions: list[Precondition] = field(default_factory=list)
     code: grpc.StatusCode = field(default=grpc.StatusCode.FAILED_PRECONDITION, init=False)
 
 
@@ -75,6 +85,10 @@ def to_status(err: DomainError) -> grpc.Status:
             ]
         )
         details.append(bad)
+    if isinstance(err, FailedPrecondition) and err.preconditions:
+        details.append(error_details_pb2.PreconditionFailure(violations=[
+            error_details_pb2.PreconditionFailure.Violation(type=v.type, subject=v.subject, description=v.description)
+            for v in err.preconditions]))
     if err.reason:
         details.append(error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN))
     packed = []

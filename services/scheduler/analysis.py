@@ -1,4 +1,5 @@
-"""Asks the analyzer why a job failed and keeps the answer on the job (GetJob returns it)."""
+"""The scheduler's side of the AnalyzerService: why a job failed (kept on the job; GetJob returns it)
+and pre-flight checks before a job is queued."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ RECENT_METRICS = 20
 
 
 class FailureAnalyst:
-    def __init__(self, store: JobStore, address: str) -> None:
+    def __init__(self, store: JobStore, address: str, on_analyzed=None) -> None:
         self.store = store
+        self.on_analyzed = on_analyzed  # async callback(job_id) once the analysis is kept (auto-recovery)
         self.address = address
         self._channel: grpc.aio.Channel | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -60,8 +62,37 @@ class FailureAnalyst:
             return []
 
         await asyncio.to_thread(self.store.update, job_id, keep)
+        if self.on_analyzed is not None:
+            await self.on_analyzed(job_id)
 
     async def close(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._channel is not None:
+            await self._channel.close()
+
+
+class Preflighter:
+    """Asks the analyzer whether a config can run, on the largest GPU among the registered trainers."""
+
+    TIMEOUT = 60.0
+
+    def __init__(self, address: str, hardware) -> None:
+        self.address = address
+        self.hardware = hardware  # () -> analyzer_pb2.Hardware of the target
+        self._channel: grpc.aio.Channel | None = None
+
+    async def check(self, config) -> analyzer_pb2.PreflightResponse | None:
+        """The analyzer's findings, or None when it cannot be reached (the job is not held up by that)."""
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.address)
+        stub = analyzer_pb2_grpc.AnalyzerServiceStub(self._channel)
+        request = analyzer_pb2.PreflightRequest(config_json=json_format.MessageToJson(config), hardware=self.hardware())
+        try:
+            return await stub.Preflight(request, timeout=self.TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("pre-flight unavailable: %s", exc.details())
+            return None
+
+    async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from ftlab.v1 import job_service_pb2, job_service_pb2_grpc, trainer_service_pb2, trainer_service_pb2_grpc
+from ftlab.v1 import analyzer_pb2, job_service_pb2, job_service_pb2_grpc, trainer_service_pb2, trainer_service_pb2_grpc
 from services.common.server import Registration
 from services.scheduler.dispatcher import Dispatcher
 from services.scheduler.hub import EventHub
@@ -34,9 +34,20 @@ class SchedulerApp:
 
     def analyze_failures_at(self, address: str) -> None:
         """Send every failed job to the AnalyzerService at `address` and keep its diagnosis."""
-        from services.scheduler.analysis import FailureAnalyst
+        from services.scheduler.analysis import FailureAnalyst, Preflighter
 
-        self.jobs.analyst = FailureAnalyst(self.store, address)
+        self.jobs.analyst = FailureAnalyst(self.store, address, on_analyzed=self.jobs.auto_recover)
+        self.jobs.preflighter = Preflighter(address, self.target_hardware)
+
+    def target_hardware(self) -> analyzer_pb2.Hardware:
+        """What a new job would run on: the registered trainer with the most GPU memory."""
+        workers = [w for w in self.registry.workers.values() if w.address]
+        if not workers:
+            return analyzer_pb2.Hardware()
+        best = max(workers, key=lambda w: max((g.memory_total_bytes for g in w.info.gpus), default=0))
+        gpu = max(best.info.gpus, key=lambda g: g.memory_total_bytes, default=None)
+        return analyzer_pb2.Hardware(gpu_name=gpu.name if gpu else "", gpu_memory_bytes=gpu.memory_total_bytes if gpu else 0,
+                                     gpu_count=len(best.info.gpus), host_memory_bytes=best.info.memory_total_bytes or 1)
 
     def registrations(self) -> list[Registration]:
         return [
@@ -67,6 +78,8 @@ class SchedulerApp:
         await self.dispatcher.close()
         if self.jobs.analyst is not None:
             await self.jobs.analyst.close()
+        if self.jobs.preflighter is not None:
+            await self.jobs.preflighter.close()
         await self.registry.close()
         self.metrics.close()
         self.engine.dispose()

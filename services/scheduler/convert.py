@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from google.protobuf import json_format
 
 from ftlab.v1 import config_pb2, job_pb2
@@ -52,12 +54,22 @@ def to_job(row: JobRow, attempts: list[AttemptRow] = ()) -> job_pb2.Job:
     json_format.Parse(row.analysis_json, job.analysis)
     json_format.Parse(row.retry_policy_json, job.retry_policy)
     json_format.Parse(row.watchdog_json, job.watchdog)
+    json_format.Parse(row.preflight_json or "{}", job.preflight)
+    job.changes.extend(changes_of(row))
+    job.automatic = bool(row.automatic)
     for a in attempts:
         attempt = job.attempts.add(number=a.number, worker=a.worker, outcome=a.outcome, reason=a.reason)
         attempt.start_time.FromDatetime(aware(a.start_time))
         if a.end_time is not None:
             attempt.end_time.FromDatetime(aware(a.end_time))
     return job
+
+
+def changes_of(row: JobRow) -> list:
+    """The config changes a retry made to its parent's config."""
+    from ftlab.v1 import analyzer_pb2
+
+    return [json_format.ParseDict(c, analyzer_pb2.ConfigPatch()) for c in json.loads(row.changes_json or "[]")]
 
 
 def to_checkpoints(rows: list[CheckpointRow]) -> list[job_pb2.Checkpoint]:

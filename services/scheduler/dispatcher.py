@@ -15,7 +15,7 @@ import logging
 import grpc
 
 from ftlab.v1 import trainer_service_pb2
-from services.scheduler import convert, states
+from services.scheduler import convert, retry, states
 from services.scheduler.jobs import JobManager
 from services.scheduler.registry import Worker, WorkerRegistry
 
@@ -99,7 +99,8 @@ class Dispatcher:
     async def _start(self, worker: Worker, row) -> None:
         request = trainer_service_pb2.StartRunRequest(
             run_id=row.run_id, job_id=row.id, config=convert.config_of(row), resume_checkpoint=row.resume_checkpoint,
-            watchdog=convert.watchdog_of(row))
+            watchdog=convert.watchdog_of(row),
+            resume_weights_only=retry.weights_only(row.resume_checkpoint, convert.changes_of(row)))
         worker.assigned.add(row.run_id)
         try:
             await worker.stub().StartRun(request, timeout=START_TIMEOUT)

@@ -7,6 +7,7 @@ database work runs in worker threads so the event loop keeps serving streams.
 from __future__ import annotations
 
 import asyncio
+import logging
 import heapq
 import json
 import statistics
@@ -18,9 +19,9 @@ from datetime import timedelta
 from google.protobuf import json_format
 from sqlalchemy import select
 
-from ftlab.v1 import events_pb2, job_pb2, job_service_pb2
-from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
-from services.scheduler import convert, jobconfig, states
+from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2, job_service_pb2
+from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Precondition
+from services.scheduler import convert, jobconfig, retry, states
 from services.scheduler.failures import failure_class
 from services.scheduler.hub import EventHub
 from services.scheduler.metrics import SchedulerMetrics
@@ -45,6 +46,9 @@ def retry_policy(r: JobRow) -> tuple[int, float, int]:
 def retry_limits(r: JobRow) -> dict[str, int]:
     """Per-category attempt limits of the job's retry policy."""
     return dict(json_format.Parse(r.retry_policy_json, job_pb2.RetryPolicy()).max_attempts_by_category)
+
+
+log = logging.getLogger(__name__)
 
 
 def latest_checkpoint(s, job_id: str) -> str:
@@ -95,6 +99,7 @@ class JobManager:
         self.metrics = metrics
         self.controller: RunController | None = None
         self.analyst = None  # FailureAnalyst: told of every job that fails
+        self.preflighter = None  # Preflighter: asked whether a new job can run
 
     async def _db(self, fn, *args, **kwargs):
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -217,6 +222,12 @@ class JobManager:
         if len(request.request_id) > 128:
             raise InvalidArgument("request_id too long", violations=[FieldViolation("request_id", "at most 128 characters")])
         config = jobconfig.resolve(request.template, request.config)
+        unsafe = sorted(set(request.retry_policy.auto_recover) - retry.AUTO_RECOVERABLE)
+        if unsafe:
+            raise InvalidArgument("auto-recovery only for failures with a safe automatic fix", violations=[
+                FieldViolation(f"retry_policy.auto_recover[{k}]", "one of " + ", ".join(sorted(retry.AUTO_RECOVERABLE)))
+                for k in unsafe])
+        checks = await self.preflight(config, request.force or request.validate_only)
         now = utcnow()
         row = JobRow(
             id=uuid.uuid4().hex[:16], owner=owner, display_name=request.display_name[:256], state="",
@@ -225,7 +236,11 @@ class JobManager:
             retry_policy_json=convert.to_json(request.retry_policy), watchdog_json=convert.to_json(request.watchdog),
             phase="PHASE_UNSPECIFIED", worker="", run_id="", run_cursor=0, attempt=0, progress_json="{}",
             error_json="{}", analysis_json="{}", state_reason="", resume_checkpoint="",
+            preflight_json=convert.to_json(checks) if checks else "{}", changes_json="[]", automatic=False,
         )
+        if request.validate_only:
+            row.id, row.state = "", states.QUEUED
+            return convert.to_job(row)
         first = state_event(row, states.QUEUED, f"created by {owner}")
         row, created = await self._db(self.store.create_job, row, [first])
         if created:
@@ -233,6 +248,22 @@ class JobManager:
             if self.controller:
                 self.controller.wake()
         return convert.to_job(row)
+
+    async def preflight(self, config, force: bool):
+        """The analyzer's pre-flight findings (None without an analyzer); refuses a job that cannot run
+        with FAILED_PRECONDITION naming each failed check, unless forced."""
+        if self.preflighter is None:
+            return None
+        checks = await self.preflighter.check(config)
+        if checks is not None and not checks.ok and not force:
+            failed = [c for c in checks.checks if c.status == analyzer_pb2.CHECK_STATUS_FAIL]
+            fixes = "; ".join(f"{p.field} {p.current} -> {p.suggested}" for c in failed for p in c.suggestions)
+            raise FailedPrecondition(
+                "pre-flight: " + "; ".join(f"{c.name}: {c.message}" for c in failed)
+                + (f" (try: {fixes})" if fixes else "") + "; set force to queue it anyway",
+                reason="PREFLIGHT_FAILED",
+                preconditions=[Precondition("PREFLIGHT", c.name, c.message) for c in failed])
+        return checks
 
     async def cancel(self, owner: str, name: str, grace_seconds: float | None) -> job_pb2.Job:
         row = await self._row(owner, name)
@@ -286,6 +317,76 @@ class JobManager:
         if self.controller:
             self.controller.wake()
         return convert.to_job(row)
+
+    async def retry(self, owner: str, request: job_service_pb2.RetryJobRequest, automatic: bool = False) -> job_pb2.Job:
+        """A new job from an ended one: its config with the analyzer's suggestions (if asked) and the
+        request's changes, starting from the chosen checkpoint of the old job where that is sound."""
+        parent = await self._row(owner, request.name)
+        if parent.state not in (states.FAILED, states.CANCELLED):
+            raise FailedPrecondition(f"only a failed or cancelled job can be retried; job {parent.id} is {parent.state}",
+                                     reason="JOB_NOT_ENDED")
+        if len(request.request_id) > 128:
+            raise InvalidArgument("request_id too long", violations=[FieldViolation("request_id", "at most 128 characters")])
+        old = convert.config_of(parent)
+        analysis = json_format.Parse(parent.analysis_json, analyzer_pb2.FailureAnalysis())
+        if request.apply_suggestions and not analysis.suggestions:
+            raise FailedPrecondition(f"job {parent.id} has no suggestions to apply" + (
+                "" if analysis.category else " (it has not been analyzed yet)"), reason="NO_SUGGESTIONS")
+        config, patches, skipped = retry.new_config(old, analysis, request.config_changes, request.apply_suggestions)
+        mode = retry.resume_mode(patches, old, config)
+        chosen = await self._choose_checkpoint(parent.id, request.checkpoint, request.checkpoint_name) \
+            if request.checkpoint not in (job_pb2.CHECKPOINT_SELECTOR_UNSPECIFIED,) else ""
+        checks = await self.preflight(config, request.force)
+        policy = json_format.Parse(parent.retry_policy_json, job_pb2.RetryPolicy())
+        category = analyzer_pb2.FailureCategory.Name(analysis.category).removeprefix("FAILURE_CATEGORY_")
+        if automatic:
+            policy.auto_recover[category] = policy.auto_recover[category] - 1
+        start = retry.parent_checkpoint(parent.id, chosen) if chosen and mode != "none" else ""
+        why = ("automatic recovery" if automatic else f"retry by {owner}") + f" of {convert.job_name(parent.id)}"
+        if chosen and mode == "none":
+            why += f"; starts from the base model: {chosen} cannot be resumed after these changes"
+        elif start:
+            why += f"; resumes from {chosen}" + (" (weights only: optimizer and schedule restart)" if mode == "weights" else "")
+        if skipped:
+            why += "; not applied: " + "; ".join(skipped)
+        now = utcnow()
+        row = JobRow(
+            id=uuid.uuid4().hex[:16], owner=parent.owner, display_name=parent.display_name, state="",
+            template=parent.template, priority=parent.priority, config_json=convert.to_json(config),
+            request_id=request.request_id or None, parent_id=parent.id, create_time=now, update_time=now,
+            last_sequence=0, retry_policy_json=convert.to_json(policy), watchdog_json=parent.watchdog_json,
+            phase="PHASE_UNSPECIFIED", worker="", run_id="", run_cursor=0, attempt=0, progress_json="{}",
+            error_json="{}", analysis_json="{}", state_reason="", resume_checkpoint=start,
+            preflight_json=convert.to_json(checks) if checks else "{}",
+            changes_json=json.dumps([json_format.MessageToDict(p, preserving_proto_field_name=True) for p in patches]),
+            automatic=automatic,
+        )
+        first = state_event(row, states.QUEUED, why)
+        row, created = await self._db(self.store.create_job, row, [first])
+        if created:
+            await self._publish(row.id, [first])
+            if self.controller:
+                self.controller.wake()
+        return convert.to_job(row)
+
+    async def auto_recover(self, job_id: str) -> job_pb2.Job | None:
+        """After a failed job's analysis: retry it with the suggestions from its latest checkpoint when
+        its policy allows for this category and budget is left (a new job; this one keeps its history)."""
+        row = await self._db(self.store.get_job, job_id)
+        analysis = json_format.Parse(row.analysis_json, analyzer_pb2.FailureAnalysis())
+        category = analyzer_pb2.FailureCategory.Name(analysis.category).removeprefix("FAILURE_CATEGORY_")
+        policy = json_format.Parse(row.retry_policy_json, job_pb2.RetryPolicy())
+        if (row.state != states.FAILED or category not in retry.AUTO_RECOVERABLE
+                or policy.auto_recover.get(category, 0) <= 0 or not analysis.suggestions):
+            return None
+        request = job_service_pb2.RetryJobRequest(
+            name=row.id, checkpoint=job_pb2.CHECKPOINT_SELECTOR_LATEST, apply_suggestions=True, force=True,
+            request_id=f"auto-recover-{row.id}")
+        try:
+            return await self.retry(row.owner, request, automatic=True)
+        except (FailedPrecondition, InvalidArgument) as exc:
+            log.warning("auto-recovery of %s not possible: %s", job_id, exc)
+            return None
 
     async def _choose_checkpoint(self, job_id: str, selector: int, name: str) -> str:
         if selector == job_pb2.CHECKPOINT_SELECTOR_NONE:

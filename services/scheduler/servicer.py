@@ -36,6 +36,9 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
     async def ResumeJob(self, request, context):
         return pb.ResumeJobResponse(job=await self.jobs.resume(caller(context), request))
 
+    async def RetryJob(self, request, context):
+        return pb.RetryJobResponse(job=await self.jobs.retry(caller(context), request))
+
     async def WatchJob(self, request, context):
         async for event, state in self.jobs.watch(caller(context), request.name, request.after_sequence, request.follow):
             yield pb.WatchJobResponse(event=event, state=state)

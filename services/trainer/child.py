@@ -64,8 +64,12 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
     sink.set_phase("PHASE_MODEL_LOAD", "loading model")
     quant = recipe.quantization_config(cfg, precision)
     full = cfg.get("adapter") == "ADAPTER_FULL"
+    resume = spec.get("resume_from") or None
+    weights_only = bool(resume and spec.get("resume_weights_only"))
+    if weights_only and full:
+        print(f"ftlab: starting from the weights of {resume} (optimizer and schedule start afresh)", flush=True)
     model = AutoModelForCausalLM.from_pretrained(
-        base,
+        resume if weights_only and full else base,
         dtype=torch.float32 if full or precision == "fp32" else recipe.torch_dtype(precision),
         quantization_config=quant,
         device_map={"": 0} if quant is not None else None,
@@ -112,7 +116,10 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
 
         trainer = SFTTrainer(args=recipe.sft_arguments(cfg, output_dir, precision, device), **common)
 
-    resume = spec.get("resume_from") or None
+    if weights_only:
+        if not full:
+            _load_adapter_weights(trainer.model, Path(resume))
+        resume = None
     if resume:
         sink.set_phase("PHASE_STARTUP", f"resuming from {Path(resume).name}")
     result = trainer.train(resume_from_checkpoint=resume)
@@ -122,6 +129,21 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
     final_name = "model" if full else "adapter"
     trainer.save_model(str(Path(spec["job_dir"]) / final_name))
     return {"outcome": "RUN_OUTCOME_SUCCEEDED", "output": final_name, "train_loss": float(result.training_loss)}
+
+
+def _load_adapter_weights(model, checkpoint: Path) -> None:
+    """A checkpoint's LoRA weights into the fresh adapter (the same rank and targets; LoRA <-> QLoRA)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = checkpoint / "adapter_model.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"checkpoint {checkpoint.name} has no adapter weights ({weights.name})")
+    result = set_peft_model_state_dict(model, load_file(str(weights)))
+    if getattr(result, "unexpected_keys", None):
+        raise ValueError(f"checkpoint {checkpoint.name} does not fit this adapter: {result.unexpected_keys[:3]}")
+    print(f"ftlab: starting from the adapter weights of {checkpoint.name} (optimizer and schedule start afresh)",
+          flush=True)
 
 
 def _die_with_parent() -> None:

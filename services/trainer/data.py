@@ -9,6 +9,7 @@ Pure functions over rows; only `load_rows` touches the file system.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -59,6 +60,56 @@ def _read_json(p: Path) -> list[dict[str, Any]]:
             raise DatasetError(f"{p.name} line {number}: expected a JSON object, got {type(row).__name__}")
         rows.append(row)
     return rows
+
+
+@dataclass
+class Scan:
+    """A whole dataset read tolerantly: the usable rows in TRL's shape and every bad one by line."""
+
+    format: str
+    rows: list[dict[str, Any]]
+    bad: list[tuple[int, str]]  # (line number, why)
+
+
+def scan(path: str | Path, fmt: str | None = None) -> Scan:
+    """Read every row, keeping going past bad ones (pre-flight reports them all; training stops at
+    the first). Raises FileNotFoundError or DatasetError only when nothing can be read at all."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"dataset file not found: {p}")
+    numbered: list[tuple[int, Any]] = []
+    bad: list[tuple[int, str]] = []
+    if p.suffix.lower() == ".jsonl" or (p.suffix.lower() == ".json" and not _is_json_array(p)):
+        for number, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                numbered.append((number, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                bad.append((number, f"not valid JSON ({exc.msg})"))
+    else:
+        first_line = 2 if p.suffix.lower() == ".csv" else 1  # a CSV's header is line 1
+        numbered = [(first_line + i, row) for i, row in enumerate(load_rows(p))]
+    objects = [(n, r) for n, r in numbered if isinstance(r, dict)]
+    bad += [(n, f"expected a JSON object, got {type(r).__name__}") for n, r in numbered if not isinstance(r, dict)]
+    if not objects:
+        raise DatasetError(f"dataset {p.name} has no rows" if not bad else f"dataset {p.name} has no readable rows")
+    fmt = fmt or detect_format(r for _, r in objects)
+    convert = _CONVERTERS[fmt]
+    rows = []
+    for number, row in objects:
+        try:
+            rows.append(convert(row))
+        except KeyError as exc:
+            bad.append((number, f"missing {exc} for {fmt}"))
+        except (TypeError, ValueError) as exc:
+            bad.append((number, f"not valid {fmt} data: {exc}"))
+    return Scan(fmt, rows, sorted(bad))
+
+
+def _is_json_array(p: Path) -> bool:
+    with p.open("rb") as f:
+        return f.read(4096).lstrip()[:1] == b"["
 
 
 def detect_format(rows: Iterable[dict[str, Any]]) -> str:

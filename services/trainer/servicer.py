@@ -18,7 +18,7 @@ class TrainerService(trainer_service_pb2_grpc.TrainerServiceServicer):
 
     async def StartRun(self, request, context):
         run = await self.supervisor.start(request.run_id, request.job_id, request.config, request.resume_checkpoint,
-                                          request.watchdog)
+                                          request.watchdog, weights_only=request.resume_weights_only)
         return pb.StartRunResponse(run_id=run.run_id, pid=run.pid)
 
     async def StopRun(self, request, context):

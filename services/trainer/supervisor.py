@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -64,6 +65,10 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
 
 
+_PARENT_CHECKPOINT = re.compile(r"^jobs/([0-9a-f]{16})/checkpoints/(checkpoint-\d+)$")
+_OWN_CHECKPOINT = re.compile(r"^checkpoint-\d+$")
+
+
 class RunSupervisor:
     def __init__(self, paths: Paths, *, max_runs: int = 1, kill_grace: float = 10.0, python: str = sys.executable,
                  on_event=None, on_stuck=None, watchdog_interval: float = 1.0) -> None:
@@ -81,12 +86,23 @@ class RunSupervisor:
     def active(self) -> list[Run]:
         return [r for r in self.runs.values() if not r.done]
 
+    def checkpoint_path(self, job_dir: Path, ref: str) -> Path:
+        """A checkpoint of this job ("checkpoint-N") or of its parent ("jobs/{id}/checkpoints/checkpoint-N"),
+        never anything else under or outside the store."""
+        parent = _PARENT_CHECKPOINT.match(ref)
+        if parent:
+            return self.paths.job_dir(parent.group(1)) / "checkpoints" / parent.group(2)
+        if not _OWN_CHECKPOINT.match(ref):
+            raise InvalidArgument("invalid checkpoint", violations=[FieldViolation(
+                "resume_checkpoint", "checkpoint-N or jobs/{id}/checkpoints/checkpoint-N")])
+        return job_dir / "checkpoints" / ref
+
     def resolve_dataset(self, uri: str) -> str:
         p = Path(uri).expanduser()
         return str(p if p.is_absolute() else self.paths.datasets / p)
 
     async def start(self, run_id: str, job_id: str, config: config_pb2.TrainingConfig, resume_checkpoint: str,
-                    watchdog: job_pb2.WatchdogConfig | None = None) -> Run:
+                    watchdog: job_pb2.WatchdogConfig | None = None, weights_only: bool = False) -> Run:
         if not run_id or "/" in run_id or run_id.startswith("."):
             raise InvalidArgument("invalid run id", violations=[FieldViolation("run_id", "a plain name is required")])
         if run_id in self.runs:
@@ -102,10 +118,9 @@ class RunSupervisor:
         cfg["dataset"]["uri"] = self.resolve_dataset(config.dataset.uri)
         if config.dataset.eval_uri:
             cfg["dataset"]["eval_uri"] = self.resolve_dataset(config.dataset.eval_uri)
-        resume = ""
-        if resume_checkpoint:
-            resume = str(job_dir / "checkpoints" / resume_checkpoint)
-        spec = {"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints"), "resume_from": resume}
+        resume = str(self.checkpoint_path(job_dir, resume_checkpoint)) if resume_checkpoint else ""
+        spec = {"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints"),
+                "resume_from": resume, "resume_weights_only": weights_only}
         (run_dir / "spec.json").write_text(json.dumps(spec, indent=2))
         run = Run(run_id, job_id, run_dir, run_dir / "train.log")
         run.progress = Progress(Limits.from_proto(watchdog or job_pb2.WatchdogConfig()), time.monotonic())

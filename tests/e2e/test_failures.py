@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 def test_missing_dataset_fails_in_data_prep(server, job_config):
     with Client(server.address, user="fail") as client:
-        job = client.create_job({**job_config, "dataset": {"uri": "no-such-file.jsonl"}, "eval_strategy": "no"})
+        job = client.create_job({**job_config, "dataset": {"uri": "no-such-file.jsonl"}, "eval_strategy": "no"},
+                                force=True)  # past pre-flight, which would refuse it
         done = client.wait(job.name, timeout=240)
     assert done.state == job_pb2.JOB_STATE_FAILED
     assert done.phase == events_pb2.PHASE_DATA_PREP

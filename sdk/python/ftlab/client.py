@@ -27,16 +27,17 @@ class FtlabError(Exception):
     """A failed call: its status code, message, and the fields the server named as bad."""
 
     def __init__(self, code: grpc.StatusCode, message: str, field_violations: list[tuple[str, str]] | None = None,
-                 reason: str = "") -> None:
+                 reason: str = "", preconditions: list[tuple[str, str]] | None = None) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
         self.field_violations = field_violations or []
         self.reason = reason
+        self.preconditions = preconditions or []  # (subject, description), e.g. a failed pre-flight check
 
     @classmethod
     def from_rpc(cls, err: grpc.RpcError) -> "FtlabError":
-        violations, reason = [], ""
+        violations, reason, preconditions = [], "", []
         status = rpc_status.from_call(err)
         if status is not None:
             for detail in status.details:
@@ -48,7 +49,11 @@ class FtlabError(Exception):
                     info = error_details_pb2.ErrorInfo()
                     detail.Unpack(info)
                     reason = info.reason
-        return cls(err.code(), err.details() or "", violations, reason)
+                elif detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
+                    failure = error_details_pb2.PreconditionFailure()
+                    detail.Unpack(failure)
+                    preconditions += [(v.subject, v.description) for v in failure.violations]
+        return cls(err.code(), err.details() or "", violations, reason, preconditions)
 
 
 class Client:
@@ -84,13 +89,21 @@ class Client:
 
     # jobs
     def create_job(self, config: config_pb2.TrainingConfig | dict[str, Any] | None = None, *, template: str = "",
-                   display_name: str = "", priority: int = 0, request_id: str | None = None) -> job_pb2.Job:
-        """Queue a job. A request_id (generated when omitted) makes retries of this call safe."""
+                   display_name: str = "", priority: int = 0, request_id: str | None = None, force: bool = False,
+                   validate_only: bool = False,
+                   retry_policy: job_pb2.RetryPolicy | dict[str, Any] | None = None) -> job_pb2.Job:
+        """Queue a job. A request_id (generated when omitted) makes retries of this call safe.
+        Pre-flight refuses a job that cannot run (FAILED_PRECONDITION) unless `force`; `validate_only`
+        returns the job as it would be, with its pre-flight findings, and creates nothing."""
         if isinstance(config, dict):
             config = config_from_dict(config)
         request = job_service_pb2.CreateJobRequest(
             template=template, config=config, display_name=display_name, priority=priority,
-            request_id=request_id or uuid.uuid4().hex)
+            request_id=request_id or uuid.uuid4().hex, force=force, validate_only=validate_only)
+        if retry_policy is not None:
+            if isinstance(retry_policy, dict):
+                retry_policy = json_format.ParseDict(retry_policy, job_pb2.RetryPolicy())
+            request.retry_policy.CopyFrom(retry_policy)
         return self._call(self.jobs.CreateJob, request, idempotent=True).job
 
     def get_job(self, name: str) -> job_pb2.Job:
@@ -120,6 +133,22 @@ class Client:
         if checkpoint_name:
             request.checkpoint = job_pb2.CHECKPOINT_SELECTOR_NAMED
         return self._call(self.jobs.ResumeJob, request, idempotent=False).job
+
+    def retry_job(self, name: str, changes: config_pb2.TrainingConfig | dict[str, Any] | None = None, *,
+                  checkpoint: str = "", apply_suggestions: bool = False, force: bool = False,
+                  request_id: str | None = None) -> job_pb2.Job:
+        """A new job from a failed or cancelled one, with `changes` and (if asked) the analyzer's
+        suggestions, starting from `checkpoint`: "best", "latest", a name, or "" / "none" for none."""
+        if isinstance(changes, dict):
+            changes = config_from_dict(changes)
+        request = job_service_pb2.RetryJobRequest(name=name, config_changes=changes, apply_suggestions=apply_suggestions,
+                                                  force=force, request_id=request_id or uuid.uuid4().hex)
+        selectors = {"best": job_pb2.CHECKPOINT_SELECTOR_BEST, "latest": job_pb2.CHECKPOINT_SELECTOR_LATEST,
+                     "none": job_pb2.CHECKPOINT_SELECTOR_NONE, "": job_pb2.CHECKPOINT_SELECTOR_UNSPECIFIED}
+        request.checkpoint = selectors.get(checkpoint, job_pb2.CHECKPOINT_SELECTOR_NAMED)
+        if request.checkpoint == job_pb2.CHECKPOINT_SELECTOR_NAMED:
+            request.checkpoint_name = checkpoint
+        return self._call(self.jobs.RetryJob, request, idempotent=True).job
 
     def set_priority(self, name: str, priority: int) -> job_pb2.Job:
         request = job_service_pb2.SetJobPriorityRequest(name=name, priority=priority)

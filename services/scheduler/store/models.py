@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+                        false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -53,6 +54,9 @@ class JobRow(Base):
     not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     scheduler_id: Mapped[str] = mapped_column(String(128), default="", server_default="")
     failure_counts_json: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    preflight_json: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    changes_json: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    automatic: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class JobEventRow(Base):

@@ -216,12 +216,19 @@ class StartRunRequest(_message.Message):
     CONFIG_FIELD_NUMBER: _builtins.int
     RESUME_CHECKPOINT_FIELD_NUMBER: _builtins.int
     WATCHDOG_FIELD_NUMBER: _builtins.int
+    RESUME_WEIGHTS_ONLY_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Unique run id chosen by the scheduler ("{job id}-{attempt}")."""
     job_id: _builtins.str
     """The job the run belongs to."""
     resume_checkpoint: _builtins.str
-    """Checkpoint (name within the job's directory) to resume from, if any."""
+    """Checkpoint to resume from, if any: a name within the job's directory, or
+    "jobs/{id}/checkpoints/{name}" of the job's parent (a retry).
+    """
+    resume_weights_only: _builtins.bool
+    """Take only the checkpoint's weights; the optimizer, schedule and step count start afresh (a retry
+    that changed the learning rate, schedule, precision or adapter kind).
+    """
     @_builtins.property
     def config(self) -> _config_pb2.TrainingConfig:
         """The resolved config."""
@@ -238,10 +245,11 @@ class StartRunRequest(_message.Message):
         config: _config_pb2.TrainingConfig | None = ...,
         resume_checkpoint: _builtins.str = ...,
         watchdog: _job_pb2.WatchdogConfig | None = ...,
+        resume_weights_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "watchdog", b"watchdog"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "job_id", b"job_id", "resume_checkpoint", b"resume_checkpoint", "run_id", b"run_id", "watchdog", b"watchdog"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "job_id", b"job_id", "resume_checkpoint", b"resume_checkpoint", "resume_weights_only", b"resume_weights_only", "run_id", b"run_id", "watchdog", b"watchdog"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

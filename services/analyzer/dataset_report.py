@@ -1,0 +1,92 @@
+"""What a dataset holds, read as the trainer will read it: format, rows, bad rows by line, and token
+lengths through the model's own tokenizer and chat template."""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from ftlab.v1 import dataset_pb2
+from services.trainer.data import Scan
+
+log = logging.getLogger(__name__)
+MAX_MEASURED = 2000  # rows tokenized for lengths: all, or an even sample of this many
+MAX_BAD_LISTED = 20
+
+
+@dataclass
+class Lengths:
+    lengths: list[int]
+    template_missing: bool = False
+
+
+def load_tokenizer(base_model: str, chat_template: str = ""):
+    """The model's tokenizer from a local folder or the Hugging Face cache (never downloads), or None."""
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(base_model, local_files_only=True)
+    except Exception as exc:
+        log.info("no tokenizer for %s: %s", base_model, exc)
+        return None
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def _sample(rows: list[Any]) -> list[Any]:
+    if len(rows) <= MAX_MEASURED:
+        return rows
+    step = len(rows) / MAX_MEASURED
+    return [rows[int(i * step)] for i in range(MAX_MEASURED)]
+
+
+def _conversation(row: dict[str, Any]) -> list[list[dict[str, str]]]:
+    """The conversations a row trains on: one, or for preference pairs prompt+chosen and prompt+rejected."""
+    if "messages" in row:
+        return [row["messages"]]
+    if "completion" in row:
+        return [row["prompt"] + row["completion"]]
+    prompt = row.get("prompt", [])
+    return [prompt + row["chosen"], prompt + row["rejected"]]
+
+
+def token_lengths(rows: list[dict[str, Any]], tokenizer) -> Lengths:
+    """Token length of each sampled row (the longer side of a preference pair)."""
+    if tokenizer.chat_template is None:
+        texts = [["\n".join(m["content"] for m in conv) for conv in _conversation(r)] for r in _sample(rows)]
+        return Lengths([max(len(tokenizer(t)["input_ids"]) for t in ts) for ts in texts], template_missing=True)
+    out = []
+    for row in _sample(rows):
+        out.append(max(len(tokenizer.apply_chat_template(conv, tokenize=True, return_dict=True)["input_ids"])
+                       for conv in _conversation(row)))
+    return Lengths(out)
+
+
+def histogram(lengths: list[int]) -> list[dataset_pb2.LengthBucket]:
+    """Power-of-two buckets from 32 tokens up to the longest row."""
+    if not lengths:
+        return []
+    bounds = [32]
+    while bounds[-1] < max(lengths):
+        bounds.append(bounds[-1] * 2)
+    counts = [0] * len(bounds)
+    for n in lengths:
+        counts[bisect.bisect_left(bounds, n)] += 1
+    return [dataset_pb2.LengthBucket(upper_bound=b, rows=c) for b, c in zip(bounds, counts)]
+
+
+def report(uri: str, scan: Scan, lengths: Lengths | None, max_seq_length: int) -> dataset_pb2.DatasetReport:
+    out = dataset_pb2.DatasetReport(uri=uri, format=scan.format, rows=len(scan.rows), bad_row_count=len(scan.bad))
+    out.bad_rows.extend(dataset_pb2.BadRow(line=n, reason=r) for n, r in scan.bad[:MAX_BAD_LISTED])
+    if lengths and lengths.lengths:
+        ordered = sorted(lengths.lengths)
+        out.rows_measured = len(ordered)
+        out.max_tokens = ordered[-1]
+        out.p50_tokens = ordered[len(ordered) // 2]
+        out.p95_tokens = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+        out.share_truncated = sum(n > max_seq_length for n in ordered) / len(ordered)
+        out.token_lengths.extend(histogram(ordered))
+    return out

@@ -1,0 +1,132 @@
+"""Pre-flight: will this job run? The data (readable, the right format, its lengths against
+max_seq_length), the chat template, the model's positions, and peak GPU memory against the target GPU.
+Each check passes, warns or fails, with config changes that would make it pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftlab.v1 import analyzer_pb2, config_pb2
+from services.analyzer import dataset_report, memory, suggestions
+from services.trainer.data import DatasetError, scan
+
+PASS, WARN, FAIL = analyzer_pb2.CHECK_STATUS_PASS, analyzer_pb2.CHECK_STATUS_WARN, analyzer_pb2.CHECK_STATUS_FAIL
+C = config_pb2
+GIB = memory.GIB
+
+
+def _check(name: str, status: int, message: str, patches=()) -> analyzer_pb2.PreflightCheck:
+    return analyzer_pb2.PreflightCheck(name=name, status=status, message=message, suggestions=list(patches))
+
+
+def _format(c: config_pb2.TrainingConfig) -> str | None:
+    name = config_pb2.DatasetFormat.Name(c.dataset.format).removeprefix("DATASET_FORMAT_").lower()
+    return None if name in ("auto", "unspecified") else name
+
+
+def resolve_dataset(uri: str, datasets_root: Path) -> Path:
+    p = Path(uri).expanduser()
+    return p if p.is_absolute() else datasets_root / p
+
+
+def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware,
+              datasets_root: Path) -> analyzer_pb2.PreflightResponse:
+    out = analyzer_pb2.PreflightResponse()
+    shape = memory.load_shape(c.base_model)
+    tokenizer = dataset_report.load_tokenizer(c.base_model, c.chat_template)
+    out.checks.append(_check("model", PASS if shape else WARN,
+                             f"{c.base_model}: {shape.params:,} parameters, {shape.layers} layers"
+                             if shape else f"{c.base_model}: its config.json is not readable here (not a local folder "
+                             "nor in the Hugging Face cache); no memory estimate"))
+    _dataset_checks(out, c, datasets_root, tokenizer, shape)
+    _memory_checks(out, c, hardware, shape)
+    out.ok = all(check.status != FAIL for check in out.checks)
+    return out
+
+
+def _dataset_checks(out, c, datasets_root, tokenizer, shape) -> None:
+    for field, uri in (("dataset.uri", c.dataset.uri), ("dataset.eval_uri", c.dataset.eval_uri)):
+        if not uri:
+            continue
+        name = "dataset" if field == "dataset.uri" else "eval_dataset"
+        try:
+            found = scan(resolve_dataset(uri, datasets_root), _format(c))
+        except FileNotFoundError:
+            out.checks.append(_check(name, FAIL, f"{uri}: not found (relative paths are under the server's datasets "
+                                     "folder)", [suggestions.patch(field, uri, "a file that exists on the server",
+                                                                    "the dataset file was not found", "")]))
+            continue
+        except (DatasetError, UnicodeDecodeError, ValueError) as exc:
+            out.checks.append(_check(name, FAIL, f"{uri}: {exc}"))
+            continue
+        lengths = dataset_report.token_lengths(found.rows, tokenizer) if tokenizer is not None and found.rows else None
+        report = dataset_report.report(uri, found, lengths, c.max_seq_length)
+        if name == "dataset":
+            out.dataset.CopyFrom(report)
+        if found.bad:
+            lines = ", ".join(str(n) for n, _ in found.bad[:10])
+            out.checks.append(_check(name, FAIL, f"{uri}: {len(found.bad)} bad row(s) of {len(found.rows) + len(found.bad)}"
+                                     f" (lines {lines}); first: line {found.bad[0][0]}: {found.bad[0][1]}"))
+            continue
+        dpo = c.method == C.METHOD_DPO
+        if dpo != (found.format == "preference"):
+            need = "chosen/rejected pairs" if dpo else "messages, conversations, instruction/output or prompt/completion"
+            out.checks.append(_check(name, FAIL, f"{uri}: format {found.format} does not fit method "
+                                     f"{config_pb2.Method.Name(c.method)}, which needs {need}"))
+            continue
+        out.checks.append(_check(name, PASS, f"{uri}: {found.format}, {len(found.rows)} rows"))
+        if name == "dataset" and lengths is not None:
+            if lengths.template_missing:
+                out.checks.append(_check("chat_template", FAIL, "the tokenizer has no chat template and the data is "
+                                         "conversational", suggestions.suggest("CHAT_TEMPLATE_MISSING", "", c, False)))
+            _length_check(out, c, report, shape)
+
+
+def _length_check(out, c, report, shape) -> None:
+    limit = c.max_seq_length
+    if shape and shape.max_positions and limit > shape.max_positions:
+        status = FAIL if shape.learned_positions else WARN
+        out.checks.append(_check("sequence_length", status, f"max_seq_length {limit} exceeds the model's "
+                                 f"{shape.max_positions} positions", [suggestions.patch(
+                                     "max_seq_length", limit, shape.max_positions, "the model has no positions beyond",
+                                     "longer examples are truncated to what the model supports")]))
+        return
+    if report.share_truncated > 0:
+        wanted = 1 << (max(report.p95_tokens, 1) - 1).bit_length()
+        if shape and shape.max_positions:
+            wanted = min(wanted, shape.max_positions)
+        patches = [suggestions.patch("max_seq_length", limit, wanted, f"95% of rows fit in {report.p95_tokens} tokens",
+                                      "fewer rows cut; more memory per batch")] if wanted > limit else []
+        out.checks.append(_check("sequence_length", WARN, f"{report.share_truncated:.0%} of rows are longer than "
+                                 f"max_seq_length {limit} and will be cut (longest {report.max_tokens}, p95 "
+                                 f"{report.p95_tokens})", patches))
+    else:
+        out.checks.append(_check("sequence_length", PASS, f"every row fits in max_seq_length {limit} "
+                                 f"(longest {report.max_tokens} tokens)"))
+
+
+def _memory_checks(out, c, hardware: analyzer_pb2.Hardware, shape) -> None:
+    workers_known = hardware.host_memory_bytes > 0 or hardware.gpu_count > 0
+    if c.adapter == C.ADAPTER_QLORA and workers_known and hardware.gpu_count == 0:
+        out.checks.append(_check("gpu_required", FAIL, "QLoRA quantizes with bitsandbytes on a GPU and no registered "
+                                 "trainer has one", suggestions.suggest("GPU_UNAVAILABLE", "", c, False)))
+    if shape is None:
+        return
+    estimate = memory.estimate(shape, c, hardware.gpu_memory_bytes, hardware.gpu_name)
+    out.memory.CopyFrom(estimate)
+    out.estimated_gpu_memory_bytes = estimate.total_bytes
+    need = estimate.total_bytes + memory.CUDA_CONTEXT_BYTES
+    said = f"estimated peak {estimate.total_bytes / GIB:.1f} GiB"
+    if not hardware.gpu_memory_bytes:
+        out.checks.append(_check("gpu_memory", WARN if not workers_known else PASS,
+                                 f"{said}; no registered trainer has a GPU to compare with" if workers_known else
+                                 f"{said}; no trainer is registered yet to compare with"))
+        return
+    gpu = f"{hardware.gpu_name or 'the GPU'} ({hardware.gpu_memory_bytes / GIB:.0f} GiB)"
+    if need > hardware.gpu_memory_bytes:
+        out.checks.append(_check("gpu_memory", FAIL, f"{said}, more than {gpu} holds",
+                                 suggestions.suggest("CUDA_OOM", "TRAINING", c, True)))
+    elif need > 0.9 * hardware.gpu_memory_bytes:
+        out.checks.append(_check("gpu_memory", WARN, f"{said}: close to all of {gpu}"))
+    else:
+        out.checks.append(_check("gpu_memory", PASS, f"{said}, fits in {gpu}"))

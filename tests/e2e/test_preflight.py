@@ -1,0 +1,100 @@
+"""Pre-flight through the real services: CreateJob asks the analyzer, refuses what cannot run with
+FAILED_PRECONDITION naming each failed check (nothing is queued), and keeps the findings on the job."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+from grpc_status import rpc_status
+
+from ftlab import Client
+from ftlab.client import FtlabError
+from ftlab.v1 import analyzer_pb2, job_pb2, job_service_pb2
+from google.rpc import error_details_pb2
+
+PASS, WARN, FAIL = analyzer_pb2.CHECK_STATUS_PASS, analyzer_pb2.CHECK_STATUS_WARN, analyzer_pb2.CHECK_STATUS_FAIL
+
+
+def checks(job) -> dict[str, int]:
+    return {c.name: c.status for c in job.preflight.checks}
+
+
+def test_a_good_job_keeps_its_dataset_report(server, job_config):
+    with Client(server.address, user="pf-good") as client:
+        job = client.create_job(job_config)
+        report = client.get_job(job.name).preflight
+    assert report.ok and checks(job)["dataset"] == PASS
+    d = report.dataset
+    assert (d.format, d.rows, d.bad_row_count) == ("messages", 128, 0)
+    assert 0 < d.p50_tokens <= d.p95_tokens <= d.max_tokens <= 128 and d.share_truncated == 0
+    assert sum(b.rows for b in d.token_lengths) == d.rows_measured == 128
+    # the tiny model's shape was read, so there is an estimate and its breakdown adds up
+    m = report.memory
+    assert report.estimated_gpu_memory_bytes == m.total_bytes > 0
+    assert m.weights_bytes + m.gradients_bytes + m.optimizer_bytes + m.activations_bytes + m.other_bytes == m.total_bytes
+    assert 0 < m.trainable_parameters < m.parameters
+
+
+def test_bad_rows_are_refused_with_their_line_numbers(server, server_home, job_config):
+    lines = [json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]})
+             for i in range(20)]
+    lines[6] = lines[6][:-5]  # cut short
+    lines[13] = json.dumps({"messages": [{"role": "robot", "content": "x"}]})  # no such role
+    (server_home / "datasets" / "two-bad.jsonl").write_text("\n".join(lines) + "\n")
+    config = {**job_config, "dataset": {"uri": "two-bad.jsonl"}, "eval_strategy": "no"}
+    with Client(server.address, user="pf-bad") as client:
+        before = len(list(client.list_jobs()))
+        with pytest.raises(FtlabError) as err:
+            client.create_job(config)
+        assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert "lines 7, 14" in str(err.value)
+        assert len(list(client.list_jobs())) == before  # nothing was queued
+        dry = client.create_job(config, validate_only=True)
+        assert dry.id == "" and not dry.preflight.ok
+        assert [(b.line, "JSON" in b.reason or "role" in b.reason) for b in dry.preflight.dataset.bad_rows] == [
+            (7, True), (14, True)]
+        forced = client.create_job(config, force=True)  # the user knows better: queued, findings kept
+        assert forced.state == job_pb2.JOB_STATE_QUEUED and checks(forced)["dataset"] == FAIL
+        client.cancel_job(forced.name)
+
+
+def test_the_refusal_names_each_failed_check_in_its_details(server, job_config):
+    """A raw gRPC client reads google.rpc.PreconditionFailure and ErrorInfo from the status."""
+    from ftlab.v1 import job_service_pb2_grpc
+    from ftlab.config import config_from_dict
+
+    config = config_from_dict({**job_config, "method": "dpo", "eval_strategy": "no"})  # chat rows, DPO needs pairs
+    with grpc.insecure_channel(server.address) as channel:
+        stub = job_service_pb2_grpc.JobServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.CreateJob(job_service_pb2.CreateJobRequest(config=config), metadata=[("x-ftlab-user", "pf-raw")])
+    status = rpc_status.from_call(err.value)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = {}
+    for d in status.details:
+        for kind in (error_details_pb2.PreconditionFailure, error_details_pb2.ErrorInfo):
+            if d.Is(kind.DESCRIPTOR):
+                msg = kind()
+                d.Unpack(msg)
+                details[kind.__name__] = msg
+    assert details["ErrorInfo"].reason == "PREFLIGHT_FAILED"
+    violation = details["PreconditionFailure"].violations[0]
+    assert (violation.type, violation.subject) == ("PREFLIGHT", "dataset")
+    assert "does not fit method METHOD_DPO" in violation.description
+
+
+def test_rows_longer_than_max_seq_length_are_a_warning_with_a_fix(server, server_home, job_config):
+    long = " ".join(["fine tuning adapts a model"] * 60)
+    rows = [{"messages": [{"role": "user", "content": long if i % 4 == 0 else "hi"},
+                          {"role": "assistant", "content": "ok"}]} for i in range(40)]
+    (server_home / "datasets" / "some-long.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with Client(server.address, user="pf-long") as client:
+        job = client.create_job({**job_config, "dataset": {"uri": "some-long.jsonl"}, "eval_strategy": "no",
+                                 "max_seq_length": 64}, validate_only=True)
+    check = next(c for c in job.preflight.checks if c.name == "sequence_length")
+    assert check.status == WARN and job.preflight.ok  # a warning does not refuse the job
+    assert job.preflight.dataset.share_truncated == pytest.approx(0.25)
+    fix = check.suggestions[0]
+    assert fix.field == "max_seq_length" and fix.current == "64" and int(fix.suggested) > 64
