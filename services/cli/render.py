@@ -65,6 +65,17 @@ def job_panel(console: Console, job: job_pb2.Job) -> None:
     c = job.config
     console.print(f"  model {c.base_model}  template {job.template}  "
                   f"{job.config.DESCRIPTOR.fields_by_name['adapter'].enum_type.values_by_number[c.adapter].name}")
+    if job.parent:
+        console.print(f"  {'automatic retry' if job.automatic else 'retry'} of {job.parent}"
+                      + (f" from {job.resume_checkpoint.rsplit('/', 1)[-1]}" if job.resume_checkpoint else ""))
+        for change in job.changes:
+            console.print(f"    {change.field}: {change.current} -> [bold]{change.suggested}[/]  [dim]{change.reason}[/]")
+    marks = {1: "[green]pass[/]", 2: "[yellow]warn[/]", 3: "[red]FAIL[/]"}
+    for check in job.preflight.checks:
+        if check.status != 1:  # warnings and failures only
+            console.print(f"  pre-flight {check.name}: {marks.get(check.status, '?')} {check.message}")
+    if job.preflight.estimated_gpu_memory_bytes:
+        console.print(f"  estimated peak GPU memory {human_bytes(job.preflight.estimated_gpu_memory_bytes)}")
     if job.state == job_pb2.JOB_STATE_FAILED:
         e = job.error
         console.print(f"[red]  failed in {phase_name(e.phase)}: {e.type}: {e.message}[/]")
