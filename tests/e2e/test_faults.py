@@ -113,6 +113,7 @@ def test_failures_retry_per_policy_with_backoff(server, job_config):
             {**job_config, "dataset": {"uri": "missing.jsonl"}, "eval_strategy": "no"}), request_id="retry-1")
         request.retry_policy.max_attempts = 2
         request.retry_policy.backoff_seconds = 1
+        request.force = True  # past pre-flight, which would refuse the missing dataset
         job = client._call(client.jobs.CreateJob, request, idempotent=True).job
         done = wait_for(lambda: (j := client.get_job(job.name)).state == job_pb2.JOB_STATE_FAILED and j,
                         timeout=300, what="the job to fail twice")
