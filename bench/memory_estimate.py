@@ -27,8 +27,7 @@ def compare(measured: dict) -> list[dict]:
     for run in measured["runs"]:
         if run.get("exit_code") != 0 or not run.get("peak_reserved_bytes"):
             continue
-        dims = dict(SHAPES[run["shape"]])
-        shape = memory.shape_from_config(dict(dims, hidden_size=dims["hidden_size"]))
+        shape = memory.shape_from_config(SHAPES[run["shape"]])
         config = jobconfig.resolve("basic", config_from_dict(dict(run["request"], base_model="m",
                                                                   dataset={"uri": "d.jsonl"})))
         est = memory.estimate(shape, config)

@@ -4,10 +4,9 @@ Each check passes, warns or fails, with config changes that would make it pass."
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ftlab.v1 import analyzer_pb2, config_pb2
 from services.analyzer import dataset_report, memory, suggestions
+from services.common.settings import Paths
 from services.trainer.data import DatasetError, scan
 
 PASS, WARN, FAIL = analyzer_pb2.CHECK_STATUS_PASS, analyzer_pb2.CHECK_STATUS_WARN, analyzer_pb2.CHECK_STATUS_FAIL
@@ -24,13 +23,8 @@ def _format(c: config_pb2.TrainingConfig) -> str | None:
     return None if name in ("auto", "unspecified") else name
 
 
-def resolve_dataset(uri: str, datasets_root: Path) -> Path:
-    p = Path(uri).expanduser()
-    return p if p.is_absolute() else datasets_root / p
-
-
 def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware,
-              datasets_root: Path) -> analyzer_pb2.PreflightResponse:
+              paths: Paths) -> analyzer_pb2.PreflightResponse:
     out = analyzer_pb2.PreflightResponse()
     shape = memory.load_shape(c.base_model)
     tokenizer = dataset_report.load_tokenizer(c.base_model, c.chat_template)
@@ -38,19 +32,19 @@ def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware,
                              f"{c.base_model}: {shape.params:,} parameters, {shape.layers} layers"
                              if shape else f"{c.base_model}: its config.json is not readable here (not a local folder "
                              "nor in the Hugging Face cache); no memory estimate"))
-    _dataset_checks(out, c, datasets_root, tokenizer, shape)
+    _dataset_checks(out, c, paths, tokenizer, shape)
     _memory_checks(out, c, hardware, shape)
     out.ok = all(check.status != FAIL for check in out.checks)
     return out
 
 
-def _dataset_checks(out, c, datasets_root, tokenizer, shape) -> None:
+def _dataset_checks(out, c, paths, tokenizer, shape) -> None:
     for field, uri in (("dataset.uri", c.dataset.uri), ("dataset.eval_uri", c.dataset.eval_uri)):
         if not uri:
             continue
         name = "dataset" if field == "dataset.uri" else "eval_dataset"
         try:
-            found = scan(resolve_dataset(uri, datasets_root), _format(c))
+            found = scan(paths.dataset(uri), _format(c))
         except FileNotFoundError:
             out.checks.append(_check(name, FAIL, f"{uri}: not found (relative paths are under the server's datasets "
                                      "folder)", [suggestions.patch(field, uri, "a file that exists on the server",

@@ -30,4 +30,4 @@ class AnalyzerService(analyzer_pb2_grpc.AnalyzerServiceServicer):
                                   violations=[FieldViolation("config_json", str(exc)[:300])]) from exc
         if not config.base_model:
             raise InvalidArgument("base_model is required", violations=[FieldViolation("config_json.base_model", "required")])
-        return await asyncio.to_thread(preflight, config, request.hardware, settings.paths().datasets)
+        return await asyncio.to_thread(preflight, config, request.hardware, settings.paths())

@@ -30,6 +30,11 @@ class Paths:
     def job_dir(self, job_id: str) -> Path:
         return self.artifacts / "jobs" / job_id
 
+    def dataset(self, uri: str) -> Path:
+        """A dataset named in a config: an absolute path as is, a relative one under the datasets folder."""
+        p = Path(uri).expanduser()
+        return p if p.is_absolute() else self.datasets / p
+
     def ensure(self) -> "Paths":
         for p in (self.root, self.artifacts, self.datasets):
             p.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,12 @@ class FailureAnalyst:
         self._channel: grpc.aio.Channel | None = None
         self._tasks: set[asyncio.Task] = set()
 
+    def stub(self) -> analyzer_pb2_grpc.AnalyzerServiceStub:
+        """The analyzer's stub on one channel, shared with pre-flight."""
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.address)
+        return analyzer_pb2_grpc.AnalyzerServiceStub(self._channel)
+
     def job_failed(self, job_id: str) -> None:
         task = asyncio.create_task(self._analyze(job_id), name=f"analyze-{job_id}")
         self._tasks.add(task)
@@ -49,10 +55,7 @@ class FailureAnalyst:
         try:
             row = await asyncio.to_thread(self.store.get_job, job_id)
             request = await asyncio.to_thread(self._request, row)
-            if self._channel is None:
-                self._channel = grpc.aio.insecure_channel(self.address)
-            stub = analyzer_pb2_grpc.AnalyzerServiceStub(self._channel)
-            reply = await stub.AnalyzeFailure(request, timeout=30)
+            reply = await self.stub().AnalyzeFailure(request, timeout=30)
         except (grpc.aio.AioRpcError, OSError) as exc:
             log.warning("could not analyze job %s: %s", job_id, exc)
             return
@@ -76,23 +79,15 @@ class Preflighter:
 
     TIMEOUT = 60.0
 
-    def __init__(self, address: str, hardware) -> None:
-        self.address = address
+    def __init__(self, stub, hardware) -> None:
+        self.stub = stub  # () -> AnalyzerServiceStub
         self.hardware = hardware  # () -> analyzer_pb2.Hardware of the target
-        self._channel: grpc.aio.Channel | None = None
 
     async def check(self, config) -> analyzer_pb2.PreflightResponse | None:
         """The analyzer's findings, or None when it cannot be reached (the job is not held up by that)."""
-        if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.address)
-        stub = analyzer_pb2_grpc.AnalyzerServiceStub(self._channel)
         request = analyzer_pb2.PreflightRequest(config_json=json_format.MessageToJson(config), hardware=self.hardware())
         try:
-            return await stub.Preflight(request, timeout=self.TIMEOUT)
+            return await self.stub().Preflight(request, timeout=self.TIMEOUT)
         except grpc.aio.AioRpcError as exc:
             log.warning("pre-flight unavailable: %s", exc.details())
             return None
-
-    async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()

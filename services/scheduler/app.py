@@ -37,7 +37,7 @@ class SchedulerApp:
         from services.scheduler.analysis import FailureAnalyst, Preflighter
 
         self.jobs.analyst = FailureAnalyst(self.store, address, on_analyzed=self.jobs.auto_recover)
-        self.jobs.preflighter = Preflighter(address, self.target_hardware)
+        self.jobs.preflighter = Preflighter(self.jobs.analyst.stub, self.target_hardware)
 
     def target_hardware(self) -> analyzer_pb2.Hardware:
         """What a new job would run on: the registered trainer with the most GPU memory."""
@@ -78,8 +78,6 @@ class SchedulerApp:
         await self.dispatcher.close()
         if self.jobs.analyst is not None:
             await self.jobs.analyst.close()
-        if self.jobs.preflighter is not None:
-            await self.jobs.preflighter.close()
         await self.registry.close()
         self.metrics.close()
         self.engine.dispose()

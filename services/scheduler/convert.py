@@ -6,7 +6,7 @@ import json
 
 from google.protobuf import json_format
 
-from ftlab.v1 import config_pb2, job_pb2
+from ftlab.v1 import analyzer_pb2, config_pb2, job_pb2
 from services.scheduler.store.models import AttemptRow, CheckpointRow, JobRow
 from services.scheduler.store.repository import aware
 
@@ -65,10 +65,8 @@ def to_job(row: JobRow, attempts: list[AttemptRow] = ()) -> job_pb2.Job:
     return job
 
 
-def changes_of(row: JobRow) -> list:
+def changes_of(row: JobRow) -> list[analyzer_pb2.ConfigPatch]:
     """The config changes a retry made to its parent's config."""
-    from ftlab.v1 import analyzer_pb2
-
     return [json_format.ParseDict(c, analyzer_pb2.ConfigPatch()) for c in json.loads(row.changes_json or "[]")]
 
 

@@ -20,6 +20,7 @@ from google.protobuf import json_format
 from sqlalchemy import select
 
 from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2, job_service_pb2
+from services.common.checkpoints import parent_ref
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Precondition
 from services.scheduler import convert, jobconfig, retry, states
 from services.scheduler.failures import failure_class
@@ -55,6 +56,28 @@ def latest_checkpoint(s, job_id: str) -> str:
     row = s.scalars(select(CheckpointRow).where(CheckpointRow.job_id == job_id)
                     .order_by(CheckpointRow.step.desc()).limit(1)).first()
     return row.name if row is not None else ""
+
+
+def _check_request_id(request_id: str) -> None:
+    if len(request_id) > 128:
+        raise InvalidArgument("request_id too long", violations=[FieldViolation("request_id", "at most 128 characters")])
+
+
+def _category(analysis: analyzer_pb2.FailureAnalysis) -> str:
+    return analyzer_pb2.FailureCategory.Name(analysis.category).removeprefix("FAILURE_CATEGORY_")
+
+
+def _new_row(*, owner: str, config, request_id: str, checks, **fields) -> JobRow:
+    """A new job's row before it is queued: nothing run, nothing recorded yet."""
+    now = utcnow()
+    defaults = dict(
+        id=uuid.uuid4().hex[:16], owner=owner, state="", config_json=convert.to_json(config),
+        request_id=request_id or None, create_time=now, update_time=now, last_sequence=0, phase="PHASE_UNSPECIFIED",
+        worker="", run_id="", run_cursor=0, attempt=0, progress_json="{}", error_json="{}", analysis_json="{}",
+        state_reason="", resume_checkpoint="", preflight_json=convert.to_json(checks) if checks else "{}",
+        changes_json="[]", automatic=False,
+    )
+    return JobRow(**{**defaults, **fields})
 
 
 class RunController(Protocol):
@@ -219,8 +242,7 @@ class JobManager:
 
     # commands
     async def create(self, owner: str, request: job_service_pb2.CreateJobRequest) -> job_pb2.Job:
-        if len(request.request_id) > 128:
-            raise InvalidArgument("request_id too long", violations=[FieldViolation("request_id", "at most 128 characters")])
+        _check_request_id(request.request_id)
         config = jobconfig.resolve(request.template, request.config)
         unsafe = sorted(set(request.retry_policy.auto_recover) - retry.AUTO_RECOVERABLE)
         if unsafe:
@@ -228,20 +250,19 @@ class JobManager:
                 FieldViolation(f"retry_policy.auto_recover[{k}]", "one of " + ", ".join(sorted(retry.AUTO_RECOVERABLE)))
                 for k in unsafe])
         checks = await self.preflight(config, request.force or request.validate_only)
-        now = utcnow()
-        row = JobRow(
-            id=uuid.uuid4().hex[:16], owner=owner, display_name=request.display_name[:256], state="",
-            template=request.template or "basic", priority=request.priority, config_json=convert.to_json(config),
-            request_id=request.request_id or None, create_time=now, update_time=now, last_sequence=0,
+        row = _new_row(
+            owner=owner, display_name=request.display_name[:256], template=request.template or "basic",
+            priority=request.priority, config=config, request_id=request.request_id,
             retry_policy_json=convert.to_json(request.retry_policy), watchdog_json=convert.to_json(request.watchdog),
-            phase="PHASE_UNSPECIFIED", worker="", run_id="", run_cursor=0, attempt=0, progress_json="{}",
-            error_json="{}", analysis_json="{}", state_reason="", resume_checkpoint="",
-            preflight_json=convert.to_json(checks) if checks else "{}", changes_json="[]", automatic=False,
-        )
+            checks=checks)
         if request.validate_only:
             row.id, row.state = "", states.QUEUED
             return convert.to_job(row)
-        first = state_event(row, states.QUEUED, f"created by {owner}")
+        return await self._queue(row, f"created by {owner}")
+
+    async def _queue(self, row: JobRow, reason: str) -> job_pb2.Job:
+        """Insert a new job as QUEUED (or return the one its request_id already made) and wake the dispatcher."""
+        first = state_event(row, states.QUEUED, reason)
         row, created = await self._db(self.store.create_job, row, [first])
         if created:
             await self._publish(row.id, [first])
@@ -325,8 +346,7 @@ class JobManager:
         if parent.state not in (states.FAILED, states.CANCELLED):
             raise FailedPrecondition(f"only a failed or cancelled job can be retried; job {parent.id} is {parent.state}",
                                      reason="JOB_NOT_ENDED")
-        if len(request.request_id) > 128:
-            raise InvalidArgument("request_id too long", violations=[FieldViolation("request_id", "at most 128 characters")])
+        _check_request_id(request.request_id)
         old = convert.config_of(parent)
         analysis = json_format.Parse(parent.analysis_json, analyzer_pb2.FailureAnalysis())
         if request.apply_suggestions and not analysis.suggestions:
@@ -335,13 +355,12 @@ class JobManager:
         config, patches, skipped = retry.new_config(old, analysis, request.config_changes, request.apply_suggestions)
         mode = retry.resume_mode(patches, old, config)
         chosen = await self._choose_checkpoint(parent.id, request.checkpoint, request.checkpoint_name) \
-            if request.checkpoint not in (job_pb2.CHECKPOINT_SELECTOR_UNSPECIFIED,) else ""
+            if request.checkpoint != job_pb2.CHECKPOINT_SELECTOR_UNSPECIFIED else ""
         checks = await self.preflight(config, request.force)
         policy = json_format.Parse(parent.retry_policy_json, job_pb2.RetryPolicy())
-        category = analyzer_pb2.FailureCategory.Name(analysis.category).removeprefix("FAILURE_CATEGORY_")
         if automatic:
-            policy.auto_recover[category] = policy.auto_recover[category] - 1
-        start = retry.parent_checkpoint(parent.id, chosen) if chosen and mode != "none" else ""
+            policy.auto_recover[_category(analysis)] -= 1
+        start = parent_ref(parent.id, chosen) if chosen and mode != "none" else ""
         why = ("automatic recovery" if automatic else f"retry by {owner}") + f" of {convert.job_name(parent.id)}"
         if chosen and mode == "none":
             why += f"; starts from the base model: {chosen} cannot be resumed after these changes"
@@ -349,32 +368,20 @@ class JobManager:
             why += f"; resumes from {chosen}" + (" (weights only: optimizer and schedule restart)" if mode == "weights" else "")
         if skipped:
             why += "; not applied: " + "; ".join(skipped)
-        now = utcnow()
-        row = JobRow(
-            id=uuid.uuid4().hex[:16], owner=parent.owner, display_name=parent.display_name, state="",
-            template=parent.template, priority=parent.priority, config_json=convert.to_json(config),
-            request_id=request.request_id or None, parent_id=parent.id, create_time=now, update_time=now,
-            last_sequence=0, retry_policy_json=convert.to_json(policy), watchdog_json=parent.watchdog_json,
-            phase="PHASE_UNSPECIFIED", worker="", run_id="", run_cursor=0, attempt=0, progress_json="{}",
-            error_json="{}", analysis_json="{}", state_reason="", resume_checkpoint=start,
-            preflight_json=convert.to_json(checks) if checks else "{}",
+        row = _new_row(
+            owner=parent.owner, display_name=parent.display_name, template=parent.template, priority=parent.priority,
+            config=config, request_id=request.request_id, retry_policy_json=convert.to_json(policy),
+            watchdog_json=parent.watchdog_json, checks=checks, parent_id=parent.id, resume_checkpoint=start,
             changes_json=json.dumps([json_format.MessageToDict(p, preserving_proto_field_name=True) for p in patches]),
-            automatic=automatic,
-        )
-        first = state_event(row, states.QUEUED, why)
-        row, created = await self._db(self.store.create_job, row, [first])
-        if created:
-            await self._publish(row.id, [first])
-            if self.controller:
-                self.controller.wake()
-        return convert.to_job(row)
+            automatic=automatic)
+        return await self._queue(row, why)
 
     async def auto_recover(self, job_id: str) -> job_pb2.Job | None:
         """After a failed job's analysis: retry it with the suggestions from its latest checkpoint when
         its policy allows for this category and budget is left (a new job; this one keeps its history)."""
         row = await self._db(self.store.get_job, job_id)
         analysis = json_format.Parse(row.analysis_json, analyzer_pb2.FailureAnalysis())
-        category = analyzer_pb2.FailureCategory.Name(analysis.category).removeprefix("FAILURE_CATEGORY_")
+        category = _category(analysis)
         policy = json_format.Parse(row.retry_policy_json, job_pb2.RetryPolicy())
         if (row.state != states.FAILED or category not in retry.AUTO_RECOVERABLE
                 or policy.auto_recover.get(category, 0) <= 0 or not analysis.suggestions):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion", "preference")
 _READERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -49,17 +49,24 @@ def _read_json(p: Path) -> list[dict[str, Any]]:
         data = json.loads(text)
         return [dict(r) for r in data]
     rows = []
+    for number, row, why in _json_lines(text):
+        if why:
+            raise DatasetError(f"{p.name} line {number}: {why}")
+        rows.append(row)
+    return rows
+
+
+def _json_lines(text: str) -> Iterator[tuple[int, Any, str]]:
+    """(line number, row, why it is bad or "") for each non-blank line of JSON Lines text."""
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DatasetError(f"{p.name} line {number}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise DatasetError(f"{p.name} line {number}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
-    return rows
+            yield number, None, f"not valid JSON ({exc.msg})"
+            continue
+        yield number, row, "" if isinstance(row, dict) else f"expected a JSON object, got {type(row).__name__}"
 
 
 @dataclass
@@ -77,21 +84,18 @@ def scan(path: str | Path, fmt: str | None = None) -> Scan:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"dataset file not found: {p}")
-    numbered: list[tuple[int, Any]] = []
+    objects: list[tuple[int, dict[str, Any]]] = []
     bad: list[tuple[int, str]] = []
-    if p.suffix.lower() == ".jsonl" or (p.suffix.lower() == ".json" and not _is_json_array(p)):
-        for number, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                numbered.append((number, json.loads(line)))
-            except json.JSONDecodeError as exc:
-                bad.append((number, f"not valid JSON ({exc.msg})"))
+    text = p.read_text(encoding="utf-8", errors="replace") if _READERS.get(p.suffix.lower()) == "json" else ""
+    if text.strip() and not text.lstrip().startswith("["):  # JSON Lines: go on past bad lines
+        for number, row, why in _json_lines(text):
+            if why:
+                bad.append((number, why))
+            else:
+                objects.append((number, row))
     else:
         first_line = 2 if p.suffix.lower() == ".csv" else 1  # a CSV's header is line 1
-        numbered = [(first_line + i, row) for i, row in enumerate(load_rows(p))]
-    objects = [(n, r) for n, r in numbered if isinstance(r, dict)]
-    bad += [(n, f"expected a JSON object, got {type(r).__name__}") for n, r in numbered if not isinstance(r, dict)]
+        objects = [(first_line + i, row) for i, row in enumerate(load_rows(p))]
     if not objects:
         raise DatasetError(f"dataset {p.name} has no rows" if not bad else f"dataset {p.name} has no readable rows")
     fmt = fmt or detect_format(r for _, r in objects)
@@ -105,11 +109,6 @@ def scan(path: str | Path, fmt: str | None = None) -> Scan:
         except (TypeError, ValueError) as exc:
             bad.append((number, f"not valid {fmt} data: {exc}"))
     return Scan(fmt, rows, sorted(bad))
-
-
-def _is_json_array(p: Path) -> bool:
-    with p.open("rb") as f:
-        return f.read(4096).lstrip()[:1] == b"["
 
 
 def detect_format(rows: Iterable[dict[str, Any]]) -> str:

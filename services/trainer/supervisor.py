@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import signal
 import sys
 import time
@@ -24,6 +23,7 @@ from google.protobuf import json_format
 
 from ftlab.v1 import config_pb2, events_pb2, job_pb2
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, FieldViolation
+from services.common import checkpoints
 from services.common.settings import Paths
 from services.trainer.watchdog import Limits, Progress
 
@@ -65,10 +65,6 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
 
 
-_PARENT_CHECKPOINT = re.compile(r"^jobs/([0-9a-f]{16})/checkpoints/(checkpoint-\d+)$")
-_OWN_CHECKPOINT = re.compile(r"^checkpoint-\d+$")
-
-
 class RunSupervisor:
     def __init__(self, paths: Paths, *, max_runs: int = 1, kill_grace: float = 10.0, python: str = sys.executable,
                  on_event=None, on_stuck=None, watchdog_interval: float = 1.0) -> None:
@@ -89,17 +85,13 @@ class RunSupervisor:
     def checkpoint_path(self, job_dir: Path, ref: str) -> Path:
         """A checkpoint of this job ("checkpoint-N") or of its parent ("jobs/{id}/checkpoints/checkpoint-N"),
         never anything else under or outside the store."""
-        parent = _PARENT_CHECKPOINT.match(ref)
+        parent = checkpoints.split_parent_ref(ref)
         if parent:
-            return self.paths.job_dir(parent.group(1)) / "checkpoints" / parent.group(2)
-        if not _OWN_CHECKPOINT.match(ref):
+            return self.paths.job_dir(parent[0]) / "checkpoints" / parent[1]
+        if not checkpoints.is_own(ref):
             raise InvalidArgument("invalid checkpoint", violations=[FieldViolation(
                 "resume_checkpoint", "checkpoint-N or jobs/{id}/checkpoints/checkpoint-N")])
         return job_dir / "checkpoints" / ref
-
-    def resolve_dataset(self, uri: str) -> str:
-        p = Path(uri).expanduser()
-        return str(p if p.is_absolute() else self.paths.datasets / p)
 
     async def start(self, run_id: str, job_id: str, config: config_pb2.TrainingConfig, resume_checkpoint: str,
                     watchdog: job_pb2.WatchdogConfig | None = None, weights_only: bool = False) -> Run:
@@ -115,9 +107,9 @@ class RunSupervisor:
         run_dir = job_dir / "runs" / run_id
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg = json_format.MessageToDict(config, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-        cfg["dataset"]["uri"] = self.resolve_dataset(config.dataset.uri)
+        cfg["dataset"]["uri"] = str(self.paths.dataset(config.dataset.uri))
         if config.dataset.eval_uri:
-            cfg["dataset"]["eval_uri"] = self.resolve_dataset(config.dataset.eval_uri)
+            cfg["dataset"]["eval_uri"] = str(self.paths.dataset(config.dataset.eval_uri))
         resume = str(self.checkpoint_path(job_dir, resume_checkpoint)) if resume_checkpoint else ""
         spec = {"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints"),
                 "resume_from": resume, "resume_weights_only": weights_only}
