@@ -70,6 +70,7 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
         summary=summary, evidence=evidence[-6:], confidence=confidence,
         suggestions=suggestions.suggest(category, phase, config, on_gpu=request.hardware.gpu_count > 0,
                                         facts={"cause": cause, "max_positions": _max_positions(log)}),
+        hardware=request.hardware if request.HasField("hardware") else None,
     )
 
 

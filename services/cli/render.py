@@ -103,6 +103,8 @@ def analysis_panel(console: Console, analysis) -> None:
     category = analyzer_pb2.FailureCategory.Name(analysis.category).removeprefix("FAILURE_CATEGORY_")
     lines = [f"[bold red]{category}[/] in [bold]{phase_name(analysis.phase) or 'unknown phase'}[/]"
              f"  (confidence {analysis.confidence:.0%})", analysis.summary, ""]
+    if analysis.HasField("hardware"):
+        lines[-1:-1] = [f"Ran on: {hardware_line(analysis.hardware)}"]
     if analysis.evidence:
         lines.append("[bold]Evidence[/]")
         lines += [f"  {line}" for line in analysis.evidence]
@@ -113,6 +115,13 @@ def analysis_panel(console: Console, analysis) -> None:
             lines.append(f"  [cyan]{s.field}[/]: {s.current} -> [green]{s.suggested}[/]")
             lines.append(f"      {s.reason}" + (f" ({s.expected_effect})" if s.expected_effect else ""))
     console.print(Panel("\n".join(lines), title="Why it failed", expand=False))
+
+
+def hardware_line(h) -> str:
+    host = f"{human_bytes(h.host_memory_bytes)} host memory"
+    if not h.gpu_count:
+        return f"CPU only, {host}"
+    return f"{h.gpu_count} x {h.gpu_name or 'GPU'} ({human_bytes(h.gpu_memory_bytes)}), {host}"
 
 
 def analysis_json(analysis) -> str:
@@ -126,4 +135,6 @@ def analysis_json(analysis) -> str:
         "confidence": analysis.confidence,
         "suggestions": [{"field": s.field, "current": s.current, "suggested": s.suggested, "reason": s.reason,
                          "expected_effect": s.expected_effect} for s in analysis.suggestions],
+        "hardware": json_format.MessageToDict(analysis.hardware, preserving_proto_field_name=True)
+        if analysis.HasField("hardware") else None,
     }, indent=2)

@@ -19,8 +19,9 @@ RECENT_METRICS = 20
 
 
 class FailureAnalyst:
-    def __init__(self, store: JobStore, address: str, on_analyzed=None) -> None:
+    def __init__(self, store: JobStore, address: str, on_analyzed=None, hardware_of=None) -> None:
         self.store = store
+        self.hardware_of = hardware_of  # worker id -> analyzer_pb2.Hardware it ran on
         self.on_analyzed = on_analyzed  # async callback(job_id) once the analysis is kept (auto-recovery)
         self.address = address
         self._channel: grpc.aio.Channel | None = None
@@ -42,6 +43,8 @@ class FailureAnalyst:
         request = analyzer_pb2.AnalyzeFailureRequest(
             log="\n".join(p for p in (error.log_tail, error.traceback) if p) or error.message,
             config_json=json_format.MessageToJson(convert.config_of(row)), phase=error.phase, error_type=error.type)
+        if self.hardware_of is not None and row.worker:
+            request.hardware.CopyFrom(self.hardware_of(row.worker))
         if error.HasField("exit_code"):
             request.exit_code = error.exit_code
         if error.HasField("signal"):

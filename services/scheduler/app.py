@@ -36,7 +36,8 @@ class SchedulerApp:
         """Send every failed job to the AnalyzerService at `address` and keep its diagnosis."""
         from services.scheduler.analysis import FailureAnalyst, Preflighter
 
-        self.jobs.analyst = FailureAnalyst(self.store, address, on_analyzed=self.jobs.auto_recover)
+        self.jobs.analyst = FailureAnalyst(self.store, address, on_analyzed=self.jobs.auto_recover,
+                                           hardware_of=self.worker_hardware)
         self.jobs.preflighter = Preflighter(self.jobs.analyst.stub, self.target_hardware)
 
     def target_hardware(self) -> analyzer_pb2.Hardware:
@@ -45,9 +46,12 @@ class SchedulerApp:
         if not workers:
             return analyzer_pb2.Hardware()
         best = max(workers, key=lambda w: max((g.memory_total_bytes for g in w.info.gpus), default=0))
-        gpu = max(best.info.gpus, key=lambda g: g.memory_total_bytes, default=None)
-        return analyzer_pb2.Hardware(gpu_name=gpu.name if gpu else "", gpu_memory_bytes=gpu.memory_total_bytes if gpu else 0,
-                                     gpu_count=len(best.info.gpus), host_memory_bytes=best.info.memory_total_bytes or 1)
+        return _hardware(best.info)
+
+    def worker_hardware(self, worker_id: str) -> analyzer_pb2.Hardware:
+        """What a worker has (or had, if it is gone since); empty when never seen."""
+        info = self.registry.seen.get(worker_id)
+        return _hardware(info) if info is not None else analyzer_pb2.Hardware()
 
     def registrations(self) -> list[Registration]:
         return [
@@ -81,3 +85,9 @@ class SchedulerApp:
         await self.registry.close()
         self.metrics.close()
         self.engine.dispose()
+
+
+def _hardware(info: trainer_service_pb2.WorkerInfo) -> analyzer_pb2.Hardware:
+    gpu = max(info.gpus, key=lambda g: g.memory_total_bytes, default=None)
+    return analyzer_pb2.Hardware(gpu_name=gpu.name if gpu else "", gpu_memory_bytes=gpu.memory_total_bytes if gpu else 0,
+                                 gpu_count=len(info.gpus), host_memory_bytes=info.memory_total_bytes or 1)

@@ -36,6 +36,7 @@ class WorkerRegistry:
         self.heartbeat_interval = heartbeat_interval
         self.lease_seconds = lease_seconds
         self.workers: dict[str, Worker] = {}
+        self.seen: dict[str, trainer_service_pb2.WorkerInfo] = {}  # last info of every worker, even lost ones
 
     def register(self, info: trainer_service_pb2.WorkerInfo) -> Worker:
         old = self.workers.get(info.worker_id)
@@ -45,6 +46,7 @@ class WorkerRegistry:
             if old.address == info.address:
                 worker.channel = old.channel
         self.workers[info.worker_id] = worker
+        self.seen[info.worker_id] = info
         return worker
 
     def expect(self, worker_id: str) -> None:

@@ -41,11 +41,15 @@ def test_missing_dataset_fails_in_data_prep(server, job_config):
     assert any("no-such-file.jsonl" in line for line in analyzed.analysis.evidence)
     assert [s.field for s in analyzed.analysis.suggestions] == ["dataset.uri"]
     assert analyzed.analysis.suggestions[0].current == "no-such-file.jsonl"
+    # the hardware it ran on, as the worker registered it: the CPU trainer of the test stack
+    assert analyzed.analysis.hardware.gpu_count == 0
+    assert analyzed.analysis.hardware.host_memory_bytes > 2**30
 
     panel = subprocess.run([sys.executable, "-m", "services.cli.main", "--address", server.address, "analyze",
                             job.name], capture_output=True, text=True, env={**os.environ, "FTLAB_USER": "fail"})
     assert panel.returncode == 0, panel.stderr
     assert "DATASET_NOT_FOUND" in panel.stdout and "data prep" in panel.stdout and "dataset.uri" in panel.stdout
+    assert "Ran on: CPU only" in panel.stdout
 
 
 def test_ftlab_analyze_reads_a_log_given_directly(server, tmp_path):

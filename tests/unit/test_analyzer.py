@@ -124,7 +124,7 @@ def with_own_config(name: str, gpu: bool = False) -> analyzer_pb2.AnalyzeFailure
 def test_every_category_has_a_real_log():
     expected = {json.loads((c / "meta.json").read_text())["expected_category"] for c in FIXTURES}
     taxonomy = {n.removeprefix("FAILURE_CATEGORY_") for n in analyzer_pb2.FailureCategory.keys()}
-    assert taxonomy - expected == {"UNSPECIFIED", "UNKNOWN"}
+    assert taxonomy - expected == {"UNSPECIFIED"}
 
 
 @pytest.mark.parametrize("name", [c.name for c in FIXTURES if (json.loads((c / "meta.json").read_text())
@@ -172,3 +172,13 @@ def test_stuck_without_loader_workers_suggests_no_loader_change():
     a = analyze(with_own_config("cpu-ftlab-stuck_sigstop"))
     assert category(a) == "STUCK" and "dataloader_num_workers" not in suggestions(a)
     assert any("ftlab watchdog" in e for e in a.evidence)
+
+
+def test_an_unrecognised_failure_says_so_and_still_names_its_phase():
+    """A real failure outside the taxonomy (an unreadable tokenizer.json): UNKNOWN with low confidence,
+    never a guess at a neighbouring category, and no config changes invented for it."""
+    a = analyze(with_own_config("cpu-ftlab-tokenizer_unreadable"))
+    assert (category(a), phase(a)) == ("UNKNOWN", "MODEL_LOAD")
+    assert a.confidence < 0.5
+    assert list(a.suggestions) == []
+    assert any("untagged enum" in line for line in a.evidence)

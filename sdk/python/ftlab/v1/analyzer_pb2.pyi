@@ -211,6 +211,7 @@ class FailureAnalysis(_message.Message):
     EVIDENCE_FIELD_NUMBER: _builtins.int
     CONFIDENCE_FIELD_NUMBER: _builtins.int
     SUGGESTIONS_FIELD_NUMBER: _builtins.int
+    HARDWARE_FIELD_NUMBER: _builtins.int
     category: Global___FailureCategory.ValueType
     """The kind of failure."""
     phase: _events_pb2.Phase.ValueType
@@ -227,6 +228,10 @@ class FailureAnalysis(_message.Message):
     def suggestions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConfigPatch]:
         """Config changes to try, most promising first."""
 
+    @_builtins.property
+    def hardware(self) -> Global___Hardware:
+        """The hardware the run had, as the scheduler knew it (unset when not known)."""
+
     def __init__(
         self,
         *,
@@ -236,10 +241,11 @@ class FailureAnalysis(_message.Message):
         evidence: _abc.Iterable[_builtins.str] | None = ...,
         confidence: _builtins.float = ...,
         suggestions: _abc.Iterable[Global___ConfigPatch] | None = ...,
+        hardware: Global___Hardware | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hardware", b"hardware"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "confidence", b"confidence", "evidence", b"evidence", "phase", b"phase", "suggestions", b"suggestions", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "confidence", b"confidence", "evidence", b"evidence", "hardware", b"hardware", "phase", b"phase", "suggestions", b"suggestions", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
