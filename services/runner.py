@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser, default_port: int, default_me
                         help="port of the Prometheus /metrics endpoint (0 picks a free one)")
     parser.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: SQLite in FTLAB_HOME)")
     parser.add_argument("--scheduler", default=os.environ.get("FTLAB_SCHEDULER_ADDRESS"),
-                        help="trainer: the scheduler to register with (default: this process, when it runs one)")
+                        help="trainer: the scheduler to register with; artifacts: the scheduler that says whose "
+                             "job is whose (default: this process when it runs one, else 127.0.0.1:50051)")
     parser.add_argument("--advertise-host", default=os.environ.get("FTLAB_ADVERTISE_HOST", "127.0.0.1"),
                         help="trainer: host name the scheduler reaches this trainer at")
     parser.add_argument("--analyzer", default=os.environ.get("FTLAB_ANALYZER_ADDRESS"),
@@ -76,6 +77,8 @@ async def serve(components: list[str], args: argparse.Namespace) -> None:
         if analyzer:
             apps["scheduler"].analyze_failures_at(analyzer)
         apps["scheduler"].start()
+    if "artifacts" in apps:
+        apps["artifacts"].jobs.address = args.scheduler or f"127.0.0.1:{built.port if 'scheduler' in apps else 50051}"
     if "trainer" in apps:
         trainer = apps["trainer"]
         trainer.scheduler_address = args.scheduler or (f"127.0.0.1:{built.port}" if "scheduler" in apps else None)
@@ -97,6 +100,8 @@ async def serve(components: list[str], args: argparse.Namespace) -> None:
     await bootstrap.shutdown(built, args.shutdown_grace)
     if "scheduler" in apps:
         await apps["scheduler"].stop()
+    if "artifacts" in apps:
+        await apps["artifacts"].stop()
     log.info("stopped")
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ftlab.v1 import artifact_service_pb2, artifact_service_pb2_grpc
+from services.artifacts.jobs import SchedulerJobs
+from services.artifacts.metrics import ArtifactMetrics
 from services.artifacts.servicer import ArtifactService
 from services.artifacts.store import ArtifactStore
 from services.common.server import Registration
@@ -10,9 +12,15 @@ from services.common.settings import Paths
 
 
 class ArtifactsApp:
-    def __init__(self, paths: Paths) -> None:
+    def __init__(self, paths: Paths, scheduler_address: str = "") -> None:
         self.store = ArtifactStore(paths.ensure())
+        self.jobs = SchedulerJobs(scheduler_address)  # set once the scheduler's address is known
+        self.metrics = ArtifactMetrics()
 
     def registrations(self) -> list[Registration]:
         return [Registration(artifact_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name,
-                             ArtifactService(self.store), artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server)]
+                             ArtifactService(self.store, self.jobs, metrics=self.metrics),
+                             artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server)]
+
+    async def stop(self) -> None:
+        await self.jobs.close()

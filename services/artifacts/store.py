@@ -1,68 +1,217 @@
-"""The artifact store as the artifacts service sees it: what a job produced, by name, never by path."""
+"""The artifact store as the artifacts service sees it: what a job produced, by job and name, never
+by a client's path. Every file it serves is a regular file found by walking the job's own folder
+without following links, and whose resolved path is still inside that folder."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ftlab.v1 import artifact_service_pb2 as pb
+from services.artifacts.digests import DigestCache
+from services.artifacts.zipstream import Archive, Digest, Member, _read, is_text, measure
 from services.common.errors import FieldViolation, InvalidArgument, NotFound
 from services.common.settings import Paths
 
+log = logging.getLogger(__name__)
 _JOB_ID = re.compile(r"^[a-f0-9]{1,32}$")
+_CHECKPOINT = re.compile(r"^checkpoint-[0-9]{1,12}$")
+_CLEAN = re.compile(r"^[A-Za-z0-9_+=-][A-Za-z0-9._+=-]*$")  # one path component, ASCII, not . or ..
+_DIRS = {pb.ARTIFACT_KIND_MODEL: "model", pb.ARTIFACT_KIND_ADAPTER: "adapter"}
+
+
+def job_id_of(job: str) -> str:
+    job_id = job.removeprefix("jobs/")
+    if not _JOB_ID.match(job_id):
+        log.warning("refused job reference %r", job)
+        raise InvalidArgument(f"invalid job {job!r}", violations=[FieldViolation("job", "expected jobs/{id}")])
+    return job_id
 
 
 def _size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+    return sum(p.stat().st_size for _, p in files_under(path))
 
 
 def _mtime(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
 
 
+def files_under(base: Path) -> list[tuple[str, Path]]:
+    """(relative name, path) of every regular file under `base`, sorted; links, odd names and anything
+    that would resolve outside `base` are left out (and logged)."""
+    out: list[tuple[str, Path]] = []
+    real_base = base.resolve()
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if _CLEAN.match(d) and not (here / d).is_symlink())
+        for name in sorted(filenames):
+            path = here / name
+            rel = path.relative_to(base).as_posix()
+            if not _CLEAN.match(name) or path.is_symlink() or not path.is_file():
+                log.warning("not serving %s: a link, not a regular file, or an unclean name", rel)
+                continue
+            if not path.resolve().is_relative_to(real_base):
+                log.warning("not serving %s: resolves outside its folder", rel)
+                continue
+            out.append((rel, path))
+    return out
+
+
+@dataclass
+class Download:
+    """A planned download: the archive, its name, and an entity tag that changes with its content."""
+
+    job_id: str
+    filename: str
+    archive: Archive
+    etag: str
+    sources: dict[str, tuple[str, Path]]  # member name -> (path in the job folder, file)
+
+
 class ArtifactStore:
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
+        self.digests = DigestCache(paths.artifacts / ".cache" / "digests")
 
     def job_dir(self, job: str) -> Path:
-        job_id = job.removeprefix("jobs/")
-        if not _JOB_ID.match(job_id):
-            raise InvalidArgument(f"invalid job {job!r}", violations=[FieldViolation("job", "expected jobs/{id}")])
-        path = self.paths.job_dir(job_id)
-        if not path.is_dir():
+        path = self.paths.job_dir(job_id_of(job))
+        if not path.is_dir() or path.is_symlink():
             raise NotFound(f"no artifacts for job {job!r}", reason="JOB_NOT_FOUND")
         return path
 
+    def checkpoints(self, root: Path) -> list[pb.Artifact]:
+        out: list[pb.Artifact] = []
+        folder = root / "checkpoints"
+        if not folder.is_dir():
+            return out
+        for d in sorted((d for d in folder.iterdir() if _CHECKPOINT.match(d.name) and d.is_dir()
+                         and not d.is_symlink()), key=lambda p: int(p.name.rsplit("-", 1)[1])):
+            a = pb.Artifact(name=d.name, kind=pb.ARTIFACT_KIND_CHECKPOINT, size_bytes=_size(d),
+                            step=int(d.name.rsplit("-", 1)[1]))
+            loss = eval_loss(d)
+            if loss is not None:
+                a.eval_loss = loss
+            a.create_time.FromDatetime(_mtime(d))
+            out.append(a)
+        if out:
+            out[-1].is_latest = True
+            evaluated = [a for a in out if a.HasField("eval_loss")]
+            (min(evaluated, key=lambda a: (a.eval_loss, -a.step)) if evaluated else out[-1]).is_best = True
+        return out
+
     def list(self, job: str) -> list[pb.Artifact]:
         root = self.job_dir(job)
-        out: list[pb.Artifact] = []
-        checkpoints = root / "checkpoints"
-        if checkpoints.is_dir():
-            for d in sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1])):
-                a = pb.Artifact(name=d.name, kind=pb.ARTIFACT_KIND_CHECKPOINT, size_bytes=_size(d),
-                                step=int(d.name.rsplit("-", 1)[1]))
-                loss = _eval_loss(d)
-                if loss is not None:
-                    a.eval_loss = loss
-                a.create_time.FromDatetime(_mtime(d))
-                out.append(a)
-            if out:
-                out[-1].is_latest = True
-                evaluated = [a for a in out if a.HasField("eval_loss")]
-                (min(evaluated, key=lambda a: a.eval_loss) if evaluated else out[-1]).is_best = True
+        out = self.checkpoints(root)
         for name, kind in (("model", pb.ARTIFACT_KIND_MODEL), ("adapter", pb.ARTIFACT_KIND_ADAPTER),
                            ("runs", pb.ARTIFACT_KIND_LOGS)):
             d = root / name
-            if d.is_dir():
+            if d.is_dir() and not d.is_symlink():
                 a = pb.Artifact(name="logs" if name == "runs" else name, kind=kind, size_bytes=_size(d))
                 a.create_time.FromDatetime(_mtime(d))
                 out.append(a)
         return out
 
+    def checkpoint(self, root: Path, ref: str) -> str:
+        """The name of a checkpoint: `best` (by eval loss), `latest`, or its name."""
+        found = self.checkpoints(root)
+        ref = ref or "latest"
+        if ref in ("best", "latest"):
+            flag = "is_best" if ref == "best" else "is_latest"
+            match = next((a.name for a in found if getattr(a, flag)), None)
+        elif _CHECKPOINT.match(ref):
+            match = next((a.name for a in found if a.name == ref), None)
+        else:
+            log.warning("refused checkpoint reference %r", ref)
+            raise InvalidArgument(f"invalid checkpoint {ref!r}",
+                                  violations=[FieldViolation("checkpoint", "best, latest or checkpoint-N")])
+        if match is None:
+            raise NotFound(f"job has no checkpoint {ref!r}", reason="CHECKPOINT_NOT_FOUND")
+        return match
 
-def _eval_loss(checkpoint: Path) -> float | None:
+    def plan(self, job: str, kind: int, checkpoint: str = "", everything: bool = False,
+             generated: dict[str, bytes] | None = None, folder: Path | None = None) -> Download:
+        """What a download sends. `generated`: logs made elsewhere (job record, events, metrics), by name
+        under logs/. `folder`: a folder of the job to send instead of the kind's own (a merged model)."""
+        root = self.job_dir(job)
+        job_id = root.name
+        picked: list[tuple[str, str, Path]] = []  # (member name, path in job folder, file)
+
+        def add(prefix: str, base: Path) -> None:
+            rel_base = base.relative_to(root).as_posix()
+            picked.extend((f"{prefix}/{rel}", f"{rel_base}/{rel}", p) for rel, p in files_under(base))
+
+        def add_logs() -> None:
+            if (root / "runs").is_dir():
+                add("logs/runs", root / "runs")
+
+        if everything:
+            for a in self.checkpoints(root):
+                add(f"checkpoints/{a.name}", root / "checkpoints" / a.name)
+            for name in ("model", "adapter"):
+                if (root / name).is_dir() and not (root / name).is_symlink():
+                    add(name, root / name)
+            add_logs()
+            what = "all"
+        elif kind == pb.ARTIFACT_KIND_CHECKPOINT:
+            what = self.checkpoint(root, checkpoint)
+            add(what, root / "checkpoints" / what)
+        elif kind in _DIRS:
+            what = _DIRS[kind] if folder is None else folder.name
+            base = folder or root / _DIRS[kind]
+            if not base.is_dir() or base.is_symlink():
+                other = "adapter" if kind == pb.ARTIFACT_KIND_MODEL else "model"
+                raise NotFound(f"job has no {_DIRS[kind]} (it may have produced a {other}, or not finished)",
+                               reason="ARTIFACT_NOT_FOUND")
+            add(what, base)
+        elif kind == pb.ARTIFACT_KIND_LOGS:
+            add_logs()
+            what = "logs"
+        else:
+            raise InvalidArgument("say what to download",
+                                  violations=[FieldViolation("kind", "checkpoint, model, adapter or logs, or all")])
+        if everything or kind == pb.ARTIFACT_KIND_LOGS:
+            generated = generated or {}
+        else:
+            generated = {}
+        return self._download(job_id, what, picked, generated)
+
+    def _download(self, job_id: str, what: str, picked, generated: dict[str, bytes]) -> Download:
+        table = self.digests.load(job_id)
+        members, sources, tag = [], {}, hashlib.sha256()
+        for name, rel, path in picked:
+            st = path.stat()
+            m = Member(name, st.st_size, is_text(name), path=path, digest=self.digests.lookup(table, rel, path))
+            if m.digest is None and m.deflate:  # its compressed size is part of the plan
+                m.digest = measure(lambda m=m: _read(m), True)
+            members.append(m)
+            sources[name] = (rel, path)
+            tag.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        for name, data in sorted(generated.items()):
+            m = Member(f"logs/{name}", len(data), is_text(name), data=data)
+            m.digest = measure(lambda m=m: _read(m), m.deflate)
+            members.append(m)
+            tag.update(f"logs/{name}\0{m.digest.sha256}\n".encode())
+        if not members:
+            raise NotFound(f"nothing to download for {what}", reason="ARTIFACT_NOT_FOUND")
+        return Download(job_id, f"{job_id}-{what}.zip", Archive(members), tag.hexdigest()[:32], sources)
+
+    def remember(self, download: Download) -> None:
+        """Keep the digests measured while the archive streamed, for the next request."""
+        found: dict[str, tuple[Path, Digest]] = {}
+        for m in download.archive.members:
+            if m.name in download.sources and m.digest is not None:
+                rel, path = download.sources[m.name]
+                found[rel] = (path, m.digest)
+        self.digests.remember(download.job_id, found)
+
+
+def eval_loss(checkpoint: Path) -> float | None:
     state = checkpoint / "trainer_state.json"
     try:
         history = json.loads(state.read_text()).get("log_history", [])

@@ -156,12 +156,36 @@ def cmd_artifacts(args, _):
     from services.cli.render import human_bytes
 
     with _client(args) as client:
-        table = Table("NAME", "KIND", "SIZE", "STEP", "EVAL LOSS", box=None)
-        for a in client.list_artifacts(args.job):
-            table.add_row(a.name, apb.ArtifactKind.Name(a.kind).removeprefix("ARTIFACT_KIND_").lower(),
-                          human_bytes(a.size_bytes), str(a.step or ""),
-                          f"{a.eval_loss:.4f}" if a.HasField("eval_loss") else "")
+        artifacts = client.list_artifacts(args.job)
+    if args.json:
+        from google.protobuf import json_format
+
+        print(json.dumps([json_format.MessageToDict(a, preserving_proto_field_name=True) for a in artifacts], indent=2))
+        return 0
+    table = Table("NAME", "KIND", "SIZE", "STEP", "EVAL LOSS", "", box=None)
+    for a in artifacts:
+        marks = ", ".join(m for m, on in (("best", a.is_best), ("latest", a.is_latest)) if on)
+        table.add_row(a.name, apb.ArtifactKind.Name(a.kind).removeprefix("ARTIFACT_KIND_").lower(),
+                      human_bytes(a.size_bytes), str(a.step or ""),
+                      f"{a.eval_loss:.4f}" if a.HasField("eval_loss") else "", marks)
     console.print(table)
+    return 0
+
+
+def cmd_download(args, _):
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
+
+    out = args.output or None
+    with _client(args) as client, Progress("[progress.description]{task.description}", BarColumn(),
+                                           DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                                           console=err_console, disable=args.quiet) as bar:
+        task = bar.add_task(f"{args.job} {args.what}", total=None)
+        if out is None:
+            out = f"{args.job.removeprefix('jobs/')}-{args.checkpoint if args.what == 'checkpoint' else args.what}.zip"
+        got = client.download(args.job, out, what=args.what, checkpoint=args.checkpoint, merged=args.merged,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+    note = f", resumed from {got.resumed_from:,} bytes" if got.resumed_from else ""
+    console.print(f"{got.path}: {got.size_bytes:,} bytes, {got.files} files match the manifest's sha256{note}")
     return 0
 
 
@@ -286,7 +310,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("artifacts", help="list what a job produced")
     p.add_argument("job")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=cmd_artifacts)
+
+    p = sub.add_parser("download", help="download a job's checkpoint, model, adapter or logs as a zip (resumable, "
+                                        "verified against its sha256 manifest)")
+    p.add_argument("job")
+    p.add_argument("--what", choices=["checkpoint", "model", "adapter", "logs", "all"], default="checkpoint")
+    p.add_argument("--checkpoint", default="best", help="best (by eval loss), latest, or a name (checkpoint-N)")
+    p.add_argument("--merged", action="store_true", help="with --what adapter: merged into the base model")
+    p.add_argument("-o", "--output", default=None, help="file to write (default JOB-WHAT.zip); a partial one resumes")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_download)
 
     p = sub.add_parser("templates", help="list the job templates")
     p.add_argument("-v", "--verbose", action="store_true", help="show each template's values")

@@ -71,6 +71,11 @@ class ResourceExhausted(DomainError):
 
 
 @dataclass
+class Aborted(DomainError):
+    code: grpc.StatusCode = field(default=grpc.StatusCode.ABORTED, init=False)
+
+
+@dataclass
 class Unavailable(DomainError):
     code: grpc.StatusCode = field(default=grpc.StatusCode.UNAVAILABLE, init=False)
 

@@ -192,6 +192,18 @@ class Client:
         return list(self._call(self.artifacts.ListArtifacts, artifact_service_pb2.ListArtifactsRequest(job=name),
                                idempotent=True).artifacts)
 
+    def download(self, name: str, path, *, what: str = "checkpoint", checkpoint: str = "", merged: bool = False,
+                 progress=None):
+        """Download a job's `what` (checkpoint, model, adapter, logs or all; `checkpoint` best, latest or a
+        name) as a zip to `path`, resuming a partial earlier try, and verify it against its manifest."""
+        from ftlab.download import download, request_for
+
+        try:
+            return download(self.artifacts.DownloadArtifact, request_for(name, what, checkpoint, merged), path,
+                            metadata=self._metadata, progress=progress)
+        except grpc.RpcError as err:
+            raise FtlabError.from_rpc(err) from None
+
     def watch(self, name: str, after_sequence: int = 0, follow: bool = True, reconnect: bool = True,
               timeout: float | None = None) -> Iterator[job_service_pb2.WatchJobResponse]:
         """Yield the job's events after `after_sequence`; with `follow`, until it ends. A broken

@@ -213,6 +213,7 @@ class DownloadArtifactRequest(_message.Message):
     OFFSET_FIELD_NUMBER: _builtins.int
     MERGED_FIELD_NUMBER: _builtins.int
     ALL_FIELD_NUMBER: _builtins.int
+    IF_MATCH_FIELD_NUMBER: _builtins.int
     job: _builtins.str
     """The job: "jobs/{id}" or the bare id."""
     kind: Global___ArtifactKind.ValueType
@@ -225,6 +226,10 @@ class DownloadArtifactRequest(_message.Message):
     """For adapters: merge into the base model and send the merged model."""
     all: _builtins.bool
     """Send every artifact of the job (kind and checkpoint are then ignored)."""
+    if_match: _builtins.str
+    """The `etag` of the header of an earlier part of this download: when resuming from `offset`,
+    refuse with FAILED_PRECONDITION if the archive has changed since (empty: no check).
+    """
     def __init__(
         self,
         *,
@@ -234,10 +239,11 @@ class DownloadArtifactRequest(_message.Message):
         offset: _builtins.int = ...,
         merged: _builtins.bool = ...,
         all: _builtins.bool = ...,
+        if_match: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "checkpoint", b"checkpoint", "job", b"job", "kind", b"kind", "merged", b"merged", "offset", b"offset"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "checkpoint", b"checkpoint", "if_match", b"if_match", "job", b"job", "kind", b"kind", "merged", b"merged", "offset", b"offset"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -251,19 +257,27 @@ class DownloadHeader(_message.Message):
 
     TOTAL_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     FILENAME_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
     total_size_bytes: _builtins.int
     """Total archive size in bytes."""
     filename: _builtins.str
     """Suggested file name."""
+    etag: _builtins.str
+    """Changes whenever the archive's content would: pass it as `if_match` to resume safely."""
+    offset: _builtins.int
+    """The offset the chunks start at (the request's)."""
     def __init__(
         self,
         *,
         total_size_bytes: _builtins.int = ...,
         filename: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        offset: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filename", b"filename", "total_size_bytes", b"total_size_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "filename", b"filename", "offset", b"offset", "total_size_bytes", b"total_size_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

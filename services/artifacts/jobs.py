@@ -1,0 +1,69 @@
+"""The scheduler's record of jobs, asked with the caller's identity: the scheduler owns job state, so
+it decides whose job is whose (another user's job is NOT_FOUND there, and so here too), and it holds
+the job's events, metrics history and failure analysis for the logs bundle."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+from google.protobuf import json_format
+
+from ftlab.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
+from services.common.errors import FieldViolation, InvalidArgument, NotFound, Unavailable
+from services.common.identity import USER_HEADER
+
+TIMEOUT = 30.0
+
+
+class SchedulerJobs:
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._channel: grpc.aio.Channel | None = None
+
+    def _stub(self) -> job_service_pb2_grpc.JobServiceStub:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.address)
+        return job_service_pb2_grpc.JobServiceStub(self._channel)
+
+    async def get(self, job: str, user: str) -> job_pb2.Job:
+        """The caller's job, or NotFound (also when it is someone else's)."""
+        reply = await self._ask(self._stub().GetJob, job_service_pb2.GetJobRequest(name=job), user)
+        return reply.job
+
+    async def logs(self, job: job_pb2.Job, user: str) -> dict[str, bytes]:
+        """The job record, every event, and the metrics history, as files of the logs bundle."""
+        events, token = [], ""
+        while True:
+            page = await self._ask(self._stub().ListJobEvents, job_service_pb2.ListJobEventsRequest(
+                name=job.name, page_size=1000, page_token=token), user)
+            events.extend(page.events)
+            token = page.next_page_token
+            if not token:
+                break
+
+        def line(message) -> str:
+            return json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True), sort_keys=True)
+
+        record = json_format.MessageToDict(job, preserving_proto_field_name=True)
+        out = {"job.json": (json.dumps(record, indent=2, sort_keys=True) + "\n").encode(),
+               "events.jsonl": "".join(line(e) + "\n" for e in events).encode(),
+               "metrics.jsonl": "".join(line(e.metrics) + "\n" for e in events if e.HasField("metrics")).encode()}
+        if job.HasField("analysis"):
+            out["analysis.json"] = (json.dumps(record.get("analysis", {}), indent=2, sort_keys=True) + "\n").encode()
+        return out
+
+    async def _ask(self, method, request, user: str):
+        try:
+            return await method(request, timeout=TIMEOUT, metadata=((USER_HEADER, user),))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(exc.details() or "no such job", reason="JOB_NOT_FOUND") from None
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidArgument(exc.details() or "invalid job",
+                                      violations=[FieldViolation("job", "expected jobs/{id}")]) from None
+            raise Unavailable(f"the scheduler could not be asked about the job: {exc.details()}") from None
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
