@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -174,28 +176,32 @@ class Archive:
 
     def _data(self, m: Member, start: int, offset: int) -> Iterator[bytes]:
         """A member's stored bytes, those at or after `offset` sent; its digest computed on the way."""
-        crc, sha, read, pos = 0, hashlib.sha256(), 0, start
+        read, pos = 0, start
         compressor = zlib.compressobj(6, zlib.DEFLATED, -15) if m.deflate else None
-        need_digest = m.digest is None
-        for chunk in _read(m):
-            read += len(chunk)
-            if need_digest:
-                crc = zlib.crc32(chunk, crc)
-                sha.update(chunk)
-            out = compressor.compress(chunk) if compressor is not None else chunk
-            if out:
+        hasher = _Hasher() if m.digest is None else None
+        try:
+            for chunk in _read(m):
+                read += len(chunk)
+                if hasher is not None:
+                    hasher.feed(chunk)
+                out = compressor.compress(chunk) if compressor is not None else chunk
+                if out:
+                    if pos + len(out) > offset:
+                        yield out[offset - pos:] if pos < offset else out
+                    pos += len(out)
+            if compressor is not None:
+                out = compressor.flush()
                 if pos + len(out) > offset:
                     yield out[offset - pos:] if pos < offset else out
                 pos += len(out)
-        if compressor is not None:
-            out = compressor.flush()
-            if pos + len(out) > offset:
-                yield out[offset - pos:] if pos < offset else out
-            pos += len(out)
+            digest = hasher.result() if hasher is not None else None
+        finally:
+            if hasher is not None:
+                hasher.stop()  # an abandoned download: let the thread end
         if read != m.size or pos - start != m.stored_size:
             raise ArtifactChanged(f"{m.name} changed while being sent ({read} bytes, planned {m.size})")
-        if need_digest:
-            m.digest = Digest(crc, sha.hexdigest(), -1)
+        if digest is not None:
+            m.digest = digest
 
     def _end(self, entries: int, cd_size: int, cd_offset: int) -> bytes:
         n = len(self.members) + 1
@@ -209,6 +215,34 @@ class Archive:
         out += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, min(entries, 0xFFFF), min(entries, 0xFFFF),
                            min(cd_size, _MAX32), min(cd_offset, _MAX32), 0)
         return out
+
+
+class _Hasher:
+    """CRC-32 and sha256 of a byte stream, computed in a thread of its own while the bytes are sent
+    (both release the GIL on large buffers); at most `depth` chunks wait for it."""
+
+    def __init__(self, depth: int = 8) -> None:
+        self._queue: queue.Queue = queue.Queue(depth)
+        self._crc, self._sha = 0, hashlib.sha256()
+        self._thread = threading.Thread(target=self._run, name="zip-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._crc = zlib.crc32(chunk, self._crc)
+            self._sha.update(chunk)
+
+    def feed(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def result(self) -> Digest:
+        self._queue.put(None)
+        self._thread.join()
+        return Digest(self._crc, self._sha.hexdigest(), -1)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
 
 
 def _read(m: Member) -> Iterator[bytes]:

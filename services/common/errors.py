@@ -113,3 +113,12 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException, meth
     log.error("internal error in %s", method, exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
     raise AssertionError("unreachable")  # context.abort raises
+
+
+def abort_with_sync(context, exc: BaseException, method: str) -> None:
+    """`abort_with` for handlers running in the server's thread pool (their context aborts by raising)."""
+    if isinstance(exc, DomainError):
+        status = to_status(exc)
+        context.abort(status.code, status.details, status.trailing_metadata)
+    log.error("internal error in %s", method, exc_info=exc)
+    context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")

@@ -58,7 +58,35 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 return response
             return call
 
+        def finish_sync(context, started: float, exc: BaseException | None) -> None:
+            """`finish` for handlers that run in the server's thread pool (plain generators)."""
+            code = grpc.StatusCode.OK
+            try:
+                if exc is None:
+                    return
+                if isinstance(exc, GeneratorExit):
+                    code = grpc.StatusCode.CANCELLED
+                    return
+                if isinstance(exc, grpc.aio.AbortError):  # raised by context.abort itself
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    return
+                code = exc.code if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
+                errors.abort_with_sync(context, exc, handler_call_details.method)
+            finally:
+                metrics.record_rpc(service, name, _code_name(code), time.perf_counter() - started)
+
         def streaming(behavior):
+            if inspect.isgeneratorfunction(behavior):
+                def call_sync(request, context):
+                    started = time.perf_counter()
+                    try:
+                        yield from behavior(request, context)
+                    except BaseException as exc:
+                        finish_sync(context, started, exc)
+                        raise
+                    finish_sync(context, started, None)
+                return call_sync
+
             async def call(request, context):
                 started = time.perf_counter()
                 try:

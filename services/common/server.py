@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import grpc
+from concurrent import futures
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -20,6 +21,7 @@ from services.common.interceptors import ServiceInterceptor
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SYNC_HANDLER_THREADS = 16  # concurrent downloads (each holds a thread while it streams)
 
 
 @dataclass
@@ -41,6 +43,10 @@ class Built:
 def build_server(services: list[Registration], address: str, max_concurrent_rpcs: int = 1000) -> Built:
     """A grpc.aio server with the services, health (per service and overall) and reflection."""
     server = grpc.aio.server(
+        # handlers written as plain (blocking) functions run here: bulk streams (artifact downloads) go
+        # about twice as fast from a thread as from an async generator on the event loop
+        migration_thread_pool=futures.ThreadPoolExecutor(max_workers=SYNC_HANDLER_THREADS,
+                                                         thread_name_prefix="grpc-sync"),
         interceptors=[ServiceInterceptor()],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
         options=[
