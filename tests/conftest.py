@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import start_server, write_chat_dataset  # noqa: E402
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+UPLOAD_LIMIT = 4 << 20  # the embedded test server's dataset upload limit
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +33,7 @@ def server_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def server(server_home, tiny_model):
     """One embedded server (all four services) shared by the end-to-end tests."""
-    s = start_server(server_home, name="embedded")
+    s = start_server(server_home, name="embedded", env={"FTLAB_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)})
     yield s
     assert s.stop() == 0, s.log()
 

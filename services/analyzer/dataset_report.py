@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ftlab.v1 import dataset_pb2
-from services.trainer.data import Scan
+from services.common.datasets import Scan
 
 log = logging.getLogger(__name__)
 MAX_MEASURED = 2000  # rows tokenized for lengths: all, or an even sample of this many

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ftlab.v1 import analyzer_pb2, config_pb2
 from services.analyzer import dataset_report, memory, suggestions
 from services.common.settings import Paths
-from services.trainer.data import DatasetError, scan
+from services.common.datasets import DatasetError, scan
 
 PASS, WARN, FAIL = analyzer_pb2.CHECK_STATUS_PASS, analyzer_pb2.CHECK_STATUS_WARN, analyzer_pb2.CHECK_STATUS_FAIL
 C = config_pb2

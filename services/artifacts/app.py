@@ -7,7 +7,9 @@ from services.artifacts.jobs import SchedulerJobs
 from services.artifacts.metrics import ArtifactMetrics
 from services.artifacts.servicer import ArtifactService
 from services.artifacts.store import ArtifactStore
+from services.artifacts.uploads import DatasetStore
 from services.common.server import Registration
+from services.common import settings
 from services.common.settings import Paths
 
 
@@ -15,11 +17,12 @@ class ArtifactsApp:
     def __init__(self, paths: Paths, scheduler_address: str = "") -> None:
         self.store = ArtifactStore(paths.ensure())
         self.jobs = SchedulerJobs(scheduler_address)  # set once the scheduler's address is known
+        self.datasets = DatasetStore(paths, settings.max_upload_bytes())
         self.metrics = ArtifactMetrics()
 
     def registrations(self) -> list[Registration]:
         return [Registration(artifact_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name,
-                             ArtifactService(self.store, self.jobs, metrics=self.metrics),
+                             ArtifactService(self.store, self.jobs, self.datasets, metrics=self.metrics),
                              artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server)]
 
     async def stop(self) -> None:

@@ -11,6 +11,7 @@ from ftlab.v1 import artifact_service_pb2 as pb
 from ftlab.v1 import artifact_service_pb2_grpc
 from services.artifacts.jobs import SchedulerJobs
 from services.artifacts.store import ArtifactStore, job_id_of
+from services.artifacts.uploads import DatasetStore
 from services.artifacts.zipstream import CHUNK, ArtifactChanged
 from services.common.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument, Precondition
 from services.common.identity import caller
@@ -18,9 +19,11 @@ from services.common.identity import caller
 
 
 class ArtifactService(artifact_service_pb2_grpc.ArtifactServiceServicer):
-    def __init__(self, store: ArtifactStore, jobs: SchedulerJobs, exporter=None, metrics=None) -> None:
+    def __init__(self, store: ArtifactStore, jobs: SchedulerJobs, datasets: DatasetStore, exporter=None,
+                 metrics=None) -> None:
         self.loop = asyncio.get_running_loop()  # the server's: where the scheduler's channel lives
         self.store = store
+        self.datasets = datasets
         self.jobs = jobs
         self.exporter = exporter
         self.metrics = metrics
@@ -67,6 +70,31 @@ class ArtifactService(artifact_service_pb2_grpc.ArtifactServiceServicer):
         except ArtifactChanged as exc:
             raise Aborted(f"{exc}; download again", reason="ARTIFACT_CHANGED") from None
         self.store.remember(download)
+
+    async def UploadDataset(self, request_iterator, context):
+        caller(context)
+        upload = None
+        try:
+            async for message in request_iterator:
+                if upload is None:
+                    if not message.HasField("metadata"):
+                        raise InvalidArgument("send the metadata first", violations=[
+                            FieldViolation("metadata", "the first message must carry it")])
+                    upload = self.datasets.begin(message.metadata)
+                    continue
+                if not message.HasField("chunk"):
+                    raise InvalidArgument("metadata sent twice", violations=[FieldViolation("metadata", "only first")])
+                await asyncio.to_thread(upload.write, message.chunk)
+                if self.metrics is not None:
+                    self.metrics.bytes_uploaded.inc(len(message.chunk))
+            if upload is None:
+                raise InvalidArgument("nothing was sent", violations=[FieldViolation("metadata", "required")])
+            dataset = await asyncio.to_thread(upload.finish)
+        except BaseException:
+            if upload is not None:
+                upload.abort()
+            raise
+        return pb.UploadDatasetResponse(dataset=dataset)
 
     def _on_loop(self, coroutine, timeout: float = 120.0):
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)

@@ -172,6 +172,28 @@ def cmd_artifacts(args, _):
     return 0
 
 
+def cmd_upload(args, _):
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    with _client(args) as client, Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                                           TransferSpeedColumn(), console=err_console, disable=args.quiet) as bar:
+        task = bar.add_task(Path(args.file).name, total=Path(args.file).stat().st_size)
+        dataset = client.upload_dataset(args.file, progress=lambda done, total: bar.update(task, completed=done))
+    if args.json:
+        from google.protobuf import json_format
+
+        print(json.dumps(json_format.MessageToDict(dataset, preserving_proto_field_name=True), indent=2))
+        return 0
+    console.print(f"[bold]{dataset.name}[/]  ({dataset.filename}, {dataset.size_bytes:,} bytes)")
+    console.print(f"format {dataset.format}, {dataset.rows:,} rows usable, {dataset.bad_row_count:,} bad")
+    for bad in dataset.bad_rows[:20]:
+        console.print(f"  line {bad.line}: {bad.reason}")
+    if dataset.bad_row_count > 20:
+        console.print(f"  ... and {dataset.bad_row_count - 20:,} more")
+    console.print(f"use it in a job as: \"dataset\": {{\"uri\": \"{dataset.name}\"}}")
+    return 0
+
+
 def cmd_download(args, _):
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
 
@@ -312,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=cmd_artifacts)
+
+    p = sub.add_parser("upload", help="upload a dataset (JSONL, JSON, CSV, Parquet) and print its report")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_upload)
 
     p = sub.add_parser("download", help="download a job's checkpoint, model, adapter or logs as a zip (resumable, "
                                         "verified against its sha256 manifest)")

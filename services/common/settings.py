@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def max_upload_bytes() -> int:
+    """Largest dataset upload accepted (FTLAB_MAX_UPLOAD_BYTES; default 20 GiB)."""
+    return int(os.environ.get("FTLAB_MAX_UPLOAD_BYTES") or 20 << 30)
 
 
 def home() -> Path:
@@ -31,7 +40,11 @@ class Paths:
         return self.artifacts / "jobs" / job_id
 
     def dataset(self, uri: str) -> Path:
-        """A dataset named in a config: an absolute path as is, a relative one under the datasets folder."""
+        """A dataset named in a config: an uploaded one by its name ("datasets/{sha256}" or the bare
+        digest) as its normalized rows, an absolute path as is, a relative one under the datasets folder."""
+        digest = uri.removeprefix("datasets/")
+        if _SHA256.match(digest):
+            return self.datasets / digest / "data.jsonl"
         p = Path(uri).expanduser()
         return p if p.is_absolute() else self.datasets / p
 

@@ -28,7 +28,7 @@ from services.trainer.reporting import EventSink  # noqa: E402
 def _load_split(uri: str, fmt: str | None):
     import datasets
 
-    from services.trainer.data import load_rows, normalize
+    from services.common.datasets import load_rows, normalize
 
     fmt, rows = normalize(load_rows(uri), fmt)
     return fmt, datasets.Dataset.from_list(rows)

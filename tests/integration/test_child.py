@@ -87,7 +87,7 @@ def test_a_bad_dataset_fails_in_data_prep_with_a_traceback(tmp_path, tiny_model)
     assert rc == 1
     error = events[-1]["error"]
     assert error["phase"] == "PHASE_DATA_PREP"
-    assert error["type"] == "services.trainer.data.DatasetError"
+    assert error["type"] == "services.common.datasets.DatasetError"
     assert "['question', 'reply']" in error["message"]
     assert "Traceback" in error["traceback"] and "detect_format" in error["traceback"]
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from services.trainer.data import DatasetError, detect_format, load_rows, normalize
+from services.common.datasets import DatasetError, detect_format, load_rows, normalize
 
 
 def test_messages_pass_through():

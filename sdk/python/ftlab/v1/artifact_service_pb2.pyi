@@ -120,6 +120,7 @@ class Dataset(_message.Message):
     FORMAT_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
     BAD_ROWS_FIELD_NUMBER: _builtins.int
+    BAD_ROW_COUNT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"datasets/{sha256}"."""
     sha256: _builtins.str
@@ -132,9 +133,11 @@ class Dataset(_message.Message):
     """Detected format, e.g. "messages"."""
     rows: _builtins.int
     """Rows read."""
+    bad_row_count: _builtins.int
+    """How many rows were rejected in all."""
     @_builtins.property
     def bad_rows(self) -> _containers.RepeatedCompositeFieldContainer[_dataset_pb2.BadRow]:
-        """Rows rejected, with their line numbers and why."""
+        """Rows rejected, with their line numbers and why (the first 100)."""
 
     def __init__(
         self,
@@ -146,10 +149,11 @@ class Dataset(_message.Message):
         format: _builtins.str = ...,
         rows: _builtins.int = ...,
         bad_rows: _abc.Iterable[_dataset_pb2.BadRow] | None = ...,
+        bad_row_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bad_rows", b"bad_rows", "filename", b"filename", "format", b"format", "name", b"name", "rows", b"rows", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bad_row_count", b"bad_row_count", "bad_rows", b"bad_rows", "filename", b"filename", "format", b"format", "name", b"name", "rows", b"rows", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -71,7 +71,8 @@ class ArtifactServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UploadDataset(self, request_iterator, context):
-        """Uploads a dataset in chunks; the first message carries its metadata.
+        """Uploads a dataset in chunks; the first message carries its metadata. The content is stored once
+        (by sha256), validated and normalized; jobs name it as the returned `name` ("datasets/{sha256}").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

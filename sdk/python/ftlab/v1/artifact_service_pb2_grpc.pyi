@@ -38,7 +38,9 @@ class ArtifactServiceStub:
     DownloadArtifact: _grpc.UnaryStreamMultiCallable[_artifact_service_pb2.DownloadArtifactRequest, _artifact_service_pb2.DownloadArtifactResponse]
     """Streams artifacts as one zip archive, built while it is sent."""
     UploadDataset: _grpc.StreamUnaryMultiCallable[_artifact_service_pb2.UploadDatasetRequest, _artifact_service_pb2.UploadDatasetResponse]
-    """Uploads a dataset in chunks; the first message carries its metadata."""
+    """Uploads a dataset in chunks; the first message carries its metadata. The content is stored once
+    (by sha256), validated and normalized; jobs name it as the returned `name` ("datasets/{sha256}").
+    """
 
 @_typing.type_check_only
 class ArtifactServiceAsyncStub(ArtifactServiceStub):
@@ -50,7 +52,9 @@ class ArtifactServiceAsyncStub(ArtifactServiceStub):
     DownloadArtifact: _aio.UnaryStreamMultiCallable[_artifact_service_pb2.DownloadArtifactRequest, _artifact_service_pb2.DownloadArtifactResponse]  # type: ignore[assignment]
     """Streams artifacts as one zip archive, built while it is sent."""
     UploadDataset: _aio.StreamUnaryMultiCallable[_artifact_service_pb2.UploadDatasetRequest, _artifact_service_pb2.UploadDatasetResponse]  # type: ignore[assignment]
-    """Uploads a dataset in chunks; the first message carries its metadata."""
+    """Uploads a dataset in chunks; the first message carries its metadata. The content is stored once
+    (by sha256), validated and normalized; jobs name it as the returned `name` ("datasets/{sha256}").
+    """
 
 class ArtifactServiceServicer(metaclass=_abc_1.ABCMeta):
     """Streams what jobs produce out, and datasets in."""
@@ -77,6 +81,8 @@ class ArtifactServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_artifact_service_pb2.UploadDatasetRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_artifact_service_pb2.UploadDatasetResponse, _abc.Awaitable[_artifact_service_pb2.UploadDatasetResponse]]:
-        """Uploads a dataset in chunks; the first message carries its metadata."""
+        """Uploads a dataset in chunks; the first message carries its metadata. The content is stored once
+        (by sha256), validated and normalized; jobs name it as the returned `name` ("datasets/{sha256}").
+        """
 
 def add_ArtifactServiceServicer_to_server(servicer: ArtifactServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -33,10 +33,15 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
         raise DatasetError(f"unsupported dataset file type {p.suffix!r}; use one of {sorted(_READERS)}")
     if kind == "json":
         rows = _read_json(p)
-    else:
-        import datasets
+    elif kind == "csv":
+        import csv
 
-        rows = datasets.load_dataset(kind, data_files=str(p), split="train").to_list()
+        with open(p, newline="", encoding="utf-8") as f:
+            rows = [dict(r) for r in csv.DictReader(f)]
+    else:
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(p).to_pylist()
     if not rows:
         raise DatasetError(f"dataset {p.name} has no rows")
     return rows
@@ -48,12 +53,29 @@ def _read_json(p: Path) -> list[dict[str, Any]]:
     if stripped.startswith("["):
         data = json.loads(text)
         return [dict(r) for r in data]
+    held = _container(stripped)
+    if held is not None:
+        return held
     rows = []
     for number, row, why in _json_lines(text):
         if why:
             raise DatasetError(f"{p.name} line {number}: {why}")
         rows.append(row)
     return rows
+
+
+def _container(text: str) -> list[dict[str, Any]] | None:
+    """The rows of a JSON file that is one object holding them in a list ({"data": [...]}), or None."""
+    if not text.startswith("{"):
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None  # JSON Lines (or broken): read line by line
+    for key in ("data", "rows", "train", "examples"):
+        if isinstance(data, dict) and isinstance(data.get(key), list) and all(isinstance(r, dict) for r in data[key]):
+            return [dict(r) for r in data[key]]
+    return None
 
 
 def _json_lines(text: str) -> Iterator[tuple[int, Any, str]]:
@@ -87,7 +109,8 @@ def scan(path: str | Path, fmt: str | None = None) -> Scan:
     objects: list[tuple[int, dict[str, Any]]] = []
     bad: list[tuple[int, str]] = []
     text = p.read_text(encoding="utf-8", errors="replace") if _READERS.get(p.suffix.lower()) == "json" else ""
-    if text.strip() and not text.lstrip().startswith("["):  # JSON Lines: go on past bad lines
+    if text.strip() and not text.lstrip().startswith("[") and _container(text.lstrip()) is None:
+        # JSON Lines: go on past bad lines
         for number, row, why in _json_lines(text):
             if why:
                 bad.append((number, why))
@@ -147,14 +170,14 @@ def normalize(rows: list[dict[str, Any]], fmt: str | None = None) -> tuple[str, 
 
 
 def _messages(row: dict[str, Any]) -> dict[str, Any]:
-    messages = row["messages"]
+    messages = _listish(row["messages"])
     if not isinstance(messages, list) or not messages:
         raise ValueError("`messages` must be a non-empty list")
     return {"messages": [_message(m["role"], m["content"]) for m in messages]}
 
 
 def _sharegpt(row: dict[str, Any]) -> dict[str, Any]:
-    turns = row["conversations"]
+    turns = _listish(row["conversations"])
     if not isinstance(turns, list) or not turns:
         raise ValueError("`conversations` must be a non-empty list")
     return {"messages": [_message(_SHAREGPT_ROLES[t["from"]], t["value"]) for t in turns]}
@@ -170,23 +193,39 @@ def _alpaca(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
-    return {"prompt": [_message("user", row["prompt"])], "completion": [_message("assistant", row["completion"])]}
+    return {"prompt": _turns(row["prompt"], "user"), "completion": _turns(row["completion"], "assistant")}
 
 
 def _preference(row: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in ("chosen", "rejected"):
-        value = row[key]
-        out[key] = [_message(m["role"], m["content"]) for m in value] if isinstance(value, list) else [
-            _message("assistant", value)
-        ]
-    prompt = row.get("prompt")
-    if prompt is not None:
-        out["prompt"] = (
-            [_message(m["role"], m["content"]) for m in prompt] if isinstance(prompt, list)
-            else [_message("user", prompt)]
-        )
+        out[key] = _turns(row[key], "assistant")
+    if row.get("prompt"):
+        out["prompt"] = _turns(row["prompt"], "user")
     return out
+
+
+def _turns(value: Any, role: str) -> list[dict[str, str]]:
+    """Plain text as one message of `role`, or a list of messages (also as JSON text, as CSV holds it)."""
+    value = _listish(value)
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("an empty list of messages")
+        return [_message(m["role"], m["content"]) for m in value]
+    return [_message(role, value)]
+
+
+def _listish(value: Any) -> Any:
+    """A list stored as JSON text (a CSV or Parquet string column) becomes the list it holds."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+        return parsed if isinstance(parsed, list) else value
+    if value is not None and not isinstance(value, (str, list, dict)) and hasattr(value, "tolist"):
+        return value.tolist()  # numpy arrays from Parquet
+    return value
 
 
 def _message(role: Any, content: Any) -> dict[str, str]:

@@ -1,0 +1,154 @@
+"""Datasets uploaded by clients: received into the store's incoming folder, checked (size limit,
+sha256), stored once per content under `datasets/{sha256}/`, then read, validated and normalized into
+the shapes TRL trains on (`data.jsonl`), with a report of the format, the rows and every bad row.
+
+A job names an uploaded dataset as `datasets/{sha256}` (or the bare digest). The client's file name
+only says the file type; it never becomes a path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ftlab.v1 import artifact_service_pb2 as pb
+from ftlab.v1 import dataset_pb2
+from services.common.datasets import DatasetError, scan
+from services.common.errors import FieldViolation, InvalidArgument, ResourceExhausted
+from services.common.settings import Paths
+
+log = logging.getLogger(__name__)
+TYPES = (".jsonl", ".json", ".csv", ".parquet")
+MAX_BAD_LISTED = 100
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+def file_type(filename: str) -> str:
+    """The upload's file type from its name (`.jsonl`, ...); the name itself is never used as a path."""
+    suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    if suffix not in TYPES or "\x00" in filename:
+        raise InvalidArgument(f"unsupported dataset file {filename!r}: name a {', '.join(TYPES)} file",
+                              violations=[FieldViolation("metadata.filename", f"must end in one of {TYPES}")])
+    return suffix
+
+
+@dataclass
+class Upload:
+    """One upload in progress: bytes go to a private file under incoming/, hashed as they arrive."""
+
+    store: "DatasetStore"
+    filename: str
+    suffix: str
+    declared_size: int
+    declared_sha256: str
+    part: Path
+    received: int = 0
+    _sha: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    _file: object = None
+
+    def write(self, chunk: bytes) -> None:
+        if self.received + len(chunk) > self.store.max_bytes:
+            self.abort()
+            raise ResourceExhausted(f"the upload is over the limit of {self.store.max_bytes:,} bytes",
+                                    reason="UPLOAD_TOO_LARGE")
+        if self._file is None:
+            self._file = open(self.part, "wb")
+        self._file.write(chunk)
+        self._sha.update(chunk)
+        self.received += len(chunk)
+
+    def abort(self) -> None:
+        """Remove what arrived (a refused, broken or cancelled upload leaves nothing behind)."""
+        if self._file is not None:
+            self._file.close()
+        self.part.unlink(missing_ok=True)
+
+    def finish(self) -> pb.Dataset:
+        if self._file is None:
+            self._file = open(self.part, "wb")
+        self._file.close()
+        digest = self._sha.hexdigest()
+        try:
+            if self.declared_size and self.received != self.declared_size:
+                raise InvalidArgument(f"received {self.received:,} bytes, metadata said {self.declared_size:,}",
+                                      violations=[FieldViolation("metadata.size_bytes", "does not match the bytes sent")])
+            if self.declared_sha256 and self.declared_sha256.lower() != digest:
+                raise InvalidArgument("the content's sha256 is not the one the metadata gave",
+                                      violations=[FieldViolation("metadata.sha256", f"the content's is {digest}")])
+            if self.received == 0:
+                raise InvalidArgument("the upload is empty", violations=[FieldViolation("chunk", "no bytes sent")])
+            return self.store.keep(self.part, digest, self.suffix, self.filename)
+        finally:
+            self.part.unlink(missing_ok=True)
+
+
+class DatasetStore:
+    def __init__(self, paths: Paths, max_bytes: int) -> None:
+        self.root = paths.datasets
+        self.incoming = self.root / ".incoming"
+        self.max_bytes = max_bytes
+
+    def begin(self, metadata: pb.UploadMetadata) -> Upload:
+        suffix = file_type(metadata.filename)
+        if metadata.size_bytes < 0:
+            raise InvalidArgument("size_bytes must not be negative", violations=[FieldViolation("metadata.size_bytes", ">= 0")])
+        if metadata.size_bytes > self.max_bytes:
+            raise ResourceExhausted(f"{metadata.size_bytes:,} bytes is over the limit of {self.max_bytes:,}",
+                                    reason="UPLOAD_TOO_LARGE")
+        if metadata.sha256 and not _SHA.match(metadata.sha256.lower()):
+            raise InvalidArgument("sha256 must be 64 hex digits", violations=[FieldViolation("metadata.sha256", "hex")])
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        return Upload(self, Path(metadata.filename.replace("\\", "/")).name[:200], suffix, metadata.size_bytes,
+                      metadata.sha256, self.incoming / f"{uuid.uuid4().hex}.part")
+
+    def keep(self, part: Path, digest: str, suffix: str, filename: str) -> pb.Dataset:
+        """Store the content once under its digest (a second upload of it finds it there), then read,
+        validate and normalize it; an unusable file is refused and not kept."""
+        folder = self.root / digest
+        report_file = folder / "report.json"
+        if report_file.exists():
+            return self._dataset(json.loads(report_file.read_text()))
+        staging = self.incoming / f"{digest}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir(parents=True)
+        try:
+            original = staging / f"original{suffix}"
+            shutil.move(str(part), original)
+            try:
+                found = scan(original)
+            except (DatasetError, UnicodeDecodeError, ValueError) as exc:
+                raise InvalidArgument(f"the dataset cannot be used: {exc}",
+                                      violations=[FieldViolation("chunk", str(exc)[:300])]) from None
+            if not found.rows:
+                raise InvalidArgument("no row of the dataset can be used",
+                                      violations=[FieldViolation("chunk", found.bad[0][1] if found.bad else "no rows")])
+            with open(staging / "data.jsonl", "w", encoding="utf-8") as out:
+                for row in found.rows:
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            report = {"name": f"datasets/{digest}", "sha256": digest, "size_bytes": original.stat().st_size,
+                      "filename": filename, "format": found.format, "rows": len(found.rows),
+                      "bad_row_count": len(found.bad),
+                      "bad_rows": [{"line": n, "reason": r} for n, r in found.bad[:MAX_BAD_LISTED]]}
+            (staging / "report.json").write_text(json.dumps(report, indent=2))
+            try:
+                staging.rename(folder)
+            except OSError:  # the same content arrived at the same time: the other one is kept
+                if not report_file.exists():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        log.info("stored dataset %s (%s, %d rows, %d bad)", digest, found.format, len(found.rows), len(found.bad))
+        return self._dataset(json.loads(report_file.read_text()))
+
+    @staticmethod
+    def _dataset(report: dict) -> pb.Dataset:
+        d = pb.Dataset(name=report["name"], sha256=report["sha256"], size_bytes=report["size_bytes"],
+                       filename=report["filename"], format=report["format"], rows=report["rows"],
+                       bad_row_count=report.get("bad_row_count", len(report["bad_rows"])))
+        d.bad_rows.extend(dataset_pb2.BadRow(line=b["line"], reason=b["reason"]) for b in report["bad_rows"])
+        return d
