@@ -5,7 +5,6 @@ without following links, and whose resolved path is still inside that folder."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -16,6 +15,7 @@ from pathlib import Path
 from ftlab.v1 import artifact_service_pb2 as pb
 from services.artifacts.digests import DigestCache
 from services.artifacts.zipstream import Archive, Digest, Member, _read, is_text, measure
+from services.common.checkpoints import eval_loss
 from services.common.errors import FieldViolation, InvalidArgument, NotFound
 from services.common.settings import Paths
 
@@ -209,14 +209,3 @@ class ArtifactStore:
                 rel, path = download.sources[m.name]
                 found[rel] = (path, m.digest)
         self.digests.remember(download.job_id, found)
-
-
-def eval_loss(checkpoint: Path) -> float | None:
-    state = checkpoint / "trainer_state.json"
-    try:
-        history = json.loads(state.read_text()).get("log_history", [])
-    except (OSError, ValueError):
-        return None
-    step = int(checkpoint.name.rsplit("-", 1)[1])
-    losses = [h["eval_loss"] for h in history if h.get("step") == step and "eval_loss" in h]
-    return float(losses[-1]) if losses else None

@@ -51,6 +51,8 @@ def watch(client: Client, name: str, console: Console) -> int:
             elif kind == "checkpoint_saved":
                 c = event.checkpoint_saved
                 progress.console.print(f"saved  {c.name} ({human_bytes(c.size_bytes)})")
+            elif kind == "checkpoint_deleted":
+                progress.console.print(f"pruned {event.checkpoint_deleted.name}: {event.checkpoint_deleted.reason}")
             elif kind == "error":
                 e = event.error
                 progress.console.print(f"[red]error  in {phase_name(e.phase)}: {e.type}: {e.message}[/]")

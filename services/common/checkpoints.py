@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 _PARENT = re.compile(r"^jobs/([0-9a-f]{16})/checkpoints/(checkpoint-\d+)$")
 _OWN = re.compile(r"^checkpoint-\d+$")
@@ -21,3 +23,18 @@ def split_parent_ref(ref: str) -> tuple[str, str] | None:
 
 def is_own(ref: str) -> bool:
     return bool(_OWN.match(ref))
+
+
+def step_of(name: str) -> int:
+    return int(name.rsplit("-", 1)[1])
+
+
+def eval_loss(checkpoint: Path) -> float | None:
+    """The evaluation loss at a checkpoint's step, from its own trainer_state.json (None if not evaluated)."""
+    try:
+        history = json.loads((checkpoint / "trainer_state.json").read_text()).get("log_history", [])
+    except (OSError, ValueError, AttributeError):
+        return None
+    step = step_of(checkpoint.name)
+    losses = [h["eval_loss"] for h in history if h.get("step") == step and "eval_loss" in h]
+    return float(losses[-1]) if losses else None

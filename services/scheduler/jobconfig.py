@@ -69,6 +69,8 @@ def validate(c: Config) -> None:
         _check(v, c.eval_steps >= 1, "eval_steps", f"must be positive with EVAL_STRATEGY_STEPS, got {c.eval_steps}")
     _check(v, c.save_steps >= 0, "save_steps", f"must not be negative, got {c.save_steps}")
     _check(v, c.save_total_limit >= 0, "save_total_limit", f"must not be negative, got {c.save_total_limit}")
+    _check(v, c.keep_best_checkpoints >= 0, "keep_best_checkpoints",
+           f"must not be negative, got {c.keep_best_checkpoints}")
     _check(v, 0 <= c.dataloader_num_workers <= 64, "dataloader_num_workers", f"must be in 0..64, got {c.dataloader_num_workers}")
     _check(v, c.dataloader_prefetch_factor >= 1, "dataloader_prefetch_factor", "must be positive")
     _check(v, c.logging_steps >= 1, "logging_steps", f"must be positive, got {c.logging_steps}")

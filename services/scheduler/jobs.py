@@ -17,7 +17,7 @@ from typing import AsyncIterator, Protocol
 from datetime import timedelta
 
 from google.protobuf import json_format
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2, job_service_pb2
 from services.common.checkpoints import parent_ref
@@ -510,6 +510,8 @@ class JobManager:
                 s.merge(CheckpointRow(job_id=r.id, name=payload.name, step=payload.step,
                                       eval_loss=payload.eval_loss if payload.HasField("eval_loss") else None,
                                       size_bytes=payload.size_bytes, create_time=utcnow()))
+            elif kind == "checkpoint_deleted":
+                s.execute(delete(CheckpointRow).where(CheckpointRow.job_id == r.id, CheckpointRow.name == payload.name))
             elif kind == "error":
                 r.error_json = convert.to_json(job_pb2.JobError(
                     type=payload.type, message=payload.message, traceback=payload.traceback, phase=payload.phase,

@@ -29,6 +29,7 @@ DEFAULTS: dict = {
     "eval_steps": 50,
     "save_steps": 100,
     "save_total_limit": 3,
+    "keep_best_checkpoints": 1,
     "dataloader_num_workers": 0,
     "dataloader_prefetch_factor": 2,
     "packing": False,

@@ -47,6 +47,7 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
 
     from services.trainer import recipe
     from services.trainer.reporting import ReportingCallback
+    from services.trainer.retention import RetentionCallback
 
     cfg = spec["config"]
     device = recipe.device_kind()
@@ -105,8 +106,9 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
     samples_per_step = int(cfg["per_device_train_batch_size"]) * int(cfg["gradient_accumulation_steps"])
     callback = ReportingCallback(sink, samples_per_step, PAUSE, float(cfg.get("divergence_factor", 0.0)))
     output_dir = spec["checkpoints_dir"]
+    retention = RetentionCallback(sink, int(cfg.get("save_total_limit", 0)), int(cfg.get("keep_best_checkpoints", 0)))
     common = dict(model=model, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
-                  peft_config=recipe.peft_config(cfg), callbacks=[callback])
+                  peft_config=recipe.peft_config(cfg), callbacks=[callback, retention])
     if method == "METHOD_DPO":
         from trl import DPOTrainer
 

@@ -94,7 +94,7 @@ def trainer_arguments(cfg: dict[str, Any], output_dir: str, precision: str, devi
         eval_strategy=eval_strategy,
         save_strategy="steps" if save_steps > 0 else "no",
         save_steps=save_steps or 500,
-        save_total_limit=int(cfg.get("save_total_limit", 0)) or None,
+        save_total_limit=None,  # retention.RetentionCallback deletes, and reports each deletion
         dataloader_num_workers=workers,
         dataloader_prefetch_factor=int(cfg.get("dataloader_prefetch_factor", 2)) if workers > 0 else None,
         seed=int(cfg.get("seed", 42)),

@@ -238,3 +238,26 @@ def test_cli_download_and_artifacts(server, finished, tmp_path):
                               finished.name, "--what", "model", "-o", str(tmp_path / "m.zip"), "-q"],
                              capture_output=True, text=True, env=env)
     assert missing.returncode != 0 and "NOT_FOUND" in missing.stderr + missing.stdout
+
+
+def test_retention_keeps_the_best_k_and_the_latest_and_says_what_it_deleted(server, tiny_model):
+    config = {"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl", "eval_split": 0.1},
+              "max_steps": 30, "per_device_train_batch_size": 4, "learning_rate": 5e-3, "max_seq_length": 128,
+              "save_steps": 5, "eval_strategy": "steps", "eval_steps": 5, "save_total_limit": 1,
+              "keep_best_checkpoints": 2}
+    with Client(server.address, user=USER) as client:
+        job = client.create_job(config, display_name="retention")
+        done = client.wait(job.name, timeout=240)
+        assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.state_reason
+        events = client.list_events(job.name)
+        listed = {c.name for c in client.list_checkpoints(job.name)}
+        artifacts = {a.name for a in client.list_artifacts(job.name) if a.kind == apb.ARTIFACT_KIND_CHECKPOINT}
+    evals = {e.eval.step: e.eval.eval_loss for e in events if e.HasField("eval")}
+    best_two = sorted(evals, key=lambda step: (evals[step], -step))[:2]
+    expected = {f"checkpoint-{s}" for s in best_two} | {"checkpoint-30"}
+    folder = server.home / "artifacts" / "jobs" / job.name.removeprefix("jobs/") / "checkpoints"
+    on_disk = {d.name for d in folder.iterdir() if d.name.startswith("checkpoint-")}
+    assert on_disk == listed == artifacts == expected
+    deleted = {e.checkpoint_deleted.name for e in events if e.HasField("checkpoint_deleted")}
+    assert deleted == {f"checkpoint-{s}" for s in range(5, 31, 5)} - expected
+    assert all("best by eval loss" in e.checkpoint_deleted.reason for e in events if e.HasField("checkpoint_deleted"))

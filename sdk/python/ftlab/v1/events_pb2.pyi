@@ -296,6 +296,32 @@ class CheckpointSaved(_message.Message):
 Global___CheckpointSaved: _TypeAlias = CheckpointSaved  # noqa: Y015
 
 @_typing.final
+class CheckpointDeleted(_message.Message):
+    """A checkpoint was deleted by the job's retention policy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Checkpoint name, e.g. "checkpoint-20"."""
+    reason: _builtins.str
+    """Why it went, e.g. "not among the 2 best by eval loss nor the 1 most recent"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckpointDeleted: _TypeAlias = CheckpointDeleted  # noqa: Y015
+
+@_typing.final
 class LogLine(_message.Message):
     """A line the run printed (warnings and progress worth showing)."""
 
@@ -442,6 +468,7 @@ class RunEvent(_message.Message):
     LOG_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     FINISHED_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_DELETED_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """1, 2, 3... within the run, without gaps."""
     @_builtins.property
@@ -476,6 +503,10 @@ class RunEvent(_message.Message):
     def finished(self) -> Global___RunFinished:
         """The run ended."""
 
+    @_builtins.property
+    def checkpoint_deleted(self) -> Global___CheckpointDeleted:
+        """Retention deleted a checkpoint."""
+
     def __init__(
         self,
         *,
@@ -488,12 +519,13 @@ class RunEvent(_message.Message):
         log: Global___LogLine | None = ...,
         error: Global___RunError | None = ...,
         finished: Global___RunFinished | None = ...,
+        checkpoint_deleted: Global___CheckpointDeleted | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "sequence", b"sequence", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "sequence", b"sequence", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["phase_changed", "metrics", "eval", "checkpoint_saved", "log", "error", "finished"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["phase_changed", "metrics", "eval", "checkpoint_saved", "log", "error", "finished", "checkpoint_deleted"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

@@ -626,6 +626,7 @@ class JobEvent(_message.Message):
     LOG_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     FINISHED_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_DELETED_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the job's history."""
     @_builtins.property
@@ -664,6 +665,10 @@ class JobEvent(_message.Message):
     def finished(self) -> _events_pb2.RunFinished:
         """The run ended."""
 
+    @_builtins.property
+    def checkpoint_deleted(self) -> _events_pb2.CheckpointDeleted:
+        """Retention deleted a checkpoint."""
+
     def __init__(
         self,
         *,
@@ -677,12 +682,13 @@ class JobEvent(_message.Message):
         log: _events_pb2.LogLine | None = ...,
         error: _events_pb2.RunError | None = ...,
         finished: _events_pb2.RunFinished | None = ...,
+        checkpoint_deleted: _events_pb2.CheckpointDeleted | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "state_changed", b"state_changed", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "state_changed", b"state_changed", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "sequence", b"sequence", "state_changed", b"state_changed", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "sequence", b"sequence", "state_changed", b"state_changed", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["state_changed", "phase_changed", "metrics", "eval", "checkpoint_saved", "log", "error", "finished"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["state_changed", "phase_changed", "metrics", "eval", "checkpoint_saved", "log", "error", "finished", "checkpoint_deleted"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
