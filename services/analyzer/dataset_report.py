@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ftlab.v1 import dataset_pb2
+from services.common import settings
 from services.common.datasets import Scan
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ def load_tokenizer(base_model: str, chat_template: str = ""):
     try:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(base_model, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(base_model, local_files_only=True,
+                                                  trust_remote_code=settings.trust_remote_code())
     except Exception as exc:
         log.info("no tokenizer for %s: %s", base_model, exc)
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ftlab.v1 import artifact_service_pb2, artifact_service_pb2_grpc
+from services.artifacts.export import Exporter
 from services.artifacts.jobs import SchedulerJobs
 from services.artifacts.metrics import ArtifactMetrics
 from services.artifacts.servicer import ArtifactService
@@ -22,7 +23,8 @@ class ArtifactsApp:
 
     def registrations(self) -> list[Registration]:
         return [Registration(artifact_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name,
-                             ArtifactService(self.store, self.jobs, self.datasets, metrics=self.metrics),
+                             ArtifactService(self.store, self.jobs, self.datasets, Exporter(self.store),
+                                             metrics=self.metrics),
                              artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server)]
 
     async def stop(self) -> None:

@@ -162,7 +162,7 @@ class ArtifactStore:
             what = self.checkpoint(root, checkpoint)
             add(what, root / "checkpoints" / what)
         elif kind in _DIRS:
-            what = _DIRS[kind] if folder is None else folder.name
+            what = _DIRS[kind] if folder is None else "merged"
             base = folder or root / _DIRS[kind]
             if not base.is_dir() or base.is_symlink():
                 other = "adapter" if kind == pb.ARTIFACT_KIND_MODEL else "model"

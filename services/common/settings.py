@@ -16,6 +16,12 @@ def max_upload_bytes() -> int:
     return int(os.environ.get("FTLAB_MAX_UPLOAD_BYTES") or 20 << 30)
 
 
+def trust_remote_code() -> bool:
+    """Whether model code shipped with a model may run (FTLAB_TRUST_REMOTE_CODE=1). Off unless an
+    administrator turns it on for the whole deployment: a model repository's Python is arbitrary code."""
+    return os.environ.get("FTLAB_TRUST_REMOTE_CODE", "").lower() in ("1", "true", "yes")
+
+
 def home() -> Path:
     return Path(os.environ.get("FTLAB_HOME") or Path.home() / ".ftlab").expanduser().resolve()
 

@@ -45,6 +45,7 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
+    from services.common import settings
     from services.trainer import recipe
     from services.trainer.reporting import ReportingCallback
     from services.trainer.retention import RetentionCallback
@@ -57,7 +58,8 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
 
     sink.set_phase("PHASE_MODEL_LOAD", "loading tokenizer")
     base = cfg["base_model"]
-    tokenizer = AutoTokenizer.from_pretrained(base)
+    remote_code = settings.trust_remote_code()
+    tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=remote_code)
     if cfg.get("chat_template"):
         tokenizer.chat_template = cfg["chat_template"]
     if tokenizer.pad_token is None:
@@ -74,6 +76,8 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
         dtype=torch.float32 if full or precision == "fp32" else recipe.torch_dtype(precision),
         quantization_config=quant,
         device_map={"": 0} if quant is not None else None,
+        trust_remote_code=remote_code,
+        use_safetensors=True,  # never unpickle weights
     )
     if quant is not None:
         from peft import prepare_model_for_kbit_training

@@ -261,3 +261,35 @@ def test_retention_keeps_the_best_k_and_the_latest_and_says_what_it_deleted(serv
     deleted = {e.checkpoint_deleted.name for e in events if e.HasField("checkpoint_deleted")}
     assert deleted == {f"checkpoint-{s}" for s in range(5, 31, 5)} - expected
     assert all("best by eval loss" in e.checkpoint_deleted.reason for e in events if e.HasField("checkpoint_deleted"))
+
+
+def test_merged_export_gives_the_same_logits_as_base_plus_adapter(server, finished, tiny_model, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with Client(server.address, user=USER) as client:
+        merged = client.download(finished.name, tmp_path / "merged.zip", what="adapter", merged=True)
+        adapter = client.download(finished.name, tmp_path / "adapter.zip", what="adapter")
+        again = client.download(finished.name, tmp_path / "merged2.zip", what="adapter", merged=True)
+    assert again.path.read_bytes() == merged.path.read_bytes()  # made once, then served as is
+    for got in (merged, adapter):
+        check_zip(got.path)
+        with zipfile.ZipFile(got.path) as z:
+            z.extractall(tmp_path / got.path.stem)
+    merged_dir, adapter_dir = tmp_path / "merged" / "merged", tmp_path / "adapter" / "adapter"
+    assert (merged_dir / "model.safetensors").exists() and not list(merged_dir.glob("*.bin"))
+    assert not (merged_dir / "adapter_config.json").exists()  # a plain model now
+
+    tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    ids = tokenizer("the merged model answers like base plus adapter", return_tensors="pt").input_ids
+    with torch.no_grad():
+        plain = AutoModelForCausalLM.from_pretrained(merged_dir).eval()(ids).logits
+        reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), adapter_dir).eval()(ids).logits
+        base = AutoModelForCausalLM.from_pretrained(tiny_model).eval()(ids).logits
+    assert torch.allclose(plain, reference, atol=1e-4), (plain - reference).abs().max()
+    assert not torch.allclose(base, reference, atol=1e-3)  # the adapter changed something
+
+    with pytest.raises(grpc.RpcError) as err:
+        fetch(server, apb.DownloadArtifactRequest(job=finished.name, kind=apb.ARTIFACT_KIND_LOGS, merged=True))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -1,0 +1,61 @@
+"""Merged models: a job's LoRA adapter (final, or a checkpoint's) merged into its base model, made
+once in a child process and kept beside the job's artifacts (`merged/{source}`) for later downloads."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+from ftlab.v1 import config_pb2, job_pb2
+from services.artifacts.store import ArtifactStore
+from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Precondition
+
+log = logging.getLogger(__name__)
+MERGE_TIMEOUT = 3600.0
+
+
+class Exporter:
+    def __init__(self, store: ArtifactStore) -> None:
+        self.store = store
+        self._locks: dict[Path, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def merged(self, job: job_pb2.Job, checkpoint: str = "") -> Path:
+        """The merged model's folder, made now if it is not there yet (blocking: call from a thread)."""
+        if job.config.adapter == config_pb2.ADAPTER_FULL:
+            raise InvalidArgument("a full fine-tune has no adapter to merge; download its model",
+                                  violations=[FieldViolation("merged", "only for LoRA and QLoRA jobs")])
+        root = self.store.job_dir(job.name)
+        if checkpoint:
+            name = self.store.checkpoint(root, checkpoint)
+            source = root / "checkpoints" / name
+        else:
+            name, source = "adapter", root / "adapter"
+        if not (source / "adapter_config.json").is_file():
+            raise NotFound(f"job has no adapter at {name} (it may not have finished)", reason="ARTIFACT_NOT_FOUND")
+        target = root / "merged" / name
+        with self._guard:
+            lock = self._locks.setdefault(target, threading.Lock())
+        with lock:  # one merge per target at a time; the others wait for it and reuse it
+            if (target / "config.json").is_file():
+                return target
+            tmp = root / "merged" / f".tmp-{uuid.uuid4().hex[:8]}"
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            command = [sys.executable, "-m", "services.artifacts.merge", "--base", job.config.base_model,
+                       "--adapter", str(source), "--out", str(tmp)]
+            log.info("merging %s of %s into %s", name, job.name, job.config.base_model)
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, timeout=MERGE_TIMEOUT)
+                if done.returncode != 0:
+                    tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+                    raise FailedPrecondition(f"merging the adapter failed: {tail[0][:300]}", reason="MERGE_FAILED",
+                                             preconditions=[Precondition("MERGE", "base_model", tail[0][:300])])
+                tmp.rename(target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            return target
