@@ -1,4 +1,4 @@
-"""The scheduler's record of jobs, asked with the caller's identity: the scheduler owns job state, so
+"""The scheduler's record of jobs, asked with the caller's own credentials (forwarded as they came): the scheduler owns job state, so
 it decides whose job is whose (another user's job is NOT_FOUND there, and so here too), and it holds
 the job's events, metrics history and failure analysis for the logs bundle."""
 
@@ -10,8 +10,9 @@ import grpc
 from google.protobuf import json_format
 
 from ftlab.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
+from services.common.channels import internal_channel
 from services.common.errors import FieldViolation, InvalidArgument, NotFound, Unavailable
-from services.common.identity import USER_HEADER
+from services.common.auth import AUTHORIZATION, USER_HEADER
 
 TIMEOUT = 30.0
 
@@ -23,15 +24,15 @@ class SchedulerJobs:
 
     def _stub(self) -> job_service_pb2_grpc.JobServiceStub:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.address)
+            self._channel = internal_channel(self.address)
         return job_service_pb2_grpc.JobServiceStub(self._channel)
 
-    async def get(self, job: str, user: str) -> job_pb2.Job:
+    async def get(self, job: str, user: tuple) -> job_pb2.Job:
         """The caller's job, or NotFound (also when it is someone else's)."""
         reply = await self._ask(self._stub().GetJob, job_service_pb2.GetJobRequest(name=job), user)
         return reply.job
 
-    async def logs(self, job: job_pb2.Job, user: str) -> dict[str, bytes]:
+    async def logs(self, job: job_pb2.Job, user: tuple) -> dict[str, bytes]:
         """The job record, every event, and the metrics history, as files of the logs bundle."""
         events, token = [], ""
         while True:
@@ -53,9 +54,9 @@ class SchedulerJobs:
             out["analysis.json"] = (json.dumps(record.get("analysis", {}), indent=2, sort_keys=True) + "\n").encode()
         return out
 
-    async def _ask(self, method, request, user: str):
+    async def _ask(self, method, request, user: tuple):
         try:
-            return await method(request, timeout=TIMEOUT, metadata=((USER_HEADER, user),))
+            return await method(request, timeout=TIMEOUT, metadata=user)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFound(exc.details() or "no such job", reason="JOB_NOT_FOUND") from None
@@ -67,3 +68,8 @@ class SchedulerJobs:
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
+
+
+def credentials(metadata) -> tuple[tuple[str, str], ...]:
+    """The caller's credentials from a call's metadata, to ask the scheduler as the caller."""
+    return tuple((k, v) for k, v in metadata or () if k in (AUTHORIZATION, USER_HEADER))

@@ -9,12 +9,11 @@ from collections.abc import Iterator
 
 from ftlab.v1 import artifact_service_pb2 as pb
 from ftlab.v1 import artifact_service_pb2_grpc
-from services.artifacts.jobs import SchedulerJobs
+from services.artifacts.jobs import SchedulerJobs, credentials
 from services.artifacts.store import ArtifactStore, job_id_of
 from services.artifacts.uploads import DatasetStore
 from services.artifacts.zipstream import CHUNK, ArtifactChanged
 from services.common.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument, Precondition
-from services.common.identity import caller
 
 
 
@@ -32,7 +31,7 @@ class ArtifactService(artifact_service_pb2_grpc.ArtifactServiceServicer):
         """The caller's job: a well-formed reference (checked here, and logged if not), owned by the caller
         (the scheduler's word; another user's job is NOT_FOUND)."""
         job_id_of(job)
-        return await self.jobs.get(job, caller(context))
+        return await self.jobs.get(job, credentials(context.invocation_metadata()))
 
     async def ListArtifacts(self, request, context):
         await self._job(request.job, context)
@@ -41,7 +40,7 @@ class ArtifactService(artifact_service_pb2_grpc.ArtifactServiceServicer):
     def DownloadArtifact(self, request, context):
         """A plain generator: the server runs it in its thread pool (reading, hashing and sending from a
         thread is about twice as fast as from the event loop); the async parts run on the loop."""
-        user = caller(context)
+        user = credentials(context.invocation_metadata())
         job = self._on_loop(self._job(request.job, context))
         logs = request.all or request.kind == pb.ARTIFACT_KIND_LOGS
         generated = self._on_loop(self.jobs.logs(job, user)) if logs else None
@@ -72,7 +71,6 @@ class ArtifactService(artifact_service_pb2_grpc.ArtifactServiceServicer):
         self.store.remember(download)
 
     async def UploadDataset(self, request_iterator, context):
-        caller(context)
         upload = None
         try:
             async for message in request_iterator:

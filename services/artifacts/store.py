@@ -175,11 +175,8 @@ class ArtifactStore:
         else:
             raise InvalidArgument("say what to download",
                                   violations=[FieldViolation("kind", "checkpoint, model, adapter or logs, or all")])
-        if everything or kind == pb.ARTIFACT_KIND_LOGS:
-            generated = generated or {}
-        else:
-            generated = {}
-        return self._download(job_id, what, picked, generated)
+        with_logs = everything or kind == pb.ARTIFACT_KIND_LOGS
+        return self._download(job_id, what, picked, (generated or {}) if with_logs else {})
 
     def _download(self, job_id: str, what: str, picked, generated: dict[str, bytes]) -> Download:
         table = self.digests.load(job_id)

@@ -1,4 +1,5 @@
-"""The server interceptor every service shares: status mapping for domain errors, and metrics.
+"""The server interceptor every service shares: authentication, status mapping for domain errors,
+and metrics.
 
 grpc.aio interceptors see only the handler, so this one wraps each behaviour (unary or streaming)
 in a function that times the call, maps exceptions through `errors.abort_with`, and counts the
@@ -13,7 +14,7 @@ import time
 
 import grpc
 
-from services.common import errors, metrics
+from services.common import auth, errors, metrics
 
 
 def _split(method: str) -> tuple[str, str]:
@@ -50,6 +51,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             async def call(request, context):
                 started = time.perf_counter()
                 try:
+                    auth.authenticate(context.invocation_metadata(), service)
                     response = await behavior(request, context)
                 except BaseException as exc:
                     await finish(context, started, exc)
@@ -80,6 +82,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 def call_sync(request, context):
                     started = time.perf_counter()
                     try:
+                        auth.authenticate(context.invocation_metadata(), service)
                         yield from behavior(request, context)
                     except BaseException as exc:
                         finish_sync(context, started, exc)
@@ -90,6 +93,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             async def call(request, context):
                 started = time.perf_counter()
                 try:
+                    auth.authenticate(context.invocation_metadata(), service)
                     result = behavior(request, context)
                     if inspect.isasyncgen(result):
                         async for item in result:

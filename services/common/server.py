@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import grpc
-from concurrent import futures
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -62,10 +64,23 @@ def build_server(services: list[Registration], address: str, max_concurrent_rpcs
     names = [s.name for s in services] + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                                           reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(address)
+    credentials = server_credentials()
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}")
     return Built(server, port, health_servicer)
+
+
+def server_credentials() -> grpc.ServerCredentials | None:
+    """TLS when FTLAB_TLS_CERT and FTLAB_TLS_KEY are set; with FTLAB_TLS_CLIENT_CA too, callers must
+    present a certificate that CA signed (mutual TLS, e.g. on trainers, which only services call)."""
+    cert, key = os.environ.get("FTLAB_TLS_CERT"), os.environ.get("FTLAB_TLS_KEY")
+    if not (cert and key):
+        return None
+    client_ca = os.environ.get("FTLAB_TLS_CLIENT_CA")
+    return grpc.ssl_server_credentials([(Path(key).read_bytes(), Path(cert).read_bytes())],
+                                       root_certificates=Path(client_ca).read_bytes() if client_ca else None,
+                                       require_client_auth=bool(client_ca))
 
 
 async def mark_serving(built: Built, names: list[str]) -> None:

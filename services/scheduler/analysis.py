@@ -10,6 +10,7 @@ import grpc
 from google.protobuf import json_format
 
 from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc, job_pb2
+from services.common.channels import internal_channel
 from services.scheduler import convert
 from services.scheduler.store.models import JobRow
 from services.scheduler.store.repository import JobStore
@@ -30,7 +31,7 @@ class FailureAnalyst:
     def stub(self) -> analyzer_pb2_grpc.AnalyzerServiceStub:
         """The analyzer's stub on one channel, shared with pre-flight."""
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.address)
+            self._channel = internal_channel(self.address)
         return analyzer_pb2_grpc.AnalyzerServiceStub(self._channel)
 
     def job_failed(self, job_id: str) -> None:

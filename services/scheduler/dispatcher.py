@@ -15,6 +15,7 @@ import logging
 import grpc
 
 from ftlab.v1 import trainer_service_pb2
+from services.common.auth import service_metadata
 from services.scheduler import convert, retry, states
 from services.scheduler.jobs import JobManager
 from services.scheduler.registry import Worker, WorkerRegistry
@@ -131,8 +132,9 @@ class Dispatcher:
         try:
             while True:
                 try:
-                    stream = worker.stub().StreamRun(
-                        trainer_service_pb2.StreamRunRequest(run_id=run_id, after_sequence=cursor, follow=True))
+                    stream = worker.stub().StreamRun(  # grpc.aio skips client interceptors on server streams
+                        trainer_service_pb2.StreamRunRequest(run_id=run_id, after_sequence=cursor, follow=True),
+                        metadata=service_metadata())
                     async for response in stream:
                         cursor = response.event.sequence
                         if await self.jobs.apply_run_event(job_id, run_id, response.event):

@@ -21,6 +21,7 @@ from sqlalchemy import delete, select
 
 from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2, job_service_pb2
 from services.common.checkpoints import parent_ref
+from services.common.auth import Caller
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Precondition
 from services.scheduler import convert, jobconfig, retry, states
 from services.scheduler.failures import failure_class
@@ -133,30 +134,31 @@ class JobManager:
         await self.hub.publish(job_id, events, final=final)
 
     # queries
-    async def _row(self, owner: str, name: str, field: str = "name") -> JobRow:
+    async def _row(self, who: Caller, name: str, field: str = "name") -> JobRow:
         job_id = parse_name(name, field)
         row = await self._db(self.store.get_job, job_id)
-        if row is None or row.owner != owner:  # another user's job does not exist for this caller
+        if row is None or not who.sees(row.owner):  # another user's job does not exist for this caller
             raise NotFound(f"job {name!r} not found", reason="JOB_NOT_FOUND")
         return row
 
-    async def get(self, owner: str, name: str) -> job_pb2.Job:
-        row = await self._row(owner, name)
+    async def get(self, who: Caller, name: str) -> job_pb2.Job:
+        row = await self._row(who, name)
         return convert.to_job(row, await self._db(self.store.attempts, row.id))
 
-    async def list(self, owner: str, states_filter: list[str], page_size: int, page_token: str):
+    async def list(self, who: Caller, states_filter: list[str], page_size: int, page_token: str):
         if page_size < 0:
             raise InvalidArgument("page_size must not be negative", violations=[FieldViolation("page_size", "must be >= 0")])
         size = min(page_size or 50, MAX_PAGE)
-        rows, token = await self._db(self.store.list_jobs, owner=owner, states=states_filter, page_size=size, page_token=page_token)
+        rows, token = await self._db(self.store.list_jobs, owner=None if who.admin else who.user,
+                                     states=states_filter, page_size=size, page_token=page_token)
         return [convert.to_job(r) for r in rows], token
 
-    async def checkpoints(self, owner: str, name: str) -> list[job_pb2.Checkpoint]:
-        row = await self._row(owner, name)
+    async def checkpoints(self, who: Caller, name: str) -> list[job_pb2.Checkpoint]:
+        row = await self._row(who, name)
         return convert.to_checkpoints(await self._db(self.store.checkpoints, row.id))
 
-    async def events(self, owner: str, name: str, after: int, page_size: int, page_token: str):
-        row = await self._row(owner, name)
+    async def events(self, who: Caller, name: str, after: int, page_size: int, page_token: str):
+        row = await self._row(who, name)
         if page_token:
             (after,) = decode_token(page_token)
         size = min(page_size or 100, MAX_PAGE)
@@ -166,11 +168,11 @@ class JobManager:
             events, token = events[:size], encode_token([events[size - 1].sequence])
         return events, token
 
-    async def watch(self, owner: str, name: str, after: int, follow: bool,
+    async def watch(self, who: Caller, name: str, after: int, follow: bool,
                     poll_seconds: float = 1.0) -> AsyncIterator[tuple[job_pb2.JobEvent, int]]:
         """Events after `after`, in order, each with the job state after it; with `follow`, live
         until the job reaches a final state."""
-        row = await self._row(owner, name)
+        row = await self._row(who, name)
         if after < 0:
             raise InvalidArgument("after_sequence must not be negative",
                                   violations=[FieldViolation("after_sequence", "must be >= 0")])
@@ -225,8 +227,8 @@ class JobManager:
                 heapq.heappush(known, start + typical)
         return response
 
-    async def set_priority(self, owner: str, name: str, priority: int) -> job_pb2.Job:
-        row = await self._row(owner, name)
+    async def set_priority(self, who: Caller, name: str, priority: int) -> job_pb2.Job:
+        row = await self._row(who, name)
 
         def mutate(r: JobRow, _s):
             if r.state not in (states.QUEUED, states.PAUSED):
@@ -241,7 +243,7 @@ class JobManager:
         return convert.to_job(row)
 
     # commands
-    async def create(self, owner: str, request: job_service_pb2.CreateJobRequest) -> job_pb2.Job:
+    async def create(self, who: Caller, request: job_service_pb2.CreateJobRequest) -> job_pb2.Job:
         _check_request_id(request.request_id)
         config = jobconfig.resolve(request.template, request.config)
         unsafe = sorted(set(request.retry_policy.auto_recover) - retry.AUTO_RECOVERABLE)
@@ -251,14 +253,14 @@ class JobManager:
                 for k in unsafe])
         checks = await self.preflight(config, request.force or request.validate_only)
         row = _new_row(
-            owner=owner, display_name=request.display_name[:256], template=request.template or "basic",
+            owner=who.user, display_name=request.display_name[:256], template=request.template or "basic",
             priority=request.priority, config=config, request_id=request.request_id,
             retry_policy_json=convert.to_json(request.retry_policy), watchdog_json=convert.to_json(request.watchdog),
             checks=checks)
         if request.validate_only:
             row.id, row.state = "", states.QUEUED
             return convert.to_job(row)
-        return await self._queue(row, f"created by {owner}")
+        return await self._queue(row, f"created by {who.user}")
 
     async def _queue(self, row: JobRow, reason: str) -> job_pb2.Job:
         """Insert a new job as QUEUED (or return the one its request_id already made) and wake the dispatcher."""
@@ -286,19 +288,19 @@ class JobManager:
                 preconditions=[Precondition("PREFLIGHT", c.name, c.message) for c in failed])
         return checks
 
-    async def cancel(self, owner: str, name: str, grace_seconds: float | None) -> job_pb2.Job:
-        row = await self._row(owner, name)
+    async def cancel(self, who: Caller, name: str, grace_seconds: float | None) -> job_pb2.Job:
+        row = await self._row(who, name)
         stop: list[tuple[str, str]] = []
 
         def mutate(r: JobRow, _s):
             if states.is_final(r.state):
                 raise FailedPrecondition(f"job {r.id} already ended ({r.state})", reason="JOB_ENDED")
             if r.state in (states.QUEUED, states.PAUSED):
-                return [state_event(r, states.CANCELLED, f"cancelled by {owner}")]
+                return [state_event(r, states.CANCELLED, f"cancelled by {who.user}")]
             if r.state == states.CANCELLING:
                 return []
             stop.append((r.worker, r.run_id))
-            return [state_event(r, states.CANCELLING, f"cancel requested by {owner}")]
+            return [state_event(r, states.CANCELLING, f"cancel requested by {who.user}")]
 
         row, events = await self._db(self.store.update, row.id, mutate)
         await self._publish(row.id, events)
@@ -306,15 +308,15 @@ class JobManager:
             await self.controller.stop_run(*stop[0], pause=False, grace_seconds=grace_seconds)
         return convert.to_job(row)
 
-    async def pause(self, owner: str, name: str) -> job_pb2.Job:
-        row = await self._row(owner, name)
+    async def pause(self, who: Caller, name: str) -> job_pb2.Job:
+        row = await self._row(who, name)
         stop: list[tuple[str, str]] = []
 
         def mutate(r: JobRow, _s):
             if r.state not in (states.RUNNING, states.STARTING):
                 raise FailedPrecondition(f"only a running job can pause; job {r.id} is {r.state}", reason="JOB_NOT_RUNNING")
             stop.append((r.worker, r.run_id))
-            return [state_event(r, states.PAUSING, f"pause requested by {owner}")]
+            return [state_event(r, states.PAUSING, f"pause requested by {who.user}")]
 
         row, events = await self._db(self.store.update, row.id, mutate)
         await self._publish(row.id, events)
@@ -322,8 +324,8 @@ class JobManager:
             await self.controller.stop_run(*stop[0], pause=True, grace_seconds=None)
         return convert.to_job(row)
 
-    async def resume(self, owner: str, request: job_service_pb2.ResumeJobRequest) -> job_pb2.Job:
-        row = await self._row(owner, request.name)
+    async def resume(self, who: Caller, request: job_service_pb2.ResumeJobRequest) -> job_pb2.Job:
+        row = await self._row(who, request.name)
         chosen = await self._choose_checkpoint(row.id, request.checkpoint or job_pb2.CHECKPOINT_SELECTOR_LATEST,
                                                request.checkpoint_name)
 
@@ -331,7 +333,7 @@ class JobManager:
             if r.state != states.PAUSED:
                 raise FailedPrecondition(f"only a paused job can resume; job {r.id} is {r.state}", reason="JOB_NOT_PAUSED")
             r.resume_checkpoint = chosen or r.resume_checkpoint
-            return [state_event(r, states.QUEUED, f"resumed by {owner}")]
+            return [state_event(r, states.QUEUED, f"resumed by {who.user}")]
 
         row, events = await self._db(self.store.update, row.id, mutate)
         await self._publish(row.id, events)
@@ -339,10 +341,10 @@ class JobManager:
             self.controller.wake()
         return convert.to_job(row)
 
-    async def retry(self, owner: str, request: job_service_pb2.RetryJobRequest, automatic: bool = False) -> job_pb2.Job:
+    async def retry(self, who: Caller, request: job_service_pb2.RetryJobRequest, automatic: bool = False) -> job_pb2.Job:
         """A new job from an ended one: its config with the analyzer's suggestions (if asked) and the
         request's changes, starting from the chosen checkpoint of the old job where that is sound."""
-        parent = await self._row(owner, request.name)
+        parent = await self._row(who, request.name)
         if parent.state not in (states.FAILED, states.CANCELLED):
             raise FailedPrecondition(f"only a failed or cancelled job can be retried; job {parent.id} is {parent.state}",
                                      reason="JOB_NOT_ENDED")
@@ -361,7 +363,7 @@ class JobManager:
         if automatic:
             policy.auto_recover[_category(analysis)] -= 1
         start = parent_ref(parent.id, chosen) if chosen and mode != "none" else ""
-        why = ("automatic recovery" if automatic else f"retry by {owner}") + f" of {convert.job_name(parent.id)}"
+        why = ("automatic recovery" if automatic else f"retry by {who.user}") + f" of {convert.job_name(parent.id)}"
         if chosen and mode == "none":
             why += f"; starts from the base model: {chosen} cannot be resumed after these changes"
         elif start:
@@ -390,7 +392,7 @@ class JobManager:
             name=row.id, checkpoint=job_pb2.CHECKPOINT_SELECTOR_LATEST, apply_suggestions=True, force=True,
             request_id=f"auto-recover-{row.id}")
         try:
-            return await self.retry(row.owner, request, automatic=True)
+            return await self.retry(Caller(row.owner), request, automatic=True)
         except (FailedPrecondition, InvalidArgument) as exc:
             log.warning("auto-recovery of %s not possible: %s", job_id, exc)
             return None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from ftlab.v1 import trainer_service_pb2, trainer_service_pb2_grpc
+from services.common.channels import internal_channel
 
 
 @dataclass
@@ -27,7 +28,7 @@ class Worker:
 
     def stub(self) -> trainer_service_pb2_grpc.TrainerServiceStub:
         if self.channel is None:
-            self.channel = grpc.aio.insecure_channel(self.address)
+            self.channel = internal_channel(self.address)
         return trainer_service_pb2_grpc.TrainerServiceStub(self.channel)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ftlab.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc, trainer_service_pb2, trainer_service_pb2_grpc
-from services.common.identity import caller
+from services.common.auth import caller
 from services.scheduler import templates
 from services.scheduler.jobs import JobManager
 from services.scheduler.registry import WorkerRegistry

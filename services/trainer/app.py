@@ -10,6 +10,7 @@ import socket
 import grpc
 
 from ftlab.v1 import trainer_service_pb2, trainer_service_pb2_grpc
+from services.common.channels import internal_channel
 from services.common.server import Registration
 from services.common.settings import Paths
 from services.trainer import gpu
@@ -64,7 +65,7 @@ class TrainerApp:
         for a pause): a job must never train in two places at once."""
         options = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
                    ("grpc.max_reconnect_backoff_ms", 1000)]
-        async with grpc.aio.insecure_channel(self.scheduler_address, options=options) as channel:
+        async with internal_channel(self.scheduler_address, options=options) as channel:
             stub = trainer_service_pb2_grpc.WorkerRegistryServiceStub(channel)
             interval, lease, registered = 1.0, None, False
             last_contact = asyncio.get_running_loop().time()

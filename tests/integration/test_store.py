@@ -40,7 +40,9 @@ def create(manager, owner="alice", **kwargs):
     request = job_service_pb2.CreateJobRequest(config=config_from_dict(CONFIG), **kwargs)
     import asyncio
 
-    return asyncio.run(manager.create(owner, request))
+    from services.common.auth import Caller
+
+    return asyncio.run(manager.create(Caller(owner), request))
 
 
 def test_migrations_create_the_schema(store):

@@ -15,12 +15,15 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from ftlab.config import config_from_dict
 from ftlab.v1 import events_pb2, job_pb2, job_service_pb2
+from services.common.auth import Caller
 from services.common.errors import FailedPrecondition
 from services.scheduler import states
 from services.scheduler.hub import EventHub
 from services.scheduler.jobs import JobManager
 from services.scheduler.store import db
 from services.scheduler.store.repository import JobStore
+
+U = Caller("u")
 
 CONFIG = config_from_dict({"base_model": "m", "dataset": {"uri": "d.jsonl"}})
 
@@ -77,7 +80,7 @@ class JobMachine(RuleBasedStateMachine):
 
     @rule()
     def create(self):
-        job = self.run(self.jobs.create("u", job_service_pb2.CreateJobRequest(config=CONFIG)))
+        job = self.run(self.jobs.create(U, job_service_pb2.CreateJobRequest(config=CONFIG)))
         self.ids.append(job.id)
         self.saved[job.id] = set()
 
@@ -159,11 +162,11 @@ class JobMachine(RuleBasedStateMachine):
         }[command]
         try:
             if command == "cancel":
-                self.run(self.jobs.cancel("u", job_id, None))
+                self.run(self.jobs.cancel(U, job_id, None))
             elif command == "pause":
-                self.run(self.jobs.pause("u", job_id))
+                self.run(self.jobs.pause(U, job_id))
             else:
-                self.run(self.jobs.resume("u", job_service_pb2.ResumeJobRequest(name=job_id)))
+                self.run(self.jobs.resume(U, job_service_pb2.ResumeJobRequest(name=job_id)))
         except FailedPrecondition:
             assert not allowed, f"{command} refused in {before}"
         else:

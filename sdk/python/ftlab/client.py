@@ -59,11 +59,23 @@ class FtlabError(Exception):
 class Client:
     """Talks to a FineTune Lab server: `Client("localhost:50051")`, or FTLAB_ADDRESS."""
 
-    def __init__(self, address: str | None = None, *, user: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, address: str | None = None, *, user: str | None = None, token: str | None = None,
+                 tls_ca: str | None = None, timeout: float = 30.0) -> None:
+        """`token` (or FTLAB_TOKEN): a bearer token, for a server with auth on; `user` (or FTLAB_USER)
+        names the caller of a server without. `tls_ca` (or FTLAB_TLS_CA): the CA file of a TLS server."""
         self.address = address or os.environ.get("FTLAB_ADDRESS") or DEFAULT_ADDRESS
         self.timeout = timeout
-        self._metadata = (("x-ftlab-user", user or os.environ.get("FTLAB_USER", "default")),)
-        self._channel = grpc.insecure_channel(self.address)
+        token = token or os.environ.get("FTLAB_TOKEN")
+        self._metadata = ((("authorization", f"Bearer {token}"),) if token else
+                          (("x-ftlab-user", user or os.environ.get("FTLAB_USER", "default")),))
+        options = [("grpc.max_receive_message_length", 64 << 20)]
+        tls_ca = tls_ca or os.environ.get("FTLAB_TLS_CA")
+        if tls_ca:
+            with open(tls_ca, "rb") as f:
+                credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+            self._channel = grpc.secure_channel(self.address, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(self.address, options=options)
         self.jobs = job_service_pb2_grpc.JobServiceStub(self._channel)
         self.artifacts = artifact_service_pb2_grpc.ArtifactServiceStub(self._channel)
         self.analyzer = analyzer_pb2_grpc.AnalyzerServiceStub(self._channel)

@@ -1,0 +1,57 @@
+"""Channels from one FineTune Lab service to another: every call carries this process's service
+token (FTLAB_SERVICE_TOKEN) when auth is on, and goes over TLS when FTLAB_TLS_CA names the CA that
+signed the servers' certificates (with FTLAB_TLS_CLIENT_CERT and _KEY, this process proves itself
+with a certificate of its own: mutual TLS)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import grpc
+
+from services.common.auth import service_metadata
+
+
+class _ServiceToken(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,
+                    grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, metadata) -> None:
+        self.metadata = tuple(metadata)
+
+    def _details(self, d: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        present = {k for k, _ in d.metadata or ()}
+        extra = tuple((k, v) for k, v in self.metadata if k not in present)  # a forwarded user's token wins
+        return grpc.aio.ClientCallDetails(d.method, d.timeout, grpc.aio.Metadata(*(tuple(d.metadata or ()) + extra)),
+                                          d.credentials, d.wait_for_ready)
+
+    async def intercept_unary_unary(self, continuation, details, request):
+        return await continuation(self._details(details), request)
+
+    async def intercept_unary_stream(self, continuation, details, request):
+        return await continuation(self._details(details), request)
+
+    async def intercept_stream_unary(self, continuation, details, request_iterator):
+        return await continuation(self._details(details), request_iterator)
+
+    async def intercept_stream_stream(self, continuation, details, request_iterator):
+        return await continuation(self._details(details), request_iterator)
+
+
+def client_credentials() -> grpc.ChannelCredentials | None:
+    ca = os.environ.get("FTLAB_TLS_CA")
+    if not ca:
+        return None
+    cert, key = os.environ.get("FTLAB_TLS_CLIENT_CERT"), os.environ.get("FTLAB_TLS_CLIENT_KEY")
+    return grpc.ssl_channel_credentials(
+        root_certificates=Path(ca).read_bytes(),
+        private_key=Path(key).read_bytes() if key else None,
+        certificate_chain=Path(cert).read_bytes() if cert else None)
+
+
+def internal_channel(address: str, options=None) -> grpc.aio.Channel:
+    metadata = service_metadata()
+    interceptors = [_ServiceToken(metadata)] if metadata else None
+    credentials = client_credentials()
+    if credentials is not None:
+        return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)
+    return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)

@@ -1,0 +1,89 @@
+"""TLS and mutual TLS on a real server, with certificates made by openssl for this test: a client
+that trusts the CA works, a plaintext client does not; with a client CA set, services present their
+own certificates to each other (a real job runs) and a caller without one is refused."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import grpc
+import pytest
+
+from ftlab import Client, FtlabError
+from ftlab.v1 import job_pb2
+from helpers import start_server, write_chat_dataset
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")]
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=ftlab-test-ca", cwd=d)
+    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name in ("server", "service"):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", f"/CN={name}", cwd=d)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.pem", "-days", "2", "-extfile", "san.cnf", cwd=d)
+    return d
+
+
+def tls_env(pki, mutual: bool) -> dict[str, str]:
+    env = {"FTLAB_TLS_CERT": str(pki / "server.pem"), "FTLAB_TLS_KEY": str(pki / "server.key"),
+           "FTLAB_TLS_CA": str(pki / "ca.pem")}
+    if mutual:
+        env.update(FTLAB_TLS_CLIENT_CA=str(pki / "ca.pem"), FTLAB_TLS_CLIENT_CERT=str(pki / "service.pem"),
+                   FTLAB_TLS_CLIENT_KEY=str(pki / "service.key"))
+    return env
+
+
+def test_tls_server_and_client(pki, tmp_path, tiny_model):
+    home = tmp_path / "home"
+    write_chat_dataset(home / "datasets" / "chat.jsonl", rows=32)
+    server = start_server(home, name="tls", env=tls_env(pki, mutual=False))
+    try:
+        with Client(server.address, tls_ca=str(pki / "ca.pem")) as client:
+            job = client.create_job({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 3,
+                                     "save_steps": 0, "max_seq_length": 64, "eval_strategy": "no"})
+            assert client.wait(job.name, timeout=240).state == job_pb2.JOB_STATE_SUCCEEDED
+        with Client(server.address, timeout=5) as plaintext:
+            with pytest.raises(FtlabError) as err:
+                plaintext.list_templates()
+            assert err.value.code == grpc.StatusCode.UNAVAILABLE
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_mutual_tls_services_present_certificates(pki, tmp_path, tiny_model):
+    home = tmp_path / "home"
+    write_chat_dataset(home / "datasets" / "chat.jsonl", rows=32)
+    server = start_server(home, name="mtls", env=tls_env(pki, mutual=True))
+    try:
+        # the services call each other (scheduler -> trainer, trainer -> scheduler) with their certificate
+        with grpc.secure_channel(server.address, grpc.ssl_channel_credentials(
+                (pki / "ca.pem").read_bytes(), (pki / "service.key").read_bytes(),
+                (pki / "service.pem").read_bytes())) as channel:
+            from ftlab.v1 import job_service_pb2, job_service_pb2_grpc
+            from ftlab.config import config_from_dict
+
+            stub = job_service_pb2_grpc.JobServiceStub(channel)
+            job = stub.CreateJob(job_service_pb2.CreateJobRequest(config=config_from_dict(
+                {"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 3, "save_steps": 0,
+                 "max_seq_length": 64, "eval_strategy": "no"}), request_id="mtls-1"), timeout=60).job
+            for response in stub.WatchJob(job_service_pb2.WatchJobRequest(name=job.name, follow=True), timeout=240):
+                state = response.state
+            assert state == job_pb2.JOB_STATE_SUCCEEDED
+        with Client(server.address, tls_ca=str(pki / "ca.pem"), timeout=5) as no_certificate:
+            with pytest.raises(FtlabError) as err:
+                no_certificate.list_templates()
+            assert err.value.code == grpc.StatusCode.UNAVAILABLE
+    finally:
+        assert server.stop() == 0, server.log()
