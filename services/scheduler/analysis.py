@@ -20,8 +20,9 @@ RECENT_METRICS = 20
 
 
 class FailureAnalyst:
-    def __init__(self, store: JobStore, address: str, on_analyzed=None, hardware_of=None) -> None:
+    def __init__(self, store: JobStore, address: str, on_analyzed=None, hardware_of=None, metrics=None) -> None:
         self.store = store
+        self.metrics = metrics
         self.hardware_of = hardware_of  # worker id -> analyzer_pb2.Hardware it ran on
         self.on_analyzed = on_analyzed  # async callback(job_id) once the analysis is kept (auto-recovery)
         self.address = address
@@ -69,6 +70,9 @@ class FailureAnalyst:
             return []
 
         await asyncio.to_thread(self.store.update, job_id, keep)
+        if self.metrics is not None:
+            self.metrics.job_failed(analyzer_pb2.FailureCategory.Name(reply.analysis.category)
+                                    .removeprefix("FAILURE_CATEGORY_"))
         if self.on_analyzed is not None:
             await self.on_analyzed(job_id)
 

@@ -37,7 +37,7 @@ class SchedulerApp:
         from services.scheduler.analysis import FailureAnalyst, Preflighter
 
         self.jobs.analyst = FailureAnalyst(self.store, address, on_analyzed=self.jobs.auto_recover,
-                                           hardware_of=self.worker_hardware)
+                                           hardware_of=self.worker_hardware, metrics=self.metrics)
         self.jobs.preflighter = Preflighter(self.jobs.analyst.stub, self.target_hardware)
 
     def target_hardware(self) -> analyzer_pb2.Hardware:

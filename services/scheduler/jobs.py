@@ -129,8 +129,12 @@ class JobManager:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def _publish(self, job_id: str, events: list[job_pb2.JobEvent]) -> None:
-        final = any(e.HasField("state_changed") and states.is_final(job_pb2.JobState.Name(e.state_changed.to_state))
-                    for e in events)
+        ended = [job_pb2.JobState.Name(e.state_changed.to_state) for e in events if e.HasField("state_changed")
+                 and states.is_final(job_pb2.JobState.Name(e.state_changed.to_state))]
+        final = bool(ended)
+        if self.metrics:
+            for state in ended:
+                self.metrics.job_ended(state)
         await self.hub.publish(job_id, events, final=final)
 
     # queries
@@ -424,6 +428,8 @@ class JobManager:
             return None
         row, events = claimed
         await self._publish(row.id, events)
+        if self.metrics:
+            self.metrics.job_started(row)
         return row
 
     def _lost(self, r: JobRow, s, reason: str) -> list[job_pb2.JobEvent]:

@@ -6,11 +6,12 @@ import logging
 from typing import Callable
 
 from google.protobuf import json_format
-from prometheus_client import REGISTRY, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from ftlab.v1 import job_pb2
+from ftlab.v1 import analyzer_pb2, job_pb2
 from services.scheduler import states
+from services.scheduler.store.repository import aware, utcnow
 
 log = logging.getLogger(__name__)
 ALL_STATES = [n for n in job_pb2.JobState.keys() if n != "JOB_STATE_UNSPECIFIED"]
@@ -47,18 +48,45 @@ class SchedulerMetrics:
         self.step = _gauge("ftlab_job_step", "Optimizer step reached by a running job.", registry)
         self.gpu_peak = _gauge("ftlab_job_gpu_memory_peak_bytes", "Peak GPU memory of a running job.", registry)
         self._per_job = (self.tokens, self.samples, self.loss, self.eval_loss, self.step, self.gpu_peak)
+        self.queue_wait = Histogram("ftlab_queue_wait_seconds", "Time from submission to a job's first start.",
+                                    buckets=WAIT_BUCKETS, registry=registry)
+        self.first_step = Histogram("ftlab_job_first_step_seconds",
+                                    "Time from submission to a job's first training step.", buckets=WAIT_BUCKETS,
+                                    registry=registry)
+        self.failures = Counter("ftlab_job_failures", "Failed jobs, by the analyzer's failure category.",
+                                ["category"], registry=registry)
+        self.ended = Counter("ftlab_jobs_ended", "Jobs that reached a final state, by state.", ["state"],
+                             registry=registry)
+        for category in analyzer_pb2.FailureCategory.keys()[1:]:  # every series exists from the start, at 0
+            self.failures.labels(category.removeprefix("FAILURE_CATEGORY_").lower())
+        for state in (states.SUCCEEDED, states.FAILED, states.CANCELLED):
+            self.ended.labels(_state_label(state))
+        self._all = (*self._per_job, self.queue_wait, self.first_step, self.failures, self.ended)
         self._live: set[str] = set()
+        self._stepped: set[str] = set()  # running jobs whose first step is counted
 
     def close(self) -> None:
         self._registry.unregister(self._collector)
-        for g in self._per_job:
-            self._registry.unregister(g)
+        for m in self._all:
+            self._registry.unregister(m)
+
+    def job_started(self, row) -> None:
+        """A job left the queue for a worker: its first start counts toward the queue wait."""
+        if row.attempt == 1:
+            self.queue_wait.observe(max(0.0, (utcnow() - aware(row.create_time)).total_seconds()))
+
+    def job_ended(self, state: str) -> None:
+        self.ended.labels(_state_label(state)).inc()
+
+    def job_failed(self, category: str) -> None:
+        self.failures.labels(category.lower()).inc()
 
     def observe_job(self, row) -> None:
         """Update a job's series from its row, or drop them once it no longer runs."""
         if row is None:
             return
         if row.state not in (states.RUNNING, states.PAUSING, states.CANCELLING):
+            self._stepped.discard(row.id)
             if row.id in self._live:
                 self._live.discard(row.id)
                 for g in self._per_job:
@@ -69,6 +97,9 @@ class SchedulerMetrics:
             return
         self._live.add(row.id)
         p = json_format.Parse(row.progress_json, job_pb2.Progress())
+        if p.step >= 1 and row.attempt == 1 and row.id not in self._stepped:
+            self._stepped.add(row.id)
+            self.first_step.observe(max(0.0, (utcnow() - aware(row.create_time)).total_seconds()))
         self.tokens.labels(row.id).set(p.tokens_per_second)
         self.samples.labels(row.id).set(p.samples_per_second)
         self.step.labels(row.id).set(p.step)
@@ -80,5 +111,13 @@ class SchedulerMetrics:
             self.gpu_peak.labels(row.id).set(p.gpu_memory_peak_bytes)
 
 
+WAIT_BUCKETS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
+
+
 def _gauge(name: str, doc: str, registry) -> Gauge:
-    return Gauge(name, doc, ["job"], registry=registry)
+    # `job_id`, not `job`: Prometheus gives every series a `job` label of its own (the scrape job)
+    return Gauge(name, doc, ["job_id"], registry=registry)
+
+
+def _state_label(state: str) -> str:
+    return state.removeprefix("JOB_STATE_").lower()

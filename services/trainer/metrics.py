@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from ftlab.v1 import events_pb2
@@ -38,18 +38,27 @@ class TrainerMetrics:
         self.started = Counter("ftlab_trainer_runs_started", "Training runs started.", registry=registry)
         self.ended = Counter("ftlab_trainer_runs_ended", "Training runs ended, by outcome.", ["outcome"], registry=registry)
         self.tokens = Gauge("ftlab_run_tokens_per_second", "Non-padding input tokens per second of a running run.",
-                            ["run", "job"], registry=registry)
+                            ["run", "job_id"], registry=registry)
         self.samples = Gauge("ftlab_run_samples_per_second", "Training samples per second of a running run.",
-                             ["run", "job"], registry=registry)
+                             ["run", "job_id"], registry=registry)
         self.gpu_memory = Gauge("ftlab_run_gpu_memory_bytes",
                                 "GPU memory of a running run: allocated, reserved or peak (CUDA only).",
-                                ["run", "job", "kind"], registry=registry)
+                                ["run", "job_id", "kind"], registry=registry)
         self.stuck = Counter("ftlab_stuck_job_timeouts", "Runs killed by the watchdog for making no progress, by phase.",
                              ["phase"], registry=registry)
+        self.checkpoint_save = Histogram("ftlab_checkpoint_save_seconds", "Seconds a run took to write a checkpoint.",
+                                         buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+                                         registry=registry)
+        self.gpus = Gauge("ftlab_trainer_gpus", "GPUs this trainer has (0: CPU only).", registry=registry)
+        self.gpus.set(len(gpu.read_gpus()))
+        for phase in events_pb2.Phase.keys()[1:]:  # every series exists from the start, at 0
+            self.stuck.labels(phase.removeprefix("PHASE_").lower())
+        for outcome in events_pb2.RunOutcome.keys()[1:]:
+            self.ended.labels(outcome.removeprefix("RUN_OUTCOME_").lower())
         self._gpus = GpuCollector()
         registry.register(self._gpus)
         self._all = (self.active, self.started, self.ended, self.tokens, self.samples, self.gpu_memory, self.stuck,
-                     self._gpus)
+                     self.checkpoint_save, self.gpus, self._gpus)
 
     def close(self) -> None:
         for m in self._all:
@@ -68,6 +77,8 @@ class TrainerMetrics:
                                 ("gpu_memory_peak_bytes", "peak")):
                 if m.HasField(field):
                     self.gpu_memory.labels(*labels, name).set(getattr(m, field))
+        elif kind == "checkpoint_saved" and event.checkpoint_saved.HasField("save_seconds"):
+            self.checkpoint_save.observe(event.checkpoint_saved.save_seconds)
         elif kind == "finished":
             self.ended.labels(events_pb2.RunOutcome.Name(event.finished.outcome).removeprefix("RUN_OUTCOME_").lower()).inc()
             for gauge in (self.tokens, self.samples):

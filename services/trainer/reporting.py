@@ -90,6 +90,7 @@ class ReportingCallback(TrainerCallback):
         self._last_tokens = 0
         self._first_step = 0
         self._reported_steps: set[int] = set()
+        self._save_started: float | None = None
 
     # training loop
     def on_train_begin(self, args, state, control, **kwargs):
@@ -107,6 +108,7 @@ class ReportingCallback(TrainerCallback):
             self.sink.set_phase("PHASE_EVALUATION")
         elif control.should_save:
             self.sink.set_phase("PHASE_CHECKPOINT_SAVE")
+            self._save_started = time.monotonic()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
@@ -147,6 +149,7 @@ class ReportingCallback(TrainerCallback):
                 "runtime_seconds": float(metrics.get("eval_runtime", 0.0)),
             })
         self.sink.set_phase("PHASE_CHECKPOINT_SAVE" if control.should_save else "PHASE_TRAINING")
+        self._save_started = time.monotonic()
 
     def on_save(self, args, state, control, **kwargs):
         name = f"checkpoint-{state.global_step}"
@@ -156,6 +159,9 @@ class ReportingCallback(TrainerCallback):
         evals = [h["eval_loss"] for h in state.log_history if h.get("step") == state.global_step and "eval_loss" in h]
         if evals:
             event["eval_loss"] = float(evals[-1])
+        if self._save_started is not None:
+            event["save_seconds"] = time.monotonic() - self._save_started
+            self._save_started = None
         self.sink.emit(checkpoint_saved=event)
         self.sink.set_phase("PHASE_TRAINING")
 

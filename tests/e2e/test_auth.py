@@ -32,12 +32,14 @@ def secured(tmp_path_factory, tiny_model):
     tokens.write_text(json.dumps({"tokens": [{"user": u, "role": r, "token": t} for u, (r, t) in TOKENS.items()]}))
     server = start_server(home, name="auth", env={"FTLAB_TOKENS_FILE": str(tokens),
                                                   "FTLAB_SERVICE_TOKEN": SERVICE_TOKEN})
-    with Client(server.address, token="tok-alice") as alice:
-        job = alice.create_job({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 6,
-                                "save_steps": 3, "max_seq_length": 64, "eval_strategy": "no"})
-        done = alice.wait(job.name, timeout=240)
-    yield server, done
-    assert server.stop() == 0, server.log()
+    try:
+        with Client(server.address, token="tok-alice") as alice:
+            job = alice.create_job({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 6,
+                                    "save_steps": 3, "max_seq_length": 64, "eval_strategy": "no"})
+            done = alice.wait(job.name, timeout=240)
+        yield server, done
+    finally:
+        assert server.stop() == 0, server.log()
 
 
 def call(channel, service, method, request, metadata):

@@ -93,8 +93,8 @@ def test_metrics_per_job_series_exist_only_while_the_job_runs(server, job_config
 
         def running_series() -> bool:
             text = scrape(server.metrics_port)
-            return (f'ftlab_job_tokens_per_second{{job="{job.id}"}}' in text
-                    and f'ftlab_run_tokens_per_second{{job="{job.id}"' in text)
+            return (f'ftlab_job_tokens_per_second{{job_id="{job.id}"}}' in text
+                    and re.search(rf'ftlab_run_tokens_per_second{{[^}}]*job_id="{job.id}"', text) is not None)
 
         def poll():
             while not seen_running.is_set():

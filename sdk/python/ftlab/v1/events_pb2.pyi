@@ -269,6 +269,7 @@ class CheckpointSaved(_message.Message):
     STEP_FIELD_NUMBER: _builtins.int
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
     EVAL_LOSS_FIELD_NUMBER: _builtins.int
+    SAVE_SECONDS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Checkpoint name, e.g. "checkpoint-20"; unique within the job."""
     step: _builtins.int
@@ -277,6 +278,8 @@ class CheckpointSaved(_message.Message):
     """Bytes on disk."""
     eval_loss: _builtins.float
     """Evaluation loss at that step, when evaluation ran."""
+    save_seconds: _builtins.float
+    """Seconds writing it took."""
     def __init__(
         self,
         *,
@@ -284,14 +287,20 @@ class CheckpointSaved(_message.Message):
         step: _builtins.int = ...,
         size_bytes: _builtins.int = ...,
         eval_loss: _builtins.float | None = ...,
+        save_seconds: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_eval_loss", b"_eval_loss", "eval_loss", b"eval_loss"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_eval_loss", b"_eval_loss", "_save_seconds", b"_save_seconds", "eval_loss", b"eval_loss", "save_seconds", b"save_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eval_loss", b"_eval_loss", "eval_loss", b"eval_loss", "name", b"name", "size_bytes", b"size_bytes", "step", b"step"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eval_loss", b"_eval_loss", "_save_seconds", b"_save_seconds", "eval_loss", b"eval_loss", "name", b"name", "save_seconds", b"save_seconds", "size_bytes", b"size_bytes", "step", b"step"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__eval_loss: _TypeAlias = _typing.Literal["eval_loss"]  # noqa: Y015
     _WhichOneofArgType__eval_loss: _TypeAlias = _typing.Literal["_eval_loss", b"_eval_loss"]  # noqa: Y015
+    _WhichOneofReturnType__save_seconds: _TypeAlias = _typing.Literal["save_seconds"]  # noqa: Y015
+    _WhichOneofArgType__save_seconds: _TypeAlias = _typing.Literal["_save_seconds", b"_save_seconds"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__eval_loss) -> _WhichOneofReturnType__eval_loss | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__save_seconds) -> _WhichOneofReturnType__save_seconds | None: ...
 
 Global___CheckpointSaved: _TypeAlias = CheckpointSaved  # noqa: Y015
 
