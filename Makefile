@@ -7,6 +7,7 @@ PIP := $(VENV)/bin/pip
 PIP_EXTRA ?=
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
+TS_SDK := sdk/typescript/node_modules/.installed
 
 .PHONY: demo test chaos proto proto-check lint-proto venv tools clean
 
@@ -18,13 +19,19 @@ $(VENV)/.installed: requirements.txt pyproject.toml sdk/python/pyproject.toml
 	$(PIP) install -q --disable-pip-version-check --no-deps -e sdk/python -e .
 	touch $@
 
-tools: $(BUF)
+tools: $(BUF) $(TS_SDK)
 
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION) >/dev/null
 
-proto: venv
+# The TypeScript SDK's dependencies (Connect, protobuf-es, its generator), from its package-lock.json.
+$(TS_SDK): sdk/typescript/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix sdk/typescript >/dev/null
+	touch $@
+
+proto: venv tools
 	$(PY) scripts/gen_protos.py
+	cd sdk/typescript && npm run --silent generate
 
 proto-check: venv
 	$(PY) scripts/gen_protos.py --check

@@ -66,3 +66,34 @@ def test_every_message_and_field_is_commented():
                 if (4, i, 2, j) not in commented:
                     missing.append(f"{f.name}: {message.name}.{fld.name}")
     assert not missing, missing
+
+
+def _buf():
+    buf = ROOT / ".tools" / "node_modules" / ".bin" / "buf"
+    if not buf.exists():
+        pytest.skip("buf is not installed (make tools installs it from npm)")
+    return str(buf)
+
+
+def last_release() -> Path:
+    releases = sorted((ROOT / "protos" / "releases").glob("v*.binpb"),
+                      key=lambda p: tuple(int(x) for x in p.stem[1:].split(".")))
+    return releases[-1]
+
+
+def test_no_breaking_change_since_the_last_release():
+    result = subprocess.run([_buf(), "breaking", "--against", str(last_release())], cwd=ROOT / "protos",
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"breaking changes against {last_release().name}:\n{result.stdout}{result.stderr}"
+
+
+def test_a_breaking_change_is_caught(tmp_path):
+    copy = tmp_path / "protos"
+    shutil.copytree(ROOT / "protos", copy)
+    proto = copy / "ftlab" / "v1" / "job_service.proto"
+    text = proto.read_text()
+    proto.write_text(text.replace("  bool force = 8;", "  reserved 8;", 1))  # a field removed
+    assert text != proto.read_text()
+    result = subprocess.run([_buf(), "breaking", "--against", str(last_release())], cwd=copy,
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "force" in result.stdout

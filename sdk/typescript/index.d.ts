@@ -1,0 +1,31 @@
+import type { Client } from "@connectrpc/connect";
+import type { AnalyzerService } from "./gen/ftlab/v1/analyzer_pb.js";
+import type { ArtifactService } from "./gen/ftlab/v1/artifact_service_pb.js";
+import type { JobService } from "./gen/ftlab/v1/job_service_pb.js";
+
+export * from "./gen/ftlab/v1/job_service_pb.js";
+export * from "./gen/ftlab/v1/job_pb.js";
+export * from "./gen/ftlab/v1/config_pb.js";
+export * from "./gen/ftlab/v1/events_pb.js";
+export * from "./gen/ftlab/v1/analyzer_pb.js";
+export * from "./gen/ftlab/v1/artifact_service_pb.js";
+export * from "./gen/ftlab/v1/dataset_pb.js";
+
+export interface FtlabOptions {
+  /** "host:port"; default FTLAB_ADDRESS or localhost:50051. */
+  address?: string;
+  /** Bearer token; default FTLAB_TOKEN. */
+  token?: string;
+  /** The caller's name on a server without auth; default FTLAB_USER. */
+  user?: string;
+  /** Use TLS. */
+  tls?: boolean;
+}
+
+export interface FtlabClients {
+  jobs: Client<typeof JobService>;
+  artifacts: Client<typeof ArtifactService>;
+  analyzer: Client<typeof AnalyzerService>;
+}
+
+export declare function createFtlabClients(options?: FtlabOptions): FtlabClients;

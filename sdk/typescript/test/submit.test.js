@@ -1,0 +1,37 @@
+// A Node client submits a job to a real FineTune Lab server and watches it to the end.
+// Run by tests/e2e/test_typescript_sdk.py with FTLAB_ADDRESS, FTLAB_TEST_MODEL and FTLAB_TEST_DATASET set.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { JobState, createFtlabClients } from "../index.js";
+
+test("submit a job and watch it to the end", { timeout: 300_000 }, async () => {
+  const { jobs } = createFtlabClients({ user: "node-sdk" });
+  const { job } = await jobs.createJob({
+    config: {
+      baseModel: process.env.FTLAB_TEST_MODEL,
+      dataset: { uri: process.env.FTLAB_TEST_DATASET },
+      maxSteps: 8,
+      saveSteps: 4,
+      maxSeqLength: 64,
+    },
+    displayName: "from node",
+    requestId: `node-${Date.now()}`,
+  });
+  assert.ok(job.name.startsWith("jobs/"));
+  assert.equal(job.owner, "node-sdk");
+  assert.equal(job.config.maxSteps, 8n); // resolved: template + overrides (int64: a bigint)
+
+  const steps = [];
+  let state = job.state;
+  for await (const update of jobs.watchJob({ name: job.name, follow: true }, { timeoutMs: 280_000 })) {
+    state = update.state;
+    if (update.event?.payload.case === "metrics") steps.push(update.event.payload.value.step);
+  }
+  assert.equal(state, JobState.SUCCEEDED, `ended ${JobState[state]}`);
+  assert.deepEqual(steps, [1, 2, 3, 4, 5, 6, 7, 8].map(BigInt));
+
+  const { checkpoints } = await jobs.listCheckpoints({ name: job.name });
+  assert.deepEqual(checkpoints.map((c) => c.name), ["checkpoint-4", "checkpoint-8"]);
+
+  await assert.rejects(jobs.getJob({ name: "jobs/0000000000000000" }), (err) => err.code === 5); // NOT_FOUND
+});
