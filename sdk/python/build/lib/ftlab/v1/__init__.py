@@ -1,0 +1,1 @@
+"""Generated from protos/ftlab/v1; do not edit."""
