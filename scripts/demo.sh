@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo: start the embedded server, make a tiny model and a dataset, submit a LoRA SFT job,
-# watch it live to the end, list its checkpoints, and stop the server cleanly.
+# watch it live to the end, list its checkpoints, download the adapter, and stop the server cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export FTLAB_HOME="${FTLAB_HOME:-$PWD/.demo}"
@@ -44,6 +44,8 @@ status=0
 echo "== checkpoints"
 "$FTLAB" checkpoints "$job"
 "$FTLAB" get "$job"
+echo "== the trained adapter, as a zip stream (verified against its sha256 manifest)"
+"$FTLAB" download "$job" --what adapter -o "$FTLAB_HOME/adapter.zip" -q || status=$?
 state=$("$FTLAB" get "$job" --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["state"].removeprefix("JOB_STATE_"))')
 stop_server
 trap - EXIT

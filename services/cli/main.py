@@ -24,6 +24,17 @@ def _client(args):
     return Client(args.address, timeout=args.timeout)
 
 
+def _print_json(value) -> None:
+    """A message, or a list of them, as JSON on stdout (field names as in the protos)."""
+    from google.protobuf import json_format
+    from google.protobuf.message import Message
+
+    def plain(v):
+        return json_format.MessageToDict(v, preserving_proto_field_name=True) if isinstance(v, Message) else v
+
+    print(json.dumps([plain(v) for v in value] if isinstance(value, list) else plain(value), indent=2))
+
+
 def _load_config_file(path: str) -> dict:
     text = Path(path).read_text()
     if path.endswith((".yaml", ".yml")):
@@ -52,11 +63,14 @@ def cmd_submit(args, _):
         apply_set(config, assignment)
     with _client(args) as client:
         job = client.create_job(config, template=template, display_name=name, priority=priority, force=args.force)
-        console.print(job.name if not args.quiet else job.id)
+        if args.json and not args.watch:
+            _print_json(job)
+        else:
+            console.print(job.name if not args.quiet else job.id)
         if args.watch:
             from services.cli.watch import watch
 
-            return watch(client, job.name, console)
+            return watch(client, job.name, console, as_json=args.json)
     return 0
 
 
@@ -70,7 +84,9 @@ def cmd_retry(args, _):
     with _client(args) as client:
         job = client.retry_job(args.job, changes, checkpoint=args.checkpoint, apply_suggestions=args.apply_suggestions,
                                force=args.force)
-        if args.quiet:
+        if args.json and not args.watch:
+            _print_json(job)
+        elif args.quiet:
             console.print(job.id)
         else:
             console.print(f"{job.name} (retry of {job.parent})")
@@ -82,7 +98,7 @@ def cmd_retry(args, _):
         if args.watch:
             from services.cli.watch import watch
 
-            return watch(client, job.name, console)
+            return watch(client, job.name, console, as_json=args.json)
     return 0
 
 
@@ -93,6 +109,9 @@ def cmd_jobs(args, _):
     states = [job_pb2.JobState.Value("JOB_STATE_" + s.upper()) for s in args.state or []]
     with _client(args) as client:
         jobs = list(client.list_jobs(states=states))
+    if args.json:
+        _print_json(jobs)
+        return 0
     console.print(jobs_table(jobs))
     return 0
 
@@ -113,14 +132,18 @@ def cmd_watch(args, _):
     from services.cli.watch import watch
 
     with _client(args) as client:
-        return watch(client, args.job, console)
+        return watch(client, args.job, console, as_json=args.json)
 
 
 def cmd_checkpoints(args, _):
     from services.cli.render import checkpoints_table
 
     with _client(args) as client:
-        console.print(checkpoints_table(client.list_checkpoints(args.job)))
+        checkpoints = client.list_checkpoints(args.job)
+    if args.json:
+        _print_json(list(checkpoints))
+    else:
+        console.print(checkpoints_table(checkpoints))
     return 0
 
 
@@ -128,10 +151,14 @@ def cmd_templates(args, _):
     from ftlab.config import to_dict
 
     with _client(args) as client:
-        for t in client.list_templates():
-            console.print(f"[bold]{t.name}[/]: {t.description}")
-            if args.verbose:
-                console.print(json.dumps(to_dict(t.config), indent=2))
+        templates = client.list_templates()
+    if args.json:
+        _print_json(list(templates))
+        return 0
+    for t in templates:
+        console.print(f"[bold]{t.name}[/]: {t.description}")
+        if args.verbose:
+            console.print(json.dumps(to_dict(t.config), indent=2))
     return 0
 
 
@@ -145,7 +172,10 @@ def cmd_control(args, _):
             job = client.pause_job(args.job)
         else:
             job = client.resume_job(args.job, checkpoint_name=args.checkpoint or "")
-    console.print(f"{job.name} {state_name(job.state)}")
+    if args.json:
+        _print_json(job)
+    else:
+        console.print(f"{job.name} {state_name(job.state)}")
     return 0
 
 
@@ -242,6 +272,9 @@ def cmd_queue(args, _):
 
     with _client(args) as client:
         q = client.get_queue()
+    if args.json:
+        _print_json(q)
+        return 0
     console.print(f"{q.running} running, {len(q.entries)} queued, {q.free_slots} free slot(s)")
     table = Table("#", "JOB", "OWNER", "PRIORITY", "WAITING", "STARTS IN", box=None)
     for e in q.entries:
@@ -254,7 +287,10 @@ def cmd_queue(args, _):
 def cmd_priority(args, _):
     with _client(args) as client:
         job = client.set_priority(args.job, args.priority)
-    console.print(f"{job.name} priority {job.priority}")
+    if args.json:
+        _print_json(job)
+    else:
+        console.print(f"{job.name} priority {job.priority}")
     return 0
 
 
@@ -282,7 +318,8 @@ def cmd_make_dataset(args, _):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ftlab", description="FineTune Lab: fine-tuning jobs on your own GPUs.")
+    parser = argparse.ArgumentParser(prog="ftlab", description="FineTune Lab: fine-tuning jobs on your own GPUs.",
+                                     epilog=EXIT_CODES)
     parser.add_argument("--address", default=None, help="server address (FTLAB_ADDRESS, default localhost:50051)")
     parser.add_argument("--timeout", type=float, default=30.0, help="deadline of each call, seconds")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -300,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", action="store_true", help="watch the job until it ends")
     p.add_argument("--force", action="store_true", help="queue it even if pre-flight says it cannot run")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the job id")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=cmd_submit)
 
     p = sub.add_parser("retry", help="retry a failed or cancelled job as a new job, with changes")
@@ -311,10 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="queue it even if pre-flight says it cannot run")
     p.add_argument("--watch", action="store_true", help="watch the new job until it ends")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the new job's id")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=cmd_retry)
 
     p = sub.add_parser("jobs", help="list your jobs")
     p.add_argument("--state", action="append", help="only jobs in this state (queued, running, failed...)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=cmd_jobs)
 
     p = sub.add_parser("get", help="show one job")
@@ -324,10 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("watch", help="watch a job live until it ends (exit status 1 unless it succeeds)")
     p.add_argument("job")
+    p.add_argument("--json", action="store_true", help="print JSON lines, one per event")
     p.set_defaults(fn=cmd_watch)
 
     p = sub.add_parser("checkpoints", help="list a job's checkpoints")
     p.add_argument("job")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=cmd_checkpoints)
 
     p = sub.add_parser("artifacts", help="list what a job produced")
@@ -353,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("templates", help="list the job templates")
     p.add_argument("-v", "--verbose", action="store_true", help="show each template's values")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=cmd_templates)
 
     for name, text in (("cancel", "cancel a job"), ("pause", "pause a running job at its next step, saving a checkpoint"),
@@ -363,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--grace", type=float, default=None, help="seconds between SIGTERM and SIGKILL")
         if name == "resume":
             p.add_argument("--checkpoint", default=None, help="continue from this checkpoint instead of the latest")
+        p.add_argument("--json", action="store_true", help="print JSON")
         p.set_defaults(fn=cmd_control)
 
     p = sub.add_parser("analyze", help="why a job failed and what to change (a failed JOB, or --log FILE)")
@@ -374,11 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_analyze)
 
     p = sub.add_parser("queue", help="show the queue: order, waiting time and estimated start")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=cmd_queue)
 
     p = sub.add_parser("priority", help="change the priority of a queued or paused job (higher runs first)")
     p.add_argument("job")
     p.add_argument("priority", type=int)
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=cmd_priority)
 
     p = sub.add_parser("make-tiny-model", help="write a tiny random Qwen2 model and tokenizer to DIR")
@@ -395,6 +441,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Exit statuses a shell can rely on (also in `ftlab --help`).
+EXIT_OK, EXIT_NOT_SUCCEEDED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_DENIED, EXIT_UNAVAILABLE, EXIT_SERVER = 0, 1, 2, 3, 4, 5, 6
+EXIT_CODES = """exit status: 0 done (for watch: the job succeeded or paused); 1 the job failed or was cancelled,
+or there is nothing to show; 2 bad usage or input (INVALID_ARGUMENT, FAILED_PRECONDITION, ...);
+3 no such job or artifact (NOT_FOUND); 4 not allowed (UNAUTHENTICATED, PERMISSION_DENIED);
+5 the server cannot be reached (UNAVAILABLE, DEADLINE_EXCEEDED); 6 any other server error"""
+
+
+def exit_code(code) -> int:
+    name = code.name
+    if name == "NOT_FOUND":
+        return EXIT_NOT_FOUND
+    if name in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        return EXIT_DENIED
+    if name in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+        return EXIT_UNAVAILABLE
+    if name in ("INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE", "ALREADY_EXISTS", "RESOURCE_EXHAUSTED",
+                "ABORTED"):
+        return EXIT_USAGE
+    return EXIT_SERVER
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
@@ -409,10 +477,14 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[red]error:[/] {exc.code.name}: {exc.message}")
         for field, description in exc.field_violations:
             err_console.print(f"  {field}: {description}")
-        return 2
+        for subject, description in exc.preconditions:
+            err_console.print(f"  {subject}: {description}")
+        return exit_code(exc.code)
     except (ValueError, OSError) as exc:
         err_console.print(f"[red]error:[/] {exc}")
-        return 2
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

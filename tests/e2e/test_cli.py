@@ -1,0 +1,63 @@
+"""The `ftlab` command against the real server: --json on every read command, a job watched as
+JSON lines to its end, and exit statuses a shell can rely on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def ftlab(server, *args, address=None):
+    env = {**os.environ, "FTLAB_USER": "cli"}
+    return subprocess.run([sys.executable, "-m", "services.cli.main", "--address", address or server.address,
+                           "--timeout", "10", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_json_everywhere_and_watch_as_json_lines(server, tiny_model, tmp_path):
+    config = tmp_path / "job.json"
+    config.write_text(json.dumps({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 6,
+                                  "save_steps": 3, "max_seq_length": 64, "eval_strategy": "no"}))
+    submitted = ftlab(server, "submit", str(config), "--json")
+    assert submitted.returncode == 0, submitted.stderr
+    job = json.loads(submitted.stdout)
+    assert job["name"].startswith("jobs/") and job["owner"] == "cli"
+
+    watched = ftlab(server, "watch", job["name"], "--json")
+    assert watched.returncode == 0, watched.stderr
+    lines = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert lines[-1]["state"] == "JOB_STATE_SUCCEEDED"
+    assert [int(x["event"]["metrics"]["step"]) for x in lines if "metrics" in x["event"]] == [1, 2, 3, 4, 5, 6]
+
+    for command in (["jobs"], ["get", job["name"]], ["checkpoints", job["name"]], ["artifacts", job["name"]],
+                    ["templates"], ["queue"]):
+        out = ftlab(server, *command, "--json")
+        assert out.returncode == 0, (command, out.stderr)
+        json.loads(out.stdout)  # valid JSON, nothing else on stdout
+    refused = ftlab(server, "priority", job["name"], "5", "--json")  # an ended job keeps its priority
+    assert refused.returncode == 2 and refused.stdout == "" and "FAILED_PRECONDITION" in refused.stderr
+    jobs = json.loads(ftlab(server, "jobs", "--json").stdout)
+    assert job["name"] in {j["name"] for j in jobs}
+    assert [c["name"] for c in json.loads(ftlab(server, "checkpoints", job["name"], "--json").stdout)] == \
+        ["checkpoint-3", "checkpoint-6"]
+
+
+def test_exit_statuses(server, tiny_model, tmp_path):
+    assert ftlab(server, "get", "jobs/0000000000000000").returncode == 3  # NOT_FOUND
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "learning_rate": -1}))
+    invalid = ftlab(server, "submit", str(bad))
+    assert invalid.returncode == 2 and "learning_rate" in invalid.stderr  # INVALID_ARGUMENT, the field named
+    assert ftlab(server, "jobs", address=f"127.0.0.1:{free_port()}").returncode == 5  # nothing listening
+    failing = tmp_path / "failing.json"
+    failing.write_text(json.dumps({"base_model": str(tiny_model), "dataset": {"uri": "missing.jsonl"}}))
+    submitted = ftlab(server, "submit", str(failing), "--force", "--watch")
+    assert submitted.returncode == 1 and "FAILED" in submitted.stdout  # the job failed
+    assert ftlab(server, "no-such-command").returncode == 2
