@@ -89,8 +89,8 @@ def _run_jobs(server, tiny_model, home) -> str:
     """A job that trains and evaluates, one that fails (and is analyzed), and a download."""
     with Client(server.address, user="prom") as client:
         good = client.create_job({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl", "eval_split": 0.1},
-                                  "max_steps": 40, "save_steps": 10, "eval_strategy": "steps", "eval_steps": 10,
-                                  "max_seq_length": 96, "per_device_train_batch_size": 2})
+                                  "max_steps": 20, "save_steps": 10, "eval_strategy": "steps", "eval_steps": 10,
+                                  "max_seq_length": 64, "per_device_train_batch_size": 2})
         bad = client.create_job({"base_model": str(tiny_model), "dataset": {"uri": "missing.jsonl"}}, force=True)
         assert client.wait(good.name, timeout=300).state == job_pb2.JOB_STATE_SUCCEEDED
         assert client.wait(bad.name, timeout=300).state == job_pb2.JOB_STATE_FAILED

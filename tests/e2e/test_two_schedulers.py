@@ -64,9 +64,9 @@ def test_one_of_two_schedulers_killed_and_restarted_loses_nothing(tmp_path, tiny
         for name, sched in (("t1", procs["s1"]), ("t2", procs["s2"])):
             procs[name] = start_server(home, module="services.trainer", name=name,
                                        args=["--scheduler", sched.address, "--worker-id", name])
-        config = {"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 120,
+        config = {"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 60,
                   "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_seq_length": 64,
-                  "save_steps": 20}
+                  "save_steps": 10}
         with Client(procs["s2"].address) as c2:
             wait_for(lambda: c2.get_queue().free_slots == 1, timeout=30, what="t2")
             with Client(procs["s1"].address) as c1:
