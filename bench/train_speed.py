@@ -1,0 +1,184 @@
+"""Training speed side by side: bare TRL with its defaults versus the same job through FineTune Lab's
+services, on one machine, the same model, data and number of real (non-padding) tokens.
+
+    .venv/bin/python bench/train_speed.py [--shape tiny|qwen2.5-0.5b|qwen2.5-1.5b] [--adapter lora|full|qlora]
+                                          [--rows 512] [--batch 8] [--accum 8] [--max-len 1024]
+
+Both get the same request: micro-batch `--batch` with `--accum` accumulation steps, one epoch over a
+variable-length chat dataset (answer lengths drawn from a long-tailed distribution, so padding is
+real), the same seed and learning rate. (a) runs TRL's SFTTrainer in a script of its own with its
+defaults; (b) submits the job to a real `ftlab serve` and reads its metrics events. Reported: real
+tokens/s (non-padding tokens over the training loop's time), the job's end-to-end time, the final
+loss, peak GPU memory and MFU on CUDA (6N per token for full fine-tuning, 4N for adapters, plus the
+attention term 12 * layers * hidden * seq), and the ratio b/a. Saves bench/results/train_speed_<device>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "sdk" / "python"), str(ROOT / "tests")]
+
+BF16_PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}  # dense bf16, per GPU
+
+BARE_TRL = r'''
+import json, sys, time
+import torch
+from datasets import load_dataset
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
+a = json.loads(sys.argv[1])
+cuda = torch.cuda.is_available()
+tokenizer = AutoTokenizer.from_pretrained(a["model"])
+model = AutoModelForCausalLM.from_pretrained(a["model"], dtype=torch.bfloat16 if cuda and a["adapter"] != "full" else None)
+data = load_dataset("json", data_files=a["data"], split="train")
+losses = []
+
+class Keep(TrainerCallback):
+    def on_log(self, args, state, control, logs=None, **kw):
+        if logs and "loss" in logs:
+            losses.append(logs["loss"])
+
+config = SFTConfig(output_dir=a["out"], per_device_train_batch_size=a["batch"], gradient_accumulation_steps=a["accum"],
+                   num_train_epochs=1, max_length=a["max_len"], learning_rate=a["lr"], seed=a["seed"], logging_steps=1,
+                   save_strategy="no", report_to="none", bf16=cuda, use_cpu=not cuda,
+                   include_num_input_tokens_seen="non_padding")
+peft = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM") if a["adapter"] != "full" else None
+trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer, peft_config=peft,
+                     callbacks=[Keep()])
+if cuda:
+    torch.cuda.reset_peak_memory_stats()
+start = time.perf_counter()
+trainer.train()
+seconds = time.perf_counter() - start
+print("RESULT " + json.dumps({"seconds": seconds, "tokens": int(trainer.state.num_input_tokens_seen),
+                              "final_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
+                              "peak_memory_bytes": torch.cuda.max_memory_reserved() if cuda else None,
+                              "parameters": sum(p.numel() for p in trainer.model.parameters())}))
+'''
+
+
+def chat_dataset(path: Path, rows: int, max_words: int, seed: int) -> None:
+    """Questions and answers whose lengths follow a long tail: most short, a few near the limit."""
+    rng = random.Random(seed)
+    words = "the model learns to answer questions about training runs checkpoints loss tokens data".split()
+    with open(path, "w") as f:
+        for i in range(rows):
+            n = min(max_words, max(3, int(rng.lognormvariate(3.6, 0.9))))
+            answer = " ".join(rng.choice(words) for _ in range(n))
+            f.write(json.dumps({"messages": [{"role": "user", "content": f"Question {i}: say {n} words."},
+                                             {"role": "assistant", "content": answer}]}) + "\n")
+
+
+def bare(model: Path, data: Path, out: Path, args) -> dict:
+    spec = dict(model=str(model), data=str(data), out=str(out), batch=args.batch, accum=args.accum,
+                max_len=args.max_len, lr=args.lr, seed=args.seed, adapter=args.adapter)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", BARE_TRL, json.dumps(spec)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    result["end_to_end_seconds"] = time.perf_counter() - started
+    return result
+
+
+def through_services(model: Path, home: Path, args) -> dict:
+    from ftlab import Client
+    from ftlab.v1 import job_pb2
+    from helpers import start_server
+
+    server = start_server(home, name="bench")
+    try:
+        with Client(server.address, user="bench") as client:
+            started = time.perf_counter()
+            job = client.create_job({
+                "base_model": str(model), "dataset": {"uri": "chat.jsonl"}, "adapter": args.adapter,
+                "per_device_train_batch_size": args.batch, "gradient_accumulation_steps": args.accum,
+                "num_epochs": 1, "max_seq_length": args.max_len, "learning_rate": args.lr, "seed": args.seed,
+                "eval_strategy": "no", "save_steps": 0, "logging_steps": 1}, force=True)
+            done = client.wait(job.name, timeout=7200)
+            end_to_end = time.perf_counter() - started
+            metrics = [e.metrics for e in client.list_events(job.name) if e.HasField("metrics")]
+        if done.state != job_pb2.JOB_STATE_SUCCEEDED:
+            raise RuntimeError(f"job {done.state_reason}: {done.error.message}")
+        last = metrics[-1]
+        return {"seconds": last.elapsed_seconds, "tokens": last.tokens_seen, "final_loss": last.loss,
+                "steps": last.step, "end_to_end_seconds": end_to_end,
+                "peak_memory_bytes": max((m.gpu_memory_peak_reserved_bytes for m in metrics), default=0) or None}
+    finally:
+        server.stop()
+
+
+def flops_per_token(shape: dict, adapter: str, seq: float) -> float:
+    n = shape["parameters"]
+    attention = 12 * shape["layers"] * shape["hidden"] * seq
+    return (6 * n if adapter == "full" else 4 * n) + attention
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", default="tiny", help="tiny, qwen2.5-0.5b or qwen2.5-1.5b (random weights)")
+    parser.add_argument("--adapter", default="lora", choices=["lora", "full", "qlora"])
+    parser.add_argument("--rows", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--accum", type=int, default=8)
+    parser.add_argument("--max-len", type=int, default=1024)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    import torch
+
+    from helpers import write_chat_dataset  # noqa: F401  (tests' helpers on the path for start_server)
+    from services.trainer.tiny import SHAPES, make_tiny_model
+
+    cuda = torch.cuda.is_available()
+    device = torch.cuda.get_device_name(0) if cuda else "cpu"
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        model = make_tiny_model(Path(tmp) / "model", hidden_size=256, layers=4) if args.shape == "tiny" else \
+            make_tiny_model(Path(tmp) / "model", shape=args.shape)
+        config = json.loads((model / "config.json").read_text())
+        (home / "datasets").mkdir(parents=True)
+        data = home / "datasets" / "chat.jsonl"
+        chat_dataset(data, args.rows, max_words=args.max_len // 2, seed=args.seed)
+        a = bare(model, data, Path(tmp) / "bare-out", args)
+        b = through_services(model, home, args)
+    shape = {"parameters": a.pop("parameters"), "layers": config["num_hidden_layers"], "hidden": config["hidden_size"]}
+    rows = {"bare_trl": a, "ftlab": b}
+    for r in rows.values():
+        r["tokens_per_second"] = r["tokens"] / r["seconds"]
+        if cuda:
+            peak = next((v for k, v in BF16_PEAK_FLOPS.items() if k in device), None)
+            seq = r["tokens"] / max(1, args.rows)
+            r["mfu"] = r["tokens_per_second"] * flops_per_token(shape, args.adapter, seq) / peak if peak else None
+    result = {"device": device, "shape": args.shape, "adapter": args.adapter, "rows": args.rows,
+              "request": {"micro_batch": args.batch, "accumulation": args.accum, "max_len": args.max_len},
+              "parameters": shape["parameters"], **rows,
+              "ratio_tokens_per_second": b["tokens_per_second"] / a["tokens_per_second"],
+              "same_real_tokens": a["tokens"] == b["tokens"]}
+    out = Path(args.out or ROOT / "bench" / "results" / f"train_speed_{'cuda' if cuda else 'cpu'}_{args.shape}_{args.adapter}.json")
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for name, r in rows.items():
+        mfu = f", MFU {r['mfu']:.1%}" if r.get("mfu") else ""
+        loss = f"{r['final_loss']:.4f}" if r["final_loss"] is not None and not math.isnan(r["final_loss"]) else "?"
+        print(f"{name:>9}: {r['tokens_per_second']:10,.0f} real tokens/s ({r['tokens']:,} tokens in {r['seconds']:.1f}s"
+              f"{mfu}), final loss {loss}, end to end {r['end_to_end_seconds']:.1f}s")
+    print(f"ratio ftlab / bare TRL: {result['ratio_tokens_per_second']:.3f}x; same real tokens: {result['same_real_tokens']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
