@@ -3,6 +3,7 @@ without torch or the services, imports, and talks to nothing but gRPC."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -18,8 +19,10 @@ def test_sdk_installs_alone_and_imports_without_torch(tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
-    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                              str(ROOT / "sdk" / "python")], capture_output=True, text=True, timeout=600)
+    source = tmp_path / "sdk"  # a copy: building in place would leave build/ in the repository
+    shutil.copytree(ROOT / "sdk" / "python", source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(source)],
+                             capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stderr[-3000:]
     probe = ("import sys, ftlab, ftlab.download\n"
              "from ftlab import Client\n"

@@ -1,1 +1,0 @@
-"""Generated from protos/ftlab/v1; do not edit."""
