@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ftlab.v1 import artifact_service_pb2 as pb
 from services.artifacts.digests import DigestCache
-from services.artifacts.zipstream import Archive, Digest, Member, _read, is_text, measure
+from services.artifacts.zipstream import Archive, Digest, Member, is_text, measure
 from services.common.checkpoints import eval_loss
 from services.common.errors import FieldViolation, InvalidArgument, NotFound
 from services.common.settings import Paths
@@ -185,13 +185,13 @@ class ArtifactStore:
             st = path.stat()
             m = Member(name, st.st_size, is_text(name), path=path, digest=self.digests.lookup(table, rel, path))
             if m.digest is None and m.deflate:  # its compressed size is part of the plan
-                m.digest = measure(lambda m=m: _read(m), True)
+                m.digest = measure(m)
             members.append(m)
             sources[name] = (rel, path)
             tag.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         for name, data in sorted(generated.items()):
             m = Member(f"logs/{name}", len(data), is_text(name), data=data)
-            m.digest = measure(lambda m=m: _read(m), m.deflate)
+            m.digest = measure(m)
             members.append(m)
             tag.update(f"logs/{name}\0{m.digest.sha256}\n".encode())
         if not members:

@@ -19,7 +19,7 @@ import queue
 import struct
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,18 +98,18 @@ def is_text(name: str) -> bool:
     return Path(name).suffix.lower() in _TEXT_SUFFIXES
 
 
-def measure(read: Callable[[], Iterator[bytes]], deflate: bool) -> Digest:
+def measure(m: "Member") -> Digest:
     """CRC-32, sha256 and (for text) deflated size of a member's bytes, read once."""
     crc, sha, deflated = 0, hashlib.sha256(), 0
-    compressor = zlib.compressobj(6, zlib.DEFLATED, -15) if deflate else None
-    for chunk in read():
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15) if m.deflate else None
+    for chunk in read_member(m):
         crc = zlib.crc32(chunk, crc)
         sha.update(chunk)
         if compressor is not None:
             deflated += len(compressor.compress(chunk))
     if compressor is not None:
         deflated += len(compressor.flush())
-    return Digest(crc, sha.hexdigest(), deflated if deflate else -1)
+    return Digest(crc, sha.hexdigest(), deflated if m.deflate else -1)
 
 
 def manifest_bytes(files: list[tuple[str, int, str]]) -> bytes:
@@ -180,7 +180,7 @@ class Archive:
         compressor = zlib.compressobj(6, zlib.DEFLATED, -15) if m.deflate else None
         hasher = _Hasher() if m.digest is None else None
         try:
-            for chunk in _read(m):
+            for chunk in read_member(m):
                 read += len(chunk)
                 if hasher is not None:
                     hasher.feed(chunk)
@@ -245,7 +245,7 @@ class _Hasher:
             self._queue.put(None)
 
 
-def _read(m: Member) -> Iterator[bytes]:
+def read_member(m: Member) -> Iterator[bytes]:
     if m.data is not None:
         yield m.data
         return

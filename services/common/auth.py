@@ -18,10 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
-from services.common.errors import DomainError, FieldViolation, InvalidArgument
-from dataclasses import field
+from services.common.errors import FieldViolation, InvalidArgument, PermissionDenied, Unauthenticated
 
 AUTHORIZATION = "authorization"
 USER_HEADER = "x-ftlab-user"
@@ -31,16 +28,6 @@ INTERNAL_SERVICES = frozenset({"ftlab.v1.TrainerService", "ftlab.v1.WorkerRegist
 EXEMPT_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
                              "grpc.reflection.v1.ServerReflection"})
 _VALID_USER = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-
-
-@dataclass
-class Unauthenticated(DomainError):
-    code: grpc.StatusCode = field(default=grpc.StatusCode.UNAUTHENTICATED, init=False)
-
-
-@dataclass
-class PermissionDenied(DomainError):
-    code: grpc.StatusCode = field(default=grpc.StatusCode.PERMISSION_DENIED, init=False)
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,16 @@ class ResourceExhausted(DomainError):
 
 
 @dataclass
+class Unauthenticated(DomainError):
+    code: grpc.StatusCode = field(default=grpc.StatusCode.UNAUTHENTICATED, init=False)
+
+
+@dataclass
+class PermissionDenied(DomainError):
+    code: grpc.StatusCode = field(default=grpc.StatusCode.PERMISSION_DENIED, init=False)
+
+
+@dataclass
 class Aborted(DomainError):
     code: grpc.StatusCode = field(default=grpc.StatusCode.ABORTED, init=False)
 

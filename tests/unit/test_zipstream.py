@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from services.artifacts.zipstream import CHUNK, MANIFEST, Archive, ArtifactChanged, Member, is_text, measure, _read
+from services.artifacts.zipstream import CHUNK, MANIFEST, Archive, ArtifactChanged, Member, is_text, measure
 
 
 def plan(files: dict[str, Path], digests: dict[str, object] | None = None) -> Archive:
@@ -22,7 +22,7 @@ def plan(files: dict[str, Path], digests: dict[str, object] | None = None) -> Ar
         if digests and name in digests:
             m.digest = digests[name]
         elif m.deflate:
-            m.digest = measure(lambda m=m: _read(m), True)
+            m.digest = measure(m)
         members.append(m)
     return Archive(members)
 
