@@ -32,18 +32,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         service, name = _split(handler_call_details.method)
 
         async def finish(context, started: float, exc: BaseException | None) -> None:
-            code = grpc.StatusCode.OK
+            code, abort = _outcome(context, exc)
             try:
-                if exc is None:
-                    return
-                if isinstance(exc, grpc.aio.AbortError):
-                    code = context.code() or grpc.StatusCode.UNKNOWN
-                    return
-                if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
-                    code = grpc.StatusCode.CANCELLED
-                    return
-                code = exc.code if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
-                await errors.abort_with(context, exc, handler_call_details.method)
+                if abort:
+                    await errors.abort_with(context, exc, handler_call_details.method)
             finally:
                 metrics.record_rpc(service, name, _code_name(code), time.perf_counter() - started)
 
@@ -62,18 +54,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
         def finish_sync(context, started: float, exc: BaseException | None) -> None:
             """`finish` for handlers that run in the server's thread pool (plain generators)."""
-            code = grpc.StatusCode.OK
+            code, abort = _outcome(context, exc)
             try:
-                if exc is None:
-                    return
-                if isinstance(exc, GeneratorExit):
-                    code = grpc.StatusCode.CANCELLED
-                    return
-                if isinstance(exc, grpc.aio.AbortError):  # raised by context.abort itself
-                    code = context.code() or grpc.StatusCode.UNKNOWN
-                    return
-                code = exc.code if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
-                errors.abort_with_sync(context, exc, handler_call_details.method)
+                if abort:
+                    errors.abort_with_sync(context, exc, handler_call_details.method)
             finally:
                 metrics.record_rpc(service, name, _code_name(code), time.perf_counter() - started)
 
@@ -118,6 +102,17 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 return make(wrap(behavior), handler.request_deserializer, handler.response_serializer)
         return handler
 
+
+
+def _outcome(context, exc: BaseException | None) -> tuple[grpc.StatusCode, bool]:
+    """The status a call ends with, and whether `exc` still has to be turned into it (abort)."""
+    if exc is None:
+        return grpc.StatusCode.OK, False
+    if isinstance(exc, grpc.aio.AbortError):  # raised by context.abort itself: the status is set
+        return context.code() or grpc.StatusCode.UNKNOWN, False
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+        return grpc.StatusCode.CANCELLED, False
+    return (exc.code if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL), True
 
 
 def _code_name(code) -> str:

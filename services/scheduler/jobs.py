@@ -7,9 +7,9 @@ database work runs in worker threads so the event loop keeps serving streams.
 from __future__ import annotations
 
 import asyncio
-import logging
 import heapq
 import json
+import logging
 import statistics
 import uuid
 from typing import AsyncIterator, Protocol
@@ -20,8 +20,8 @@ from google.protobuf import json_format
 from sqlalchemy import delete, select
 
 from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2, job_service_pb2
-from services.common.checkpoints import parent_ref
 from services.common.auth import Caller
+from services.common.checkpoints import parent_ref
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Precondition
 from services.scheduler import convert, jobconfig, retry, states
 from services.scheduler.failures import failure_class
@@ -129,13 +129,12 @@ class JobManager:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def _publish(self, job_id: str, events: list[job_pb2.JobEvent]) -> None:
-        ended = [job_pb2.JobState.Name(e.state_changed.to_state) for e in events if e.HasField("state_changed")
-                 and states.is_final(job_pb2.JobState.Name(e.state_changed.to_state))]
-        final = bool(ended)
+        changed = [job_pb2.JobState.Name(e.state_changed.to_state) for e in events if e.HasField("state_changed")]
+        ended = [state for state in changed if states.is_final(state)]
         if self.metrics:
             for state in ended:
                 self.metrics.job_ended(state)
-        await self.hub.publish(job_id, events, final=final)
+        await self.hub.publish(job_id, events, final=bool(ended))
 
     # queries
     async def _row(self, who: Caller, name: str, field: str = "name") -> JobRow:
