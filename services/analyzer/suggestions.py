@@ -67,7 +67,7 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
             out.append(patch("max_seq_length", c.max_seq_length, c.max_seq_length // 2,
                               "the micro-batch is already 1: shorter sequences are the next lever",
                               "about half the activation memory; longer examples are truncated"))
-        if category == "HOST_OOM" and c.dataloader_num_workers > 0:
+        if category == "HOST_OOM" and c.dataloader_num_workers != 0:
             out.append(patch("dataloader_num_workers", c.dataloader_num_workers, 0,
                               "each data-loading worker holds its own copy of the dataset", "less host memory"))
     elif category == "NAN_OR_DIVERGENCE":
@@ -160,7 +160,7 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
     elif category == "CHECKPOINT_NOT_FOUND" or category == "CHECKPOINT_CORRUPT":
         out.append(patch("checkpoint", "the one named", "latest (or none)",
                           "retry from another checkpoint: the chosen one is missing or damaged", ""))
-    elif category == "STUCK" and c.dataloader_num_workers > 0:
+    elif category == "STUCK" and c.dataloader_num_workers != 0:
         out.append(patch("dataloader_num_workers", c.dataloader_num_workers, 0,
                           "hung runs are most often data-loading workers deadlocked", "data loads in the main process"))
     return out

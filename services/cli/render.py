@@ -76,6 +76,10 @@ def job_panel(console: Console, job: job_pb2.Job) -> None:
             console.print(f"  pre-flight {check.name}: {marks.get(check.status, '?')} {check.message}")
     if job.preflight.estimated_gpu_memory_bytes:
         console.print(f"  estimated peak GPU memory {human_bytes(job.preflight.estimated_gpu_memory_bytes)}")
+    if job.tuning:
+        console.print("  trained with:")
+        for choice in job.tuning:
+            console.print(f"    {choice.field} = [bold]{choice.value}[/]  [dim]{choice.reason}[/]")
     if job.state == job_pb2.JOB_STATE_FAILED:
         e = job.error
         console.print(f"[red]  failed in {phase_name(e.phase)}: {e.type}: {e.message}[/]")

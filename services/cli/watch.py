@@ -47,6 +47,8 @@ def describe(event: job_pb2.JobEvent) -> str:
         c = event.checkpoint_saved
         took = f" in {c.save_seconds:.1f}s" if c.HasField("save_seconds") else ""
         return f"saved  {c.name} ({human_bytes(c.size_bytes)}{took})"
+    if kind == "settings":
+        return "tuned  " + ", ".join(f"{c.field}={c.value}" for c in event.settings.choices)
     if kind == "checkpoint_deleted":
         return f"pruned {event.checkpoint_deleted.name}: {event.checkpoint_deleted.reason}"
     if kind == "error":

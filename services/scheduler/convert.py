@@ -6,7 +6,7 @@ import json
 
 from google.protobuf import json_format
 
-from ftlab.v1 import analyzer_pb2, config_pb2, job_pb2
+from ftlab.v1 import analyzer_pb2, config_pb2, events_pb2, job_pb2
 from services.scheduler.store.models import AttemptRow, CheckpointRow, JobRow
 from services.scheduler.store.repository import aware
 
@@ -17,6 +17,15 @@ def to_json(message) -> str:
 
 def config_of(row: JobRow) -> config_pb2.TrainingConfig:
     return json_format.Parse(row.config_json, config_pb2.TrainingConfig())
+
+
+def effective_settings(row: JobRow, settings: events_pb2.RunSettings) -> tuple[str, str]:
+    """(effective_json, tuning_json) of a job from its run's settings event: the job's config with the
+    fields the trainer decided, and the decisions."""
+    effective = config_of(row)
+    effective.MergeFrom(settings.effective)
+    tuning = [json_format.MessageToDict(c, preserving_proto_field_name=True) for c in settings.choices]
+    return to_json(effective), json.dumps(tuning)
 
 
 def watchdog_of(row: JobRow) -> job_pb2.WatchdogConfig:
@@ -57,6 +66,9 @@ def to_job(row: JobRow, attempts: list[AttemptRow] = ()) -> job_pb2.Job:
     json_format.Parse(row.preflight_json or "{}", job.preflight)
     job.changes.extend(changes_of(row))
     job.automatic = bool(row.automatic)
+    json_format.Parse(row.effective_json or "{}", job.effective_config)
+    for choice in json.loads(row.tuning_json or "[]"):
+        json_format.ParseDict(choice, job.tuning.add())
     for a in attempts:
         attempt = job.attempts.add(number=a.number, worker=a.worker, outcome=a.outcome, reason=a.reason)
         attempt.start_time.FromDatetime(aware(a.start_time))

@@ -8,6 +8,7 @@ from services.common.errors import FieldViolation, InvalidArgument
 from services.scheduler import templates
 
 Config = config_pb2.TrainingConfig
+ATTENTION = ("auto", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention", "eager")
 
 
 def overlay(base: Config, changes: Config) -> Config:
@@ -32,6 +33,8 @@ def resolve(template_name: str, overrides: Config) -> Config:
             violations=[FieldViolation("template", f"unknown template {name!r}; known: {known}")],
         )
     config = overlay(overlay(templates.defaults(), template.config), overrides)
+    if config.method == config_pb2.METHOD_DPO and not overrides.HasField("padding_free"):
+        config.padding_free = False  # a default for SFT; TRL's DPO pads
     validate(config)
     return config
 
@@ -71,18 +74,23 @@ def validate(c: Config) -> None:
     _check(v, c.save_total_limit >= 0, "save_total_limit", f"must not be negative, got {c.save_total_limit}")
     _check(v, c.keep_best_checkpoints >= 0, "keep_best_checkpoints",
            f"must not be negative, got {c.keep_best_checkpoints}")
-    _check(v, 0 <= c.dataloader_num_workers <= 64, "dataloader_num_workers", f"must be in 0..64, got {c.dataloader_num_workers}")
+    _check(v, -1 <= c.dataloader_num_workers <= 64, "dataloader_num_workers",
+           f"must be in 0..64, or -1 to size them to the machine, got {c.dataloader_num_workers}")
     _check(v, c.dataloader_prefetch_factor >= 1, "dataloader_prefetch_factor", "must be positive")
     _check(v, c.logging_steps >= 1, "logging_steps", f"must be positive, got {c.logging_steps}")
     _check(v, c.num_gpus >= 0, "num_gpus", f"must not be negative, got {c.num_gpus}")
     _check(v, c.eval_accumulation_steps >= 0, "eval_accumulation_steps", "must not be negative")
     _check(v, c.divergence_factor == 0 or c.divergence_factor > 1, "divergence_factor",
            f"must be 0 (off) or above 1, got {c.divergence_factor:g}")
+    _check(v, c.attn_implementation in ATTENTION, "attn_implementation",
+           f"must be one of {', '.join(ATTENTION)}, got {c.attn_implementation!r}")
+    _check(v, c.num_gpus <= 64, "num_gpus", f"must be at most 64 (one node), got {c.num_gpus}")
     dpo = c.method == config_pb2.METHOD_DPO
     preference = c.dataset.format == config_pb2.DATASET_FORMAT_PREFERENCE
     if dpo:
         _check(v, c.dpo_beta > 0, "dpo_beta", f"must be positive, got {c.dpo_beta:g}")
         _check(v, not c.packing, "packing", "packing applies to SFT only")
+        _check(v, not c.padding_free, "padding_free", "padding-free batches apply to SFT only (TRL's DPO pads)")
         _check(v, c.dataset.format in (config_pb2.DATASET_FORMAT_AUTO, config_pb2.DATASET_FORMAT_PREFERENCE),
                "dataset.format", "DPO needs preference data (chosen/rejected)")
     else:

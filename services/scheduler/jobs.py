@@ -517,6 +517,8 @@ class JobManager:
                 s.merge(CheckpointRow(job_id=r.id, name=payload.name, step=payload.step,
                                       eval_loss=payload.eval_loss if payload.HasField("eval_loss") else None,
                                       size_bytes=payload.size_bytes, create_time=utcnow()))
+            elif kind == "settings":
+                r.effective_json, r.tuning_json = convert.effective_settings(r, payload)
             elif kind == "checkpoint_deleted":
                 s.execute(delete(CheckpointRow).where(CheckpointRow.job_id == r.id, CheckpointRow.name == payload.name))
             elif kind == "error":

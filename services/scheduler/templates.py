@@ -30,7 +30,7 @@ DEFAULTS: dict = {
     "save_steps": 100,
     "save_total_limit": 3,
     "keep_best_checkpoints": 1,
-    "dataloader_num_workers": 0,
+    "dataloader_num_workers": -1,
     "dataloader_prefetch_factor": 2,
     "packing": False,
     "seed": 42,
@@ -40,6 +40,14 @@ DEFAULTS: dict = {
     "num_gpus": 1,
     "eval_accumulation_steps": 0,
     "divergence_factor": 5.0,
+    # Speed: each AUTO is decided by the trainer for its machine, and the run says what it chose and why
+    # (Job.effective_config, Job.tuning). padding_free applies to SFT; DPO pads (TRL's DPO cannot yet).
+    "padding_free": True,
+    "liger_kernel": "SWITCH_AUTO",
+    "optimizer": "OPTIMIZER_AUTO",
+    "torch_compile": "SWITCH_AUTO",
+    "auto_micro_batch": "SWITCH_AUTO",
+    "attn_implementation": "auto",
 }
 
 _TEMPLATES: list[tuple[str, str, dict]] = [

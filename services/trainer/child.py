@@ -22,6 +22,7 @@ from typing import Any
 PAUSE = threading.Event()
 signal.signal(signal.SIGUSR1, lambda *_: PAUSE.set())  # before the slow imports below: SIGUSR1 must never kill us
 
+from services.trainer.process import die_with_parent  # noqa: E402
 from services.trainer.reporting import EventSink  # noqa: E402
 
 
@@ -43,22 +44,27 @@ def _dataset_format(cfg: dict[str, Any]) -> str | None:
 
 def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, set_seed
 
     from services.common import settings
-    from services.trainer import recipe
+    from services.trainer import recipe, tuning
     from services.trainer.reporting import ReportingCallback
     from services.trainer.retention import RetentionCallback
 
-    cfg = spec["config"]
-    device = recipe.device_kind()
-    precision = recipe.resolve_precision(cfg.get("precision", "PRECISION_AUTO"), device)
+    requested = spec["config"]
+    machine = tuning.Machine.current()
+    device = machine.device
+    base = requested["base_model"]
+    remote_code = settings.trust_remote_code()
+    model_type = getattr(AutoConfig.from_pretrained(base, trust_remote_code=remote_code), "model_type", "")
+    decisions = tuning.decide(requested, machine, model_type)
+    cfg = decisions.config
+    precision = recipe.precision_of(cfg)
     set_seed(int(cfg.get("seed", 42)))
-    print(f"ftlab: device={device} precision={precision} torch={torch.__version__}", flush=True)
+    print(f"ftlab: device={device} precision={precision} torch={torch.__version__} processes={machine.world_size}",
+          flush=True)
 
     sink.set_phase("PHASE_MODEL_LOAD", "loading tokenizer")
-    base = cfg["base_model"]
-    remote_code = settings.trust_remote_code()
     tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=remote_code)
     if cfg.get("chat_template"):
         tokenizer.chat_template = cfg["chat_template"]
@@ -71,11 +77,13 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
     weights_only = bool(resume and spec.get("resume_weights_only"))
     if weights_only and full:
         print(f"ftlab: starting from the weights of {resume} (optimizer and schedule start afresh)", flush=True)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     model = AutoModelForCausalLM.from_pretrained(
         resume if weights_only and full else base,
         dtype=torch.float32 if full or precision == "fp32" else recipe.torch_dtype(precision),
         quantization_config=quant,
-        device_map={"": 0} if quant is not None else None,
+        device_map={"": local_rank} if quant is not None else None,
+        attn_implementation=cfg["attn_implementation"],
         trust_remote_code=remote_code,
         use_safetensors=True,  # never unpickle weights
     )
@@ -107,8 +115,7 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
             "SFT needs messages, conversations, instruction/output or prompt/completion"
         )
     sink.set_phase("PHASE_DATA_PREP", "tokenizing")
-    samples_per_step = int(cfg["per_device_train_batch_size"]) * int(cfg["gradient_accumulation_steps"])
-    callback = ReportingCallback(sink, samples_per_step, PAUSE, float(cfg.get("divergence_factor", 0.0)))
+    callback = ReportingCallback(sink, 0, PAUSE, float(cfg.get("divergence_factor", 0.0)))
     output_dir = spec["checkpoints_dir"]
     retention = RetentionCallback(sink, int(cfg.get("save_total_limit", 0)), int(cfg.get("keep_best_checkpoints", 0)))
     common = dict(model=model, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
@@ -116,11 +123,21 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
     if method == "METHOD_DPO":
         from trl import DPOTrainer
 
-        trainer = DPOTrainer(args=recipe.dpo_arguments(cfg, output_dir, precision, device), **common)
+        trainer = DPOTrainer(args=recipe.dpo_arguments(cfg, output_dir, device), **common)
     else:
         from trl import SFTTrainer
 
-        trainer = SFTTrainer(args=recipe.sft_arguments(cfg, output_dir, precision, device), **common)
+        trainer = SFTTrainer(args=recipe.sft_arguments(cfg, output_dir, device), **common)
+        if trainer.args.max_length is None:  # padding-free: TRL leaves truncation to us
+            limit = int(cfg["max_seq_length"])
+            trainer.train_dataset = recipe.truncate(trainer.train_dataset, limit)
+            trainer.eval_dataset = recipe.truncate(trainer.eval_dataset, limit)
+
+    if cfg.get("auto_micro_batch") == "SWITCH_ON":
+        _search_micro_batch(trainer, cfg, decisions, machine)
+    callback.samples_per_step = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps \
+        * machine.world_size
+    _report_settings(sink, decisions)
 
     if weights_only:
         if not full:
@@ -135,6 +152,81 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
     final_name = "model" if full else "adapter"
     trainer.save_model(str(Path(spec["job_dir"]) / final_name))
     return {"outcome": "RUN_OUTCOME_SUCCEEDED", "output": final_name, "train_loss": float(result.training_loss)}
+
+
+_DECIDED = ("precision", "optimizer", "attn_implementation", "padding_free", "liger_kernel", "torch_compile",
+            "dataloader_num_workers", "auto_micro_batch", "per_device_train_batch_size", "gradient_accumulation_steps")
+
+
+def _report_settings(sink: EventSink, decisions) -> None:
+    """The settings event: the decided fields (the rest is the job's config) and why each was chosen."""
+    effective = {k: decisions.config[k] for k in _DECIDED if k in decisions.config}
+    for choice in decisions.choices:
+        print(f"ftlab: {choice.field} = {choice.value}: {choice.reason}", flush=True)
+    sink.emit(settings={"effective": effective, "choices": [c.as_dict() for c in decisions.choices]})
+
+
+def _search_micro_batch(trainer, cfg: dict[str, Any], decisions, machine) -> None:
+    """The largest micro-batch that fits this GPU with the heaviest examples of the data, keeping the
+    effective batch; applied to the built trainer."""
+    from services.trainer import tuning
+
+    micro, accumulation = int(cfg["per_device_train_batch_size"]), int(cfg["gradient_accumulation_steps"])
+    if machine.device != "cuda":
+        raise ValueError("auto_micro_batch is ON but this trainer has no GPU: set it to AUTO or OFF")
+    lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
+    fits = _memory_probe(trainer, lengths, bool(cfg.get("padding_free")), machine.gpu_memory_bytes)
+    b, g, tried = tuning.largest_micro_batch(micro, accumulation, fits)
+    if b != micro:
+        tuning.apply_micro_batch(trainer, b, g)
+        why = (f"largest micro-batch that fits {machine.gpu_memory_bytes / 2**30:.0f} GiB with the {b} longest examples "
+               f"(tried {', '.join(map(str, tried))}); effective batch {micro * accumulation} kept")
+    else:
+        why = f"no larger micro-batch fits (tried {', '.join(map(str, tried)) or 'none'}); as requested"
+    decisions.choose("per_device_train_batch_size", b, why)
+    decisions.choose("gradient_accumulation_steps", g, f"{micro * accumulation} / {b}")
+
+
+def _memory_probe(trainer, lengths: list[int], padding_free: bool, total_bytes: int, headroom: float = 0.9):
+    """fits(b): one forward and backward of the `b` longest examples, with the optimizer's state held
+    aside, peaks under `headroom` of the GPU."""
+    import torch
+
+    from services.trainer import tuning
+
+    model = trainer.model
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    optimizer_state = 2 * trainable  # AdamW's two moments, in the parameters' dtype
+    device = next(p.device for p in model.parameters())
+    dtype = torch.bfloat16 if trainer.args.bf16 else torch.float16 if trainer.args.fp16 else None
+
+    def fits(b: int) -> bool:
+        tokens = tuning.worst_case_tokens(lengths, b, padding_free)
+        top = sorted(lengths, reverse=True)[:b]
+        held = None
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        try:
+            held = torch.empty(optimizer_state, dtype=torch.uint8, device=device)
+            if padding_free:
+                ids = torch.randint(0, 1000, (1, tokens), device=device)
+                pos = torch.cat([torch.arange(n, device=device) for n in top]).unsqueeze(0)
+                batch = {"input_ids": ids, "position_ids": pos, "labels": ids}
+            else:
+                ids = torch.randint(0, 1000, (len(top), top[0]), device=device)
+                batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+            with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
+                loss = model(**batch).loss
+            loss.backward()
+            return torch.cuda.max_memory_allocated() <= headroom * total_bytes
+        except torch.OutOfMemoryError:
+            return False
+        finally:
+            del held
+            model.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+
+    return fits
 
 
 def _load_adapter_weights(model, checkpoint: Path) -> None:
@@ -152,27 +244,24 @@ def _load_adapter_weights(model, checkpoint: Path) -> None:
           flush=True)
 
 
-def _die_with_parent() -> None:
-    """Linux: be killed when the trainer service dies, so a lost trainer leaves no run behind that
-    could train alongside its requeued successor."""
-    expected = os.environ.get("FTLAB_PARENT_PID")
-    if not expected or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != int(expected):  # the parent died before prctl took effect
-        os._exit(1)
+def _events_fd(inherited: int | None) -> int | None:
+    """The pipe to report on. Alone: the inherited descriptor. Under torchrun (services.trainer.launch),
+    only rank 0 reports, and reopens the launcher's descriptor, since torchrun closes it in its workers."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    path = os.environ.get("FTLAB_EVENTS_PATH")
+    if path:
+        return os.open(path, os.O_WRONLY)
+    return inherited
 
 
 def main(argv: list[str] | None = None) -> int:
-    _die_with_parent()
+    die_with_parent()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spec", required=True)
     parser.add_argument("--events-fd", type=int, default=None)
     args = parser.parse_args(argv)
-    sink = EventSink(args.events_fd)
+    sink = EventSink(_events_fd(args.events_fd))
     try:
         spec = json.loads(Path(args.spec).read_text())
         result = train(spec, sink)

@@ -5,6 +5,7 @@ Small pure functions in the manner of TRL's own `get_peft_config` / `get_quantiz
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 _SCHEDULERS = {
@@ -16,21 +17,17 @@ _SCHEDULERS = {
 _EVAL = {"EVAL_STRATEGY_NO": "no", "EVAL_STRATEGY_STEPS": "steps", "EVAL_STRATEGY_EPOCH": "epoch"}
 
 
-def device_kind() -> str:
-    import torch
+_OPTIMIZERS = {
+    "OPTIMIZER_ADAMW_TORCH": "adamw_torch",
+    "OPTIMIZER_ADAMW_TORCH_FUSED": "adamw_torch_fused",
+    "OPTIMIZER_ADAMW_8BIT": "adamw_bnb_8bit",
+    "OPTIMIZER_PAGED_ADAMW_8BIT": "paged_adamw_8bit",
+}
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
-
-def resolve_precision(precision: str, device: str) -> str:
-    """Return "bf16", "fp16" or "fp32" for the requested precision on this device."""
-    import torch
-
-    if precision in ("PRECISION_AUTO", "PRECISION_UNSPECIFIED", ""):
-        if device == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
-    return {"PRECISION_FP32": "fp32", "PRECISION_BF16": "bf16", "PRECISION_FP16": "fp16"}[precision]
+def precision_of(cfg: dict[str, Any]) -> str:
+    """"bf16", "fp16" or "fp32" for a decided config (see tuning.decide)."""
+    return {"PRECISION_FP32": "fp32", "PRECISION_BF16": "bf16", "PRECISION_FP16": "fp16"}[cfg["precision"]]
 
 
 def torch_dtype(precision: str):
@@ -70,11 +67,12 @@ def peft_config(cfg: dict[str, Any]):
     )
 
 
-def trainer_arguments(cfg: dict[str, Any], output_dir: str, precision: str, device: str) -> dict[str, Any]:
-    """Keyword arguments shared by SFTConfig and DPOConfig."""
+def trainer_arguments(cfg: dict[str, Any], output_dir: str, device: str) -> dict[str, Any]:
+    """Keyword arguments shared by SFTConfig and DPOConfig, from a decided config (tuning.decide)."""
     eval_strategy = _EVAL[cfg["eval_strategy"]]
     save_steps = int(cfg.get("save_steps", 0))
     workers = int(cfg.get("dataloader_num_workers", 0))
+    precision = precision_of(cfg)
     args: dict[str, Any] = dict(
         output_dir=output_dir,
         num_train_epochs=float(cfg["num_epochs"]),
@@ -105,6 +103,13 @@ def trainer_arguments(cfg: dict[str, Any], output_dir: str, precision: str, devi
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
         max_length=int(cfg["max_seq_length"]),
+        optim=_OPTIMIZERS[cfg.get("optimizer", "OPTIMIZER_ADAMW_TORCH")],
+        use_liger_kernel=cfg.get("liger_kernel") == "SWITCH_ON",
+        torch_compile=cfg.get("torch_compile") == "SWITCH_ON",
+        dataloader_pin_memory=device == "cuda",
+        ddp_find_unused_parameters=False,
+        # several CPU processes (num_gpus on a CPU trainer) talk over gloo
+        ddp_backend="gloo" if device == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
     )
     if eval_strategy == "steps":
         args["eval_steps"] = int(cfg["eval_steps"])
@@ -113,17 +118,29 @@ def trainer_arguments(cfg: dict[str, Any], output_dir: str, precision: str, devi
     return args
 
 
-def sft_arguments(cfg: dict[str, Any], output_dir: str, precision: str, device: str):
+def sft_arguments(cfg: dict[str, Any], output_dir: str, device: str):
+    """SFTConfig. Padding-free without packing: TRL refuses a max_length there (it would not be
+    enforced by the collator), so the child truncates the tokenized data itself (`truncate`)."""
     from trl import SFTConfig
 
-    return SFTConfig(
-        **trainer_arguments(cfg, output_dir, precision, device),
-        packing=bool(cfg.get("packing", False)),
-        assistant_only_loss=bool(cfg.get("assistant_only_loss", False)),
-    )
+    args = trainer_arguments(cfg, output_dir, device)
+    packing = bool(cfg.get("packing", False))
+    padding_free = bool(cfg.get("padding_free", False))
+    if padding_free and not packing:
+        args["max_length"] = None
+    return SFTConfig(**args, packing=packing, padding_free=padding_free,
+                     assistant_only_loss=bool(cfg.get("assistant_only_loss", False)))
 
 
-def dpo_arguments(cfg: dict[str, Any], output_dir: str, precision: str, device: str):
+def truncate(dataset, max_length: int):
+    """Tokenized examples cut to `max_length` tokens (input_ids and labels), as TRL's own truncation."""
+    if dataset is None or max(len(ids) for ids in dataset["input_ids"]) <= max_length:
+        return dataset
+    return dataset.map(lambda ex: {"input_ids": ex["input_ids"][:max_length], "labels": ex["labels"][:max_length]},
+                       desc="Truncating")
+
+
+def dpo_arguments(cfg: dict[str, Any], output_dir: str, device: str):
     from trl import DPOConfig
 
-    return DPOConfig(**trainer_arguments(cfg, output_dir, precision, device), beta=float(cfg.get("dpo_beta", 0.1)))
+    return DPOConfig(**trainer_arguments(cfg, output_dir, device), beta=float(cfg.get("dpo_beta", 0.1)))

@@ -100,7 +100,7 @@ class ReportingCallback(TrainerCallback):
         self.sink.set_phase("PHASE_TRAINING")
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.pause_requested.is_set():
+        if _agreed(self.pause_requested.is_set(), args):
             control.should_save = True
             control.should_training_stop = True
             self.paused_checkpoint = f"checkpoint-{state.global_step}"
@@ -165,6 +165,20 @@ class ReportingCallback(TrainerCallback):
         self.sink.emit(checkpoint_saved=event)
         self.sink.set_phase("PHASE_TRAINING")
 
+
+
+def _agreed(flag: bool, args) -> bool:
+    """True when any process of the run has `flag` (one process alone: `flag`). Under torchrun every
+    rank gets the pause signal, but maybe at different steps; they must save and stop at the same one."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    import torch
+
+    value = torch.tensor([1 if flag else 0], device=args.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def _gpu_memory() -> dict[str, int]:

@@ -49,6 +49,8 @@ class RetentionCallback(TrainerCallback):
         self.best = best
 
     def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:  # one process deletes (every rank sees the same folder)
+            return
         folder = Path(args.output_dir)
         for name, reason in to_delete(on_disk(folder), self.recent, self.best).items():
             shutil.rmtree(folder / name, ignore_errors=True)

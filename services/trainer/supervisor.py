@@ -49,6 +49,7 @@ class Run:
     done: bool = False
     progress: Progress | None = None
     stuck: str = ""  # why the watchdog killed it
+    processes: int = 1  # more than one: torchrun
 
     @property
     def pid(self) -> int:
@@ -114,7 +115,7 @@ class RunSupervisor:
         spec = {"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints"),
                 "resume_from": resume, "resume_weights_only": weights_only}
         (run_dir / "spec.json").write_text(json.dumps(spec, indent=2))
-        run = Run(run_id, job_id, run_dir, run_dir / "train.log")
+        run = Run(run_id, job_id, run_dir, run_dir / "train.log", processes=max(1, config.num_gpus))
         run.progress = Progress(Limits.from_proto(watchdog or job_pb2.WatchdogConfig()), time.monotonic())
         self.runs[run_id] = run
         await self._spawn(run)
@@ -126,8 +127,11 @@ class RunSupervisor:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         with run.log_path.open("ab") as logf:
             try:
+                # one process, or torchrun's (services.trainer.launch) for a job on several GPUs
+                launcher = ["services.trainer.child"] if run.processes == 1 else \
+                    ["services.trainer.launch", "--nproc", str(run.processes)]
                 run.process = await asyncio.create_subprocess_exec(
-                    self.python, "-m", "services.trainer.child", "--spec", str(run.run_dir / "spec.json"),
+                    self.python, "-m", *launcher, "--spec", str(run.run_dir / "spec.json"),
                     "--events-fd", str(write_fd),
                     stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=asyncio.subprocess.STDOUT,
                     pass_fds=(write_fd,), start_new_session=True, env=env, cwd=str(run.run_dir),

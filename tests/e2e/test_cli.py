@@ -47,6 +47,8 @@ def test_json_everywhere_and_watch_as_json_lines(server, tiny_model, tmp_path):
     assert job["name"] in {j["name"] for j in jobs}
     assert [c["name"] for c in json.loads(ftlab(server, "checkpoints", job["name"], "--json").stdout)] == \
         ["checkpoint-3", "checkpoint-6"]
+    shown = ftlab(server, "get", job["name"])  # the panel says how the job trained, and why
+    assert "trained with:" in shown.stdout and "optimizer = adamw_torch_fused" in shown.stdout, shown.stdout
 
 
 def test_exit_statuses(server, tiny_model, tmp_path):

@@ -14,7 +14,7 @@ from grpc_status import rpc_status
 
 from ftlab import Client, FtlabError
 from ftlab.config import config_from_dict
-from ftlab.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
+from ftlab.v1 import config_pb2, job_pb2, job_service_pb2, job_service_pb2_grpc
 from helpers import TcpProxy, wait_for
 
 pytestmark = pytest.mark.slow
@@ -54,6 +54,14 @@ def test_job_trains_for_real_and_succeeds(client, job_config):
     assert done.progress.step == 30 and done.progress.HasField("eval_loss")
     assert done.attempts[0].outcome == 1 and done.attempts[0].end_time.seconds > 0
     assert done.config.lora.rank == 16 and done.config.max_steps == 30  # resolved: template + overrides
+    # the fast defaults are in the resolved config, and the effective config says what the trainer chose
+    assert done.config.padding_free and done.config.optimizer == config_pb2.OPTIMIZER_AUTO
+    assert done.effective_config.optimizer == config_pb2.OPTIMIZER_ADAMW_TORCH_FUSED
+    assert done.effective_config.precision == config_pb2.PRECISION_FP32  # a CPU trainer
+    assert done.effective_config.auto_micro_batch == config_pb2.SWITCH_OFF
+    assert done.effective_config.lora.rank == 16 and done.effective_config.base_model == done.config.base_model
+    assert {t.field for t in done.tuning} >= {"optimizer", "precision", "liger_kernel"} and all(t.reason for t in done.tuning)
+    assert sum(e.HasField("settings") for e in events) == 1
     names = {a.name for a in client.list_artifacts(job.name)}
     assert {"checkpoint-10", "checkpoint-30", "adapter", "logs"} <= names
 

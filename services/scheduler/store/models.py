@@ -57,6 +57,8 @@ class JobRow(Base):
     preflight_json: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
     changes_json: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
     automatic: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    effective_json: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    tuning_json: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
 
 
 class JobEventRow(Base):

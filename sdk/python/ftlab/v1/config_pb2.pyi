@@ -135,6 +135,70 @@ LR_SCHEDULER_CONSTANT_WITH_WARMUP: LrScheduler.ValueType  # 4
 """Constant after a linear warm-up."""
 Global___LrScheduler: _TypeAlias = LrScheduler  # noqa: Y015
 
+class _Switch:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SwitchEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Switch.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SWITCH_UNSPECIFIED: _Switch.ValueType  # 0
+    """Not set: the template's value is used (AUTO unless a template says otherwise)."""
+    SWITCH_AUTO: _Switch.ValueType  # 1
+    """The trainer decides for the machine it runs on, and says what it chose and why."""
+    SWITCH_ON: _Switch.ValueType  # 2
+    """Always on (the run fails with a clear error where it cannot be)."""
+    SWITCH_OFF: _Switch.ValueType  # 3
+    """Always off."""
+
+class Switch(_Switch, metaclass=_SwitchEnumTypeWrapper):
+    """A speed setting that the trainer can decide for itself."""
+
+SWITCH_UNSPECIFIED: Switch.ValueType  # 0
+"""Not set: the template's value is used (AUTO unless a template says otherwise)."""
+SWITCH_AUTO: Switch.ValueType  # 1
+"""The trainer decides for the machine it runs on, and says what it chose and why."""
+SWITCH_ON: Switch.ValueType  # 2
+"""Always on (the run fails with a clear error where it cannot be)."""
+SWITCH_OFF: Switch.ValueType  # 3
+"""Always off."""
+Global___Switch: _TypeAlias = Switch  # noqa: Y015
+
+class _Optimizer:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OptimizerEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Optimizer.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OPTIMIZER_UNSPECIFIED: _Optimizer.ValueType  # 0
+    """Not set: the template's optimizer is used."""
+    OPTIMIZER_AUTO: _Optimizer.ValueType  # 1
+    """Fused AdamW (one kernel for all parameters) where the device supports it, else AdamW."""
+    OPTIMIZER_ADAMW_TORCH: _Optimizer.ValueType  # 2
+    """PyTorch AdamW, one parameter at a time (foreach)."""
+    OPTIMIZER_ADAMW_TORCH_FUSED: _Optimizer.ValueType  # 3
+    """PyTorch's fused AdamW."""
+    OPTIMIZER_ADAMW_8BIT: _Optimizer.ValueType  # 4
+    """bitsandbytes 8-bit AdamW: optimizer state in 8 bits (CUDA only)."""
+    OPTIMIZER_PAGED_ADAMW_8BIT: _Optimizer.ValueType  # 5
+    """bitsandbytes paged 8-bit AdamW: state pages to host memory under pressure (CUDA only)."""
+
+class Optimizer(_Optimizer, metaclass=_OptimizerEnumTypeWrapper):
+    """The optimizer (AdamW in every case; they differ in how the update is computed and stored)."""
+
+OPTIMIZER_UNSPECIFIED: Optimizer.ValueType  # 0
+"""Not set: the template's optimizer is used."""
+OPTIMIZER_AUTO: Optimizer.ValueType  # 1
+"""Fused AdamW (one kernel for all parameters) where the device supports it, else AdamW."""
+OPTIMIZER_ADAMW_TORCH: Optimizer.ValueType  # 2
+"""PyTorch AdamW, one parameter at a time (foreach)."""
+OPTIMIZER_ADAMW_TORCH_FUSED: Optimizer.ValueType  # 3
+"""PyTorch's fused AdamW."""
+OPTIMIZER_ADAMW_8BIT: Optimizer.ValueType  # 4
+"""bitsandbytes 8-bit AdamW: optimizer state in 8 bits (CUDA only)."""
+OPTIMIZER_PAGED_ADAMW_8BIT: Optimizer.ValueType  # 5
+"""bitsandbytes paged 8-bit AdamW: state pages to host memory under pressure (CUDA only)."""
+Global___Optimizer: _TypeAlias = Optimizer  # noqa: Y015
+
 class _EvalStrategy:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -332,6 +396,12 @@ class TrainingConfig(_message.Message):
     EVAL_ACCUMULATION_STEPS_FIELD_NUMBER: _builtins.int
     DIVERGENCE_FACTOR_FIELD_NUMBER: _builtins.int
     KEEP_BEST_CHECKPOINTS_FIELD_NUMBER: _builtins.int
+    PADDING_FREE_FIELD_NUMBER: _builtins.int
+    LIGER_KERNEL_FIELD_NUMBER: _builtins.int
+    OPTIMIZER_FIELD_NUMBER: _builtins.int
+    TORCH_COMPILE_FIELD_NUMBER: _builtins.int
+    AUTO_MICRO_BATCH_FIELD_NUMBER: _builtins.int
+    ATTN_IMPLEMENTATION_FIELD_NUMBER: _builtins.int
     base_model: _builtins.str
     """Base model: a hub id such as "Qwen/Qwen2.5-0.5B" or a path on the trainer machine."""
     method: Global___Method.ValueType
@@ -375,7 +445,7 @@ class TrainingConfig(_message.Message):
     every other checkpoint as it saves (and says so in a checkpoint_deleted event).
     """
     dataloader_num_workers: _builtins.int
-    """Data-loading worker processes."""
+    """Data-loading worker processes; -1 sizes them to the machine (the trainer says what it chose)."""
     dataloader_prefetch_factor: _builtins.int
     """Batches each worker loads ahead (needs workers > 0)."""
     packing: _builtins.bool
@@ -391,7 +461,10 @@ class TrainingConfig(_message.Message):
     dpo_beta: _builtins.float
     """DPO temperature (beta)."""
     num_gpus: _builtins.int
-    """GPUs one run uses (more than one runs under torchrun)."""
+    """GPUs one run uses: more than one runs the job under torchrun (DDP) on one node, each process
+    with `per_device_train_batch_size` and `gradient_accumulation_steps`. On a trainer without a GPU,
+    this many CPU processes over gloo.
+    """
     eval_accumulation_steps: _builtins.int
     """Evaluation batches after which predictions move off the GPU (0 = at the end): bounds the
     memory evaluation holds.
@@ -401,6 +474,26 @@ class TrainingConfig(_message.Message):
     keep_best_checkpoints: _builtins.int
     """Also keep the checkpoints with the lowest evaluation loss, this many (0 = none beyond the recent
     ones). The latest checkpoint is always kept.
+    """
+    padding_free: _builtins.bool
+    """SFT: flatten each micro-batch into one sequence with per-example positions instead of padding
+    it, so no compute is spent on padding; the examples per step and the loss are the same.
+    """
+    liger_kernel: Global___Switch.ValueType
+    """Liger kernels (RMSNorm, RoPE, SwiGLU) for the model's layers: AUTO uses them on CUDA when
+    liger-kernel is installed and supports the model.
+    """
+    optimizer: Global___Optimizer.ValueType
+    """The optimizer."""
+    torch_compile: Global___Switch.ValueType
+    """torch.compile the model: AUTO compiles where it pays for its warm-up on this device."""
+    auto_micro_batch: Global___Switch.ValueType
+    """Find the largest micro-batch that fits the GPU and keep the effective batch
+    (`per_device_train_batch_size` x `gradient_accumulation_steps`) by accumulating less.
+    """
+    attn_implementation: _builtins.str
+    """Attention kernel: "auto" (FlashAttention 2 when installed on CUDA, else "sdpa"), "sdpa",
+    "flash_attention_2", "flex_attention" or "eager".
     """
     @_builtins.property
     def lora(self) -> Global___LoraConfig:
@@ -447,13 +540,21 @@ class TrainingConfig(_message.Message):
         eval_accumulation_steps: _builtins.int | None = ...,
         divergence_factor: _builtins.float | None = ...,
         keep_best_checkpoints: _builtins.int | None = ...,
+        padding_free: _builtins.bool | None = ...,
+        liger_kernel: Global___Switch.ValueType = ...,
+        optimizer: Global___Optimizer.ValueType = ...,
+        torch_compile: Global___Switch.ValueType = ...,
+        auto_micro_batch: Global___Switch.ValueType = ...,
+        attn_implementation: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_assistant_only_loss", b"_assistant_only_loss", "_chat_template", b"_chat_template", "_dataloader_num_workers", b"_dataloader_num_workers", "_dataloader_prefetch_factor", b"_dataloader_prefetch_factor", "_divergence_factor", b"_divergence_factor", "_dpo_beta", b"_dpo_beta", "_eval_accumulation_steps", b"_eval_accumulation_steps", "_eval_steps", b"_eval_steps", "_gradient_accumulation_steps", b"_gradient_accumulation_steps", "_gradient_checkpointing", b"_gradient_checkpointing", "_keep_best_checkpoints", b"_keep_best_checkpoints", "_learning_rate", b"_learning_rate", "_logging_steps", b"_logging_steps", "_max_grad_norm", b"_max_grad_norm", "_max_seq_length", b"_max_seq_length", "_max_steps", b"_max_steps", "_num_epochs", b"_num_epochs", "_num_gpus", b"_num_gpus", "_packing", b"_packing", "_per_device_eval_batch_size", b"_per_device_eval_batch_size", "_per_device_train_batch_size", b"_per_device_train_batch_size", "_save_steps", b"_save_steps", "_save_total_limit", b"_save_total_limit", "_seed", b"_seed", "_warmup_ratio", b"_warmup_ratio", "_weight_decay", b"_weight_decay", "assistant_only_loss", b"assistant_only_loss", "chat_template", b"chat_template", "dataloader_num_workers", b"dataloader_num_workers", "dataloader_prefetch_factor", b"dataloader_prefetch_factor", "dataset", b"dataset", "divergence_factor", b"divergence_factor", "dpo_beta", b"dpo_beta", "eval_accumulation_steps", b"eval_accumulation_steps", "eval_steps", b"eval_steps", "gradient_accumulation_steps", b"gradient_accumulation_steps", "gradient_checkpointing", b"gradient_checkpointing", "keep_best_checkpoints", b"keep_best_checkpoints", "learning_rate", b"learning_rate", "logging_steps", b"logging_steps", "lora", b"lora", "max_grad_norm", b"max_grad_norm", "max_seq_length", b"max_seq_length", "max_steps", b"max_steps", "num_epochs", b"num_epochs", "num_gpus", b"num_gpus", "packing", b"packing", "per_device_eval_batch_size", b"per_device_eval_batch_size", "per_device_train_batch_size", b"per_device_train_batch_size", "save_steps", b"save_steps", "save_total_limit", b"save_total_limit", "seed", b"seed", "warmup_ratio", b"warmup_ratio", "weight_decay", b"weight_decay"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_assistant_only_loss", b"_assistant_only_loss", "_attn_implementation", b"_attn_implementation", "_chat_template", b"_chat_template", "_dataloader_num_workers", b"_dataloader_num_workers", "_dataloader_prefetch_factor", b"_dataloader_prefetch_factor", "_divergence_factor", b"_divergence_factor", "_dpo_beta", b"_dpo_beta", "_eval_accumulation_steps", b"_eval_accumulation_steps", "_eval_steps", b"_eval_steps", "_gradient_accumulation_steps", b"_gradient_accumulation_steps", "_gradient_checkpointing", b"_gradient_checkpointing", "_keep_best_checkpoints", b"_keep_best_checkpoints", "_learning_rate", b"_learning_rate", "_logging_steps", b"_logging_steps", "_max_grad_norm", b"_max_grad_norm", "_max_seq_length", b"_max_seq_length", "_max_steps", b"_max_steps", "_num_epochs", b"_num_epochs", "_num_gpus", b"_num_gpus", "_packing", b"_packing", "_padding_free", b"_padding_free", "_per_device_eval_batch_size", b"_per_device_eval_batch_size", "_per_device_train_batch_size", b"_per_device_train_batch_size", "_save_steps", b"_save_steps", "_save_total_limit", b"_save_total_limit", "_seed", b"_seed", "_warmup_ratio", b"_warmup_ratio", "_weight_decay", b"_weight_decay", "assistant_only_loss", b"assistant_only_loss", "attn_implementation", b"attn_implementation", "chat_template", b"chat_template", "dataloader_num_workers", b"dataloader_num_workers", "dataloader_prefetch_factor", b"dataloader_prefetch_factor", "dataset", b"dataset", "divergence_factor", b"divergence_factor", "dpo_beta", b"dpo_beta", "eval_accumulation_steps", b"eval_accumulation_steps", "eval_steps", b"eval_steps", "gradient_accumulation_steps", b"gradient_accumulation_steps", "gradient_checkpointing", b"gradient_checkpointing", "keep_best_checkpoints", b"keep_best_checkpoints", "learning_rate", b"learning_rate", "logging_steps", b"logging_steps", "lora", b"lora", "max_grad_norm", b"max_grad_norm", "max_seq_length", b"max_seq_length", "max_steps", b"max_steps", "num_epochs", b"num_epochs", "num_gpus", b"num_gpus", "packing", b"packing", "padding_free", b"padding_free", "per_device_eval_batch_size", b"per_device_eval_batch_size", "per_device_train_batch_size", b"per_device_train_batch_size", "save_steps", b"save_steps", "save_total_limit", b"save_total_limit", "seed", b"seed", "warmup_ratio", b"warmup_ratio", "weight_decay", b"weight_decay"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_assistant_only_loss", b"_assistant_only_loss", "_chat_template", b"_chat_template", "_dataloader_num_workers", b"_dataloader_num_workers", "_dataloader_prefetch_factor", b"_dataloader_prefetch_factor", "_divergence_factor", b"_divergence_factor", "_dpo_beta", b"_dpo_beta", "_eval_accumulation_steps", b"_eval_accumulation_steps", "_eval_steps", b"_eval_steps", "_gradient_accumulation_steps", b"_gradient_accumulation_steps", "_gradient_checkpointing", b"_gradient_checkpointing", "_keep_best_checkpoints", b"_keep_best_checkpoints", "_learning_rate", b"_learning_rate", "_logging_steps", b"_logging_steps", "_max_grad_norm", b"_max_grad_norm", "_max_seq_length", b"_max_seq_length", "_max_steps", b"_max_steps", "_num_epochs", b"_num_epochs", "_num_gpus", b"_num_gpus", "_packing", b"_packing", "_per_device_eval_batch_size", b"_per_device_eval_batch_size", "_per_device_train_batch_size", b"_per_device_train_batch_size", "_save_steps", b"_save_steps", "_save_total_limit", b"_save_total_limit", "_seed", b"_seed", "_warmup_ratio", b"_warmup_ratio", "_weight_decay", b"_weight_decay", "adapter", b"adapter", "assistant_only_loss", b"assistant_only_loss", "base_model", b"base_model", "chat_template", b"chat_template", "dataloader_num_workers", b"dataloader_num_workers", "dataloader_prefetch_factor", b"dataloader_prefetch_factor", "dataset", b"dataset", "divergence_factor", b"divergence_factor", "dpo_beta", b"dpo_beta", "eval_accumulation_steps", b"eval_accumulation_steps", "eval_steps", b"eval_steps", "eval_strategy", b"eval_strategy", "gradient_accumulation_steps", b"gradient_accumulation_steps", "gradient_checkpointing", b"gradient_checkpointing", "keep_best_checkpoints", b"keep_best_checkpoints", "learning_rate", b"learning_rate", "logging_steps", b"logging_steps", "lora", b"lora", "lr_scheduler", b"lr_scheduler", "max_grad_norm", b"max_grad_norm", "max_seq_length", b"max_seq_length", "max_steps", b"max_steps", "method", b"method", "num_epochs", b"num_epochs", "num_gpus", b"num_gpus", "packing", b"packing", "per_device_eval_batch_size", b"per_device_eval_batch_size", "per_device_train_batch_size", b"per_device_train_batch_size", "precision", b"precision", "save_steps", b"save_steps", "save_total_limit", b"save_total_limit", "seed", b"seed", "warmup_ratio", b"warmup_ratio", "weight_decay", b"weight_decay"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_assistant_only_loss", b"_assistant_only_loss", "_attn_implementation", b"_attn_implementation", "_chat_template", b"_chat_template", "_dataloader_num_workers", b"_dataloader_num_workers", "_dataloader_prefetch_factor", b"_dataloader_prefetch_factor", "_divergence_factor", b"_divergence_factor", "_dpo_beta", b"_dpo_beta", "_eval_accumulation_steps", b"_eval_accumulation_steps", "_eval_steps", b"_eval_steps", "_gradient_accumulation_steps", b"_gradient_accumulation_steps", "_gradient_checkpointing", b"_gradient_checkpointing", "_keep_best_checkpoints", b"_keep_best_checkpoints", "_learning_rate", b"_learning_rate", "_logging_steps", b"_logging_steps", "_max_grad_norm", b"_max_grad_norm", "_max_seq_length", b"_max_seq_length", "_max_steps", b"_max_steps", "_num_epochs", b"_num_epochs", "_num_gpus", b"_num_gpus", "_packing", b"_packing", "_padding_free", b"_padding_free", "_per_device_eval_batch_size", b"_per_device_eval_batch_size", "_per_device_train_batch_size", b"_per_device_train_batch_size", "_save_steps", b"_save_steps", "_save_total_limit", b"_save_total_limit", "_seed", b"_seed", "_warmup_ratio", b"_warmup_ratio", "_weight_decay", b"_weight_decay", "adapter", b"adapter", "assistant_only_loss", b"assistant_only_loss", "attn_implementation", b"attn_implementation", "auto_micro_batch", b"auto_micro_batch", "base_model", b"base_model", "chat_template", b"chat_template", "dataloader_num_workers", b"dataloader_num_workers", "dataloader_prefetch_factor", b"dataloader_prefetch_factor", "dataset", b"dataset", "divergence_factor", b"divergence_factor", "dpo_beta", b"dpo_beta", "eval_accumulation_steps", b"eval_accumulation_steps", "eval_steps", b"eval_steps", "eval_strategy", b"eval_strategy", "gradient_accumulation_steps", b"gradient_accumulation_steps", "gradient_checkpointing", b"gradient_checkpointing", "keep_best_checkpoints", b"keep_best_checkpoints", "learning_rate", b"learning_rate", "liger_kernel", b"liger_kernel", "logging_steps", b"logging_steps", "lora", b"lora", "lr_scheduler", b"lr_scheduler", "max_grad_norm", b"max_grad_norm", "max_seq_length", b"max_seq_length", "max_steps", b"max_steps", "method", b"method", "num_epochs", b"num_epochs", "num_gpus", b"num_gpus", "optimizer", b"optimizer", "packing", b"packing", "padding_free", b"padding_free", "per_device_eval_batch_size", b"per_device_eval_batch_size", "per_device_train_batch_size", b"per_device_train_batch_size", "precision", b"precision", "save_steps", b"save_steps", "save_total_limit", b"save_total_limit", "seed", b"seed", "torch_compile", b"torch_compile", "warmup_ratio", b"warmup_ratio", "weight_decay", b"weight_decay"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__assistant_only_loss: _TypeAlias = _typing.Literal["assistant_only_loss"]  # noqa: Y015
     _WhichOneofArgType__assistant_only_loss: _TypeAlias = _typing.Literal["_assistant_only_loss", b"_assistant_only_loss"]  # noqa: Y015
+    _WhichOneofReturnType__attn_implementation: _TypeAlias = _typing.Literal["attn_implementation"]  # noqa: Y015
+    _WhichOneofArgType__attn_implementation: _TypeAlias = _typing.Literal["_attn_implementation", b"_attn_implementation"]  # noqa: Y015
     _WhichOneofReturnType__chat_template: _TypeAlias = _typing.Literal["chat_template"]  # noqa: Y015
     _WhichOneofArgType__chat_template: _TypeAlias = _typing.Literal["_chat_template", b"_chat_template"]  # noqa: Y015
     _WhichOneofReturnType__dataloader_num_workers: _TypeAlias = _typing.Literal["dataloader_num_workers"]  # noqa: Y015
@@ -490,6 +591,8 @@ class TrainingConfig(_message.Message):
     _WhichOneofArgType__num_gpus: _TypeAlias = _typing.Literal["_num_gpus", b"_num_gpus"]  # noqa: Y015
     _WhichOneofReturnType__packing: _TypeAlias = _typing.Literal["packing"]  # noqa: Y015
     _WhichOneofArgType__packing: _TypeAlias = _typing.Literal["_packing", b"_packing"]  # noqa: Y015
+    _WhichOneofReturnType__padding_free: _TypeAlias = _typing.Literal["padding_free"]  # noqa: Y015
+    _WhichOneofArgType__padding_free: _TypeAlias = _typing.Literal["_padding_free", b"_padding_free"]  # noqa: Y015
     _WhichOneofReturnType__per_device_eval_batch_size: _TypeAlias = _typing.Literal["per_device_eval_batch_size"]  # noqa: Y015
     _WhichOneofArgType__per_device_eval_batch_size: _TypeAlias = _typing.Literal["_per_device_eval_batch_size", b"_per_device_eval_batch_size"]  # noqa: Y015
     _WhichOneofReturnType__per_device_train_batch_size: _TypeAlias = _typing.Literal["per_device_train_batch_size"]  # noqa: Y015
@@ -506,6 +609,8 @@ class TrainingConfig(_message.Message):
     _WhichOneofArgType__weight_decay: _TypeAlias = _typing.Literal["_weight_decay", b"_weight_decay"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__assistant_only_loss) -> _WhichOneofReturnType__assistant_only_loss | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__attn_implementation) -> _WhichOneofReturnType__attn_implementation | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__chat_template) -> _WhichOneofReturnType__chat_template | None: ...
     @_typing.overload
@@ -542,6 +647,8 @@ class TrainingConfig(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__num_gpus) -> _WhichOneofReturnType__num_gpus | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__packing) -> _WhichOneofReturnType__packing | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__padding_free) -> _WhichOneofReturnType__padding_free | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__per_device_eval_batch_size) -> _WhichOneofReturnType__per_device_eval_batch_size | None: ...
     @_typing.overload

@@ -22,36 +22,41 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from ftlab.v1 import config_pb2 as ftlab_dot_v1_dot_config__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66tlab/v1/events.proto\x12\x08\x66tlab.v1\x1a\x1fgoogle/protobuf/timestamp.proto\">\n\x0cPhaseChanged\x12\x1e\n\x05phase\x18\x01 \x01(\x0e\x32\x0f.ftlab.v1.Phase\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\xdc\x04\n\x0fTrainingMetrics\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12\x11\n\tmax_steps\x18\x02 \x01(\x03\x12\r\n\x05\x65poch\x18\x03 \x01(\x01\x12\x11\n\x04loss\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x16\n\tgrad_norm\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x19\n\x11tokens_per_second\x18\x07 \x01(\x01\x12\x1a\n\x12samples_per_second\x18\x08 \x01(\x01\x12\'\n\x1agpu_memory_allocated_bytes\x18\t \x01(\x03H\x03\x88\x01\x01\x12&\n\x19gpu_memory_reserved_bytes\x18\n \x01(\x03H\x04\x88\x01\x01\x12\"\n\x15gpu_memory_peak_bytes\x18\x0b \x01(\x03H\x05\x88\x01\x01\x12\x18\n\x0b\x65ta_seconds\x18\x0c \x01(\x01H\x06\x88\x01\x01\x12\x17\n\x0f\x65lapsed_seconds\x18\r \x01(\x01\x12\x13\n\x0btokens_seen\x18\x0e \x01(\x03\x12+\n\x1egpu_memory_peak_reserved_bytes\x18\x0f \x01(\x03H\x07\x88\x01\x01\x42\x07\n\x05_lossB\x10\n\x0e_learning_rateB\x0c\n\n_grad_normB\x1d\n\x1b_gpu_memory_allocated_bytesB\x1c\n\x1a_gpu_memory_reserved_bytesB\x18\n\x16_gpu_memory_peak_bytesB\x0e\n\x0c_eta_secondsB!\n\x1f_gpu_memory_peak_reserved_bytes\"G\n\x0b\x45valMetrics\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12\x11\n\teval_loss\x18\x02 \x01(\x01\x12\x17\n\x0fruntime_seconds\x18\x03 \x01(\x01\"\x93\x01\n\x0f\x43heckpointSaved\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x16\n\teval_loss\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0csave_seconds\x18\x05 \x01(\x01H\x01\x88\x01\x01\x42\x0c\n\n_eval_lossB\x0f\n\r_save_seconds\"1\n\x11\x43heckpointDeleted\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\'\n\x07LogLine\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\t\"\xb4\x01\n\x08RunError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\x12\x1e\n\x05phase\x18\x04 \x01(\x0e\x32\x0f.ftlab.v1.Phase\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x10\n\x08log_tail\x18\x07 \x01(\tB\x0c\n\n_exit_codeB\t\n\x07_signal\"\xcd\x01\n\x0bRunFinished\x12%\n\x07outcome\x18\x01 \x01(\x0e\x32\x14.ftlab.v1.RunOutcome\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x0e\n\x06output\x18\x04 \x01(\t\x12\x17\n\ntrain_loss\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x19\n\x11resume_checkpoint\x18\x06 \x01(\tB\x0c\n\n_exit_codeB\t\n\x07_signalB\r\n\x0b_train_loss\"\xbb\x03\n\x08RunEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\rphase_changed\x18\x03 \x01(\x0b\x32\x16.ftlab.v1.PhaseChangedH\x00\x12,\n\x07metrics\x18\x04 \x01(\x0b\x32\x19.ftlab.v1.TrainingMetricsH\x00\x12%\n\x04\x65val\x18\x05 \x01(\x0b\x32\x15.ftlab.v1.EvalMetricsH\x00\x12\x35\n\x10\x63heckpoint_saved\x18\x06 \x01(\x0b\x32\x19.ftlab.v1.CheckpointSavedH\x00\x12 \n\x03log\x18\x07 \x01(\x0b\x32\x11.ftlab.v1.LogLineH\x00\x12#\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x12.ftlab.v1.RunErrorH\x00\x12)\n\x08\x66inished\x18\t \x01(\x0b\x32\x15.ftlab.v1.RunFinishedH\x00\x12\x39\n\x12\x63heckpoint_deleted\x18\n \x01(\x0b\x32\x1b.ftlab.v1.CheckpointDeletedH\x00\x42\t\n\x07payload*\xa1\x01\n\x05Phase\x12\x15\n\x11PHASE_UNSPECIFIED\x10\x00\x12\x11\n\rPHASE_STARTUP\x10\x01\x12\x14\n\x10PHASE_MODEL_LOAD\x10\x02\x12\x13\n\x0fPHASE_DATA_PREP\x10\x03\x12\x12\n\x0ePHASE_TRAINING\x10\x04\x12\x14\n\x10PHASE_EVALUATION\x10\x05\x12\x19\n\x15PHASE_CHECKPOINT_SAVE\x10\x06*\xa5\x01\n\nRunOutcome\x12\x1b\n\x17RUN_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15RUN_OUTCOME_SUCCEEDED\x10\x01\x12\x16\n\x12RUN_OUTCOME_FAILED\x10\x02\x12\x19\n\x15RUN_OUTCOME_CANCELLED\x10\x03\x12\x16\n\x12RUN_OUTCOME_PAUSED\x10\x04\x12\x14\n\x10RUN_OUTCOME_LOST\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66tlab/v1/events.proto\x12\x08\x66tlab.v1\x1a\x15\x66tlab/v1/config.proto\x1a\x1fgoogle/protobuf/timestamp.proto\">\n\x0cPhaseChanged\x12\x1e\n\x05phase\x18\x01 \x01(\x0e\x32\x0f.ftlab.v1.Phase\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\xdc\x04\n\x0fTrainingMetrics\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12\x11\n\tmax_steps\x18\x02 \x01(\x03\x12\r\n\x05\x65poch\x18\x03 \x01(\x01\x12\x11\n\x04loss\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x16\n\tgrad_norm\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x19\n\x11tokens_per_second\x18\x07 \x01(\x01\x12\x1a\n\x12samples_per_second\x18\x08 \x01(\x01\x12\'\n\x1agpu_memory_allocated_bytes\x18\t \x01(\x03H\x03\x88\x01\x01\x12&\n\x19gpu_memory_reserved_bytes\x18\n \x01(\x03H\x04\x88\x01\x01\x12\"\n\x15gpu_memory_peak_bytes\x18\x0b \x01(\x03H\x05\x88\x01\x01\x12\x18\n\x0b\x65ta_seconds\x18\x0c \x01(\x01H\x06\x88\x01\x01\x12\x17\n\x0f\x65lapsed_seconds\x18\r \x01(\x01\x12\x13\n\x0btokens_seen\x18\x0e \x01(\x03\x12+\n\x1egpu_memory_peak_reserved_bytes\x18\x0f \x01(\x03H\x07\x88\x01\x01\x42\x07\n\x05_lossB\x10\n\x0e_learning_rateB\x0c\n\n_grad_normB\x1d\n\x1b_gpu_memory_allocated_bytesB\x1c\n\x1a_gpu_memory_reserved_bytesB\x18\n\x16_gpu_memory_peak_bytesB\x0e\n\x0c_eta_secondsB!\n\x1f_gpu_memory_peak_reserved_bytes\"G\n\x0b\x45valMetrics\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12\x11\n\teval_loss\x18\x02 \x01(\x01\x12\x17\n\x0fruntime_seconds\x18\x03 \x01(\x01\"\x93\x01\n\x0f\x43heckpointSaved\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x16\n\teval_loss\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0csave_seconds\x18\x05 \x01(\x01H\x01\x88\x01\x01\x42\x0c\n\n_eval_lossB\x0f\n\r_save_seconds\"1\n\x11\x43heckpointDeleted\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"=\n\rSettingChoice\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"d\n\x0bRunSettings\x12+\n\teffective\x18\x01 \x01(\x0b\x32\x18.ftlab.v1.TrainingConfig\x12(\n\x07\x63hoices\x18\x02 \x03(\x0b\x32\x17.ftlab.v1.SettingChoice\"\'\n\x07LogLine\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\t\"\xb4\x01\n\x08RunError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\x12\x1e\n\x05phase\x18\x04 \x01(\x0e\x32\x0f.ftlab.v1.Phase\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x10\n\x08log_tail\x18\x07 \x01(\tB\x0c\n\n_exit_codeB\t\n\x07_signal\"\xcd\x01\n\x0bRunFinished\x12%\n\x07outcome\x18\x01 \x01(\x0e\x32\x14.ftlab.v1.RunOutcome\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x0e\n\x06output\x18\x04 \x01(\t\x12\x17\n\ntrain_loss\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x19\n\x11resume_checkpoint\x18\x06 \x01(\tB\x0c\n\n_exit_codeB\t\n\x07_signalB\r\n\x0b_train_loss\"\xe6\x03\n\x08RunEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\rphase_changed\x18\x03 \x01(\x0b\x32\x16.ftlab.v1.PhaseChangedH\x00\x12,\n\x07metrics\x18\x04 \x01(\x0b\x32\x19.ftlab.v1.TrainingMetricsH\x00\x12%\n\x04\x65val\x18\x05 \x01(\x0b\x32\x15.ftlab.v1.EvalMetricsH\x00\x12\x35\n\x10\x63heckpoint_saved\x18\x06 \x01(\x0b\x32\x19.ftlab.v1.CheckpointSavedH\x00\x12 \n\x03log\x18\x07 \x01(\x0b\x32\x11.ftlab.v1.LogLineH\x00\x12#\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x12.ftlab.v1.RunErrorH\x00\x12)\n\x08\x66inished\x18\t \x01(\x0b\x32\x15.ftlab.v1.RunFinishedH\x00\x12\x39\n\x12\x63heckpoint_deleted\x18\n \x01(\x0b\x32\x1b.ftlab.v1.CheckpointDeletedH\x00\x12)\n\x08settings\x18\x0b \x01(\x0b\x32\x15.ftlab.v1.RunSettingsH\x00\x42\t\n\x07payload*\xa1\x01\n\x05Phase\x12\x15\n\x11PHASE_UNSPECIFIED\x10\x00\x12\x11\n\rPHASE_STARTUP\x10\x01\x12\x14\n\x10PHASE_MODEL_LOAD\x10\x02\x12\x13\n\x0fPHASE_DATA_PREP\x10\x03\x12\x12\n\x0ePHASE_TRAINING\x10\x04\x12\x14\n\x10PHASE_EVALUATION\x10\x05\x12\x19\n\x15PHASE_CHECKPOINT_SAVE\x10\x06*\xa5\x01\n\nRunOutcome\x12\x1b\n\x17RUN_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15RUN_OUTCOME_SUCCEEDED\x10\x01\x12\x16\n\x12RUN_OUTCOME_FAILED\x10\x02\x12\x19\n\x15RUN_OUTCOME_CANCELLED\x10\x03\x12\x16\n\x12RUN_OUTCOME_PAUSED\x10\x04\x12\x14\n\x10RUN_OUTCOME_LOST\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ftlab.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PHASE']._serialized_start=1892
-  _globals['_PHASE']._serialized_end=2053
-  _globals['_RUNOUTCOME']._serialized_start=2056
-  _globals['_RUNOUTCOME']._serialized_end=2221
-  _globals['_PHASECHANGED']._serialized_start=68
-  _globals['_PHASECHANGED']._serialized_end=130
-  _globals['_TRAININGMETRICS']._serialized_start=133
-  _globals['_TRAININGMETRICS']._serialized_end=737
-  _globals['_EVALMETRICS']._serialized_start=739
-  _globals['_EVALMETRICS']._serialized_end=810
-  _globals['_CHECKPOINTSAVED']._serialized_start=813
-  _globals['_CHECKPOINTSAVED']._serialized_end=960
-  _globals['_CHECKPOINTDELETED']._serialized_start=962
-  _globals['_CHECKPOINTDELETED']._serialized_end=1011
-  _globals['_LOGLINE']._serialized_start=1013
-  _globals['_LOGLINE']._serialized_end=1052
-  _globals['_RUNERROR']._serialized_start=1055
-  _globals['_RUNERROR']._serialized_end=1235
-  _globals['_RUNFINISHED']._serialized_start=1238
-  _globals['_RUNFINISHED']._serialized_end=1443
-  _globals['_RUNEVENT']._serialized_start=1446
-  _globals['_RUNEVENT']._serialized_end=1889
+  _globals['_PHASE']._serialized_start=2123
+  _globals['_PHASE']._serialized_end=2284
+  _globals['_RUNOUTCOME']._serialized_start=2287
+  _globals['_RUNOUTCOME']._serialized_end=2452
+  _globals['_PHASECHANGED']._serialized_start=91
+  _globals['_PHASECHANGED']._serialized_end=153
+  _globals['_TRAININGMETRICS']._serialized_start=156
+  _globals['_TRAININGMETRICS']._serialized_end=760
+  _globals['_EVALMETRICS']._serialized_start=762
+  _globals['_EVALMETRICS']._serialized_end=833
+  _globals['_CHECKPOINTSAVED']._serialized_start=836
+  _globals['_CHECKPOINTSAVED']._serialized_end=983
+  _globals['_CHECKPOINTDELETED']._serialized_start=985
+  _globals['_CHECKPOINTDELETED']._serialized_end=1034
+  _globals['_SETTINGCHOICE']._serialized_start=1036
+  _globals['_SETTINGCHOICE']._serialized_end=1097
+  _globals['_RUNSETTINGS']._serialized_start=1099
+  _globals['_RUNSETTINGS']._serialized_end=1199
+  _globals['_LOGLINE']._serialized_start=1201
+  _globals['_LOGLINE']._serialized_end=1240
+  _globals['_RUNERROR']._serialized_start=1243
+  _globals['_RUNERROR']._serialized_end=1423
+  _globals['_RUNFINISHED']._serialized_start=1426
+  _globals['_RUNFINISHED']._serialized_end=1631
+  _globals['_RUNEVENT']._serialized_start=1634
+  _globals['_RUNEVENT']._serialized_end=2120
 # @@protoc_insertion_point(module_scope)

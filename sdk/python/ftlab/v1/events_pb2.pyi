@@ -3,9 +3,12 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
+from ftlab.v1 import config_pb2 as _config_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -331,6 +334,66 @@ class CheckpointDeleted(_message.Message):
 Global___CheckpointDeleted: _TypeAlias = CheckpointDeleted  # noqa: Y015
 
 @_typing.final
+class SettingChoice(_message.Message):
+    """One setting the trainer decided for a run, and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """The config field, e.g. "per_device_train_batch_size"."""
+    value: _builtins.str
+    """What the run uses, as text, e.g. "32"."""
+    reason: _builtins.str
+    """Why, e.g. "largest micro-batch that fits 79 GiB with the 64 longest examples; accumulation 8 -> 2"."""
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        value: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["field", b"field", "reason", b"reason", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettingChoice: _TypeAlias = SettingChoice  # noqa: Y015
+
+@_typing.final
+class RunSettings(_message.Message):
+    """The settings a run trains with: the job's config with every AUTO decided for this machine."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EFFECTIVE_FIELD_NUMBER: _builtins.int
+    CHOICES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def effective(self) -> _config_pb2.TrainingConfig:
+        """The fields the trainer decided (every other field is as in the job's config)."""
+
+    @_builtins.property
+    def choices(self) -> _containers.RepeatedCompositeFieldContainer[Global___SettingChoice]:
+        """The decisions the trainer made, each with its reason."""
+
+    def __init__(
+        self,
+        *,
+        effective: _config_pb2.TrainingConfig | None = ...,
+        choices: _abc.Iterable[Global___SettingChoice] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["effective", b"effective"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["choices", b"choices", "effective", b"effective"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunSettings: _TypeAlias = RunSettings  # noqa: Y015
+
+@_typing.final
 class LogLine(_message.Message):
     """A line the run printed (warnings and progress worth showing)."""
 
@@ -478,6 +541,7 @@ class RunEvent(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     FINISHED_FIELD_NUMBER: _builtins.int
     CHECKPOINT_DELETED_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """1, 2, 3... within the run, without gaps."""
     @_builtins.property
@@ -516,6 +580,10 @@ class RunEvent(_message.Message):
     def checkpoint_deleted(self) -> Global___CheckpointDeleted:
         """Retention deleted a checkpoint."""
 
+    @_builtins.property
+    def settings(self) -> Global___RunSettings:
+        """The settings the run trains with."""
+
     def __init__(
         self,
         *,
@@ -529,12 +597,13 @@ class RunEvent(_message.Message):
         error: Global___RunError | None = ...,
         finished: Global___RunFinished | None = ...,
         checkpoint_deleted: Global___CheckpointDeleted | None = ...,
+        settings: Global___RunSettings | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "settings", b"settings", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "sequence", b"sequence", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "sequence", b"sequence", "settings", b"settings", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["phase_changed", "metrics", "eval", "checkpoint_saved", "log", "error", "finished", "checkpoint_deleted"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["phase_changed", "metrics", "eval", "checkpoint_saved", "log", "error", "finished", "checkpoint_deleted", "settings"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

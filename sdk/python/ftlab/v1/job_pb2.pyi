@@ -456,6 +456,8 @@ class Job(_message.Message):
     PREFLIGHT_FIELD_NUMBER: _builtins.int
     CHANGES_FIELD_NUMBER: _builtins.int
     AUTOMATIC_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_CONFIG_FIELD_NUMBER: _builtins.int
+    TUNING_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "jobs/{id}"."""
     id: _builtins.str
@@ -540,6 +542,16 @@ class Job(_message.Message):
     def changes(self) -> _containers.RepeatedCompositeFieldContainer[_analyzer_pb2.ConfigPatch]:
         """Config changes from its parent (by RetryJob or auto-recovery), each with its reason."""
 
+    @_builtins.property
+    def effective_config(self) -> _config_pb2.TrainingConfig:
+        """The config as its latest run applied it: `config` with every AUTO decided by the trainer it ran on
+        (micro-batch, optimizer, precision, kernels...). Empty until a run has started.
+        """
+
+    @_builtins.property
+    def tuning(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.SettingChoice]:
+        """The decisions behind `effective_config`, each with its reason."""
+
     def __init__(
         self,
         *,
@@ -571,10 +583,12 @@ class Job(_message.Message):
         preflight: _analyzer_pb2.PreflightResponse | None = ...,
         changes: _abc.Iterable[_analyzer_pb2.ConfigPatch] | None = ...,
         automatic: _builtins.bool = ...,
+        effective_config: _config_pb2.TrainingConfig | None = ...,
+        tuning: _abc.Iterable[_events_pb2.SettingChoice] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "config", b"config", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "preflight", b"preflight", "progress", b"progress", "retry_policy", b"retry_policy", "start_time", b"start_time", "update_time", b"update_time", "watchdog", b"watchdog"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "config", b"config", "create_time", b"create_time", "effective_config", b"effective_config", "end_time", b"end_time", "error", b"error", "preflight", b"preflight", "progress", b"progress", "retry_policy", b"retry_policy", "start_time", b"start_time", "update_time", b"update_time", "watchdog", b"watchdog"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "attempts", b"attempts", "automatic", b"automatic", "changes", b"changes", "config", b"config", "create_time", b"create_time", "display_name", b"display_name", "end_time", b"end_time", "error", b"error", "id", b"id", "last_sequence", b"last_sequence", "name", b"name", "owner", b"owner", "parent", b"parent", "phase", b"phase", "preflight", b"preflight", "priority", b"priority", "progress", b"progress", "request_id", b"request_id", "resume_checkpoint", b"resume_checkpoint", "retry_policy", b"retry_policy", "start_time", b"start_time", "state", b"state", "state_reason", b"state_reason", "template", b"template", "update_time", b"update_time", "watchdog", b"watchdog", "worker", b"worker"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "attempts", b"attempts", "automatic", b"automatic", "changes", b"changes", "config", b"config", "create_time", b"create_time", "display_name", b"display_name", "effective_config", b"effective_config", "end_time", b"end_time", "error", b"error", "id", b"id", "last_sequence", b"last_sequence", "name", b"name", "owner", b"owner", "parent", b"parent", "phase", b"phase", "preflight", b"preflight", "priority", b"priority", "progress", b"progress", "request_id", b"request_id", "resume_checkpoint", b"resume_checkpoint", "retry_policy", b"retry_policy", "start_time", b"start_time", "state", b"state", "state_reason", b"state_reason", "template", b"template", "tuning", b"tuning", "update_time", b"update_time", "watchdog", b"watchdog", "worker", b"worker"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -627,6 +641,7 @@ class JobEvent(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     FINISHED_FIELD_NUMBER: _builtins.int
     CHECKPOINT_DELETED_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the job's history."""
     @_builtins.property
@@ -669,6 +684,10 @@ class JobEvent(_message.Message):
     def checkpoint_deleted(self) -> _events_pb2.CheckpointDeleted:
         """Retention deleted a checkpoint."""
 
+    @_builtins.property
+    def settings(self) -> _events_pb2.RunSettings:
+        """The settings the run trains with."""
+
     def __init__(
         self,
         *,
@@ -683,12 +702,13 @@ class JobEvent(_message.Message):
         error: _events_pb2.RunError | None = ...,
         finished: _events_pb2.RunFinished | None = ...,
         checkpoint_deleted: _events_pb2.CheckpointDeleted | None = ...,
+        settings: _events_pb2.RunSettings | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "state_changed", b"state_changed", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "settings", b"settings", "state_changed", b"state_changed", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "sequence", b"sequence", "state_changed", b"state_changed", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "sequence", b"sequence", "settings", b"settings", "state_changed", b"state_changed", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["state_changed", "phase_changed", "metrics", "eval", "checkpoint_saved", "log", "error", "finished", "checkpoint_deleted"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["state_changed", "phase_changed", "metrics", "eval", "checkpoint_saved", "log", "error", "finished", "checkpoint_deleted", "settings"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

@@ -257,7 +257,7 @@ export declare type TrainingConfig = Message<"ftlab.v1.TrainingConfig"> & {
   saveTotalLimit?: number | undefined;
 
   /**
-   * Data-loading worker processes.
+   * Data-loading worker processes; -1 sizes them to the machine (the trainer says what it chose).
    *
    * @generated from field: optional int32 dataloader_num_workers = 23;
    */
@@ -313,7 +313,9 @@ export declare type TrainingConfig = Message<"ftlab.v1.TrainingConfig"> & {
   dpoBeta?: number | undefined;
 
   /**
-   * GPUs one run uses (more than one runs under torchrun).
+   * GPUs one run uses: more than one runs the job under torchrun (DDP) on one node, each process
+   * with `per_device_train_batch_size` and `gradient_accumulation_steps`. On a trainer without a GPU,
+   * this many CPU processes over gloo.
    *
    * @generated from field: optional int32 num_gpus = 31;
    */
@@ -341,6 +343,52 @@ export declare type TrainingConfig = Message<"ftlab.v1.TrainingConfig"> & {
    * @generated from field: optional int32 keep_best_checkpoints = 34;
    */
   keepBestCheckpoints?: number | undefined;
+
+  /**
+   * SFT: flatten each micro-batch into one sequence with per-example positions instead of padding
+   * it, so no compute is spent on padding; the examples per step and the loss are the same.
+   *
+   * @generated from field: optional bool padding_free = 35;
+   */
+  paddingFree?: boolean | undefined;
+
+  /**
+   * Liger kernels (RMSNorm, RoPE, SwiGLU) for the model's layers: AUTO uses them on CUDA when
+   * liger-kernel is installed and supports the model.
+   *
+   * @generated from field: ftlab.v1.Switch liger_kernel = 36;
+   */
+  ligerKernel: Switch;
+
+  /**
+   * The optimizer.
+   *
+   * @generated from field: ftlab.v1.Optimizer optimizer = 37;
+   */
+  optimizer: Optimizer;
+
+  /**
+   * torch.compile the model: AUTO compiles where it pays for its warm-up on this device.
+   *
+   * @generated from field: ftlab.v1.Switch torch_compile = 38;
+   */
+  torchCompile: Switch;
+
+  /**
+   * Find the largest micro-batch that fits the GPU and keep the effective batch
+   * (`per_device_train_batch_size` x `gradient_accumulation_steps`) by accumulating less.
+   *
+   * @generated from field: ftlab.v1.Switch auto_micro_batch = 39;
+   */
+  autoMicroBatch: Switch;
+
+  /**
+   * Attention kernel: "auto" (FlashAttention 2 when installed on CUDA, else "sdpa"), "sdpa",
+   * "flash_attention_2", "flex_attention" or "eager".
+   *
+   * @generated from field: optional string attn_implementation = 40;
+   */
+  attnImplementation?: string | undefined;
 };
 
 /**
@@ -549,6 +597,100 @@ export enum LrScheduler {
  * Describes the enum ftlab.v1.LrScheduler.
  */
 export declare const LrSchedulerSchema: GenEnum<LrScheduler>;
+
+/**
+ * A speed setting that the trainer can decide for itself.
+ *
+ * @generated from enum ftlab.v1.Switch
+ */
+export enum Switch {
+  /**
+   * Not set: the template's value is used (AUTO unless a template says otherwise).
+   *
+   * @generated from enum value: SWITCH_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The trainer decides for the machine it runs on, and says what it chose and why.
+   *
+   * @generated from enum value: SWITCH_AUTO = 1;
+   */
+  AUTO = 1,
+
+  /**
+   * Always on (the run fails with a clear error where it cannot be).
+   *
+   * @generated from enum value: SWITCH_ON = 2;
+   */
+  ON = 2,
+
+  /**
+   * Always off.
+   *
+   * @generated from enum value: SWITCH_OFF = 3;
+   */
+  OFF = 3,
+}
+
+/**
+ * Describes the enum ftlab.v1.Switch.
+ */
+export declare const SwitchSchema: GenEnum<Switch>;
+
+/**
+ * The optimizer (AdamW in every case; they differ in how the update is computed and stored).
+ *
+ * @generated from enum ftlab.v1.Optimizer
+ */
+export enum Optimizer {
+  /**
+   * Not set: the template's optimizer is used.
+   *
+   * @generated from enum value: OPTIMIZER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Fused AdamW (one kernel for all parameters) where the device supports it, else AdamW.
+   *
+   * @generated from enum value: OPTIMIZER_AUTO = 1;
+   */
+  AUTO = 1,
+
+  /**
+   * PyTorch AdamW, one parameter at a time (foreach).
+   *
+   * @generated from enum value: OPTIMIZER_ADAMW_TORCH = 2;
+   */
+  ADAMW_TORCH = 2,
+
+  /**
+   * PyTorch's fused AdamW.
+   *
+   * @generated from enum value: OPTIMIZER_ADAMW_TORCH_FUSED = 3;
+   */
+  ADAMW_TORCH_FUSED = 3,
+
+  /**
+   * bitsandbytes 8-bit AdamW: optimizer state in 8 bits (CUDA only).
+   *
+   * @generated from enum value: OPTIMIZER_ADAMW_8BIT = 4;
+   */
+  ADAMW_8BIT = 4,
+
+  /**
+   * bitsandbytes paged 8-bit AdamW: state pages to host memory under pressure (CUDA only).
+   *
+   * @generated from enum value: OPTIMIZER_PAGED_ADAMW_8BIT = 5;
+   */
+  PAGED_ADAMW_8BIT = 5,
+}
+
+/**
+ * Describes the enum ftlab.v1.Optimizer.
+ */
+export declare const OptimizerSchema: GenEnum<Optimizer>;
 
 /**
  * When evaluation runs.

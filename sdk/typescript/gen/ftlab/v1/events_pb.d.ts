@@ -4,6 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
+import type { TrainingConfig } from "./config_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
@@ -266,6 +267,67 @@ export declare type CheckpointDeleted = Message<"ftlab.v1.CheckpointDeleted"> & 
 export declare const CheckpointDeletedSchema: GenMessage<CheckpointDeleted>;
 
 /**
+ * One setting the trainer decided for a run, and why.
+ *
+ * @generated from message ftlab.v1.SettingChoice
+ */
+export declare type SettingChoice = Message<"ftlab.v1.SettingChoice"> & {
+  /**
+   * The config field, e.g. "per_device_train_batch_size".
+   *
+   * @generated from field: string field = 1;
+   */
+  field: string;
+
+  /**
+   * What the run uses, as text, e.g. "32".
+   *
+   * @generated from field: string value = 2;
+   */
+  value: string;
+
+  /**
+   * Why, e.g. "largest micro-batch that fits 79 GiB with the 64 longest examples; accumulation 8 -> 2".
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message ftlab.v1.SettingChoice.
+ * Use `create(SettingChoiceSchema)` to create a new message.
+ */
+export declare const SettingChoiceSchema: GenMessage<SettingChoice>;
+
+/**
+ * The settings a run trains with: the job's config with every AUTO decided for this machine.
+ *
+ * @generated from message ftlab.v1.RunSettings
+ */
+export declare type RunSettings = Message<"ftlab.v1.RunSettings"> & {
+  /**
+   * The fields the trainer decided (every other field is as in the job's config).
+   *
+   * @generated from field: ftlab.v1.TrainingConfig effective = 1;
+   */
+  effective?: TrainingConfig | undefined;
+
+  /**
+   * The decisions the trainer made, each with its reason.
+   *
+   * @generated from field: repeated ftlab.v1.SettingChoice choices = 2;
+   */
+  choices: SettingChoice[];
+};
+
+/**
+ * Describes the message ftlab.v1.RunSettings.
+ * Use `create(RunSettingsSchema)` to create a new message.
+ */
+export declare const RunSettingsSchema: GenMessage<RunSettings>;
+
+/**
  * A line the run printed (warnings and progress worth showing).
  *
  * @generated from message ftlab.v1.LogLine
@@ -498,6 +560,14 @@ export declare type RunEvent = Message<"ftlab.v1.RunEvent"> & {
      */
     value: CheckpointDeleted;
     case: "checkpointDeleted";
+  } | {
+    /**
+     * The settings the run trains with.
+     *
+     * @generated from field: ftlab.v1.RunSettings settings = 11;
+     */
+    value: RunSettings;
+    case: "settings";
   } | { case: undefined; value?: undefined };
 };
 

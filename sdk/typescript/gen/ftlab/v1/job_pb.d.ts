@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { CheckpointDeleted, CheckpointSaved, EvalMetrics, LogLine, Phase, PhaseChanged, RunError, RunFinished, RunOutcome, TrainingMetrics } from "./events_pb.js";
+import type { CheckpointDeleted, CheckpointSaved, EvalMetrics, LogLine, Phase, PhaseChanged, RunError, RunFinished, RunOutcome, RunSettings, SettingChoice, TrainingMetrics } from "./events_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { TrainingConfig } from "./config_pb.js";
 import type { ConfigPatch, FailureAnalysis, PreflightResponse } from "./analyzer_pb.js";
@@ -501,6 +501,21 @@ export declare type Job = Message<"ftlab.v1.Job"> & {
    * @generated from field: bool automatic = 28;
    */
   automatic: boolean;
+
+  /**
+   * The config as its latest run applied it: `config` with every AUTO decided by the trainer it ran on
+   * (micro-batch, optimizer, precision, kernels...). Empty until a run has started.
+   *
+   * @generated from field: ftlab.v1.TrainingConfig effective_config = 29;
+   */
+  effectiveConfig?: TrainingConfig | undefined;
+
+  /**
+   * The decisions behind `effective_config`, each with its reason.
+   *
+   * @generated from field: repeated ftlab.v1.SettingChoice tuning = 30;
+   */
+  tuning: SettingChoice[];
 };
 
 /**
@@ -640,6 +655,14 @@ export declare type JobEvent = Message<"ftlab.v1.JobEvent"> & {
      */
     value: CheckpointDeleted;
     case: "checkpointDeleted";
+  } | {
+    /**
+     * The settings the run trains with.
+     *
+     * @generated from field: ftlab.v1.RunSettings settings = 12;
+     */
+    value: RunSettings;
+    case: "settings";
   } | { case: undefined; value?: undefined };
 };
 
