@@ -32,6 +32,7 @@ class TrainerApp:
         self.address = ""  # set once the server is bound
         self.metrics = TrainerMetrics()
         self.supervisor = RunSupervisor(self.paths, max_runs=self.max_runs, kill_grace=kill_grace,
+                                        gpu_indices=[g.index for g in self.gpus],
                                         on_event=self._on_event,
                                         on_stuck=lambda run, phase: self.metrics.stuck.labels(
                                             phase.removeprefix("PHASE_").lower()).inc())

@@ -175,7 +175,13 @@ def _search_micro_batch(trainer, cfg: dict[str, Any], decisions, machine) -> Non
     if machine.device != "cuda":
         raise ValueError("auto_micro_batch is ON but this trainer has no GPU: set it to AUTO or OFF")
     lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
-    fits = _memory_probe(trainer, lengths, bool(cfg.get("padding_free")), machine.gpu_memory_bytes)
+    padding_free = bool(cfg.get("padding_free"))
+    probe = _memory_probe(trainer, lengths, padding_free, machine.gpu_memory_bytes)
+    cap = tuning.token_cap(cfg)
+
+    def fits(b: int) -> bool:
+        return (cap is None or tuning.worst_case_tokens(lengths, b, padding_free) <= cap) and probe(b)
+
     b, g, tried = tuning.largest_micro_batch(micro, accumulation, fits)
     if b != micro:
         tuning.apply_micro_batch(trainer, b, g)
@@ -183,6 +189,8 @@ def _search_micro_batch(trainer, cfg: dict[str, Any], decisions, machine) -> Non
                f"(tried {', '.join(map(str, tried))}); effective batch {micro * accumulation} kept")
     else:
         why = f"no larger micro-batch fits (tried {', '.join(map(str, tried)) or 'none'}); as requested"
+    if cap is not None:
+        why += f"; at most {cap} tokens per padding-free micro-batch with {cfg['attn_implementation']} attention"
     decisions.choose("per_device_train_batch_size", b, why)
     decisions.choose("gradient_accumulation_steps", g, f"{micro * accumulation} / {b}")
 
@@ -244,6 +252,16 @@ def _load_adapter_weights(model, checkpoint: Path) -> None:
           flush=True)
 
 
+def _leave_process_group() -> None:
+    """Under torchrun: wait for every rank to finish, then close the process group, so that no rank
+    exits while another still talks to it (gloo aborts a process that exits mid-conversation)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _events_fd(inherited: int | None) -> int | None:
     """The pipe to report on. Alone: the inherited descriptor. Under torchrun (services.trainer.launch),
     only rank 0 reports, and reopens the launcher's descriptor, since torchrun closes it in its workers."""
@@ -265,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = json.loads(Path(args.spec).read_text())
         result = train(spec, sink)
+        _leave_process_group()
     except BaseException as exc:  # report everything, including KeyboardInterrupt and SystemExit
         tb = traceback.format_exc()
         print(tb, file=sys.stderr, flush=True)

@@ -50,6 +50,7 @@ class Run:
     progress: Progress | None = None
     stuck: str = ""  # why the watchdog killed it
     processes: int = 1  # more than one: torchrun
+    gpus: list[int] = field(default_factory=list)  # the GPUs it holds (CUDA_VISIBLE_DEVICES)
 
     @property
     def pid(self) -> int:
@@ -68,8 +69,9 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 class RunSupervisor:
     def __init__(self, paths: Paths, *, max_runs: int = 1, kill_grace: float = 10.0, python: str = sys.executable,
-                 on_event=None, on_stuck=None, watchdog_interval: float = 1.0) -> None:
+                 on_event=None, on_stuck=None, watchdog_interval: float = 1.0, gpu_indices: list[int] = ()) -> None:
         self.paths = paths
+        self.gpu_indices = list(gpu_indices)  # NVML's (PCI bus) order; none on a CPU machine
         self.max_runs = max_runs
         self.kill_grace = kill_grace
         self.python = python
@@ -82,6 +84,21 @@ class RunSupervisor:
 
     def active(self) -> list[Run]:
         return [r for r in self.runs.values() if not r.done]
+
+    def allocate_gpus(self, wanted: int) -> list[int]:
+        """GPUs for a new run: `wanted` of those no active run holds. A CPU machine has none to give (a
+        run there uses `wanted` CPU processes)."""
+        if not self.gpu_indices:
+            return []
+        if wanted > len(self.gpu_indices):
+            raise FailedPrecondition(f"the job asks for {wanted} GPUs (num_gpus) and this trainer has "
+                                     f"{len(self.gpu_indices)}", reason="NOT_ENOUGH_GPUS")
+        held = {i for r in self.active() for i in r.gpus}
+        free = [i for i in self.gpu_indices if i not in held]
+        if wanted > len(free):
+            raise ResourceExhausted(f"{len(free)} of {len(self.gpu_indices)} GPUs are free and the job needs {wanted}",
+                                    reason="WORKER_FULL")
+        return free[:wanted]
 
     def checkpoint_path(self, job_dir: Path, ref: str) -> Path:
         """A checkpoint of this job ("checkpoint-N") or of its parent ("jobs/{id}/checkpoints/checkpoint-N"),
@@ -104,6 +121,7 @@ class RunSupervisor:
             raise FailedPrecondition("this trainer is shutting down", reason="WORKER_SHUTTING_DOWN")
         if len(self.active()) >= self.max_runs:
             raise ResourceExhausted(f"worker is full ({self.max_runs} runs)", reason="WORKER_FULL")
+        gpus = self.allocate_gpus(max(1, config.num_gpus))
         job_dir = self.paths.job_dir(job_id)
         run_dir = job_dir / "runs" / run_id
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +133,7 @@ class RunSupervisor:
         spec = {"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints"),
                 "resume_from": resume, "resume_weights_only": weights_only}
         (run_dir / "spec.json").write_text(json.dumps(spec, indent=2))
-        run = Run(run_id, job_id, run_dir, run_dir / "train.log", processes=max(1, config.num_gpus))
+        run = Run(run_id, job_id, run_dir, run_dir / "train.log", processes=max(1, config.num_gpus), gpus=gpus)
         run.progress = Progress(Limits.from_proto(watchdog or job_pb2.WatchdogConfig()), time.monotonic())
         self.runs[run_id] = run
         await self._spawn(run)
@@ -125,6 +143,8 @@ class RunSupervisor:
         read_fd, write_fd = os.pipe()
         env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", FTLAB_PARENT_PID=str(os.getpid()))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        if run.gpus:  # each run sees only its own GPUs, numbered as NVML numbers them
+            env.update(CUDA_DEVICE_ORDER="PCI_BUS_ID", CUDA_VISIBLE_DEVICES=",".join(map(str, run.gpus)))
         with run.log_path.open("ab") as logf:
             try:
                 # one process, or torchrun's (services.trainer.launch) for a job on several GPUs

@@ -186,6 +186,19 @@ def worst_case_tokens(lengths: list[int], b: int, padding_free: bool) -> int:
     return sum(top) if padding_free else top[0] * len(top)
 
 
+VARLEN_ATTENTION = frozenset({"flash_attention_2", "flash_attention_3", "flex_attention"})
+
+
+def token_cap(cfg: dict[str, Any]) -> int | None:
+    """Most tokens a padding-free micro-batch may hold, or None for no limit. Without a variable-length
+    attention kernel, SDPA attends over the whole flattened micro-batch under a block-diagonal mask,
+    so its cost grows with the square of the micro-batch's tokens: up to 4 x max_seq_length it costs
+    about what 16 padded sequences of max_seq_length would."""
+    if not cfg.get("padding_free") or cfg.get("attn_implementation") in VARLEN_ATTENTION:
+        return None
+    return 4 * int(cfg["max_seq_length"])
+
+
 def apply_micro_batch(trainer, micro: int, accumulation: int) -> None:
     """Change a built Trainer's micro-batch and accumulation before `train()`. Transformers runs the
     accumulation loop itself from `args` (Accelerate's is fixed at 1) and sizes its dataloader from

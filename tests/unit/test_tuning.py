@@ -6,7 +6,8 @@ import pytest
 from google.protobuf import json_format
 
 from services.scheduler import jobconfig
-from services.trainer.tuning import Machine, decide, largest_micro_batch, micro_batch_candidates, worst_case_tokens
+from services.trainer.tuning import (Machine, decide, largest_micro_batch, micro_batch_candidates, token_cap,
+                                     worst_case_tokens)
 from ftlab.v1 import config_pb2
 
 CPU = Machine(device="cpu", cpus=2)
@@ -116,3 +117,10 @@ def test_the_heaviest_micro_batch_is_the_longest_examples():
     assert worst_case_tokens(lengths, 2, padding_free=True) == 160
     assert worst_case_tokens(lengths, 2, padding_free=False) == 200
     assert worst_case_tokens(lengths, 9, padding_free=True) == 175
+
+
+def test_padding_free_micro_batches_are_capped_only_without_a_variable_length_kernel():
+    cfg = {"padding_free": True, "max_seq_length": 1024, "attn_implementation": "sdpa"}
+    assert token_cap(cfg) == 4096
+    assert token_cap({**cfg, "attn_implementation": "flash_attention_2"}) is None
+    assert token_cap({**cfg, "padding_free": False}) is None
