@@ -49,7 +49,7 @@ demo: venv
 	bash scripts/demo.sh
 
 test: venv tools
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider --durations=12 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools .demo

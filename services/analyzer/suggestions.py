@@ -45,6 +45,11 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
     elif category in ("CUDA_OOM", "HOST_OOM"):
         batch = c.per_device_train_batch_size or 1
         accumulation = c.gradient_accumulation_steps or 1
+        if category == "CUDA_OOM" and c.auto_micro_batch in (C.SWITCH_AUTO, C.SWITCH_ON):
+            out.append(patch("auto_micro_batch", _enum(c, "auto_micro_batch"), "SWITCH_OFF",
+                              "the micro-batch search may have chosen a larger micro-batch than requested, sized on "
+                              "the longest examples; off, the run uses per_device_train_batch_size as given",
+                              "the micro-batch asked for, with its activation memory"))
         if batch > 1:
             out.append(patch("per_device_train_batch_size", batch, batch // 2,
                               "halve the micro-batch: activation memory scales with it",

@@ -21,7 +21,7 @@ from ftlab.v1 import job_pb2, job_service_pb2
 from helpers import free_port, start_server, training_children, wait_for, write_chat_dataset
 
 pytestmark = pytest.mark.slow
-TRIALS = int(os.environ.get("FTLAB_CHAOS_TRIALS", "3"))
+TRIALS = int(os.environ.get("FTLAB_CHAOS_TRIALS", "2"))
 # A fixed schedule by default (CI must be repeatable); `make chaos` draws a new one each run.
 SEED = int(os.environ.get("FTLAB_CHAOS_SEED", "11"))
 FAULTS = ("child", "trainer", "scheduler")

@@ -66,12 +66,18 @@ def suggestions(a) -> dict[str, tuple[str, str]]:
 
 def test_oom_in_training_keeps_the_effective_batch():
     a = analyze(request_for(case("h100-cuda_oom_train"), {"per_device_train_batch_size": 8,
-                                                          "gradient_accumulation_steps": 2, "adapter": "lora"}))
+                                                          "gradient_accumulation_steps": 2, "adapter": "lora",
+                                                          "auto_micro_batch": "SWITCH_AUTO"}))
     s = suggestions(a)
     assert s["per_device_train_batch_size"] == ("8", "4")
     assert s["gradient_accumulation_steps"] == ("2", "4")
     assert s["gradient_checkpointing"] == ("false", "true")
     assert s["adapter"] == ("ADAPTER_LORA", "ADAPTER_QLORA")
+    # the micro-batch search could pick the larger micro-batch again: the retry turns it off
+    assert s["auto_micro_batch"] == ("SWITCH_AUTO", "SWITCH_OFF")
+    explicit = analyze(request_for(case("h100-cuda_oom_train"), {"per_device_train_batch_size": 8,
+                                                                 "auto_micro_batch": "SWITCH_OFF"}))
+    assert "auto_micro_batch" not in suggestions(explicit)
 
 
 def test_oom_suggestions_follow_the_config():
