@@ -33,5 +33,7 @@ def test_a_two_process_job_pauses_resumes_and_finishes(server, job_config):
         steps = [e.metrics.step for e in client.list_events(job.name) if e.HasField("metrics")]
         assert sorted(steps) == list(range(1, 25)) and len(steps) == len(set(steps))
         assert done.effective_config.num_gpus == 2
+        final = server.home / "artifacts" / "jobs" / job.id / "adapter" / "adapter_model.safetensors"
+        assert final.exists()  # saved once, by the ranks together
     logs = list((server.home / "artifacts" / "jobs" / job.id / "runs").glob("*/train.log"))
     assert len(logs) == 2 and all("torchrun with 2 processes (CPU, gloo)" in p.read_text() for p in logs)

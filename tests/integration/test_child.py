@@ -19,9 +19,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_child(tmp_path: Path, config: dict, rows: list[dict], processes: int = 1) -> tuple[int, list[dict], Path]:
-    """Run one child (or, with `processes` > 1, the torchrun launcher) on `rows`; its output goes to
-    tmp_path/train.log."""
+def run_child(tmp_path: Path, config: dict, rows: list[dict]) -> tuple[int, list[dict], Path]:
+    """Run one child on `rows`; its output goes to tmp_path/train.log."""
     data = tmp_path / "data.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     dataset = {**config.get("dataset", {}), "uri": str(data)}
@@ -31,9 +30,8 @@ def run_child(tmp_path: Path, config: dict, rows: list[dict], processes: int = 1
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints")}))
     read_fd, write_fd = os.pipe()
-    module = ["services.trainer.child"] if processes == 1 else ["services.trainer.launch", "--nproc", str(processes)]
     log = (tmp_path / "train.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", *module, "--spec", str(spec), "--events-fd", str(write_fd)],
+    proc = subprocess.Popen([sys.executable, "-m", "services.trainer.child", "--spec", str(spec), "--events-fd", str(write_fd)],
                             pass_fds=(write_fd,), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     os.close(write_fd)
     with os.fdopen(read_fd) as pipe:
@@ -195,19 +193,3 @@ def test_padding_free_batches_train_the_same_model_as_padded_ones(tmp_path, tiny
     seen = [[e["metrics"]["tokens_seen"] for e in runs[pf] if "metrics" in e] for pf in (True, False)]
     assert seen[0] == seen[1]
     assert seen[0][-1] <= 4 * 4 * 2 * 40  # truncated to max_seq_length (TRL leaves that to us when padding-free)
-
-
-def test_a_run_on_two_processes_trains_under_torchrun_over_gloo(tmp_path, tiny_model):
-    """num_gpus 2 on a machine without GPUs: two CPU processes, DDP over gloo. Only rank 0 reports;
-    each optimizer step takes both processes' micro-batches."""
-    config = {"base_model": str(tiny_model), "adapter": "full", "max_steps": 3, "per_device_train_batch_size": 2,
-              "gradient_accumulation_steps": 1, "max_seq_length": 40, "save_steps": 0, "num_gpus": 2}
-    rc, events, job_dir = run_child(tmp_path, config, variable_length_chats(32), processes=2)
-    log = (tmp_path / "train.log").read_text()
-    assert rc == 0, log[-3000:]
-    assert "torchrun with 2 processes (CPU, gloo)" in log
-    assert log.count("processes=2") == 2  # both ranks started
-    assert [e["metrics"]["step"] for e in events if "metrics" in e] == [1, 2, 3]
-    assert sum("settings" in e for e in events) == 1  # rank 0 alone reports
-    assert events[-1]["result"]["outcome"] == "RUN_OUTCOME_SUCCEEDED"
-    assert (job_dir / "model" / "model.safetensors").exists()
