@@ -157,17 +157,15 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-_OPTIM = {"OPTIMIZER_ADAMW_TORCH": "adamw_torch", "OPTIMIZER_ADAMW_TORCH_FUSED": "adamw_torch_fused",
-          "OPTIMIZER_ADAMW_8BIT": "adamw_bnb_8bit", "OPTIMIZER_PAGED_ADAMW_8BIT": "paged_adamw_8bit"}
-
-
 def replay(effective: dict) -> dict:
     """FineTune Lab's effective config as the bare script's SFTConfig and model arguments (arm c)."""
+    from services.trainer.recipe import OPTIMIZERS
+
     padding_free = bool(effective.get("padding_free"))
     workers = int(effective.get("dataloader_num_workers", 0))
     args = {"per_device_train_batch_size": effective["per_device_train_batch_size"],
             "gradient_accumulation_steps": effective["gradient_accumulation_steps"],
-            "optim": _OPTIM[effective["optimizer"]], "padding_free": padding_free,
+            "optim": OPTIMIZERS[effective["optimizer"]], "padding_free": padding_free,
             "gradient_checkpointing": bool(effective.get("gradient_checkpointing")),
             "use_liger_kernel": effective.get("liger_kernel") == "SWITCH_ON",
             "torch_compile": effective.get("torch_compile") == "SWITCH_ON",

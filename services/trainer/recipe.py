@@ -17,7 +17,7 @@ _SCHEDULERS = {
 _EVAL = {"EVAL_STRATEGY_NO": "no", "EVAL_STRATEGY_STEPS": "steps", "EVAL_STRATEGY_EPOCH": "epoch"}
 
 
-_OPTIMIZERS = {
+OPTIMIZERS = {  # config enum -> TrainingArguments.optim
     "OPTIMIZER_ADAMW_TORCH": "adamw_torch",
     "OPTIMIZER_ADAMW_TORCH_FUSED": "adamw_torch_fused",
     "OPTIMIZER_ADAMW_8BIT": "adamw_bnb_8bit",
@@ -103,7 +103,7 @@ def trainer_arguments(cfg: dict[str, Any], output_dir: str, device: str) -> dict
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
         max_length=int(cfg["max_seq_length"]),
-        optim=_OPTIMIZERS[cfg.get("optimizer", "OPTIMIZER_ADAMW_TORCH")],
+        optim=OPTIMIZERS[cfg.get("optimizer", "OPTIMIZER_ADAMW_TORCH")],
         use_liger_kernel=cfg.get("liger_kernel") == "SWITCH_ON",
         torch_compile=cfg.get("torch_compile") == "SWITCH_ON",
         dataloader_pin_memory=device == "cuda",
