@@ -125,7 +125,8 @@ def decide(cfg: dict[str, Any], machine: Machine, model_type: str = "") -> Decis
 
     if _auto(cfg.get("torch_compile", "SWITCH_AUTO")):
         if not cuda:
-            d.choose("torch_compile", "SWITCH_OFF", "CPU: compiling costs more than it saves on runs of this size")
+            d.choose("torch_compile", "SWITCH_OFF", "CPU: not measured to pay for its compile time here; "
+                     "set torch_compile ON to try it")
         elif d.config.get("padding_free") and sft:
             d.choose("torch_compile", "SWITCH_OFF", "padding-free batches change length every step, and each new "
                      "length would recompile")
