@@ -59,6 +59,8 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
     model_type = getattr(AutoConfig.from_pretrained(base, trust_remote_code=remote_code), "model_type", "")
     decisions = tuning.decide(requested, machine, model_type)
     cfg = decisions.config
+    if cfg.get("auto_micro_batch") == "SWITCH_ON" and device != "cuda":
+        raise ValueError("auto_micro_batch is ON but this trainer has no GPU: set it to AUTO or OFF")
     precision = recipe.precision_of(cfg)
     set_seed(int(cfg.get("seed", 42)))
     print(f"ftlab: device={device} precision={precision} torch={torch.__version__} processes={machine.world_size}",
@@ -172,8 +174,6 @@ def _search_micro_batch(trainer, cfg: dict[str, Any], decisions, machine) -> Non
     from services.trainer import tuning
 
     micro, accumulation = int(cfg["per_device_train_batch_size"]), int(cfg["gradient_accumulation_steps"])
-    if machine.device != "cuda":
-        raise ValueError("auto_micro_batch is ON but this trainer has no GPU: set it to AUTO or OFF")
     lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
     padding_free = bool(cfg.get("padding_free"))
     probe = _memory_probe(trainer, lengths, padding_free, machine.gpu_memory_bytes)
@@ -182,7 +182,9 @@ def _search_micro_batch(trainer, cfg: dict[str, Any], decisions, machine) -> Non
     def fits(b: int) -> bool:
         return (cap is None or tuning.worst_case_tokens(lengths, b, padding_free) <= cap) and probe(b)
 
-    b, g, tried = tuning.largest_micro_batch(micro, accumulation, fits)
+    b, _, tried = tuning.largest_micro_batch(micro, accumulation, fits)
+    b = _smallest_of_all_ranks(b)  # every rank must run the same accumulation steps, or DDP waits forever
+    g = micro * accumulation // b
     if b != micro:
         tuning.apply_micro_batch(trainer, b, g)
         why = (f"largest micro-batch that fits {machine.gpu_memory_bytes / 2**30:.0f} GiB with the {b} longest examples "
@@ -193,6 +195,17 @@ def _search_micro_batch(trainer, cfg: dict[str, Any], decisions, machine) -> Non
         why += f"; at most {cap} tokens per padding-free micro-batch with {cfg['attn_implementation']} attention"
     decisions.choose("per_device_train_batch_size", b, why)
     decisions.choose("gradient_accumulation_steps", g, f"{micro * accumulation} / {b}")
+
+
+def _smallest_of_all_ranks(value: int) -> int:
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    t = torch.tensor([value], device=f"cuda:{torch.cuda.current_device()}")
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
 
 
 def _memory_probe(trainer, lengths: list[int], padding_free: bool, total_bytes: int, headroom: float = 0.9):

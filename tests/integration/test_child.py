@@ -193,3 +193,11 @@ def test_padding_free_batches_train_the_same_model_as_padded_ones(tmp_path, tiny
     seen = [[e["metrics"]["tokens_seen"] for e in runs[pf] if "metrics" in e] for pf in (True, False)]
     assert seen[0] == seen[1]
     assert seen[0][-1] <= 4 * 4 * 2 * 40  # truncated to max_seq_length (TRL leaves that to us when padding-free)
+
+
+def test_asking_for_the_gpu_micro_batch_search_without_a_gpu_fails_clearly(tmp_path, tiny_model):
+    rc, events, _ = run_child(tmp_path, {"base_model": str(tiny_model), "max_steps": 1,
+                                         "auto_micro_batch": "SWITCH_ON"}, variable_length_chats(4))
+    assert rc == 1
+    error = next(e["error"] for e in events if "error" in e)
+    assert "auto_micro_batch is ON but this trainer has no GPU" in error["message"]
