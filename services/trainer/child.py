@@ -22,8 +22,7 @@ from typing import Any
 PAUSE = threading.Event()
 signal.signal(signal.SIGUSR1, lambda *_: PAUSE.set())  # before the slow imports below: SIGUSR1 must never kill us
 
-from services.trainer.process import die_with_parent  # noqa: E402
-from services.trainer.reporting import EventSink  # noqa: E402
+from services.trainer.process import EventSink, across_ranks, die_with_parent  # noqa: E402
 
 
 def _load_split(uri: str, fmt: str | None):
@@ -183,7 +182,8 @@ def _search_micro_batch(trainer, cfg: dict[str, Any], decisions, machine) -> Non
         return (cap is None or tuning.worst_case_tokens(lengths, b, padding_free) <= cap) and probe(b)
 
     b, _, tried = tuning.largest_micro_batch(micro, accumulation, fits)
-    b = _smallest_of_all_ranks(b)  # every rank must run the same accumulation steps, or DDP waits forever
+    b = across_ranks(b, "min", next(trainer.model.parameters()).device)  # every rank must accumulate alike,
+    # or DDP waits forever
     g = micro * accumulation // b
     if b != micro:
         tuning.apply_micro_batch(trainer, b, g)
@@ -195,17 +195,6 @@ def _search_micro_batch(trainer, cfg: dict[str, Any], decisions, machine) -> Non
         why += f"; at most {cap} tokens per padding-free micro-batch with {cfg['attn_implementation']} attention"
     decisions.choose("per_device_train_batch_size", b, why)
     decisions.choose("gradient_accumulation_steps", g, f"{micro * accumulation} / {b}")
-
-
-def _smallest_of_all_ranks(value: int) -> int:
-    import torch
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return value
-    t = torch.tensor([value], device=f"cuda:{torch.cuda.current_device()}")
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return int(t.item())
 
 
 def _memory_probe(trainer, lengths: list[int], padding_free: bool, total_bytes: int, headroom: float = 0.9):

@@ -12,13 +12,11 @@ with the trainer service.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
-import time
 
-from services.trainer.process import children, die_with_parent
+from services.trainer.process import EventSink, children, die_with_parent
 
 
 def _forward(signum, _frame) -> None:
@@ -31,11 +29,7 @@ def _forward(signum, _frame) -> None:
 
 def _fail(fd: int | None, message: str) -> int:
     print(f"ftlab: {message}", file=sys.stderr, flush=True)
-    if fd is not None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        with os.fdopen(fd, "w") as pipe:
-            pipe.write(json.dumps({"time": stamp, "error": {
-                "type": "ValueError", "message": message, "phase": "PHASE_STARTUP"}}) + "\n")
+    EventSink(fd).emit(error={"type": "ValueError", "message": message, "phase": "PHASE_STARTUP"})
     return 1
 
 

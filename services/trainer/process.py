@@ -1,11 +1,19 @@
-"""Process plumbing shared by the training child and the torchrun launcher (Linux)."""
+"""Process plumbing shared by the training child and the torchrun launcher (Linux): dying with the
+parent, the event pipe, and agreeing across the processes of a run.
+
+Each event is one JSON line on an inherited pipe, shaped like a `RunEvent` payload (field names as
+in the proto), so the trainer service can parse it with `json_format.ParseDict`."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 
 def die_with_parent() -> None:
@@ -36,3 +44,40 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             out.append(int(entry.name))
     return out
+
+
+class EventSink:
+    """Writes events to the pipe inherited from the trainer service (or discards them)."""
+
+    def __init__(self, fd: int | None) -> None:
+        self._file = os.fdopen(fd, "w", buffering=1, encoding="utf-8") if fd is not None else None
+        self._lock = threading.Lock()
+        self.phase = "PHASE_STARTUP"
+
+    def emit(self, **payload: Any) -> None:
+        if self._file is None:
+            return
+        stamp = time.time()
+        payload["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1e6):06d}Z"
+        line = json.dumps(payload, separators=(",", ":"), default=str)
+        with self._lock:
+            self._file.write(line + "\n")
+            self._file.flush()
+
+    def set_phase(self, phase: str, detail: str = "") -> None:
+        if phase != self.phase or detail:
+            self.phase = phase
+            self.emit(phase_changed={"phase": phase, "detail": detail})
+
+
+def across_ranks(value: int, op: str, device) -> int:
+    """`value` reduced over every process of a torchrun run ("max" or "min"); alone, `value`."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    import torch
+
+    t = torch.tensor([value], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.MIN)
+    return int(t.item())

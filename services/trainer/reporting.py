@@ -1,15 +1,9 @@
-"""The training child's side of the event pipe, and the TrainerCallback that feeds it.
-
-Each event is one JSON line on an inherited pipe, shaped like a `RunEvent` payload (field names as
-in the proto), so the trainer service can parse it with `json_format.ParseDict`. The callback only
-observes; it steers training through `control` (pause = save now, then stop).
-"""
+"""The TrainerCallback that feeds the event pipe (process.EventSink). The callback only observes; it
+steers training through `control` (pause = save now, then stop)."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import statistics
 import threading
 import time
@@ -18,29 +12,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-
-class EventSink:
-    """Writes events to the pipe inherited from the trainer service (or discards them)."""
-
-    def __init__(self, fd: int | None) -> None:
-        self._file = os.fdopen(fd, "w", buffering=1, encoding="utf-8") if fd is not None else None
-        self._lock = threading.Lock()
-        self.phase = "PHASE_STARTUP"
-
-    def emit(self, **payload: Any) -> None:
-        if self._file is None:
-            return
-        stamp = time.time()
-        payload["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1e6):06d}Z"
-        line = json.dumps(payload, separators=(",", ":"), default=str)
-        with self._lock:
-            self._file.write(line + "\n")
-            self._file.flush()
-
-    def set_phase(self, phase: str, detail: str = "") -> None:
-        if phase != self.phase or detail:
-            self.phase = phase
-            self.emit(phase_changed={"phase": phase, "detail": detail})
+from services.trainer.process import EventSink, across_ranks
 
 
 def _dir_size(path: Path) -> int:
@@ -100,7 +72,8 @@ class ReportingCallback(TrainerCallback):
         self.sink.set_phase("PHASE_TRAINING")
 
     def on_step_end(self, args, state, control, **kwargs):
-        if _agreed(self.pause_requested.is_set(), args):
+        # under torchrun every rank gets the pause signal, maybe at different steps; all stop at one
+        if across_ranks(int(self.pause_requested.is_set()), "max", args.device):
             control.should_save = True
             control.should_training_stop = True
             self.paused_checkpoint = f"checkpoint-{state.global_step}"
@@ -165,20 +138,6 @@ class ReportingCallback(TrainerCallback):
         self.sink.emit(checkpoint_saved=event)
         self.sink.set_phase("PHASE_TRAINING")
 
-
-
-def _agreed(flag: bool, args) -> bool:
-    """True when any process of the run has `flag` (one process alone: `flag`). Under torchrun every
-    rank gets the pause signal, but maybe at different steps; they must save and stop at the same one."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return flag
-    import torch
-
-    value = torch.tensor([1 if flag else 0], device=args.device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
 
 
 def _gpu_memory() -> dict[str, int]:
