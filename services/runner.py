@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser, default_port: int, default_me
                              "it runs one)")
     parser.add_argument("--worker-id", default=None, help="trainer: stable worker id")
     parser.add_argument("--max-runs", type=int, default=None, help="trainer: runs at once (default: GPUs, or 1)")
+    parser.add_argument("--no-preload", dest="preload", action="store_false",
+                        help="trainer: exec each run's process instead of forking it from a process that has "
+                             "imported torch already (saves its memory; each run starts seconds later)")
     parser.add_argument("--lease-seconds", type=float, default=10.0,
                         help="scheduler: a trainer silent this long counts as lost")
     parser.add_argument("--heartbeat-seconds", type=float, default=2.0, help="scheduler: heartbeat interval asked of trainers")
@@ -58,7 +61,7 @@ async def serve(components: list[str], args: argparse.Namespace) -> None:
     if "trainer" in components:
         from services.trainer.app import TrainerApp
 
-        apps["trainer"] = TrainerApp(paths, worker_id=args.worker_id, max_runs=args.max_runs)
+        apps["trainer"] = TrainerApp(paths, worker_id=args.worker_id, max_runs=args.max_runs, preload=args.preload)
     if "analyzer" in components:
         from services.analyzer.app import AnalyzerApp
 

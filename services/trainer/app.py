@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 class TrainerApp:
     def __init__(self, paths: Paths, *, worker_id: str | None = None, max_runs: int | None = None,
-                 scheduler_address: str | None = None, kill_grace: float = 10.0) -> None:
+                 scheduler_address: str | None = None, kill_grace: float = 10.0, preload: bool = True) -> None:
         self.paths = paths.ensure()
         self.gpus = gpu.probe_gpus()
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -32,7 +32,7 @@ class TrainerApp:
         self.address = ""  # set once the server is bound
         self.metrics = TrainerMetrics()
         self.supervisor = RunSupervisor(self.paths, max_runs=self.max_runs, kill_grace=kill_grace,
-                                        gpu_indices=[g.index for g in self.gpus],
+                                        gpu_indices=[g.index for g in self.gpus], preload=preload,
                                         on_event=self._on_event,
                                         on_stuck=lambda run, phase: self.metrics.stuck.labels(
                                             phase.removeprefix("PHASE_").lower()).inc())
@@ -55,6 +55,7 @@ class TrainerApp:
 
     def start(self, address: str) -> None:
         self.address = address
+        self._warm_up = asyncio.create_task(self.supervisor.warm_up(), name="zygote")
         if self.scheduler_address:
             self._task = asyncio.create_task(self._keep_registered(), name="register")
 

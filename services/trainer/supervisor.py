@@ -1,8 +1,10 @@
 """Runs each training run in its own child process and keeps its numbered event log.
 
-The child is started with exec (never a bare fork of this gRPC process), in a new session so that
-cancelling kills its whole process group, and reports over a pipe whose read end this process
-watches. Events are numbered 1, 2, 3... per run so a consumer that reconnects after N misses none.
+The child is never a fork of this gRPC process. A single-process run is forked from the zygote
+(services/trainer/zygote.py: an exec'd process that has already imported torch and the rest), or
+started with exec when there is none; a run on several GPUs is exec'd through torchrun. Either way it
+runs in a new session so that cancelling kills its whole process group, and reports over a pipe whose
+read end this process watches. Events are numbered 1, 2, 3... per run so a consumer that reconnects after N misses none.
 This module knows nothing of gRPC.
 """
 
@@ -26,6 +28,7 @@ from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common import checkpoints
 from services.common.settings import Paths
 from services.trainer.watchdog import Limits, Progress
+from services.trainer.zygote import ForkedProcess, Unavailable, Zygote, command_line
 
 log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 80
@@ -39,7 +42,7 @@ class Run:
     job_id: str
     run_dir: Path
     log_path: Path
-    process: asyncio.subprocess.Process | None = None
+    process: asyncio.subprocess.Process | ForkedProcess | None = None
     events: list[events_pb2.RunEvent] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     phase: int = events_pb2.PHASE_STARTUP
@@ -69,7 +72,8 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 class RunSupervisor:
     def __init__(self, paths: Paths, *, max_runs: int = 1, kill_grace: float = 10.0, python: str = sys.executable,
-                 on_event=None, on_stuck=None, watchdog_interval: float = 1.0, gpu_indices: list[int] = ()) -> None:
+                 on_event=None, on_stuck=None, watchdog_interval: float = 1.0, gpu_indices: list[int] = (),
+                 preload: bool = False) -> None:
         self.paths = paths
         self.gpu_indices = list(gpu_indices)  # NVML's (PCI bus) order; none on a CPU machine
         self.max_runs = max_runs
@@ -81,6 +85,20 @@ class RunSupervisor:
         self.on_stuck = on_stuck  # callback(run, phase) when the watchdog kills a run
         self.watchdog_interval = watchdog_interval
         self._tasks: set[asyncio.Task] = set()
+        self.zygote = Zygote(python) if preload else None
+
+    async def warm_up(self) -> None:
+        """Start the zygote, so that runs fork from a process that has imported torch already."""
+        if self.zygote is not None and not self.closing:
+            try:
+                await self.zygote.start(self._child_env())
+            except OSError as exc:
+                log.warning("no zygote (%s): runs start with exec", exc)
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", FTLAB_PARENT_PID=str(os.getpid()))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        return env
 
     def active(self) -> list[Run]:
         return [r for r in self.runs.values() if not r.done]
@@ -141,24 +159,31 @@ class RunSupervisor:
 
     async def _spawn(self, run: Run) -> None:
         read_fd, write_fd = os.pipe()
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", FTLAB_PARENT_PID=str(os.getpid()))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        env = self._child_env()
         if run.gpus:  # each run sees only its own GPUs, numbered as NVML numbers them
             env.update(CUDA_DEVICE_ORDER="PCI_BUS_ID", CUDA_VISIBLE_DEVICES=",".join(map(str, run.gpus)))
+        spec = str(run.run_dir / "spec.json")
+        how = "exec"
         with run.log_path.open("ab") as logf:
             try:
-                # one process, or torchrun's (services.trainer.launch) for a job on several GPUs
-                launcher = ["services.trainer.child"] if run.processes == 1 else \
-                    ["services.trainer.launch", "--nproc", str(run.processes)]
-                run.process = await asyncio.create_subprocess_exec(
-                    self.python, "-m", *launcher, "--spec", str(run.run_dir / "spec.json"),
-                    "--events-fd", str(write_fd),
-                    stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=asyncio.subprocess.STDOUT,
-                    pass_fds=(write_fd,), start_new_session=True, env=env, cwd=str(run.run_dir),
-                )
+                if run.processes == 1 and self.zygote is not None:
+                    try:
+                        run.process = await self.zygote.spawn(spec, env, str(run.run_dir), logf.fileno(), write_fd)
+                        how = "forked from the zygote"
+                    except Unavailable as exc:
+                        log.info("run %s: %s; starting it with exec", run.run_id, exc)
+                if run.process is None:
+                    # one process, or torchrun's (services.trainer.launch) for a job on several GPUs
+                    argv = command_line(spec, write_fd, self.python) if run.processes == 1 else [
+                        self.python, "-m", "services.trainer.launch", "--nproc", str(run.processes),
+                        "--spec", spec, "--events-fd", str(write_fd)]
+                    run.process = await asyncio.create_subprocess_exec(
+                        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=asyncio.subprocess.STDOUT,
+                        pass_fds=(write_fd,), start_new_session=True, env=env, cwd=str(run.run_dir),
+                    )
             finally:
                 os.close(write_fd)
-        log.info("run %s started (pid %d)", run.run_id, run.pid)
+        log.info("run %s started (pid %d, %s)", run.run_id, run.pid, how)
         if run.stop_mode == "cancel":  # cancelled while it was being started
             _kill_group(run.pid, signal.SIGTERM)
         reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
@@ -327,6 +352,8 @@ class RunSupervisor:
         self.closing = True
         await self._hand_back(self.active(), grace)
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.zygote is not None:
+            await self.zygote.close()
 
     async def _hand_back(self, runs: list[Run], grace: float) -> None:
         for run in runs:

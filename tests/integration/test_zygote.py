@@ -1,0 +1,123 @@
+"""The zygote: runs forked from a process that imported torch already are set up like exec'd ones,
+and the trainer goes on with exec when the zygote is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format
+
+from ftlab.config import config_from_dict
+from ftlab.v1 import events_pb2
+from services.common.settings import Paths
+from services.scheduler import jobconfig
+from services.trainer.supervisor import RunSupervisor
+from services.trainer.zygote import ForkedProcess, Zygote, command_line
+from helpers import write_chat_dataset
+
+pytestmark = pytest.mark.slow
+
+
+def write_spec(tmp_path: Path, tiny_model: Path, max_steps: int) -> Path:
+    data = tmp_path / "chat.jsonl"
+    write_chat_dataset(data, rows=32)
+    config = jobconfig.resolve("basic", config_from_dict({
+        "base_model": str(tiny_model), "dataset": {"uri": str(data)}, "max_steps": max_steps,
+        "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_seq_length": 64, "save_steps": 0}))
+    run_dir = tmp_path / "job" / "runs" / "job-1"
+    run_dir.mkdir(parents=True)
+    spec = run_dir / "spec.json"
+    spec.write_text(json.dumps({"config": json_format.MessageToDict(config, preserving_proto_field_name=True),
+                                "job_dir": str(tmp_path / "job"), "checkpoints_dir": str(tmp_path / "job" / "checkpoints")}))
+    return spec
+
+
+def cmdline(pid: int) -> list[str]:
+    return open(f"/proc/{pid}/cmdline", "rb").read().decode().rstrip("\0").split(" ")
+
+
+def alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_forked_run_is_set_up_like_an_execd_one(tmp_path, tiny_model):
+    spec = write_spec(tmp_path, tiny_model, max_steps=4)
+    run_dir = spec.parent
+
+    async def scenario():
+        zygote = Zygote()
+        await zygote.start(dict(os.environ))
+        read_fd, write_fd = os.pipe()
+        with (run_dir / "train.log").open("ab") as log:
+            child = await zygote.spawn(str(spec), dict(os.environ), str(run_dir), log.fileno(), write_fd)
+        os.close(write_fd)
+        deadline = time.monotonic() + 10
+        while "services.trainer.child" not in cmdline(child.pid) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        seen = {"cmdline": cmdline(child.pid), "session": os.getsid(child.pid),
+                "cwd": os.readlink(f"/proc/{child.pid}/cwd"), "parent": int(open(f"/proc/{child.pid}/stat").read().split()[3])}
+        events = [json.loads(line) for line in await asyncio.to_thread(lambda: os.fdopen(read_fd).readlines())]
+        code = await child.wait()
+        await zygote.close()
+        return child, seen, events, code, zygote
+
+    child, seen, events, code, zygote = asyncio.run(scenario())
+    assert code == 0, (run_dir / "train.log").read_text()[-3000:]
+    assert seen["cmdline"] == command_line(str(spec), int(seen["cmdline"][-1])), seen  # what `ps` shows
+    assert seen["session"] == child.pid, "its own session: cancel kills its process group"
+    assert seen["cwd"] == str(run_dir)
+    assert seen["parent"] == zygote.process.pid
+    assert [e["metrics"]["step"] for e in events if "metrics" in e] == [1, 2, 3, 4]
+    assert events[-1]["result"]["outcome"] == "RUN_OUTCOME_SUCCEEDED"
+    log = (run_dir / "train.log").read_text()
+    assert "ftlab: precision = fp32" in log, "the child's output goes to the run's log"
+    assert zygote.process.returncode == 0, "the zygote exits when the trainer lets it go"
+
+
+def test_runs_die_with_the_zygote_and_the_next_run_starts_with_exec(tmp_path, tiny_model):
+    spec = write_spec(tmp_path, tiny_model, max_steps=100000)
+    paths = Paths(tmp_path / "home").ensure()
+    write_chat_dataset(paths.dataset("chat.jsonl"), rows=32)
+    config = jobconfig.resolve("basic", config_from_dict({
+        "base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 3,
+        "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_seq_length": 64, "save_steps": 0}))
+
+    async def scenario():
+        supervisor = RunSupervisor(paths, max_runs=2, preload=True)
+        await supervisor.warm_up()
+        read_fd, write_fd = os.pipe()
+        with (spec.parent / "train.log").open("ab") as log:
+            forked = await supervisor.zygote.spawn(str(spec), dict(os.environ), str(spec.parent), log.fileno(), write_fd)
+        os.close(write_fd)
+        with os.fdopen(read_fd) as pipe:  # wait until it trains
+            while "metrics" not in json.loads(await asyncio.to_thread(pipe.readline)):
+                pass
+            supervisor.zygote.process.send_signal(signal.SIGKILL)
+            code = await asyncio.wait_for(forked.wait(), 30)
+            deadline = time.monotonic() + 10
+            while alive(forked.pid) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            orphan_alive = alive(forked.pid)
+        run = await supervisor.start("job-2", "job", config, "")
+        await asyncio.wait_for(run.process.wait(), 300)
+        while not run.done:
+            await asyncio.sleep(0.05)
+        await supervisor.close()
+        return code, orphan_alive, run
+
+    code, orphan_alive, run = asyncio.run(scenario())
+    assert code == -signal.SIGKILL
+    assert not orphan_alive, "a forked run dies with its zygote (which dies with the trainer)"
+    assert not isinstance(run.process, ForkedProcess), "with no zygote the run is started with exec"
+    finished = run.events[-1].finished
+    assert finished.outcome == events_pb2.RUN_OUTCOME_SUCCEEDED, run.log_path.read_text()[-3000:]
