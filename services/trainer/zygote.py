@@ -42,18 +42,19 @@ def command_line(spec: str, events_fd: int, python: str = sys.executable) -> lis
 # ---------------------------------------------------------------- the zygote process
 
 
+def _capability_from_nvml(device=None) -> tuple[int, int]:
+    """`torch.cuda.get_device_capability` answered by NVML, which does not initialize CUDA."""
+    from services.trainer import gpu
+
+    index = getattr(device, "idx", device) or 0
+    capabilities = gpu._each_gpu(lambda nv, i, h: tuple(nv.nvmlDeviceGetCudaComputeCapability(h)))
+    return capabilities[min(index, len(capabilities) - 1)] if capabilities else (0, 0)
+
+
 def _preload() -> str:
     """Import what every run needs; '' when forking is safe afterwards, else why not."""
     import importlib
 
-    for name in PRELOAD:
-        importlib.import_module(name)
-    # transformers resolves these lazily; a run of one of them would import it anyway
-    for arch in ("qwen2", "llama", "mistral", "gemma", "phi3"):
-        try:
-            importlib.import_module(f"transformers.models.{arch}.modeling_{arch}")
-        except ImportError:
-            pass
     try:  # set up now, while the command line and environment are still where the kernel put them
         import setproctitle
 
@@ -62,6 +63,21 @@ def _preload() -> str:
         pass
     import torch
 
+    # bitsandbytes (imported by PEFT, which transformers' Trainer imports) asks every GPU's compute
+    # capability at import, which would initialize CUDA here; NVML knows the answer without that
+    asked_torch = torch.cuda.get_device_capability
+    torch.cuda.get_device_capability = _capability_from_nvml
+    try:
+        for name in PRELOAD:
+            importlib.import_module(name)
+    finally:
+        torch.cuda.get_device_capability = asked_torch
+    # transformers resolves these lazily; a run of one of them would import it anyway
+    for arch in ("qwen2", "llama", "mistral", "gemma", "phi3"):
+        try:
+            importlib.import_module(f"transformers.models.{arch}.modeling_{arch}")
+        except ImportError:
+            pass
     if torch.cuda.is_initialized() or "libcuda.so" in Path("/proc/self/maps").read_text():
         return "CUDA was initialized while importing; a forked child could not use it"
     if "grpc" in sys.modules:
