@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,13 +14,29 @@ from google.protobuf import json_format
 from ftlab.config import config_from_dict
 from ftlab.v1 import events_pb2
 from services.scheduler import jobconfig
+from services.trainer.zygote import Zygote
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
+_forking: list = []  # (event loop, Zygote) while this module's tests run
+
+
+@pytest.fixture(scope="module", autouse=True)
+def zygote():
+    """Children are forked from a zygote, as the trainer service starts them (test_zygote.py checks
+    that a forked child is set up as an exec'd one)."""
+    loop = asyncio.new_event_loop()
+    forker = Zygote()
+    loop.run_until_complete(forker.start(dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))))
+    _forking.append((loop, forker))
+    yield
+    _forking.clear()
+    loop.run_until_complete(forker.close())
+    loop.close()
 
 
 def run_child(tmp_path: Path, config: dict, rows: list[dict]) -> tuple[int, list[dict], Path]:
-    """Run one child on `rows`; its output goes to tmp_path/train.log."""
+    """Run one child on `rows`, forked from the zygote; its output goes to tmp_path/train.log."""
     data = tmp_path / "data.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     dataset = {**config.get("dataset", {}), "uri": str(data)}
@@ -30,15 +46,13 @@ def run_child(tmp_path: Path, config: dict, rows: list[dict]) -> tuple[int, list
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints")}))
     read_fd, write_fd = os.pipe()
-    log = (tmp_path / "train.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "services.trainer.child", "--spec", str(spec), "--events-fd", str(write_fd)],
-                            pass_fds=(write_fd,), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    loop, forker = _forking[0]
+    with (tmp_path / "train.log").open("wb") as log:
+        child = loop.run_until_complete(forker.spawn(str(spec), dict(os.environ), str(ROOT), log.fileno(), write_fd))
     os.close(write_fd)
     with os.fdopen(read_fd) as pipe:
         events = [json.loads(line) for line in pipe]
-    proc.wait(timeout=300)
-    log.close()
-    return proc.returncode, events, job_dir
+    return loop.run_until_complete(asyncio.wait_for(child.wait(), 300)), events, job_dir
 
 
 def parse(events: list[dict]) -> list[events_pb2.RunEvent]:
