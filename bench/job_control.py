@@ -64,7 +64,8 @@ def main() -> int:
             with Client(sched.address) as client:
                 for i in range(args.repeats):
                     trainers.append(start_server(home, module="services.trainer", name=f"t{i}",
-                                                 args=["--scheduler", sched.address, "--worker-id", f"t{i}"]))
+                                                 args=["--scheduler", sched.address, "--worker-id", f"t{i}",
+                                                       "--cpu-threads", "1"]))
                     wait_for(lambda: client.get_queue().free_slots >= 1, timeout=60, what="a trainer")
 
                     def training(job):

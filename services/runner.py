@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser, default_port: int, default_me
                              "it runs one)")
     parser.add_argument("--worker-id", default=None, help="trainer: stable worker id")
     parser.add_argument("--max-runs", type=int, default=None, help="trainer: runs at once (default: GPUs, or 1)")
+    parser.add_argument("--cpu-threads", type=int, default=None,
+                        help="trainer: torch threads per run (default: this machine's CPUs / --max-runs; "
+                             "give each trainer its share when several share a machine)")
     parser.add_argument("--no-preload", dest="preload", action="store_false",
                         help="trainer: exec each run's process instead of forking it from a process that has "
                              "imported torch already (saves its memory; each run starts seconds later)")
@@ -61,7 +64,8 @@ async def serve(components: list[str], args: argparse.Namespace) -> None:
     if "trainer" in components:
         from services.trainer.app import TrainerApp
 
-        apps["trainer"] = TrainerApp(paths, worker_id=args.worker_id, max_runs=args.max_runs, preload=args.preload)
+        apps["trainer"] = TrainerApp(paths, worker_id=args.worker_id, max_runs=args.max_runs, preload=args.preload,
+                                     cpu_threads=args.cpu_threads)
     if "analyzer" in components:
         from services.analyzer.app import AnalyzerApp
 

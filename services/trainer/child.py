@@ -62,8 +62,11 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
         raise ValueError("auto_micro_batch is ON but this trainer has no GPU: set it to AUTO or OFF")
     precision = recipe.precision_of(cfg)
     set_seed(int(cfg.get("seed", 42)))
-    print(f"ftlab: device={device} precision={precision} torch={torch.__version__} processes={machine.world_size}",
-          flush=True)
+    threads = int(os.environ.get("FTLAB_CPU_THREADS", "0"))
+    if threads > 0:  # the trainer's share of the cores for this process: runs side by side must not oversubscribe
+        torch.set_num_threads(threads)
+    print(f"ftlab: device={device} precision={precision} torch={torch.__version__} processes={machine.world_size} "
+          f"cpu_threads={torch.get_num_threads()}", flush=True)
 
     sink.set_phase("PHASE_MODEL_LOAD", "loading tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=remote_code)

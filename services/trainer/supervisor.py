@@ -73,8 +73,9 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 class RunSupervisor:
     def __init__(self, paths: Paths, *, max_runs: int = 1, kill_grace: float = 10.0, python: str = sys.executable,
                  on_event=None, on_stuck=None, watchdog_interval: float = 1.0, gpu_indices: list[int] = (),
-                 preload: bool = False) -> None:
+                 preload: bool = False, cpu_threads: int = 0) -> None:
         self.paths = paths
+        self.cpu_threads = cpu_threads  # torch threads per run (0: torch's default, every core)
         self.gpu_indices = list(gpu_indices)  # NVML's (PCI bus) order; none on a CPU machine
         self.max_runs = max_runs
         self.kill_grace = kill_grace
@@ -160,6 +161,8 @@ class RunSupervisor:
     async def _spawn(self, run: Run) -> None:
         read_fd, write_fd = os.pipe()
         env = self._child_env()
+        if self.cpu_threads:  # split among the run's processes
+            env["FTLAB_CPU_THREADS"] = str(max(1, self.cpu_threads // run.processes))
         if run.gpus:  # each run sees only its own GPUs, numbered as NVML numbers them
             env.update(CUDA_DEVICE_ORDER="PCI_BUS_ID", CUDA_VISIBLE_DEVICES=",".join(map(str, run.gpus)))
         spec = str(run.run_dir / "spec.json")

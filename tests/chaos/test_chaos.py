@@ -45,7 +45,8 @@ class Cluster:
 
     def start_trainer(self, worker_id):
         self.trainers[worker_id] = start_server(self.home, module="services.trainer", name=worker_id,
-                                                args=["--scheduler", self.scheduler.address, "--worker-id", worker_id])
+                                                args=["--scheduler", self.scheduler.address, "--worker-id", worker_id,
+                                                      "--cpu-threads", "1"])  # two trainers share this machine
 
     def stop(self):
         for t in self.trainers.values():
@@ -74,7 +75,7 @@ def test_random_faults_lose_no_job_and_never_run_one_twice(tmp_path, tiny_model)
                 for _ in range(2):
                     request = job_service_pb2.CreateJobRequest(config=config_from_dict({
                         "base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"},
-                        "max_steps": rng.randint(60, 160), "per_device_train_batch_size": 2,
+                        "max_steps": rng.randint(100, 250), "per_device_train_batch_size": 2,
                         "gradient_accumulation_steps": 1, "max_seq_length": 64, "save_steps": 10,
                         "seed": rng.randint(0, 1000)}))
                     request.retry_policy.max_attempts = 3
@@ -82,7 +83,10 @@ def test_random_faults_lose_no_job_and_never_run_one_twice(tmp_path, tiny_model)
                     request.request_id = f"trial-{trial}-{len(trial_jobs)}"
                     trial_jobs.append(client._call(client.jobs.CreateJob, request, idempotent=True).job)
                 created += trial_jobs
-            deadline = time.monotonic() + rng.uniform(5.0, 12.0)
+            delay = rng.uniform(0.5, 5.0)  # the fault strikes this long after both jobs' processes started
+            wait_for(lambda: {j.id for j in trial_jobs} <= set(children().values()), timeout=120,
+                     what="both jobs training")
+            deadline = time.monotonic() + delay
             while time.monotonic() < deadline:  # sample: no job ever has two live training processes
                 jobs = list(children().values())
                 overlap += [j for j in set(jobs) if jobs.count(j) > 1]

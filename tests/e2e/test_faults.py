@@ -31,7 +31,8 @@ def cluster(tmp_path):
 
     def trainer(worker_id: str):
         procs[worker_id] = start_server(home, module="services.trainer", name=worker_id,
-                                        args=["--scheduler", procs["scheduler"].address, "--worker-id", worker_id])
+                                        args=["--scheduler", procs["scheduler"].address, "--worker-id", worker_id,
+                                              "--cpu-threads", "1"])  # two trainers share this machine
         return procs[worker_id]
 
     yield home, procs, scheduler, trainer

@@ -63,7 +63,8 @@ def test_one_of_two_schedulers_killed_and_restarted_loses_nothing(tmp_path, tiny
         procs["s2"] = start_server(home, module="services.scheduler", name="s2", args=[*sched_args, "--scheduler-id", "s2"])
         for name, sched in (("t1", procs["s1"]), ("t2", procs["s2"])):
             procs[name] = start_server(home, module="services.trainer", name=name,
-                                       args=["--scheduler", sched.address, "--worker-id", name])
+                                       args=["--scheduler", sched.address, "--worker-id", name,
+                                             "--cpu-threads", "1"])  # two trainers share this machine
         config = {"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 60,
                   "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_seq_length": 64,
                   "save_steps": 10}

@@ -84,7 +84,7 @@ def test_a_forked_run_is_set_up_like_an_execd_one(tmp_path, tiny_model):
     assert zygote.process.returncode == 0, "the zygote exits when the trainer lets it go"
 
 
-def test_runs_die_with_the_zygote_and_the_next_run_starts_with_exec(tmp_path, tiny_model):
+def test_runs_die_with_the_zygote_and_the_next_run_starts_with_exec_on_its_share_of_the_cores(tmp_path, tiny_model):
     spec = write_spec(tmp_path, tiny_model, max_steps=100000)
     paths = Paths(tmp_path / "home").ensure()
     write_chat_dataset(paths.dataset("chat.jsonl"), rows=32)
@@ -93,7 +93,7 @@ def test_runs_die_with_the_zygote_and_the_next_run_starts_with_exec(tmp_path, ti
         "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_seq_length": 64, "save_steps": 0}))
 
     async def scenario():
-        supervisor = RunSupervisor(paths, max_runs=2, preload=True)
+        supervisor = RunSupervisor(paths, max_runs=2, preload=True, cpu_threads=1)
         await supervisor.warm_up()
         read_fd, write_fd = os.pipe()
         with (spec.parent / "train.log").open("ab") as log:
@@ -121,3 +121,4 @@ def test_runs_die_with_the_zygote_and_the_next_run_starts_with_exec(tmp_path, ti
     assert not isinstance(run.process, ForkedProcess), "with no zygote the run is started with exec"
     finished = run.events[-1].finished
     assert finished.outcome == events_pb2.RUN_OUTCOME_SUCCEEDED, run.log_path.read_text()[-3000:]
+    assert "cpu_threads=1" in run.log_path.read_text(), "the run trains on the trainer's share of the cores"
