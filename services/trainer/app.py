@@ -30,7 +30,7 @@ class TrainerApp:
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.max_runs = max_runs or max(1, len(self.gpus))
         # each run's share of the cores when runs go side by side: each with torch's default of every core,
-        # they oversubscribe the CPU (two small models on 2 cores trained 13x slower than with a core each).
+        # they oversubscribe the CPU (bench/cpu_share.py: two tiny jobs on 2 cores, done 2.9x sooner with a core each).
         # One run at a time keeps torch's default (0).
         cpus = len(os.sched_getaffinity(0))
         self.cpu_threads = cpu_threads or (max(1, cpus // self.max_runs) if self.max_runs > 1 else 0)
