@@ -44,6 +44,7 @@ class TrainerApp:
                                         on_stuck=lambda run, phase: self.metrics.stuck.labels(
                                             phase.removeprefix("PHASE_").lower()).inc())
         self._task: asyncio.Task | None = None
+        self._warm_up: asyncio.Task | None = None
 
     def _on_event(self, run, event) -> None:
         self.metrics.on_event(run, event)
@@ -104,6 +105,8 @@ class TrainerApp:
     async def stop(self, grace: float = 5.0) -> None:
         """Hand the runs back (they save and exit), still heartbeating so the scheduler hears of it
         from the runs themselves rather than from an expired lease; then leave."""
+        if self._warm_up is not None:  # the zygote's process is started (its imports go on), so close can stop it
+            await asyncio.gather(self._warm_up, return_exceptions=True)
         await self.supervisor.close(grace)
         await asyncio.sleep(0.5)  # let the scheduler read the runs' last events
         if self._task is not None:

@@ -4,8 +4,8 @@ The child is never a fork of this gRPC process. A single-process run is forked f
 (services/trainer/zygote.py: an exec'd process that has already imported torch and the rest), or
 started with exec when there is none; a run on several GPUs is exec'd through torchrun. Either way it
 runs in a new session so that cancelling kills its whole process group, and reports over a pipe whose
-read end this process watches. Events are numbered 1, 2, 3... per run so a consumer that reconnects after N misses none.
-This module knows nothing of gRPC.
+read end this process watches. Events are numbered 1, 2, 3... per run so a consumer that reconnects
+after N misses none. This module knows nothing of gRPC.
 """
 
 from __future__ import annotations

@@ -275,6 +275,7 @@ class Zygote:
     def _close(self, why: str) -> None:
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(Unavailable(why))
+            self._ready.exception()  # retrieved here: a run that asks later gets it again
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(Unavailable(why))
@@ -318,8 +319,11 @@ class Zygote:
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
+        importing = self._ready is not None and not self._ready.done()
         self._close("the trainer closed it")
         if self.process is not None and self.process.returncode is None:
+            if importing:  # it would notice the EOF only after its imports; it has no children yet
+                self.process.kill()
             try:
                 await asyncio.wait_for(self.process.wait(), 5.0)
             except asyncio.TimeoutError:
