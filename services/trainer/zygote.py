@@ -227,7 +227,6 @@ class Zygote:
         self._ready: asyncio.Future | None = None
         self._pending: dict[int, asyncio.Future] = {}
         self._children: dict[int, ForkedProcess] = {}
-        self._ended: dict[int, int] = {}
         self._next_id = 0
         self._reader: asyncio.Task | None = None
 
@@ -257,16 +256,15 @@ class Zygote:
                 elif "unusable" in message:
                     why = message["unusable"]
                     break
-                elif "id" in message:
+                elif "id" in message:  # known before its end can arrive: the zygote reports in order
+                    child = self._children[message["pid"]] = ForkedProcess(message["pid"])
                     future = self._pending.pop(message["id"], None)
                     if future is not None and not future.done():
-                        future.set_result(message["pid"])
+                        future.set_result(child)
                 else:
                     child = self._children.pop(message["pid"], None)
                     if child is not None:
                         child._end(message["code"])
-                    else:
-                        self._ended[message["pid"]] = message["code"]
         except (OSError, ValueError) as exc:
             why = f"the zygote's socket failed: {exc}"
         log.warning("runs start with exec from now on: %s", why)
@@ -306,13 +304,7 @@ class Zygote:
         except OSError as exc:
             self._pending.pop(self._next_id, None)
             raise Unavailable(f"could not reach the zygote: {exc}") from None
-        pid = await future
-        child = ForkedProcess(pid)
-        if pid in self._ended:  # it ended before we heard it started
-            child._end(self._ended.pop(pid))
-        else:
-            self._children[pid] = child
-        return child
+        return await future
 
     async def close(self) -> None:
         """Let the zygote go (it exits on EOF). Its children die with it: close after the runs ended."""
