@@ -51,7 +51,30 @@ def add_arguments(parser: argparse.ArgumentParser, default_port: int, default_me
     parser.add_argument("--ready-file", default=None, help="write the bound ports here as JSON once serving")
 
 
-async def serve(components: list[str], args: argparse.Namespace) -> None:
+class Running:
+    """The services of one process, started: its server, port and apps."""
+
+    def __init__(self, built, apps: dict[str, object], metrics_port: int, paths) -> None:
+        self.built, self.apps, self.metrics_port, self.paths = built, apps, metrics_port, paths
+
+    @property
+    def port(self) -> int:
+        return self.built.port
+
+    async def stop(self, grace: float) -> None:
+        apps = self.apps
+        if "scheduler" in apps:
+            await apps["scheduler"].dispatcher_pause()
+        if "trainer" in apps:
+            await apps["trainer"].stop(grace=grace)
+        await bootstrap.shutdown(self.built, grace)
+        if "scheduler" in apps:
+            await apps["scheduler"].stop()
+        if "artifacts" in apps:
+            await apps["artifacts"].stop()
+
+
+async def start(components: list[str], args: argparse.Namespace) -> Running:
     paths = default_paths().ensure()
     apps: dict[str, object] = {}
     if "scheduler" in components:
@@ -94,30 +117,30 @@ async def serve(components: list[str], args: argparse.Namespace) -> None:
     await bootstrap.mark_serving(built, names)
     log.info("serving %s on %s:%d, metrics on port %d, data in %s",
              ", ".join(apps), args.host, built.port, metrics_port, paths.root)
+    return Running(built, apps, metrics_port, paths)
+
+
+async def serve(components: list[str], args: argparse.Namespace) -> None:
+    running = await start(components, args)
     if args.ready_file:
         tmp = Path(args.ready_file + ".tmp")
-        tmp.write_text(json.dumps({"port": built.port, "metrics_port": metrics_port, "pid": os.getpid()}))
+        tmp.write_text(json.dumps({"port": running.port, "metrics_port": running.metrics_port, "pid": os.getpid()}))
         tmp.replace(args.ready_file)
-
     await bootstrap.wait_for_signal()
-    if "scheduler" in apps:
-        await apps["scheduler"].dispatcher_pause()
-    if "trainer" in apps:
-        await apps["trainer"].stop(grace=args.shutdown_grace)
-    await bootstrap.shutdown(built, args.shutdown_grace)
-    if "scheduler" in apps:
-        await apps["scheduler"].stop()
-    if "artifacts" in apps:
-        await apps["artifacts"].stop()
+    await running.stop(args.shutdown_grace)
     log.info("stopped")
+
+
+def parser_for(components: list[str], default_port: int = 50051, default_metrics_port: int = 9464) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ftlab serve" if len(components) > 1 else f"python -m services.{components[0]}",
+                                     description=f"Run FineTune Lab's {', '.join(components)}.")
+    add_arguments(parser, default_port, default_metrics_port)
+    return parser
 
 
 def main(components: list[str], argv: list[str] | None = None, default_port: int = 50051,
          default_metrics_port: int = 9464) -> None:
-    parser = argparse.ArgumentParser(prog="ftlab serve" if len(components) > 1 else f"python -m services.{components[0]}",
-                                     description=f"Run FineTune Lab's {', '.join(components)}.")
-    add_arguments(parser, default_port, default_metrics_port)
-    args = parser.parse_args(argv)
+    args = parser_for(components, default_port, default_metrics_port).parse_args(argv)
     logging.basicConfig(level=os.environ.get("FTLAB_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -184,3 +184,36 @@ def training_children() -> list[tuple[int, str, str]]:
         if "services.trainer.child" in cmdline and m and state != "Z":
             out.append((int(entry), m.group(1), m.group(2)))
     return out
+
+
+class SmallDisk:
+    """A tmpfs of `size` bytes mounted at `path` (needs root): a disk the tests can fill."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path, self.size = path, size
+
+    def __enter__(self) -> "SmallDisk":
+        import pytest
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.size}", "tmpfs", str(self.path)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}); needs root")
+        return self
+
+    def fill(self) -> None:
+        """Take every free byte (a file that grows until the disk says no)."""
+        with open(self.path / "filler", "ab", buffering=0) as f:
+            for size in (1 << 20, 4096, 1):
+                try:
+                    while True:
+                        f.write(b"\0" * size)
+                except OSError:
+                    pass
+
+    def free(self) -> None:
+        (self.path / "filler").unlink(missing_ok=True)
+
+    def __exit__(self, *exc) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], capture_output=True)

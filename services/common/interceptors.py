@@ -14,7 +14,41 @@ import time
 
 import grpc
 
-from services.common import auth, errors, metrics
+from services.common import auth, errors, metrics, validate
+from services.common.errors import FieldViolation, InvalidArgument
+
+
+class _Malformed:
+    """What a request that does not parse becomes, so that the call can answer INVALID_ARGUMENT."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def _tolerant(deserializer):
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes):
+        try:
+            return deserializer(data)
+        except Exception:  # DecodeError, or anything a broken message makes the parser raise
+            return _Malformed(len(data))
+    return parse
+
+
+def _checked(request, rpc: str):
+    """The request, once it is known to parse and to follow the rules every request follows."""
+    if isinstance(request, _Malformed):
+        raise InvalidArgument(f"the request ({request.size:,} bytes) is not a valid message for {rpc}",
+                              violations=[FieldViolation("request", "does not parse as the method's request type")])
+    validate.check(request)
+    return request
+
+
+async def _checked_stream(requests, rpc: str):
+    async for request in requests:
+        yield _checked(request, rpc)
 
 
 def _split(method: str) -> tuple[str, str]:
@@ -39,11 +73,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 metrics.record_rpc(service, name, _code_name(code), time.perf_counter() - started)
 
-        def unary(behavior):
+        def unary(behavior, streamed_requests=False):
             async def call(request, context):
                 started = time.perf_counter()
                 try:
                     auth.authenticate(context.invocation_metadata(), service)
+                    request = _checked_stream(request, name) if streamed_requests else _checked(request, name)
                     response = await behavior(request, context)
                 except BaseException as exc:
                     await finish(context, started, exc)
@@ -61,13 +96,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 metrics.record_rpc(service, name, _code_name(code), time.perf_counter() - started)
 
-        def streaming(behavior):
+        def streaming(behavior, streamed_requests=False):
             if inspect.isgeneratorfunction(behavior):
                 def call_sync(request, context):
                     started = time.perf_counter()
                     try:
                         auth.authenticate(context.invocation_metadata(), service)
-                        yield from behavior(request, context)
+                        yield from behavior(_checked(request, name), context)
                     except BaseException as exc:
                         finish_sync(context, started, exc)
                         raise
@@ -78,6 +113,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 started = time.perf_counter()
                 try:
                     auth.authenticate(context.invocation_metadata(), service)
+                    request = _checked_stream(request, name) if streamed_requests else _checked(request, name)
                     result = behavior(request, context)
                     if inspect.isasyncgen(result):
                         async for item in result:
@@ -91,15 +127,16 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             return call
 
         kinds = (
-            ("unary_unary", grpc.unary_unary_rpc_method_handler, unary),
-            ("unary_stream", grpc.unary_stream_rpc_method_handler, streaming),
-            ("stream_unary", grpc.stream_unary_rpc_method_handler, unary),
-            ("stream_stream", grpc.stream_stream_rpc_method_handler, streaming),
+            ("unary_unary", grpc.unary_unary_rpc_method_handler, unary, False),
+            ("unary_stream", grpc.unary_stream_rpc_method_handler, streaming, False),
+            ("stream_unary", grpc.stream_unary_rpc_method_handler, unary, True),
+            ("stream_stream", grpc.stream_stream_rpc_method_handler, streaming, True),
         )
-        for attr, make, wrap in kinds:
+        for attr, make, wrap, streamed in kinds:
             behavior = getattr(handler, attr)
             if behavior is not None:
-                return make(wrap(behavior), handler.request_deserializer, handler.response_serializer)
+                return make(wrap(behavior, streamed), _tolerant(handler.request_deserializer),
+                            handler.response_serializer)
         return handler
 
 

@@ -43,7 +43,7 @@ class FailureAnalyst:
     def _request(self, row: JobRow) -> analyzer_pb2.AnalyzeFailureRequest:
         error = json_format.Parse(row.error_json, job_pb2.JobError())
         request = analyzer_pb2.AnalyzeFailureRequest(
-            log="\n".join(p for p in (error.log_tail, error.traceback) if p) or error.message,
+            log=("\n".join(p for p in (error.log_tail, error.traceback) if p) or error.message).replace("\x00", ""),
             config_json=json_format.MessageToJson(convert.config_of(row)), phase=error.phase, error_type=error.type)
         if self.hardware_of is not None and row.worker:
             request.hardware.CopyFrom(self.hardware_of(row.worker))
@@ -61,20 +61,26 @@ class FailureAnalyst:
             row = await asyncio.to_thread(self.store.get_job, job_id)
             request = await asyncio.to_thread(self._request, row)
             reply = await self.stub().AnalyzeFailure(request, timeout=30)
+
+            def keep(r: JobRow, _s):
+                r.analysis_json = convert.to_json(reply.analysis)
+                return []
+
+            await asyncio.to_thread(self.store.update, job_id, keep)
         except (grpc.aio.AioRpcError, OSError) as exc:
             log.warning("could not analyze job %s: %s", job_id, exc)
             return
-
-        def keep(r: JobRow, _s):
-            r.analysis_json = convert.to_json(reply.analysis)
-            return []
-
-        await asyncio.to_thread(self.store.update, job_id, keep)
+        except Exception:  # the job stays failed, unexplained; never an unretrieved task exception
+            log.exception("could not analyze job %s", job_id)
+            return
         if self.metrics is not None:
             self.metrics.job_failed(analyzer_pb2.FailureCategory.Name(reply.analysis.category)
                                     .removeprefix("FAILURE_CATEGORY_"))
         if self.on_analyzed is not None:
-            await self.on_analyzed(job_id)
+            try:
+                await self.on_analyzed(job_id)
+            except Exception:
+                log.exception("automatic recovery of job %s failed", job_id)
 
     async def close(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)

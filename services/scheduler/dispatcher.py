@@ -13,6 +13,8 @@ import asyncio
 import logging
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from ftlab.v1 import trainer_service_pb2
 from services.common.auth import service_metadata
@@ -26,6 +28,19 @@ REFUSALS = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INVALI
                       grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED})
 
 
+def _reason(exc: grpc.aio.AioRpcError) -> str:
+    """The ErrorInfo reason a service gave with its error, or ""."""
+    try:
+        status = rpc_status.from_call(exc)
+    except ValueError:
+        return ""
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason
+    return ""
+
+
 class Dispatcher:
     def __init__(self, jobs: JobManager, registry: WorkerRegistry, interval: float = 1.0) -> None:
         self.jobs = jobs
@@ -33,6 +48,7 @@ class Dispatcher:
         self.interval = interval
         self._wake = asyncio.Event()
         self._followers: dict[str, asyncio.Task] = {}
+        self._starting: set[str] = set()  # runs whose StartRun is in flight (followed once it returns)
         jobs.controller = self
 
     def wake(self) -> None:
@@ -44,6 +60,7 @@ class Dispatcher:
             try:
                 await self.reap()
                 await self.dispatch_once()
+                await self.reconcile()
             except Exception:
                 log.exception("dispatch failed; retrying")
             try:
@@ -103,6 +120,7 @@ class Dispatcher:
             watchdog=convert.watchdog_of(row),
             resume_weights_only=retry.weights_only(row.resume_checkpoint, convert.changes_of(row)))
         worker.assigned.add(row.run_id)
+        self._starting.add(row.run_id)
         try:
             await worker.stub().StartRun(request, timeout=START_TIMEOUT)
         except grpc.aio.AioRpcError as exc:
@@ -110,12 +128,16 @@ class Dispatcher:
                 worker.assigned.discard(row.run_id)
                 worker.unreachable = True  # no more runs for it until its next heartbeat
                 log.warning("worker %s refused %s: %s", worker.worker_id, row.run_id, exc.details())
-                await self.jobs.start_failed(row.id, f"worker {worker.worker_id} refused the run: {exc.details()}")
+                busy = _reason(exc) in ("WORKER_FULL", "NOT_ENOUGH_GPUS", "WORKER_SHUTTING_DOWN")
+                await self.jobs.start_failed(row.id, f"worker {worker.worker_id} refused the run: {exc.details()}",
+                                             retry_after=1.0 if busy else 10.0)
                 return
             # Unknown whether the run started: never start it elsewhere while it may exist. Follow it;
             # the worker either answers (the run, or NOT_FOUND: lost) or its lease runs out (lost).
             worker.unreachable = True
             log.warning("worker %s did not answer StartRun for %s: %s", worker.worker_id, row.run_id, exc.code())
+        finally:
+            self._starting.discard(row.run_id)
         self.follow(worker, row.id, row.run_id, row.run_cursor)
         current = await asyncio.to_thread(self.jobs.store.get_job, row.id)
         if current.state in (states.CANCELLING, states.PAUSING):  # asked while the run was being started
@@ -124,10 +146,18 @@ class Dispatcher:
     def follow(self, worker: Worker, job_id: str, run_id: str, cursor: int) -> None:
         task = asyncio.create_task(self._follow(worker, job_id, run_id, cursor), name=f"follow-{run_id}")
         self._followers[run_id] = task
-        task.add_done_callback(lambda t: self._followers.pop(run_id, None) if self._followers.get(run_id) is t else None)
+        task.add_done_callback(lambda t: self._follower_done(run_id, t))
+
+    def _follower_done(self, run_id: str, task: asyncio.Task) -> None:
+        if self._followers.get(run_id) is task:
+            del self._followers[run_id]
+        if not task.cancelled() and task.exception() is not None:  # a bug: reconcile() follows the run again
+            log.error("the follower of run %s died", run_id, exc_info=task.exception())
 
     async def _follow(self, worker: Worker, job_id: str, run_id: str, cursor: int) -> None:
-        """Copy the run's events into the job until the run ends; reconnect after `cursor` on errors."""
+        """Copy the run's events into the job until the run ends. On a broken stream, reconnect after
+        the last event recorded; on any other error (the database full or gone, say), wait and retry
+        that same event: a run's end must never go unrecorded while its worker is alive."""
         delay = 0.2
         try:
             while True:
@@ -136,15 +166,18 @@ class Dispatcher:
                         trainer_service_pb2.StreamRunRequest(run_id=run_id, after_sequence=cursor, follow=True),
                         metadata=service_metadata())
                     async for response in stream:
-                        cursor = response.event.sequence
                         if await self.jobs.apply_run_event(job_id, run_id, response.event):
                             return
+                        cursor = response.event.sequence  # recorded: a reconnect starts after it
                         delay = 0.2
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() == grpc.StatusCode.NOT_FOUND:
                         await self.jobs.run_lost(job_id, run_id, f"worker {worker.worker_id} no longer has the run")
                         return
                     log.warning("stream of run %s broke (%s); reconnecting after %d", run_id, exc.code(), cursor)
+                except Exception as exc:
+                    log.warning("could not record an event of run %s (%s); retrying after %d in %.1fs",
+                                run_id, exc, cursor, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 current = self.registry.get(worker.worker_id)
@@ -154,6 +187,22 @@ class Dispatcher:
         finally:
             worker.assigned.discard(run_id)
             self.wake()
+
+    async def reconcile(self) -> None:
+        """The follower watchdog: every run of this scheduler's active jobs whose worker is alive must
+        have a follower. One that has none (it died of a bug) is followed again from the last event
+        its job recorded, so that no job stays RUNNING or CANCELLING for ever."""
+        for row in await self._active_jobs():
+            if (row.scheduler_id != self.jobs.scheduler_id or not row.run_id or row.run_id in self._followers
+                    or row.run_id in self._starting):
+                continue
+            worker = self.registry.get(row.worker)
+            if worker is None or not worker.address:
+                continue  # lost or not back yet: the reaper and on_register deal with it
+            log.warning("run %s of job %s had no follower; following it again after event %d",
+                        row.run_id, row.id, row.run_cursor)
+            worker.assigned.add(row.run_id)
+            self.follow(worker, row.id, row.run_id, row.run_cursor)
 
     async def stop_run(self, worker_id: str, run_id: str, pause: bool, grace_seconds: float | None) -> None:
         worker = self.registry.get(worker_id)

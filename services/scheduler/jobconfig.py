@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from ftlab.v1 import config_pb2
+from ftlab.v1 import analyzer_pb2, config_pb2, job_pb2
 
 from services.common.errors import FieldViolation, InvalidArgument
 from services.scheduler import templates
 
 Config = config_pb2.TrainingConfig
 ATTENTION = ("auto", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention", "eager")
+MAX_ATTEMPTS = 100
+MAX_BACKOFF_SECONDS = 86400.0  # a day: a longer wait is a mistake, and a far one overflows a timestamp
+MAX_TIMEOUT_SECONDS = 7 * 86400.0
+CATEGORIES = frozenset(n.removeprefix("FAILURE_CATEGORY_") for n in analyzer_pb2.FailureCategory.keys()
+                       if n != "FAILURE_CATEGORY_UNSPECIFIED")
 
 
 def overlay(base: Config, changes: Config) -> Config:
@@ -51,19 +56,22 @@ def validate(c: Config) -> None:
     _check(v, bool(c.dataset.uri.strip()), "dataset.uri", "required: a dataset path or id")
     if c.adapter in (config_pb2.ADAPTER_LORA, config_pb2.ADAPTER_QLORA):
         _check(v, 1 <= c.lora.rank <= 1024, "lora.rank", f"must be in 1..1024, got {c.lora.rank}")
-        _check(v, c.lora.alpha > 0, "lora.alpha", f"must be positive, got {c.lora.alpha:g}")
+        _check(v, 0 < c.lora.alpha <= 1e6, "lora.alpha", f"must be in (0, 10^6], got {c.lora.alpha:g}")
         _check(v, 0 <= c.lora.dropout < 1, "lora.dropout", f"must be in [0, 1), got {c.lora.dropout:g}")
         _check(v, all(m.strip() for m in c.lora.target_modules), "lora.target_modules", "names must not be empty")
+    _check(v, 0 <= c.seed < 1 << 32, "seed", f"must be in 0..4294967295, got {c.seed}")
     _check(v, 16 <= c.max_seq_length <= 1 << 20, "max_seq_length", f"must be in 16..1048576, got {c.max_seq_length}")
-    _check(v, c.max_steps >= 0, "max_steps", f"must be 0 (use num_epochs) or positive, got {c.max_steps}")
+    _check(v, 0 <= c.max_steps <= 10**9, "max_steps", f"must be 0 (use num_epochs) or in 1..10^9, got {c.max_steps}")
     _check(v, c.max_steps > 0 or c.num_epochs > 0, "num_epochs", f"must be positive when max_steps is 0, got {c.num_epochs:g}")
+    _check(v, 0 <= c.num_epochs <= 10**6, "num_epochs", f"must be in 0..10^6, got {c.num_epochs:g}")
     for field in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
         value = getattr(c, field)
         _check(v, 1 <= value <= 65536, field, f"must be in 1..65536, got {value}")
     _check(v, 0 < c.learning_rate <= 1, "learning_rate", f"must be in (0, 1], got {c.learning_rate:g}")
     _check(v, 0 <= c.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {c.warmup_ratio:g}")
-    _check(v, c.weight_decay >= 0, "weight_decay", f"must not be negative, got {c.weight_decay:g}")
-    _check(v, c.max_grad_norm >= 0, "max_grad_norm", f"must not be negative (0 = no clipping), got {c.max_grad_norm:g}")
+    _check(v, 0 <= c.weight_decay <= 100, "weight_decay", f"must be in 0..100, got {c.weight_decay:g}")
+    _check(v, 0 <= c.max_grad_norm <= 1e9, "max_grad_norm",
+           f"must be in 0..10^9 (0 = no clipping), got {c.max_grad_norm:g}")
     _check(v, 0 <= c.dataset.eval_split < 1, "dataset.eval_split", f"must be in [0, 1), got {c.dataset.eval_split:g}")
     if c.eval_strategy != config_pb2.EVAL_STRATEGY_NO:
         _check(v, c.dataset.eval_split > 0 or bool(c.dataset.eval_uri), "eval_strategy",
@@ -76,19 +84,19 @@ def validate(c: Config) -> None:
            f"must not be negative, got {c.keep_best_checkpoints}")
     _check(v, -1 <= c.dataloader_num_workers <= 64, "dataloader_num_workers",
            f"must be in 0..64, or -1 to size them to the machine, got {c.dataloader_num_workers}")
-    _check(v, c.dataloader_prefetch_factor >= 1, "dataloader_prefetch_factor", "must be positive")
+    _check(v, 1 <= c.dataloader_prefetch_factor <= 1024, "dataloader_prefetch_factor", "must be in 1..1024")
     _check(v, c.logging_steps >= 1, "logging_steps", f"must be positive, got {c.logging_steps}")
     _check(v, c.num_gpus >= 0, "num_gpus", f"must not be negative, got {c.num_gpus}")
     _check(v, c.eval_accumulation_steps >= 0, "eval_accumulation_steps", "must not be negative")
-    _check(v, c.divergence_factor == 0 or c.divergence_factor > 1, "divergence_factor",
-           f"must be 0 (off) or above 1, got {c.divergence_factor:g}")
+    _check(v, c.divergence_factor == 0 or 1 < c.divergence_factor <= 1e9, "divergence_factor",
+           f"must be 0 (off) or in (1, 10^9], got {c.divergence_factor:g}")
     _check(v, c.attn_implementation in ATTENTION, "attn_implementation",
            f"must be one of {', '.join(ATTENTION)}, got {c.attn_implementation!r}")
     _check(v, c.num_gpus <= 64, "num_gpus", f"must be at most 64 (one node), got {c.num_gpus}")
     dpo = c.method == config_pb2.METHOD_DPO
     preference = c.dataset.format == config_pb2.DATASET_FORMAT_PREFERENCE
     if dpo:
-        _check(v, c.dpo_beta > 0, "dpo_beta", f"must be positive, got {c.dpo_beta:g}")
+        _check(v, 0 < c.dpo_beta <= 1000, "dpo_beta", f"must be in (0, 1000], got {c.dpo_beta:g}")
         _check(v, not c.packing, "packing", "packing applies to SFT only")
         _check(v, not c.padding_free, "padding_free", "padding-free batches apply to SFT only (TRL's DPO pads)")
         _check(v, c.dataset.format in (config_pb2.DATASET_FORMAT_AUTO, config_pb2.DATASET_FORMAT_PREFERENCE),
@@ -97,3 +105,34 @@ def validate(c: Config) -> None:
         _check(v, not preference, "dataset.format", "preference data needs method DPO")
     if v:
         raise InvalidArgument(f"invalid config: {v[0].field}: {v[0].description}", violations=v)
+
+
+def validate_policy(retry: job_pb2.RetryPolicy, watchdog: job_pb2.WatchdogConfig) -> None:
+    """Raise InvalidArgument listing every bad field of a job's retry policy and watchdog."""
+    v: list[FieldViolation] = []
+
+    def count(field: str, value: int) -> None:
+        if not 0 <= value <= MAX_ATTEMPTS:
+            v.append(FieldViolation(field, f"must be in 0..{MAX_ATTEMPTS}, got {value}"))
+
+    if retry.HasField("max_attempts"):
+        count("retry_policy.max_attempts", retry.max_attempts)
+    if retry.HasField("max_worker_losses"):
+        count("retry_policy.max_worker_losses", retry.max_worker_losses)
+    if retry.HasField("backoff_seconds") and not 0 <= retry.backoff_seconds <= MAX_BACKOFF_SECONDS:
+        v.append(FieldViolation("retry_policy.backoff_seconds",
+                                f"must be in 0..{MAX_BACKOFF_SECONDS:g} seconds, got {retry.backoff_seconds:g}"))
+    for name, table in (("max_attempts_by_category", retry.max_attempts_by_category),
+                        ("auto_recover", retry.auto_recover)):
+        for key, value in table.items():
+            field = f"retry_policy.{name}[{key[:40]}]"
+            if name == "max_attempts_by_category" and key not in CATEGORIES:
+                v.append(FieldViolation(field, "not a failure category (CUDA_OOM, HOST_OOM, ...)"))
+            count(field, value)
+    for field in ("step_timeout_seconds", "model_load_timeout_seconds", "eval_timeout_seconds",
+                  "checkpoint_timeout_seconds"):
+        if watchdog.HasField(field) and not 0 < getattr(watchdog, field) <= MAX_TIMEOUT_SECONDS:
+            v.append(FieldViolation(f"watchdog.{field}", f"must be in (0, {MAX_TIMEOUT_SECONDS:g}] seconds, "
+                                    f"got {getattr(watchdog, field):g}"))
+    if v:
+        raise InvalidArgument(f"invalid request: {v[0].field}: {v[0].description}", violations=v)

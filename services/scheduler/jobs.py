@@ -10,6 +10,7 @@ import asyncio
 import heapq
 import json
 import logging
+import re
 import statistics
 import uuid
 from typing import AsyncIterator, Protocol
@@ -21,6 +22,7 @@ from sqlalchemy import delete, select
 
 from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2, job_service_pb2
 from services.common.auth import Caller
+from services.common import validate
 from services.common.checkpoints import parent_ref
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Precondition
 from services.scheduler import convert, jobconfig, retry, states
@@ -35,6 +37,7 @@ WATCH_BATCH = 500
 DEFAULT_MAX_ATTEMPTS = 1
 DEFAULT_BACKOFF_SECONDS = 10.0
 DEFAULT_MAX_WORKER_LOSSES = 3
+MAX_CANCEL_GRACE = 3600.0
 
 
 def retry_policy(r: JobRow) -> tuple[int, float, int]:
@@ -51,6 +54,7 @@ def retry_limits(r: JobRow) -> dict[str, int]:
 
 
 log = logging.getLogger(__name__)
+_JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 def latest_checkpoint(s, job_id: str) -> str:
@@ -91,8 +95,9 @@ class RunController(Protocol):
 
 def parse_name(name: str, field: str = "name") -> str:
     job_id = name.removeprefix("jobs/")
-    if not job_id or "/" in job_id or len(job_id) > 32:
-        raise InvalidArgument(f"invalid job name {name!r}", violations=[FieldViolation(field, "expected jobs/{id}")])
+    if not _JOB_ID.match(job_id):
+        raise InvalidArgument(f"invalid job name {validate.short(name)}",
+                              violations=[FieldViolation(field, "expected jobs/{id}, the id 16 hex digits")])
     return job_id
 
 
@@ -148,9 +153,15 @@ class JobManager:
         row = await self._row(who, name)
         return convert.to_job(row, await self._db(self.store.attempts, row.id))
 
-    async def list(self, who: Caller, states_filter: list[str], page_size: int, page_token: str):
+    async def list(self, who: Caller, states_filter: list[int], page_size: int, page_token: str):
         if page_size < 0:
             raise InvalidArgument("page_size must not be negative", violations=[FieldViolation("page_size", "must be >= 0")])
+        known = set(job_pb2.JobState.values()) - {job_pb2.JOB_STATE_UNSPECIFIED}
+        unknown = [i for i, s in enumerate(states_filter) if s not in known]
+        if unknown:
+            raise InvalidArgument("unknown job state in states", violations=[
+                FieldViolation(f"states[{i}]", f"not a job state (got {states_filter[i]})") for i in unknown[:10]])
+        states_filter = [job_pb2.JobState.Name(s) for s in states_filter]
         size = min(page_size or 50, MAX_PAGE)
         rows, token = await self._db(self.store.list_jobs, owner=None if who.admin else who.user,
                                      states=states_filter, page_size=size, page_token=page_token)
@@ -162,8 +173,13 @@ class JobManager:
 
     async def events(self, who: Caller, name: str, after: int, page_size: int, page_token: str):
         row = await self._row(who, name)
+        if page_size < 0:
+            raise InvalidArgument("page_size must not be negative", violations=[FieldViolation("page_size", "must be >= 0")])
+        if after < 0:
+            raise InvalidArgument("after_sequence must not be negative",
+                                  violations=[FieldViolation("after_sequence", "must be >= 0")])
         if page_token:
-            (after,) = decode_token(page_token)
+            (after,) = decode_token(page_token, (int,))
         size = min(page_size or 100, MAX_PAGE)
         events = await self._db(self.store.events_after, row.id, after, size + 1)
         token = ""
@@ -248,6 +264,7 @@ class JobManager:
     # commands
     async def create(self, who: Caller, request: job_service_pb2.CreateJobRequest) -> job_pb2.Job:
         _check_request_id(request.request_id)
+        jobconfig.validate_policy(request.retry_policy, request.watchdog)
         config = jobconfig.resolve(request.template, request.config)
         unsafe = sorted(set(request.retry_policy.auto_recover) - retry.AUTO_RECOVERABLE)
         if unsafe:
@@ -292,6 +309,9 @@ class JobManager:
         return checks
 
     async def cancel(self, who: Caller, name: str, grace_seconds: float | None) -> job_pb2.Job:
+        if grace_seconds is not None and not 0 <= grace_seconds <= MAX_CANCEL_GRACE:
+            raise InvalidArgument("grace_seconds out of range", violations=[FieldViolation(
+                "grace_seconds", f"must be in 0..{MAX_CANCEL_GRACE:g} seconds, got {grace_seconds:g}")])
         row = await self._row(who, name)
         stop: list[tuple[str, str]] = []
 
@@ -491,6 +511,7 @@ class JobManager:
 
     async def apply_run_event(self, job_id: str, run_id: str, run_event: events_pb2.RunEvent) -> bool:
         """Record one event of a job's run; returns True when the run has ended."""
+        validate.strip_nul(run_event)
         kind = run_event.WhichOneof("payload")
         payload = getattr(run_event, kind)
 
@@ -583,7 +604,7 @@ class JobManager:
             max_attempts, backoff, _ = retry_policy(r)
             max_attempts = retry_limits(r).get(category, max_attempts)
             if counts[category] < max_attempts and r.state == states.RUNNING:
-                delay = backoff * 2 ** (r.failures - 1)
+                delay = min(backoff * 2 ** min(r.failures - 1, 32), jobconfig.MAX_BACKOFF_SECONDS)
                 r.not_before = utcnow() + timedelta(seconds=delay)
                 r.resume_checkpoint = latest_checkpoint(s, r.id) or r.resume_checkpoint
                 self._end_attempt(s, r, outcome, reason)

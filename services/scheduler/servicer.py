@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ftlab.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc, trainer_service_pb2, trainer_service_pb2_grpc
+from ftlab.v1 import job_service_pb2, job_service_pb2_grpc, trainer_service_pb2, trainer_service_pb2_grpc
 from services.common.auth import caller
 from services.scheduler import templates
 from services.scheduler.jobs import JobManager
@@ -22,8 +22,7 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
         return pb.GetJobResponse(job=await self.jobs.get(caller(context), request.name))
 
     async def ListJobs(self, request, context):
-        states = [job_pb2.JobState.Name(s) for s in request.states]
-        jobs, token = await self.jobs.list(caller(context), states, request.page_size, request.page_token)
+        jobs, token = await self.jobs.list(caller(context), list(request.states), request.page_size, request.page_token)
         return pb.ListJobsResponse(jobs=jobs, next_page_token=token)
 
     async def CancelJob(self, request, context):

@@ -11,9 +11,11 @@ after N misses none. This module knows nothing of gRPC.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -132,8 +134,7 @@ class RunSupervisor:
 
     async def start(self, run_id: str, job_id: str, config: config_pb2.TrainingConfig, resume_checkpoint: str,
                     watchdog: job_pb2.WatchdogConfig | None = None, weights_only: bool = False) -> Run:
-        if not run_id or "/" in run_id or run_id.startswith("."):
-            raise InvalidArgument("invalid run id", violations=[FieldViolation("run_id", "a plain name is required")])
+        _check_start(run_id, job_id, config)
         if run_id in self.runs:
             return self.runs[run_id]
         if self.closing:
@@ -141,6 +142,14 @@ class RunSupervisor:
         if len(self.active()) >= self.max_runs:
             raise ResourceExhausted(f"worker is full ({self.max_runs} runs)", reason="WORKER_FULL")
         gpus = self.allocate_gpus(max(1, config.num_gpus))
+        try:
+            return await self._start(run_id, job_id, config, resume_checkpoint, watchdog, weights_only, gpus)
+        except OSError as exc:
+            self.runs.pop(run_id, None)
+            raise _refusal(exc) from exc
+
+    async def _start(self, run_id: str, job_id: str, config: config_pb2.TrainingConfig, resume_checkpoint: str,
+                     watchdog: job_pb2.WatchdogConfig | None, weights_only: bool, gpus: list[int]) -> Run:
         job_dir = self.paths.job_dir(job_id)
         run_dir = job_dir / "runs" / run_id
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -371,6 +380,35 @@ class RunSupervisor:
                 _kill_group(run.pid, signal.SIGTERM)
                 escalations.append(self._escalate(run, 2.0))
         await asyncio.gather(*escalations, return_exceptions=True)
+
+
+_JOB_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+def _check_start(run_id: str, job_id: str, config: config_pb2.TrainingConfig) -> None:
+    """A StartRun is as strict as a public call: ids as the scheduler makes them (they become paths)
+    and a config that names what to train."""
+    v = []
+    if not _JOB_ID.match(job_id):
+        v.append(FieldViolation("job_id", "16 hex digits"))
+    if not re.fullmatch(rf"{re.escape(job_id)}-[0-9]{{1,9}}", run_id):
+        v.append(FieldViolation("run_id", "{job_id}-{attempt}"))
+    if not config.base_model.strip():
+        v.append(FieldViolation("config.base_model", "required"))
+    if not config.dataset.uri.strip():
+        v.append(FieldViolation("config.dataset.uri", "required"))
+    if v:
+        raise InvalidArgument(f"invalid run: {v[0].field}: {v[0].description}", violations=v)
+
+
+def _refusal(exc: OSError) -> ResourceExhausted | FailedPrecondition:
+    """A run this trainer could not set up: a reasoned refusal (the job goes back to the queue), never
+    an unknown outcome that would count as a lost worker."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResourceExhausted("this trainer's disk is full: the run's folder cannot be written",
+                                 reason="TRAINER_DISK_FULL")
+    return FailedPrecondition(f"this trainer cannot set up the run: {exc.strerror or type(exc).__name__}",
+                              reason="TRAINER_SETUP_FAILED")
 
 
 def _kill_group(pid: int, sig: int) -> None:

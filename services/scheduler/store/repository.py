@@ -9,7 +9,9 @@ at all. Database errors surface as `StoreError`.
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import logging
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
@@ -19,14 +21,40 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ftlab.v1 import job_pb2
-from services.common.errors import InvalidArgument, FieldViolation
+from services.common.errors import FieldViolation, InvalidArgument, Unavailable
 from services.scheduler.store.models import AttemptRow, CheckpointRow, JobEventRow, JobRow
 
 Mutate = Callable[[JobRow, Session], Iterable[job_pb2.JobEvent] | None]
+log = logging.getLogger(__name__)
+_FULL = ("database or disk is full", "no space left on device", "disk full", "could not extend file")
 
 
-class StoreError(RuntimeError):
-    """The database failed; the operation did not happen."""
+class StoreError(Unavailable):
+    """The database failed; the operation did not happen. The message says so plainly (the driver's
+    text, which may quote SQL and server paths, goes to the log only); callers may try again."""
+
+
+def _store_error(what: str, exc: Exception) -> StoreError:
+    text = str(exc).lower()
+    log.error("database error while trying to %s: %s", what, str(exc)[:2000])
+    if any(marker in text for marker in _FULL):
+        return StoreError(f"could not {what}: the scheduler's database has no space left; try again once an "
+                          "administrator has freed space", reason="DATABASE_FULL")
+    return StoreError(f"could not {what}: the scheduler's database is unavailable; try again shortly",
+                      reason="DATABASE_UNAVAILABLE")
+
+
+def _guarded(what: str):
+    """Database errors of the decorated method become StoreError."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except SQLAlchemyError as exc:
+                raise _store_error(what, exc) from exc
+        return call
+    return wrap
 
 
 def utcnow() -> datetime:
@@ -58,13 +86,16 @@ def encode_token(values: list) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
 
 
-def decode_token(token: str, field: str = "page_token") -> list:
+def decode_token(token: str, shape: tuple[type, ...], field: str = "page_token") -> list:
+    """The values of a page token this server issued, each of the type `shape` gives."""
     try:
         values = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if not isinstance(values, list):
-            raise ValueError
+        ok = isinstance(values, list) and len(values) == len(shape) and all(
+            isinstance(v, t) and not isinstance(v, bool) for v, t in zip(values, shape))
+        if not ok or any(isinstance(v, int) and not 0 <= v < 1 << 63 for v in values):
+            raise ValueError("wrong shape")
         return values
-    except ValueError as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise InvalidArgument("invalid page token", violations=[FieldViolation(field, "not a token this server issued")]) from exc
 
 
@@ -91,15 +122,15 @@ class JobStore:
                 for event in self._number(row, first_events):
                     s.add(_event_to_row(row.id, event))
                 return row, True
-        except IntegrityError:
+        except IntegrityError as exc:
             if row.request_id:  # a concurrent request with the same key won the race
                 with self._session() as s:
                     existing = s.scalar(select(JobRow).where(JobRow.owner == row.owner, JobRow.request_id == row.request_id))
                     if existing is not None:
                         return existing, False
-            raise
+            raise _store_error("create the job", exc) from exc
         except SQLAlchemyError as exc:
-            raise StoreError(f"could not create job: {exc}") from exc
+            raise _store_error("create the job", exc) from exc
 
     @staticmethod
     def _number(row: JobRow, events: Iterable[job_pb2.JobEvent]) -> list[job_pb2.JobEvent]:
@@ -112,10 +143,12 @@ class JobStore:
             out.append(event)
         return out
 
+    @_guarded("read a job")
     def get_job(self, job_id: str) -> JobRow | None:
         with self._session() as s:
             return s.get(JobRow, job_id)
 
+    @_guarded("list jobs")
     def list_jobs(self, *, owner: str | None, states: list[str], page_size: int, page_token: str) -> tuple[list[JobRow], str]:
         q = select(JobRow)
         if owner is not None:
@@ -123,8 +156,13 @@ class JobStore:
         if states:
             q = q.where(JobRow.state.in_(states))
         if page_token:
-            created, job_id = decode_token(page_token)
-            q = q.where(tuple_(JobRow.create_time, JobRow.id) < tuple_(datetime.fromisoformat(created), job_id))
+            created, job_id = decode_token(page_token, (str, str))
+            try:
+                after = datetime.fromisoformat(created)
+            except ValueError:
+                raise InvalidArgument("invalid page token", violations=[
+                    FieldViolation("page_token", "not a token this server issued")]) from None
+            q = q.where(tuple_(JobRow.create_time, JobRow.id) < tuple_(after, job_id))
         q = q.order_by(JobRow.create_time.desc(), JobRow.id.desc()).limit(page_size + 1)
         with self._session() as s:
             rows = list(s.scalars(q))
@@ -146,18 +184,21 @@ class JobStore:
                 row.update_time = utcnow()
                 return row, events
         except SQLAlchemyError as exc:
-            raise StoreError(f"could not update job {job_id}: {exc}") from exc
+            raise _store_error(f"update job {job_id}", exc) from exc
 
+    @_guarded("read job events")
     def events_after(self, job_id: str, after: int, limit: int) -> list[job_pb2.JobEvent]:
         q = (select(JobEventRow).where(JobEventRow.job_id == job_id, JobEventRow.sequence > after)
              .order_by(JobEventRow.sequence).limit(limit))
         with self._session() as s:
             return [_row_to_event(r) for r in s.scalars(q)]
 
+    @_guarded("count jobs")
     def count_by_state(self) -> dict[str, int]:
         with self._session() as s:
             return dict(s.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all())
 
+    @_guarded("read the queue")
     def queued(self) -> list[JobRow]:
         """Queued jobs in the order they start: priority (higher first), then age."""
         q = select(JobRow).where(JobRow.state == "JOB_STATE_QUEUED").order_by(
@@ -165,6 +206,7 @@ class JobStore:
         with self._session() as s:
             return list(s.scalars(q))
 
+    @_guarded("read jobs")
     def jobs_in_states(self, states: Iterable[str]) -> list[JobRow]:
         with self._session() as s:
             return list(s.scalars(select(JobRow).where(JobRow.state.in_(list(states)))))
@@ -192,8 +234,9 @@ class JobStore:
                 row.update_time = utcnow()
                 return row, events
         except SQLAlchemyError as exc:
-            raise StoreError(f"could not claim a job: {exc}") from exc
+            raise _store_error("claim a job", exc) from exc
 
+    @_guarded("read job durations")
     def recent_durations(self, limit: int = 20) -> list[float]:
         """Seconds from start to end of the latest succeeded jobs."""
         q = (select(JobRow.start_time, JobRow.end_time).where(JobRow.state == "JOB_STATE_SUCCEEDED",
@@ -203,10 +246,12 @@ class JobStore:
             return [(aware(end) - aware(start)).total_seconds() for start, end in s.execute(q)]
 
     # checkpoints and attempts
+    @_guarded("read checkpoints")
     def checkpoints(self, job_id: str) -> list[CheckpointRow]:
         with self._session() as s:
             return list(s.scalars(select(CheckpointRow).where(CheckpointRow.job_id == job_id).order_by(CheckpointRow.step)))
 
+    @_guarded("read attempts")
     def attempts(self, job_id: str) -> list[AttemptRow]:
         with self._session() as s:
             return list(s.scalars(select(AttemptRow).where(AttemptRow.job_id == job_id).order_by(AttemptRow.number)))

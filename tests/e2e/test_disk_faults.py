@@ -1,0 +1,45 @@
+"""Full disks: the scheduler's database disk and the data disk fill up while jobs run. No job stays
+RUNNING for ever, callers get a reason instead of INTERNAL, and once there is room again the job
+ends as its run did."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from ftlab import Client, FtlabError
+from ftlab.v1 import job_pb2
+from helpers import SmallDisk, start_server, wait_for, write_chat_dataset
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_full_database_disk_holds_the_run_and_refuses_new_jobs_with_a_reason(tmp_path, tiny_model):
+    home = tmp_path / "home"
+    write_chat_dataset(home / "datasets" / "chat.jsonl", rows=64)
+    with SmallDisk(tmp_path / "db", 16 << 20) as disk:
+        server = start_server(home, args=["--database-url", f"sqlite:///{disk.path / 'ftlab.db'}", "--cpu-threads", "1"],
+                              name="dbfull")
+        try:
+            with Client(server.address) as client:
+                config = {"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 120,
+                          "per_device_train_batch_size": 2, "max_seq_length": 64, "logging_steps": 1,
+                          "save_steps": 1000, "eval_strategy": "no"}
+                job = client.create_job(config)
+                wait_for(lambda: client.get_job(job.name).progress.step >= 2, timeout=120, what="training")
+                disk.fill()
+                wait_for(lambda: "could not record an event of run" in server.log(), timeout=60,
+                         what="the follower meeting the full disk")
+                with pytest.raises(FtlabError) as refused:
+                    client.create_job(config)
+                assert refused.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+                assert refused.value.reason == "DATABASE_FULL" and "no space" in refused.value.message
+                assert "INSERT" not in refused.value.message and str(disk.path) not in refused.value.message
+                disk.free()
+                final = client.wait(job.name, timeout=300)
+                assert final.state == job_pb2.JOB_STATE_SUCCEEDED, final.state_reason
+                steps = [e.metrics.step for e in client.list_events(job.name) if e.HasField("metrics")]
+                assert steps == list(range(1, 121))
+                assert [j.id for j in client.list_jobs()] == [job.id]  # the refused one left nothing
+        finally:
+            server.stop()

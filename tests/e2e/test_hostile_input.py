@@ -1,0 +1,130 @@
+"""Requests a careless or hostile client sends: each is INVALID_ARGUMENT naming the field, never
+INTERNAL or UNKNOWN, and the server keeps answering everyone else."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from ftlab.config import config_from_dict
+from ftlab.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
+
+pb = job_service_pb2
+
+
+def fields_of(err: grpc.RpcError) -> set[str]:
+    status = rpc_status.from_call(err)
+    bad = error_details_pb2.BadRequest()
+    return {v.field for d in (status.details if status else ()) if d.Unpack(bad) for v in bad.field_violations}
+
+
+def refused(call) -> set[str]:
+    """The fields an INVALID_ARGUMENT names (it must name at least one)."""
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (info.value.code(), info.value.details())
+    fields = fields_of(info.value)
+    assert fields, info.value.details()
+    return fields
+
+
+@pytest.fixture
+def stub(server):
+    with grpc.insecure_channel(server.address) as channel:
+        yield job_service_pb2_grpc.JobServiceStub(channel)
+
+
+def test_retry_policy_and_watchdog_numbers_must_be_finite_and_in_range(stub, job_config):
+    config = config_from_dict(job_config)
+    for backoff in (1e12, math.nan, -1e300, math.inf):
+        request = pb.CreateJobRequest(config=config, validate_only=True)
+        request.retry_policy.backoff_seconds = backoff
+        assert refused(lambda: stub.CreateJob(request, timeout=30)) == {"retry_policy.backoff_seconds"}
+    request = pb.CreateJobRequest(config=config, validate_only=True)
+    request.retry_policy.max_attempts = -1
+    request.retry_policy.max_attempts_by_category["NOT_A_CATEGORY"] = 2
+    request.watchdog.eval_timeout_seconds = 0
+    assert refused(lambda: stub.CreateJob(request, timeout=30)) == {
+        "retry_policy.max_attempts", "retry_policy.max_attempts_by_category[NOT_A_CATEGORY]",
+        "watchdog.eval_timeout_seconds"}
+    request = pb.CreateJobRequest(config=config_from_dict({**job_config, "learning_rate": math.nan}),
+                                  validate_only=True)
+    assert refused(lambda: stub.CreateJob(request, timeout=30)) == {"config.learning_rate"}
+    assert refused(lambda: stub.CancelJob(pb.CancelJobRequest(name="jobs/0123456789abcdef", grace_seconds=-1),
+                                          timeout=10)) == {"grace_seconds"}
+
+
+def test_nul_characters_and_huge_strings_are_refused_by_field(stub, job_config):
+    config = config_from_dict(job_config)
+    assert refused(lambda: stub.CreateJob(pb.CreateJobRequest(config=config, display_name="a\x00b"),
+                                          timeout=30)) == {"display_name"}
+    assert refused(lambda: stub.CreateJob(pb.CreateJobRequest(config=config, request_id="r\x00"),
+                                          timeout=30)) == {"request_id"}
+    assert refused(lambda: stub.GetJob(pb.GetJobRequest(name="jobs/\x00"), timeout=10)) == {"name"}
+    huge = "x" * (10 << 20)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetJob(pb.GetJobRequest(name=huge), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fields_of(info.value) == {"name"} and len(info.value.details()) < 500
+
+
+def test_listing_with_unknown_states_negative_sizes_and_forged_tokens(stub):
+    request = pb.ListJobsRequest()
+    request.states.append(77)
+    assert refused(lambda: stub.ListJobs(request, timeout=10)) == {"states[0]"}
+    forged = [base64.urlsafe_b64encode(json.dumps(v).encode()).decode()
+              for v in ([1, 2, 3], None, 2 ** 70, "x", [[[]]], ["not a time", "id"], [1.5], [True])]
+    forged += ["%%%", base64.urlsafe_b64encode(b"[" * 100_000).decode(), base64.urlsafe_b64encode(b"\xff\xfe").decode()]
+    for token in forged:
+        assert refused(lambda: stub.ListJobs(pb.ListJobsRequest(page_token=token), timeout=10)) == {"page_token"}
+    job = stub.CreateJob(pb.CreateJobRequest(config=config_from_dict(
+        {"base_model": "m", "dataset": {"uri": "chat.jsonl"}}), force=True), timeout=30,
+        metadata=(("x-ftlab-user", "hostile"),)).job
+    stub.CancelJob(pb.CancelJobRequest(name=job.name), timeout=10, metadata=(("x-ftlab-user", "hostile"),))
+    assert refused(lambda: stub.ListJobEvents(pb.ListJobEventsRequest(name=job.name, page_size=-1), timeout=10,
+                                              metadata=(("x-ftlab-user", "hostile"),))) == {"page_size"}
+    for token in forged:
+        assert refused(lambda: stub.ListJobEvents(pb.ListJobEventsRequest(name=job.name, page_token=token), timeout=10,
+                                                  metadata=(("x-ftlab-user", "hostile"),))) == {"page_token"}
+
+
+def test_a_request_that_is_not_protobuf_is_invalid_argument(server):
+    logged = len(server.log())
+    with grpc.insecure_channel(server.address) as channel:
+        raw = channel.unary_unary("/ftlab.v1.JobService/GetJob")  # bytes in, bytes out
+        for garbage in (b"\xff\xff\xff\xff", b"\x0a\xff\x01", b"\x12"):
+            with pytest.raises(grpc.RpcError) as info:
+                raw(garbage, timeout=10)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert fields_of(info.value) == {"request"}
+    assert "Traceback" not in server.log()[logged:]
+    with grpc.insecure_channel(server.address) as channel:  # still serving
+        job_service_pb2_grpc.JobServiceStub(channel).ListTemplates(pb.ListTemplatesRequest(), timeout=10)
+
+
+def test_the_internal_start_run_is_as_strict_as_the_public_api(server, tmp_path, tiny_model):
+    from ftlab.v1 import trainer_service_pb2 as tpb, trainer_service_pb2_grpc
+
+    outside = server.home.parent / "escaped"
+    config = config_from_dict({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}})
+    with grpc.insecure_channel(server.address) as channel:
+        trainer = trainer_service_pb2_grpc.TrainerServiceStub(channel)
+        cases = [
+            (tpb.StartRunRequest(run_id="x-1", job_id="../../../escaped", config=config), {"job_id", "run_id"}),
+            (tpb.StartRunRequest(run_id="0123456789abcdef-1/../../x", job_id="0123456789abcdef", config=config),
+             {"run_id"}),
+            (tpb.StartRunRequest(run_id="0123456789abcdef-1", job_id="0123456789abcdef",
+                                 config=config_from_dict({"base_model": "m"})), {"config.dataset.uri"}),
+            (tpb.StartRunRequest(run_id="0123456789abcdef-1", job_id="0123456789abcdef\x00", config=config),
+             {"job_id"}),
+        ]
+        for request, fields in cases:
+            assert refused(lambda: trainer.StartRun(request, timeout=10)) == fields
+    assert not outside.exists()
+    assert not (server.home / "artifacts" / "jobs" / "0123456789abcdef").exists()
