@@ -72,6 +72,8 @@ class Running:
             await apps["scheduler"].stop()
         if "artifacts" in apps:
             await apps["artifacts"].stop()
+        if "analyzer" in apps:
+            await apps["analyzer"].stop()
 
 
 async def start(components: list[str], args: argparse.Namespace) -> Running:
@@ -102,6 +104,8 @@ async def start(components: list[str], args: argparse.Namespace) -> Running:
     built = bootstrap.build_server(registrations, f"{args.host}:{args.port}")
     await built.server.start()
     metrics_port = common_metrics.serve_metrics(args.metrics_port, args.host)
+    if "analyzer" in apps:
+        apps["analyzer"].start()
     if "scheduler" in apps:
         analyzer = args.analyzer or (f"127.0.0.1:{built.port}" if "analyzer" in apps else None)
         if analyzer:

@@ -8,6 +8,7 @@ from google.protobuf import json_format
 
 from ftlab.v1 import analyzer_pb2, config_pb2, events_pb2
 from services.analyzer import logparse, phases, rules, suggestions
+from services.common.errors import FieldViolation, InvalidArgument
 
 _SUMMARY = {
     "CUDA_OOM": "The GPU ran out of memory",
@@ -37,7 +38,20 @@ _SUMMARY = {
 }
 
 
+def _config(request: analyzer_pb2.AnalyzeFailureRequest) -> config_pb2.TrainingConfig:
+    config = config_pb2.TrainingConfig()
+    try:
+        json_format.Parse(request.config_json or "{}", config, ignore_unknown_fields=True)
+    except (json_format.ParseError, RecursionError) as exc:
+        raise InvalidArgument("config_json is not a TrainingConfig",
+                              violations=[FieldViolation("config_json", str(exc)[:300])]) from None
+    return config
+
+
 def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.FailureAnalysis:
+    if request.phase not in events_pb2.Phase.values():
+        raise InvalidArgument("unknown phase", violations=[FieldViolation("phase", f"not a Phase (got {request.phase})")])
+    config = _config(request)
     log = logparse.parse(request.log)
     signal = request.signal if request.HasField("signal") else None
     exit_code = request.exit_code if request.HasField("exit_code") else None
@@ -49,9 +63,6 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
     if category == "KILLED_BY_SIGNAL" and rules.killed_signal(facts) == rules.SIGKILL and not log.exception_type:
         confidence = 0.6  # the OOM killer also sends SIGKILL; the kernel log would tell
     phase = events_pb2.Phase.Name(request.phase).removeprefix("PHASE_") if request.phase else phases.infer_phase(log)
-    config = config_pb2.TrainingConfig()
-    if request.config_json:
-        json_format.Parse(request.config_json, config, ignore_unknown_fields=True)
     evidence = [l.strip() for l in ([f.text for f in log.frames[-3:]] + [log.exception_line]) if l.strip()]
     if not log.exception_line:
         evidence += [l.strip() for l in log.lines if "nan" in l.lower() and "{" in l][:3]

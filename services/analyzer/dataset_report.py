@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ftlab.v1 import dataset_pb2
@@ -23,18 +24,39 @@ class Lengths:
     template_missing: bool = False
 
 
-def load_tokenizer(base_model: str, chat_template: str = ""):
-    """The model's tokenizer from a local folder or the Hugging Face cache (never downloads), or None."""
-    try:
-        from transformers import AutoTokenizer
+_TOKENIZERS: dict[tuple, tuple[Any, Any]] = {}  # (model, files' mtimes) -> (tokenizer, its own template)
+CACHED_TOKENIZERS = 4
 
-        tokenizer = AutoTokenizer.from_pretrained(base_model, local_files_only=True,
-                                                  trust_remote_code=settings.trust_remote_code())
-    except Exception as exc:
-        log.info("no tokenizer for %s: %s", base_model, exc)
+
+def _stamp(base_model: str) -> tuple:
+    """What a cached tokenizer of `base_model` is valid for: its local files' modification times."""
+    folder = Path(base_model)
+    if not folder.is_dir():
+        return (base_model,)
+    return (base_model, *((f.name, f.stat().st_mtime_ns) for f in sorted(folder.glob("tokenizer*"))))
+
+
+def load_tokenizer(base_model: str, chat_template: str = ""):
+    """The model's tokenizer from a local folder or the Hugging Face cache (never downloads), or None;
+    kept for the next check of the same model, with the job's chat template applied."""
+    try:
+        key = _stamp(base_model)
+    except OSError:
         return None
-    if chat_template:
-        tokenizer.chat_template = chat_template
+    if key not in _TOKENIZERS:
+        try:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(base_model, local_files_only=True,
+                                                      trust_remote_code=settings.trust_remote_code())
+        except Exception as exc:
+            log.info("no tokenizer for %s: %s", base_model, exc)
+            return None
+        while len(_TOKENIZERS) >= CACHED_TOKENIZERS:
+            _TOKENIZERS.pop(next(iter(_TOKENIZERS)))
+        _TOKENIZERS[key] = (tokenizer, tokenizer.chat_template)
+    tokenizer, own = _TOKENIZERS[key]
+    tokenizer.chat_template = chat_template or own
     return tokenizer
 
 

@@ -6,6 +6,7 @@ import ast
 import re
 from dataclasses import dataclass, field
 
+MAX_METRICS_LINE = 4096  # HF Trainer's metrics lines are a few hundred characters
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
 _EXC_STRICT = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
 _EXC = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit|Warning)?): ?(?P<msg>.*)$")
@@ -72,11 +73,14 @@ def parse(text: str) -> ParsedLog:
             i += 1
     for line in lines:
         stripped = line.strip()
-        if stripped.startswith("{") and stripped.endswith("}") and ("'loss'" in stripped or "'eval_loss'" in stripped):
+        if (stripped.startswith("{") and stripped.endswith("}") and len(stripped) <= MAX_METRICS_LINE
+                and ("'loss'" in stripped or "'eval_loss'" in stripped)):
             try:
-                log.metrics.append({k: _number(v) for k, v in ast.literal_eval(stripped).items()})
-            except (ValueError, SyntaxError):
-                continue
+                logged = ast.literal_eval(stripped)
+            except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+                continue  # not a metrics dict as HF Trainer prints one
+            if isinstance(logged, dict):
+                log.metrics.append({k: _number(v) for k, v in logged.items()})
     return log
 
 

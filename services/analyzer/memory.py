@@ -93,6 +93,9 @@ def shape_from_config(cfg: dict) -> Shape:
     )
 
 
+MAX_FIGURE = (1 << 63) - 1
+
+
 def load_shape(base_model: str) -> Shape | None:
     """The model's shape from its config.json: a local folder, or the Hugging Face cache (no download)."""
     path = Path(base_model).expanduser()
@@ -152,8 +155,9 @@ def estimate(shape: Shape, c: config_pb2.TrainingConfig, gpu_memory_bytes: int =
     activations = int(tokens * shape.layers * shape.hidden * factor)
     allocated = weights + gradients + optimizer + activations + FIXED_BYTES
     total = int(allocated * ALLOCATOR_SLACK)
-    return analyzer_pb2.MemoryEstimate(
+    figures = dict(
         weights_bytes=weights, gradients_bytes=gradients, optimizer_bytes=optimizer, activations_bytes=activations,
         other_bytes=total - (weights + gradients + optimizer + activations), total_bytes=total,
-        parameters=shape.params, trainable_parameters=trainable, gpu_memory_bytes=gpu_memory_bytes, gpu_name=gpu_name,
-    )
+        parameters=shape.params, trainable_parameters=trainable, gpu_memory_bytes=gpu_memory_bytes)
+    # absurd shapes or batches give absurd figures, but never more than an int64 holds
+    return analyzer_pb2.MemoryEstimate(gpu_name=gpu_name, **{k: max(0, min(int(v), MAX_FIGURE)) for k, v in figures.items()})

@@ -4,10 +4,14 @@ Each check passes, warns or fails, with config changes that would make it pass."
 
 from __future__ import annotations
 
+from google.protobuf import json_format
+
 from ftlab.v1 import analyzer_pb2, config_pb2
 from services.analyzer import dataset_report, memory, suggestions
-from services.common.settings import Paths
+from services.analyzer.budget import OverBudget, time_budget
+from services.common.access import Policy
 from services.common.datasets import DatasetError, scan
+from services.common.errors import FieldViolation, InvalidArgument
 
 PASS, WARN, FAIL = analyzer_pb2.CHECK_STATUS_PASS, analyzer_pb2.CHECK_STATUS_WARN, analyzer_pb2.CHECK_STATUS_FAIL
 C = config_pb2
@@ -23,8 +27,22 @@ def _format(c: config_pb2.TrainingConfig) -> str | None:
     return None if name in ("auto", "unspecified") else name
 
 
-def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware,
-              paths: Paths) -> analyzer_pb2.PreflightResponse:
+def preflight_request(request: analyzer_pb2.PreflightRequest, owner: str | None,
+                      template_seconds: float | None = None) -> analyzer_pb2.PreflightResponse:
+    """Pre-flight of a request as `owner` may read files (None: any upload, for an admin)."""
+    config = config_pb2.TrainingConfig()
+    try:
+        json_format.Parse(request.config_json or "{}", config)
+    except (json_format.ParseError, RecursionError) as exc:
+        raise InvalidArgument("config_json is not a TrainingConfig",
+                              violations=[FieldViolation("config_json", str(exc)[:300])]) from None
+    policy = Policy.current()
+    policy.config(config, owner, prefix="config_json.")
+    return preflight(config, request.hardware, policy, owner, template_seconds)
+
+
+def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware, policy: Policy,
+              owner: str | None = None, template_seconds: float | None = None) -> analyzer_pb2.PreflightResponse:
     out = analyzer_pb2.PreflightResponse()
     shape = memory.load_shape(c.base_model)
     tokenizer = dataset_report.load_tokenizer(c.base_model, c.chat_template)
@@ -32,19 +50,22 @@ def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware,
                              f"{c.base_model}: {shape.params:,} parameters, {shape.layers} layers"
                              if shape else f"{c.base_model}: its config.json is not readable here (not a local folder "
                              "nor in the Hugging Face cache); no memory estimate"))
-    _dataset_checks(out, c, paths, tokenizer, shape)
+    _dataset_checks(out, c, policy, owner, tokenizer, shape, template_seconds)
     _memory_checks(out, c, hardware, shape)
     out.ok = all(check.status != FAIL for check in out.checks)
     return out
 
 
-def _dataset_checks(out, c, paths, tokenizer, shape) -> None:
+def _dataset_checks(out, c, policy: Policy, owner, tokenizer, shape, template_seconds) -> None:
     for field, uri in (("dataset.uri", c.dataset.uri), ("dataset.eval_uri", c.dataset.eval_uri)):
         if not uri:
             continue
         name = "dataset" if field == "dataset.uri" else "eval_dataset"
         try:
-            found = scan(paths.dataset(uri), _format(c))
+            found = scan(policy.dataset(uri, field, owner), _format(c))
+        except IsADirectoryError:
+            out.checks.append(_check(name, FAIL, f"{uri}: a folder, not a dataset file"))
+            continue
         except FileNotFoundError:
             out.checks.append(_check(name, FAIL, f"{uri}: not found (relative paths are under the server's datasets "
                                      "folder)", [suggestions.patch(field, uri, "a file that exists on the server",
@@ -53,7 +74,14 @@ def _dataset_checks(out, c, paths, tokenizer, shape) -> None:
         except (DatasetError, UnicodeDecodeError, ValueError) as exc:
             out.checks.append(_check(name, FAIL, f"{uri}: {exc}"))
             continue
-        lengths = dataset_report.token_lengths(found.rows, tokenizer) if tokenizer is not None and found.rows else None
+        lengths = None
+        if tokenizer is not None and found.rows:
+            lengths, problem = _render(found.rows, tokenizer, template_seconds)
+            if problem:
+                out.checks.append(_check("chat_template", FAIL, problem, [suggestions.patch(
+                    "chat_template", "(the job's)", "a template that renders each conversation quickly",
+                    problem, "pre-flight and training can apply the template")] if c.chat_template else []))
+                continue
         report = dataset_report.report(uri, found, lengths, c.max_seq_length)
         if name == "dataset":
             out.dataset.CopyFrom(report)
@@ -74,6 +102,26 @@ def _dataset_checks(out, c, paths, tokenizer, shape) -> None:
                 out.checks.append(_check("chat_template", FAIL, "the tokenizer has no chat template and the data is "
                                          "conversational", suggestions.suggest("CHAT_TEMPLATE_MISSING", "", c, False)))
             _length_check(out, c, report, shape)
+
+
+def _render(rows, tokenizer, seconds: float | None):
+    """(token lengths, "") or (None, what is wrong with the chat template): it must compile, render
+    each conversation without raising, and render them all within the time budget."""
+    import jinja2
+
+    try:
+        with time_budget(seconds):
+            return dataset_report.token_lengths(rows, tokenizer), ""
+    except OverBudget:
+        return None, (f"rendering the chat template over {min(len(rows), dataset_report.MAX_MEASURED)} rows took "
+                      f"over {seconds:g}s and was stopped; the template may loop without end")
+    except jinja2.TemplateSyntaxError as exc:
+        return None, f"the chat template does not compile: {exc.message} (line {exc.lineno})"[:500]
+    except (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
+        return None, f"the chat template fails on this data: {type(exc).__name__}: {str(exc)[:300]}"
+    except MemoryError:
+        return None, "rendering the chat template needed more memory than pre-flight allows; it may build " \
+                     "text without bound"
 
 
 def _length_check(out, c, report, shape) -> None:

@@ -1,33 +1,40 @@
-"""gRPC servicer of the analyzer: thin."""
+"""gRPC servicer of the analyzer: thin. Failure analysis runs here (regular expressions over a
+bounded log); pre-flight runs in the worker pool, as the caller may read files."""
 
 from __future__ import annotations
 
-import asyncio
-
-from google.protobuf import json_format
-
-from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc, config_pb2
+from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc
 from services.analyzer.analyze import analyze
-from services.analyzer.preflight import preflight
-from services.common import settings
+from services.analyzer.pool import PreflightPool, Stopped
+from services.common import settings, validate
+from services.common.auth import caller, tokens
 from services.common.errors import FieldViolation, InvalidArgument
 
 MAX_LOG_BYTES = 4 * 1024 * 1024
+PASS, WARN = analyzer_pb2.CHECK_STATUS_PASS, analyzer_pb2.CHECK_STATUS_WARN
 
 
 class AnalyzerService(analyzer_pb2_grpc.AnalyzerServiceServicer):
+    def __init__(self, pool: PreflightPool) -> None:
+        self.pool = pool
+
     async def AnalyzeFailure(self, request, context):
         if len(request.log) > MAX_LOG_BYTES:
             raise InvalidArgument("log too long", violations=[FieldViolation("log", "send at most the last 4 MiB")])
         return analyzer_pb2.AnalyzeFailureResponse(analysis=analyze(request))
 
     async def Preflight(self, request, context):
-        config = config_pb2.TrainingConfig()
+        who = caller(context)
+        # a service asks for the job's owner (so may anyone without auth, where callers name themselves);
+        # anyone else is checked as themselves, and an admin may read every upload
+        if request.owner and (who.role == "service" or not tokens().enabled):
+            owner = request.owner
+        else:
+            owner = None if who.admin else who.user
         try:
-            json_format.Parse(request.config_json or "{}", config)
-        except json_format.ParseError as exc:
-            raise InvalidArgument("config_json is not a TrainingConfig",
-                                  violations=[FieldViolation("config_json", str(exc)[:300])]) from exc
-        if not config.base_model:
-            raise InvalidArgument("base_model is required", violations=[FieldViolation("config_json.base_model", "required")])
-        return await asyncio.to_thread(preflight, config, request.hardware, settings.paths())
+            response = await self.pool.run(request, owner)
+            return validate.rewrite_strings(response, settings.redact)
+        except Stopped as exc:
+            return analyzer_pb2.PreflightResponse(ok=True, checks=[analyzer_pb2.PreflightCheck(
+                name="preflight", status=WARN, message=f"pre-flight did not finish and was stopped ({exc}); "
+                                                       "the job was not checked")])

@@ -13,6 +13,7 @@ from services.artifacts.jobs import SchedulerJobs, credentials
 from services.artifacts.store import ArtifactStore, job_id_of
 from services.artifacts.uploads import DatasetStore
 from services.artifacts.zipstream import CHUNK, ArtifactChanged
+from services.common.auth import caller
 from services.common.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument, Precondition
 
 
@@ -78,7 +79,7 @@ class ArtifactService(artifact_service_pb2_grpc.ArtifactServiceServicer):
                     if not message.HasField("metadata"):
                         raise InvalidArgument("send the metadata first", violations=[
                             FieldViolation("metadata", "the first message must carry it")])
-                    upload = self.datasets.begin(message.metadata)
+                    upload = self.datasets.begin(message.metadata, caller(context).user)
                     continue
                 if not message.HasField("chunk"):
                     raise InvalidArgument("metadata sent twice", violations=[FieldViolation("metadata", "only first")])

@@ -4,6 +4,11 @@ the shapes TRL trains on (`data.jsonl`), with a report of the format, the rows a
 
 A job names an uploaded dataset as `datasets/{sha256}` (or the bare digest). The client's file name
 only says the file type; it never becomes a path.
+
+Uploads belong to who sent them. The same content is stored once, but each owner has a record of
+their own (`owners/`: their file name and report), only an owner's jobs may read it, and a second
+owner's upload goes through every step the first one's did, so the reply says nothing of whether
+someone else holds the same file.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 
 from ftlab.v1 import artifact_service_pb2 as pb
 from ftlab.v1 import dataset_pb2
+from services.common import access
 from services.common.datasets import DatasetError, scan
 from services.common.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from services.common.settings import Paths
@@ -43,6 +49,7 @@ class Upload:
     """One upload in progress: bytes go to a private file under incoming/, hashed as they arrive."""
 
     store: "DatasetStore"
+    owner: str
     filename: str
     suffix: str
     declared_size: int
@@ -83,18 +90,19 @@ class Upload:
                                       violations=[FieldViolation("metadata.sha256", f"the content's is {digest}")])
             if self.received == 0:
                 raise InvalidArgument("the upload is empty", violations=[FieldViolation("chunk", "no bytes sent")])
-            return self.store.keep(self.part, digest, self.suffix, self.filename)
+            return self.store.keep(self.part, digest, self.suffix, self.filename, self.owner)
         finally:
             self.part.unlink(missing_ok=True)
 
 
 class DatasetStore:
     def __init__(self, paths: Paths, max_bytes: int) -> None:
+        self.paths = paths
         self.root = paths.datasets
         self.incoming = self.root / ".incoming"
         self.max_bytes = max_bytes
 
-    def begin(self, metadata: pb.UploadMetadata) -> Upload:
+    def begin(self, metadata: pb.UploadMetadata, owner: str) -> Upload:
         suffix = file_type(metadata.filename)
         if metadata.size_bytes < 0:
             raise InvalidArgument("size_bytes must not be negative", violations=[FieldViolation("metadata.size_bytes", ">= 0")])
@@ -104,16 +112,17 @@ class DatasetStore:
         if metadata.sha256 and not _SHA.match(metadata.sha256.lower()):
             raise InvalidArgument("sha256 must be 64 hex digits", violations=[FieldViolation("metadata.sha256", "hex")])
         self.incoming.mkdir(parents=True, exist_ok=True)
-        return Upload(self, Path(metadata.filename.replace("\\", "/")).name[:200], suffix, metadata.size_bytes,
+        return Upload(self, owner, Path(metadata.filename.replace("\\", "/")).name[:200], suffix, metadata.size_bytes,
                       metadata.sha256, self.incoming / f"{uuid.uuid4().hex}.part")
 
-    def keep(self, part: Path, digest: str, suffix: str, filename: str) -> pb.Dataset:
-        """Store the content once under its digest (a second upload of it finds it there), then read,
-        validate and normalize it; an unusable file is refused and not kept."""
+    def keep(self, part: Path, digest: str, suffix: str, filename: str, owner: str) -> pb.Dataset:
+        """Read, validate and normalize the content, then store it once under its digest (another
+        owner's copy may be there already) with this owner's record; an unusable file is refused and
+        not kept. The same work is done whether or not the content was stored before."""
         folder = self.root / digest
-        report_file = folder / "report.json"
-        if report_file.exists():
-            return self._dataset(json.loads(report_file.read_text()))
+        record = access.owner_record(self.paths, digest, owner)
+        if record.is_file():  # this owner sent it before: their upload, as it was
+            return self._dataset(json.loads(record.read_text()))
         staging = self.incoming / f"{digest}-{uuid.uuid4().hex[:8]}"
         staging.mkdir(parents=True)
         try:
@@ -131,19 +140,25 @@ class DatasetStore:
                 for row in found.rows:
                     out.write(json.dumps(row, ensure_ascii=False) + "\n")
             report = {"name": f"datasets/{digest}", "sha256": digest, "size_bytes": original.stat().st_size,
-                      "filename": filename, "format": found.format, "rows": len(found.rows),
-                      "bad_row_count": len(found.bad),
+                      "format": found.format, "rows": len(found.rows), "bad_row_count": len(found.bad),
                       "bad_rows": [{"line": n, "reason": r} for n, r in found.bad[:MAX_BAD_LISTED]]}
             (staging / "report.json").write_text(json.dumps(report, indent=2))
+            (staging / "owners").mkdir()
             try:
                 staging.rename(folder)
-            except OSError:  # the same content arrived at the same time: the other one is kept
-                if not report_file.exists():
+            except OSError:  # stored before (by anyone), or at this moment by another upload
+                if not (folder / "report.json").exists():
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        log.info("stored dataset %s (%s, %d rows, %d bad)", digest, found.format, len(found.rows), len(found.bad))
-        return self._dataset(json.loads(report_file.read_text()))
+        record.parent.mkdir(exist_ok=True)
+        mine = {**report, "filename": filename, "owner": owner}
+        tmp = record.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_text(json.dumps(mine, indent=2))
+        tmp.replace(record)
+        log.info("stored dataset %s for %s (%s, %d rows, %d bad)", digest[:12], owner, found.format, len(found.rows),
+                 len(found.bad))
+        return self._dataset(mine)
 
     @staticmethod
     def _dataset(report: dict) -> pb.Dataset:

@@ -278,7 +278,8 @@ def cmd_queue(args, _):
     console.print(f"{q.running} running, {len(q.entries)} queued, {q.free_slots} free slot(s)")
     table = Table("#", "JOB", "OWNER", "PRIORITY", "WAITING", "STARTS IN", box=None)
     for e in q.entries:
-        table.add_row(str(e.position), e.job.removeprefix("jobs/"), e.owner, str(e.priority), duration(e.wait_seconds),
+        table.add_row(str(e.position), e.job.removeprefix("jobs/") or "(another user's)", e.owner or "-",
+                      str(e.priority), duration(e.wait_seconds),
                       duration(e.estimated_start_seconds) if e.HasField("estimated_start_seconds") else "?")
     console.print(table)
     return 0

@@ -19,6 +19,10 @@ _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assista
                    "system": "system", "bot": "assistant", "model": "assistant"}
 
 
+MAX_FIELD_BYTES = 64 << 20  # one CSV field (Python's csv refuses fields over 128 KiB unless told)
+_EXTRA = "\x00extra"  # where csv puts the values of a row longer than its header
+
+
 class DatasetError(ValueError):
     """The dataset cannot be used; the message says why and how to fix it."""
 
@@ -31,27 +35,57 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
     kind = _READERS.get(p.suffix.lower())
     if kind is None:
         raise DatasetError(f"unsupported dataset file type {p.suffix!r}; use one of {sorted(_READERS)}")
-    if kind == "json":
-        rows = _read_json(p)
-    elif kind == "csv":
-        import csv
-
-        with open(p, newline="", encoding="utf-8") as f:
-            rows = [dict(r) for r in csv.DictReader(f)]
-    else:
-        import pyarrow.parquet as pq
-
-        rows = pq.read_table(p).to_pylist()
+    try:
+        if kind == "json":
+            rows = _read_json(p)
+        elif kind == "csv":
+            rows = _read_csv(p)
+        else:
+            rows = _read_parquet(p)
+    except RecursionError:
+        raise DatasetError(f"{p.name} nests its JSON too deeply to read") from None
     if not rows:
         raise DatasetError(f"dataset {p.name} has no rows")
     return rows
+
+
+def _read_csv(p: Path) -> list[dict[str, Any]]:
+    import csv
+
+    csv.field_size_limit(MAX_FIELD_BYTES)
+    rows = []
+    with open(p, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, restkey=_EXTRA)
+        try:
+            for row in reader:
+                if _EXTRA in row:
+                    raise DatasetError(f"{p.name} line {reader.line_num}: more fields than the header has")
+                rows.append(dict(row))
+        except csv.Error as exc:
+            raise DatasetError(f"{p.name} line {reader.line_num}: not valid CSV ({exc})") from None
+    return rows
+
+
+def _read_parquet(p: Path) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(p).to_pylist()
+    except (pa.ArrowException, OSError) as exc:
+        raise DatasetError(f"{p.name} is not a readable Parquet file ({str(exc)[:200]})") from None
 
 
 def _read_json(p: Path) -> list[dict[str, Any]]:
     text = p.read_text(encoding="utf-8")
     stripped = text.lstrip()
     if stripped.startswith("["):
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{p.name} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        if not all(isinstance(r, dict) for r in data):
+            raise DatasetError(f"{p.name}: a JSON list must hold objects, one per row")
         return [dict(r) for r in data]
     held = _container(stripped)
     if held is not None:
@@ -70,7 +104,7 @@ def _container(text: str) -> list[dict[str, Any]] | None:
         return None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None  # JSON Lines (or broken): read line by line
     for key in ("data", "rows", "train", "examples"):
         if isinstance(data, dict) and isinstance(data.get(key), list) and all(isinstance(r, dict) for r in data[key]):
@@ -79,14 +113,23 @@ def _container(text: str) -> list[dict[str, Any]] | None:
 
 
 def _json_lines(text: str) -> Iterator[tuple[int, Any, str]]:
-    """(line number, row, why it is bad or "") for each non-blank line of JSON Lines text."""
+    """(line number, row, why it is bad or "") for each non-blank line of JSON Lines text (bytes
+    that are not UTF-8 arrive as lone surrogates, and make their line bad)."""
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
+            continue
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            yield number, None, "not valid UTF-8"
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             yield number, None, f"not valid JSON ({exc.msg})"
+            continue
+        except RecursionError:
+            yield number, None, "JSON nested too deeply"
             continue
         yield number, row, "" if isinstance(row, dict) else f"expected a JSON object, got {type(row).__name__}"
 
@@ -108,7 +151,7 @@ def scan(path: str | Path, fmt: str | None = None) -> Scan:
         raise FileNotFoundError(f"dataset file not found: {p}")
     objects: list[tuple[int, dict[str, Any]]] = []
     bad: list[tuple[int, str]] = []
-    text = p.read_text(encoding="utf-8", errors="replace") if _READERS.get(p.suffix.lower()) == "json" else ""
+    text = p.read_text(encoding="utf-8", errors="surrogateescape") if _READERS.get(p.suffix.lower()) == "json" else ""
     if text.strip() and not text.lstrip().startswith("[") and _container(text.lstrip()) is None:
         # JSON Lines: go on past bad lines
         for number, row, why in _json_lines(text):
@@ -237,6 +280,10 @@ def _message(role: Any, content: Any) -> dict[str, str]:
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected text, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text holds a lone surrogate (\\ud800-\\udfff), which is not Unicode") from None
     return value
 
 

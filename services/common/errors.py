@@ -91,18 +91,21 @@ class Unavailable(DomainError):
 
 
 def to_status(err: DomainError) -> grpc.Status:
+    from services.common.settings import redact
+
     details = []
     if isinstance(err, InvalidArgument) and err.violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=redact(v.description))
                 for v in err.violations
             ]
         )
         details.append(bad)
     if isinstance(err, FailedPrecondition) and err.preconditions:
         details.append(error_details_pb2.PreconditionFailure(violations=[
-            error_details_pb2.PreconditionFailure.Violation(type=v.type, subject=v.subject, description=v.description)
+            error_details_pb2.PreconditionFailure.Violation(type=v.type, subject=v.subject,
+                                                            description=redact(v.description))
             for v in err.preconditions]))
     if err.reason:
         details.append(error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN))
@@ -111,7 +114,8 @@ def to_status(err: DomainError) -> grpc.Status:
         a = any_pb2.Any()
         a.Pack(d)
         packed.append(a)
-    status = status_pb2.Status(code=getattr(code_pb2, err.code.name), message=err.message, details=packed)
+    status = status_pb2.Status(code=getattr(code_pb2, err.code.name), message=redact(err.message)[:2000],
+                               details=packed)
     return rpc_status.to_status(status)
 
 

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-
-
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def max_upload_bytes() -> int:
@@ -20,6 +16,21 @@ def trust_remote_code() -> bool:
     """Whether model code shipped with a model may run (FTLAB_TRUST_REMOTE_CODE=1). Off unless an
     administrator turns it on for the whole deployment: a model repository's Python is arbitrary code."""
     return os.environ.get("FTLAB_TRUST_REMOTE_CODE", "").lower() in ("1", "true", "yes")
+
+
+def redact(text: str) -> str:
+    """`text` with the server's data directory written as $FTLAB_HOME: where the server keeps its
+    store is not for users to know (it would tell them what to aim a path at)."""
+    for root in _homes():
+        if root in text:
+            text = text.replace(root, "$FTLAB_HOME")
+    return text
+
+
+def _homes() -> list[str]:
+    root = home()
+    names = {str(root), os.path.realpath(root)}
+    return sorted((n for n in names if len(n) > 1), key=len, reverse=True)
 
 
 def home() -> Path:
@@ -44,15 +55,6 @@ class Paths:
 
     def job_dir(self, job_id: str) -> Path:
         return self.artifacts / "jobs" / job_id
-
-    def dataset(self, uri: str) -> Path:
-        """A dataset named in a config: an uploaded one by its name ("datasets/{sha256}" or the bare
-        digest) as its normalized rows, an absolute path as is, a relative one under the datasets folder."""
-        digest = uri.removeprefix("datasets/")
-        if _SHA256.match(digest):
-            return self.datasets / digest / "data.jsonl"
-        p = Path(uri).expanduser()
-        return p if p.is_absolute() else self.datasets / p
 
     def ensure(self) -> "Paths":
         for p in (self.root, self.artifacts, self.datasets):

@@ -83,17 +83,24 @@ def _scalar(field: FieldDescriptor, value, path: str, out: list[FieldViolation])
 def strip_nul(message: Message) -> Message:
     """Remove NUL characters from every string of `message` (in place), for text that comes from a
     training process, not a caller: a run's error may quote a binary file, and PostgreSQL stores no NUL."""
+    return rewrite_strings(message, lambda text: text.replace("\x00", ""))
+
+
+def rewrite_strings(message: Message, fn) -> Message:
+    """Replace every string of `message` (recursively, in place) with `fn(string)`."""
     for field, value in message.ListFields():
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            continue  # no map in a run's events holds free text
+            continue  # no map in the messages rewritten holds free text
         if field.is_repeated:
             if field.message_type is not None:
                 for item in value:
-                    strip_nul(item)
+                    rewrite_strings(item, fn)
             elif field.type == FieldDescriptor.TYPE_STRING:
-                value[:] = [v.replace("\x00", "") for v in value]
+                value[:] = [fn(v) for v in value]
         elif field.message_type is not None:
-            strip_nul(value)
-        elif field.type == FieldDescriptor.TYPE_STRING and "\x00" in value:
-            setattr(message, field.name, value.replace("\x00", ""))
+            rewrite_strings(value, fn)
+        elif field.type == FieldDescriptor.TYPE_STRING:
+            new = fn(value)
+            if new != value:
+                setattr(message, field.name, new)
     return message

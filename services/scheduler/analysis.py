@@ -11,6 +11,7 @@ from google.protobuf import json_format
 
 from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc, job_pb2
 from services.common.channels import internal_channel
+from services.common.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from services.scheduler import convert
 from services.scheduler.store.models import JobRow
 from services.scheduler.store.repository import JobStore
@@ -89,19 +90,61 @@ class FailureAnalyst:
 
 
 class Preflighter:
-    """Asks the analyzer whether a config can run, on the largest GPU among the registered trainers."""
+    """Asks the analyzer whether a config can run, on the largest GPU among the registered trainers.
+
+    A check that could not run is recorded as such on the job (a warning), never skipped silently;
+    bad input the analyzer finds is the caller's INVALID_ARGUMENT. One user has at most
+    `per_user` checks in flight, so that no one user takes every pre-flight worker."""
 
     TIMEOUT = 60.0
 
-    def __init__(self, stub, hardware) -> None:
+    def __init__(self, stub, hardware, per_user: int = 2) -> None:
         self.stub = stub  # () -> AnalyzerServiceStub
         self.hardware = hardware  # () -> analyzer_pb2.Hardware of the target
+        self.per_user = per_user
+        self._in_flight: dict[str, int] = {}
 
-    async def check(self, config) -> analyzer_pb2.PreflightResponse | None:
-        """The analyzer's findings, or None when it cannot be reached (the job is not held up by that)."""
-        request = analyzer_pb2.PreflightRequest(config_json=json_format.MessageToJson(config), hardware=self.hardware())
+    async def check(self, config, owner: str) -> analyzer_pb2.PreflightResponse:
+        if self._in_flight.get(owner, 0) >= self.per_user:
+            raise ResourceExhausted(f"{self.per_user} pre-flight checks of yours are running; wait for them to finish",
+                                    reason="PREFLIGHT_BUSY")
+        request = analyzer_pb2.PreflightRequest(config_json=json_format.MessageToJson(config), hardware=self.hardware(),
+                                                owner=owner)
+        self._in_flight[owner] = self._in_flight.get(owner, 0) + 1
         try:
             return await self.stub().Preflight(request, timeout=self.TIMEOUT)
         except grpc.aio.AioRpcError as exc:
-            log.warning("pre-flight unavailable: %s", exc.details())
-            return None
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidArgument((exc.details() or "").replace("config_json.", "config."), violations=[
+                    FieldViolation(f.replace("config_json.", "config.", 1), d) for f, d in field_violations(exc)],
+                    reason="PREFLIGHT_INVALID") from None
+            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise ResourceExhausted(exc.details(), reason="PREFLIGHT_BUSY") from None
+            log.warning("pre-flight did not run: %s %s", exc.code().name, exc.details())
+            return not_run(f"the analyzer could not be asked ({exc.code().name.lower().replace('_', ' ')})")
+        finally:
+            self._in_flight[owner] -= 1
+            if not self._in_flight[owner]:
+                del self._in_flight[owner]
+
+
+def not_run(why: str) -> analyzer_pb2.PreflightResponse:
+    """The record of a pre-flight that did not run: a warning, and the job not held up by it."""
+    return analyzer_pb2.PreflightResponse(ok=True, checks=[analyzer_pb2.PreflightCheck(
+        name="preflight", status=analyzer_pb2.CHECK_STATUS_WARN, message=f"pre-flight did not run: {why}")])
+
+
+def field_violations(exc: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    try:
+        status = rpc_status.from_call(exc)
+    except ValueError:
+        return []
+    out = []
+    for detail in status.details if status is not None else ():
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            out += [(v.field, v.description) for v in bad.field_violations]
+    return out

@@ -124,6 +124,11 @@ class Dispatcher:
         try:
             await worker.stub().StartRun(request, timeout=START_TIMEOUT)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:  # no trainer can ever start it
+                worker.assigned.discard(row.run_id)
+                log.warning("worker %s rejected %s: %s", worker.worker_id, row.run_id, exc.details())
+                await self.jobs.start_rejected(row.id, exc.details())
+                return
             if exc.code() in REFUSALS:  # the trainer answered and did not start it
                 worker.assigned.discard(row.run_id)
                 worker.unreachable = True  # no more runs for it until its next heartbeat

@@ -22,7 +22,8 @@ from sqlalchemy import delete, select
 
 from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2, job_service_pb2
 from services.common.auth import Caller
-from services.common import validate
+from services.common import settings, validate
+from services.common.access import Policy
 from services.common.checkpoints import parent_ref
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Precondition
 from services.scheduler import convert, jobconfig, retry, states
@@ -119,7 +120,8 @@ def state_event(row: JobRow, to: str, reason: str) -> job_pb2.JobEvent:
 
 class JobManager:
     def __init__(self, store: JobStore, hub: EventHub, metrics: SchedulerMetrics | None = None,
-                 max_running_per_user: int = 0, scheduler_id: str = "", fence_seconds: float = 0.0) -> None:
+                 max_running_per_user: int = 0, scheduler_id: str = "", fence_seconds: float = 0.0,
+                 access: Policy | None = None) -> None:
         self.fence_seconds = fence_seconds  # a lost worker's runs may take this long to stop themselves
         self.store = store
         self.scheduler_id = scheduler_id
@@ -129,6 +131,7 @@ class JobManager:
         self.controller: RunController | None = None
         self.analyst = None  # FailureAnalyst: told of every job that fails
         self.preflighter = None  # Preflighter: asked whether a new job can run
+        self.access = access or Policy.current()  # which files a job may name
 
     async def _db(self, fn, *args, **kwargs):
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -220,10 +223,11 @@ class JobManager:
                     return
             from_memory = await self.hub.wait_beyond(row.id, cursor, poll_seconds)
 
-    async def queue(self, free_slots: int) -> job_service_pb2.GetQueueResponse:
+    async def queue(self, who: Caller, free_slots: int) -> job_service_pb2.GetQueueResponse:
         """The queued jobs in start order, each with an estimate of when it starts: free slots go
         first, then running jobs' slots as their ETAs run out; a queued job is assumed to take the
-        median duration of recent successful jobs."""
+        median duration of recent successful jobs. Other users' jobs are positions without a name
+        or an owner (an admin sees them all)."""
         rows = await self._db(self.store.queued)
         active = await self._db(self.store.jobs_in_states, states.ACTIVE)
         durations = await self._db(self.store.recent_durations)
@@ -236,8 +240,10 @@ class JobManager:
         typical = statistics.median(durations) if durations else None
         known = sorted(x for x in slots if x is not None)
         for position, r in enumerate(rows, start=1):
-            entry = response.entries.add(job=convert.job_name(r.id), position=position, priority=r.priority,
-                                         owner=r.owner, wait_seconds=(now - aware(r.create_time)).total_seconds())
+            entry = response.entries.add(position=position, priority=r.priority,
+                                         wait_seconds=(now - aware(r.create_time)).total_seconds())
+            if who.sees(r.owner):
+                entry.job, entry.owner = convert.job_name(r.id), r.owner
             if not known:
                 continue  # no slot whose release time is known (or no workers)
             start = heapq.heappop(known)
@@ -271,7 +277,8 @@ class JobManager:
             raise InvalidArgument("auto-recovery only for failures with a safe automatic fix", violations=[
                 FieldViolation(f"retry_policy.auto_recover[{k}]", "one of " + ", ".join(sorted(retry.AUTO_RECOVERABLE)))
                 for k in unsafe])
-        checks = await self.preflight(config, request.force or request.validate_only)
+        self.access.config(config, None if who.admin else who.user)
+        checks = await self.preflight(config, who.user, request.force or request.validate_only)
         row = _new_row(
             owner=who.user, display_name=request.display_name[:256], template=request.template or "basic",
             priority=request.priority, config=config, request_id=request.request_id,
@@ -292,12 +299,12 @@ class JobManager:
                 self.controller.wake()
         return convert.to_job(row)
 
-    async def preflight(self, config, force: bool):
+    async def preflight(self, config, owner: str, force: bool):
         """The analyzer's pre-flight findings (None without an analyzer); refuses a job that cannot run
         with FAILED_PRECONDITION naming each failed check, unless forced."""
         if self.preflighter is None:
             return None
-        checks = await self.preflighter.check(config)
+        checks = await self.preflighter.check(config, owner)
         if checks is not None and not checks.ok and not force:
             failed = [c for c in checks.checks if c.status == analyzer_pb2.CHECK_STATUS_FAIL]
             fixes = "; ".join(f"{p.field} {p.current} -> {p.suggested}" for c in failed for p in c.suggestions)
@@ -381,7 +388,8 @@ class JobManager:
         mode = retry.resume_mode(patches, old, config)
         chosen = await self._choose_checkpoint(parent.id, request.checkpoint, request.checkpoint_name) \
             if request.checkpoint != job_pb2.CHECKPOINT_SELECTOR_UNSPECIFIED else ""
-        checks = await self.preflight(config, request.force)
+        self.access.config(config, parent.owner)
+        checks = await self.preflight(config, parent.owner, request.force)
         policy = json_format.Parse(parent.retry_policy_json, job_pb2.RetryPolicy())
         if automatic:
             policy.auto_recover[_category(analysis)] -= 1
@@ -503,6 +511,22 @@ class JobManager:
         _, events = await self._db(self.store.update, job_id, mutate)
         await self._publish(job_id, events)
 
+    async def start_rejected(self, job_id: str, why: str) -> None:
+        """The trainer found the run invalid (it can never start): the job fails with that reason."""
+
+        def mutate(r: JobRow, s):
+            if r.state != states.STARTING:
+                return []
+            r.error_json = convert.to_json(job_pb2.JobError(type="InvalidRun", message=why[:2000],
+                                                            phase=events_pb2.PHASE_STARTUP))
+            self._end_attempt(s, r, "RUN_OUTCOME_FAILED", why[:500])
+            return [state_event(r, states.FAILED, f"the trainer refused the run: {why}"[:500])]
+
+        _, events = await self._db(self.store.update, job_id, mutate)
+        await self._publish(job_id, events)
+        if events and self.analyst is not None:
+            self.analyst.job_failed(job_id)
+
     @staticmethod
     def _end_attempt(s, r: JobRow, outcome: str, reason: str) -> None:
         attempt = s.get(AttemptRow, (r.id, r.attempt))
@@ -511,7 +535,7 @@ class JobManager:
 
     async def apply_run_event(self, job_id: str, run_id: str, run_event: events_pb2.RunEvent) -> bool:
         """Record one event of a job's run; returns True when the run has ended."""
-        validate.strip_nul(run_event)
+        validate.rewrite_strings(run_event, lambda text: settings.redact(text.replace("\x00", "")))
         kind = run_event.WhichOneof("payload")
         payload = getattr(run_event, kind)
 

@@ -52,7 +52,7 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
 
     async def GetQueue(self, request, context):
         free = self.jobs.controller.registry.free_slots() if self.jobs.controller is not None else 0
-        return await self.jobs.queue(free)
+        return await self.jobs.queue(caller(context), free)
 
     async def SetJobPriority(self, request, context):
         return pb.SetJobPriorityResponse(job=await self.jobs.set_priority(caller(context), request.name, request.priority))

@@ -28,6 +28,7 @@ from google.protobuf import json_format
 from ftlab.v1 import config_pb2, events_pb2, job_pb2
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, FieldViolation
 from services.common import checkpoints
+from services.common.access import Policy, Roots
 from services.common.settings import Paths
 from services.trainer.watchdog import Limits, Progress
 from services.trainer.zygote import ForkedProcess, Unavailable, Zygote, command_line
@@ -154,9 +155,12 @@ class RunSupervisor:
         run_dir = job_dir / "runs" / run_id
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg = json_format.MessageToDict(config, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-        cfg["dataset"]["uri"] = str(self.paths.dataset(config.dataset.uri))
+        # the scheduler checked the job's files as its owner; here only the store itself stays out of reach
+        access = Policy(self.paths, Roots((Path("/"),), (Path("/"),)))
+        cfg["base_model"] = access.model(config.base_model, "config.base_model")
+        cfg["dataset"]["uri"] = str(access.dataset(config.dataset.uri, "config.dataset.uri", None))
         if config.dataset.eval_uri:
-            cfg["dataset"]["eval_uri"] = str(self.paths.dataset(config.dataset.eval_uri))
+            cfg["dataset"]["eval_uri"] = str(access.dataset(config.dataset.eval_uri, "config.dataset.eval_uri", None))
         resume = str(self.checkpoint_path(job_dir, resume_checkpoint)) if resume_checkpoint else ""
         spec = {"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints"),
                 "resume_from": resume, "resume_weights_only": weights_only}

@@ -31,7 +31,8 @@ def secured(tmp_path_factory, tiny_model):
     tokens = home / "tokens.json"
     tokens.write_text(json.dumps({"tokens": [{"user": u, "role": r, "token": t} for u, (r, t) in TOKENS.items()]}))
     server = start_server(home, name="auth", env={"FTLAB_TOKENS_FILE": str(tokens),
-                                                  "FTLAB_SERVICE_TOKEN": SERVICE_TOKEN})
+                                                  "FTLAB_SERVICE_TOKEN": SERVICE_TOKEN,
+                                                  "FTLAB_MODEL_ROOTS": str(tiny_model.parent)})
     try:
         with Client(server.address, token="tok-alice") as alice:
             job = alice.create_job({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 6,

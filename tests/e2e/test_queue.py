@@ -35,8 +35,9 @@ def test_priorities_positions_and_per_user_limits(tmp_path, tiny_model):
             high = carol.create_job(long_job, priority=5)
             wait_for(lambda: alice.get_job(a1.name).progress.HasField("eta_seconds"), timeout=60, what="an ETA")
 
-            queue = alice.get_queue()
-            assert [e.job for e in queue.entries] == [a2.name, high.name, low.name]
+            queue = alice.get_queue()  # others' jobs are places in line, without a name or an owner
+            assert [(e.job, e.owner) for e in queue.entries] == [(a2.name, "alice"), ("", ""), ("", "")]
+            assert [e.job for e in carol.get_queue().entries] == ["", high.name, low.name]
             assert [e.position for e in queue.entries] == [1, 2, 3]
             assert queue.running == 2 and queue.free_slots == 0
             assert queue.entries[0].HasField("estimated_start_seconds")

@@ -98,7 +98,7 @@ def test_same_content_is_stored_once_and_trains_by_name(server, tmp_path, tiny_m
         assert second.name == first.name and second.filename == "alpaca.csv"  # the stored one, unchanged
         stored = [p for p in (server.home / "datasets").iterdir() if p.name == first.sha256]
         assert len(stored) == 1 and sorted(p.name for p in stored[0].iterdir()) == \
-            ["data.jsonl", "original.csv", "report.json"]
+            ["data.jsonl", "original.csv", "owners", "report.json"]
         job = client.create_job({"base_model": str(tiny_model), "dataset": {"uri": first.name},
                                  "max_steps": 3, "max_seq_length": 64, "eval_strategy": "no", "save_steps": 0})
         assert job.preflight.dataset.rows == 32 and job.preflight.dataset.format == "prompt_completion"

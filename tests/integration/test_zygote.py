@@ -87,7 +87,7 @@ def test_a_forked_run_is_set_up_like_an_execd_one(tmp_path, tiny_model):
 def test_runs_die_with_the_zygote_and_the_next_run_starts_with_exec_on_its_share_of_the_cores(tmp_path, tiny_model):
     spec = write_spec(tmp_path, tiny_model, max_steps=100000)
     paths = Paths(tmp_path / "home").ensure()
-    write_chat_dataset(paths.dataset("chat.jsonl"), rows=32)
+    write_chat_dataset(paths.datasets / "chat.jsonl", rows=32)
     config = jobconfig.resolve("basic", config_from_dict({
         "base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 3,
         "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_seq_length": 64, "save_steps": 0}))
@@ -108,7 +108,7 @@ def test_runs_die_with_the_zygote_and_the_next_run_starts_with_exec_on_its_share
             while alive(forked.pid) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             orphan_alive = alive(forked.pid)
-        run = await supervisor.start("job-2", "job", config, "")
+        run = await supervisor.start("00000000000000aa-2", "00000000000000aa", config, "")
         await asyncio.wait_for(run.process.wait(), 300)
         while not run.done:
             await asyncio.sleep(0.05)

@@ -414,8 +414,13 @@ class PreflightRequest(_message.Message):
 
     CONFIG_JSON_FIELD_NUMBER: _builtins.int
     HARDWARE_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
     config_json: _builtins.str
     """The resolved config, as JSON (TrainingConfig's JSON mapping)."""
+    owner: _builtins.str
+    """The user the job belongs to, whose uploads and allowed paths it may read. Honoured only when
+    FineTune Lab's own services call; any other caller is checked as itself.
+    """
     @_builtins.property
     def hardware(self) -> Global___Hardware:
         """The hardware it would run on (the largest GPU among the registered trainers)."""
@@ -425,10 +430,11 @@ class PreflightRequest(_message.Message):
         *,
         config_json: _builtins.str = ...,
         hardware: Global___Hardware | None = ...,
+        owner: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["hardware", b"hardware"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "hardware", b"hardware"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "hardware", b"hardware", "owner", b"owner"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -636,13 +636,13 @@ class QueueEntry(_message.Message):
     ESTIMATED_START_SECONDS_FIELD_NUMBER: _builtins.int
     WAIT_SECONDS_FIELD_NUMBER: _builtins.int
     job: _builtins.str
-    """The job ("jobs/{id}")."""
+    """The job ("jobs/{id}"); empty for another user's job (only admins see those)."""
     position: _builtins.int
     """1 for the job that starts next."""
     priority: _builtins.int
     """Its priority."""
     owner: _builtins.str
-    """Its owner."""
+    """Its owner; empty for another user's job (only admins see those)."""
     estimated_start_seconds: _builtins.float
     """Estimated seconds until it starts (unset when unknown)."""
     wait_seconds: _builtins.float

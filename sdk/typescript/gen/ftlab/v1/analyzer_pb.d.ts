@@ -312,6 +312,14 @@ export declare type PreflightRequest = Message<"ftlab.v1.PreflightRequest"> & {
    * @generated from field: ftlab.v1.Hardware hardware = 2;
    */
   hardware?: Hardware | undefined;
+
+  /**
+   * The user the job belongs to, whose uploads and allowed paths it may read. Honoured only when
+   * FineTune Lab's own services call; any other caller is checked as itself.
+   *
+   * @generated from field: string owner = 3;
+   */
+  owner: string;
 };
 
 /**

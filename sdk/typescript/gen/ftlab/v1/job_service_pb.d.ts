@@ -630,7 +630,7 @@ export declare const GetQueueRequestSchema: GenMessage<GetQueueRequest>;
  */
 export declare type QueueEntry = Message<"ftlab.v1.QueueEntry"> & {
   /**
-   * The job ("jobs/{id}").
+   * The job ("jobs/{id}"); empty for another user's job (only admins see those).
    *
    * @generated from field: string job = 1;
    */
@@ -651,7 +651,7 @@ export declare type QueueEntry = Message<"ftlab.v1.QueueEntry"> & {
   priority: number;
 
   /**
-   * Its owner.
+   * Its owner; empty for another user's job (only admins see those).
    *
    * @generated from field: string owner = 4;
    */

@@ -1,0 +1,31 @@
+"""A time budget for work a user's input drives (rendering their chat template over their data):
+a timer interrupts the Python code running it. Only in a process's main thread, as in the
+pre-flight worker; elsewhere the budget is not enforced here (the pool's hard limit still is)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+
+
+class OverBudget(Exception):
+    """The work took longer than its budget."""
+
+
+@contextmanager
+def time_budget(seconds: float | None):
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(_signum, _frame):
+        raise OverBudget(f"over its budget of {seconds:g}s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

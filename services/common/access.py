@@ -1,0 +1,175 @@
+"""Which files a job may name, for whom: the one rule every service applies before it reads a path
+a user wrote (a base model, a dataset), so that no user reads the store or another user's files.
+
+A job may name:
+- a hub id (`Qwen/Qwen2.5-0.5B`), loaded from the Hugging Face cache or hub;
+- an upload of its owner's, by name (`datasets/{sha256}`);
+- a dataset file by a relative path, under the server's datasets folder (not inside an upload);
+- an absolute path under a root the administrator allows: FTLAB_MODEL_ROOTS for models and
+  FTLAB_DATA_ROOTS for data (each a list separated by the OS path separator). Unset, a server without
+  auth (one user's machine) allows any path, and a server with auth allows FTLAB_HOME/models and
+  FTLAB_HOME/datasets.
+Never the store itself (job folders, uploads by path, the database), whatever the roots say: a job
+reaches another job's weights only as that job's own retry does, by job and checkpoint name.
+Paths are refused by their text and their resolved location, before anything is opened, so a
+refusal says nothing about what exists there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from services.common import settings
+from services.common.errors import FieldViolation, InvalidArgument
+from services.common.settings import Paths
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+
+
+@dataclass(frozen=True)
+class Roots:
+    """Where absolute paths may point: model roots and data roots (resolved)."""
+
+    models: tuple[Path, ...]
+    data: tuple[Path, ...]
+
+    @classmethod
+    def from_env(cls, paths: Paths, auth_on: bool) -> "Roots":
+        def roots(variable: str, default: Path) -> tuple[Path, ...]:
+            text = os.environ.get(variable, "")
+            if text:
+                return tuple(Path(p).expanduser().resolve() for p in text.split(os.pathsep) if p)
+            return (default.resolve(),) if auth_on else (Path("/"),)
+
+        return cls(roots("FTLAB_MODEL_ROOTS", paths.root / "models"), roots("FTLAB_DATA_ROOTS", paths.datasets))
+
+
+def _refuse(field: str, why: str) -> InvalidArgument:
+    return InvalidArgument(f"{field}: {why}", violations=[FieldViolation(field, why)], reason="PATH_NOT_ALLOWED")
+
+
+def _plain(value: str, field: str) -> PurePosixPath:
+    """`value` as a path that has no `..`, no NUL and no empty text; refused otherwise."""
+    if not value.strip() or "\x00" in value:
+        raise _refuse(field, "required")
+    path = PurePosixPath(value)
+    if ".." in path.parts:
+        raise _refuse(field, "a path must not contain `..`")
+    return path
+
+
+def _private(paths: Paths) -> list[Path]:
+    """What no job may name by path: the artifact store, uploads, the incoming folder, the database."""
+    root = paths.root.resolve()
+    return [root / "artifacts", root / "datasets" / ".incoming", root / "ftlab.db"]
+
+
+def _inside(path: Path, base: Path) -> bool:
+    return path == base or path.is_relative_to(base)
+
+
+def _check_absolute(value: str, field: str, allowed: tuple[Path, ...], paths: Paths, what: str) -> Path:
+    resolved = Path(os.path.realpath(value))  # links resolved: a link inside a root may not lead outside it
+    datasets = paths.datasets.resolve()
+    in_upload = _inside(resolved, datasets) and len(resolved.relative_to(datasets).parts) > 0 and \
+        _SHA256.match(resolved.relative_to(datasets).parts[0])
+    if any(_inside(resolved, p) for p in _private(paths)) or resolved.name.startswith("ftlab.db") or in_upload:
+        raise _refuse(field, "inside FineTune Lab's own store; name another job's output by job and checkpoint "
+                             "(ftlab retry), and an upload as datasets/{sha256}")
+    if not any(_inside(resolved, root) for root in allowed):
+        raise _refuse(field, f"not under a folder this server lets jobs read {what} from (ask the administrator "
+                             f"to add it to {'FTLAB_MODEL_ROOTS' if what == 'models' else 'FTLAB_DATA_ROOTS'})")
+    return resolved
+
+
+def check_model(value: str, field: str, paths: Paths, roots: Roots) -> str:
+    """A base model a job may load: a hub id as is, or an allowed absolute path (resolved)."""
+    path = _plain(value, field)
+    if path.is_absolute():
+        return str(_check_absolute(value, field, roots.models, paths, "models"))
+    parts = value.split("/")
+    store_like = parts[0] in ("jobs", "datasets", "artifacts") or any(_SHA256.match(p) for p in parts)
+    if _HUB_ID.match(value) and not value.startswith(".") and not store_like:
+        return value
+    if store_like:
+        raise _refuse(field, "names FineTune Lab's own store; a base model is a hub id or an absolute path")
+    raise _refuse(field, "a hub id (org/name) or an absolute path on the server; a relative path means nothing "
+                         "to the server (the CLI and SDK make it absolute)")
+
+
+def owner_key(user: str) -> str:
+    """The file name under an upload's `owners/` that says `user` uploaded it (any user name is safe)."""
+    import hashlib
+
+    return hashlib.sha256(user.encode()).hexdigest()[:32]
+
+
+def owner_record(paths: Paths, digest: str, user: str) -> Path:
+    return paths.datasets / digest / "owners" / f"{owner_key(user)}.json"
+
+
+def owns_upload(paths: Paths, digest: str, user: str) -> bool:
+    return owner_record(paths, digest, user).is_file()
+
+
+def check_dataset(value: str, field: str, paths: Paths, roots: Roots, owner: str | None) -> Path:
+    """The file a job may read for a dataset field: an upload of `owner`'s by name (any owner's when
+    `owner` is None: an admin, or a service acting for a job already checked), a relative path under
+    the datasets folder outside every upload, or an allowed absolute path."""
+    path = _plain(value, field)
+    digest = value.removeprefix("datasets/")
+    if _SHA256.match(digest):
+        if owner is not None and not owns_upload(paths, digest, owner):
+            raise _refuse(field, "no upload of yours has that name (upload the file: ftlab upload)")
+        return paths.datasets / digest / "data.jsonl"
+    if path.is_absolute():
+        return _check_absolute(value, field, roots.data, paths, "data")
+    first = path.parts[0] if path.parts else ""
+    if first.startswith(".") or _SHA256.match(first):
+        raise _refuse(field, "inside FineTune Lab's own store; name an upload as datasets/{sha256}")
+    resolved = Path(os.path.realpath(paths.datasets / path))
+    if not _inside(resolved, paths.datasets.resolve()):
+        raise _refuse(field, "a relative path must stay inside the server's datasets folder")
+    return _check_absolute(str(resolved), field, (paths.datasets.resolve(),), paths, "data")
+
+
+@dataclass
+class Policy:
+    """The rule as one service applies it: its paths and roots."""
+
+    paths: Paths
+    roots: Roots
+
+    @classmethod
+    def current(cls) -> "Policy":
+        from services.common import auth
+
+        paths = settings.paths()
+        return cls(paths, Roots.from_env(paths, auth.tokens().enabled))
+
+    def dataset(self, value: str, field: str, owner: str | None) -> Path:
+        return check_dataset(value, field, self.paths, self.roots, owner)
+
+    def model(self, value: str, field: str) -> str:
+        return check_model(value, field, self.paths, self.roots)
+
+    def config(self, config, owner: str | None, prefix: str = "config.") -> None:
+        """Raise InvalidArgument naming every file field of a TrainingConfig that `owner` may not read."""
+        violations: list[FieldViolation] = []
+        checks = [lambda: self.model(config.base_model, prefix + "base_model")]
+        for name in ("uri", "eval_uri"):
+            value = getattr(config.dataset, name)
+            if value or name == "uri":
+                checks.append(lambda value=value, name=name: self.dataset(value, f"{prefix}dataset.{name}", owner))
+        for check in checks:
+            try:
+                check()
+            except InvalidArgument as exc:
+                violations.extend(exc.violations)
+        if violations:
+            raise InvalidArgument(f"{violations[0].field}: {violations[0].description}", violations=violations,
+                                  reason="PATH_NOT_ALLOWED")
