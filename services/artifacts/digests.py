@@ -5,50 +5,53 @@ and modification time: a rewritten file is measured afresh. One small JSON file 
 from __future__ import annotations
 
 import json
-import os
+import logging
 import threading
 from pathlib import Path
 
 from services.artifacts.zipstream import Digest
+from services.common import safefs
+
+log = logging.getLogger(__name__)
 
 
 class DigestCache:
-    def __init__(self, root: Path) -> None:
+    """`folder` lies inside the store's `root`; it and its files are reached through folders only, and
+    a table that cannot be written (a full disk) only means the next download measures again."""
+
+    def __init__(self, root: Path, folder: Path) -> None:
         self.root = root
+        self.folder = folder
         self._lock = threading.Lock()
 
     def _file(self, job_id: str) -> Path:
-        return self.root / f"{job_id}.json"
+        return self.folder / f"{job_id}.json"
 
     def load(self, job_id: str) -> dict[str, list]:
         try:
-            return json.loads(self._file(job_id).read_text())
+            with safefs.open_file(self.root, self._file(job_id)) as f:
+                table = json.loads(f.read())
+            return table if isinstance(table, dict) else {}
         except (OSError, ValueError):
             return {}
 
     @staticmethod
-    def key(path: Path) -> tuple[int, int]:
-        st = path.stat()
-        return st.st_size, st.st_mtime_ns
-
-    def lookup(self, table: dict[str, list], rel: str, path: Path) -> Digest | None:
-        entry = table.get(rel)
-        if entry and tuple(entry[:2]) == self.key(path):
-            return Digest(entry[2], entry[3], entry[4])
+    def lookup(table: dict[str, list], rel: str, entry: safefs.Entry) -> Digest | None:
+        found = table.get(rel)
+        if isinstance(found, list) and len(found) == 5 and tuple(found[:2]) == (entry.size, entry.mtime_ns):
+            return Digest(found[2], found[3], found[4])
         return None
 
-    def remember(self, job_id: str, found: dict[str, tuple[Path, Digest]]) -> None:
-        """Add digests measured while streaming (rel path -> (file, digest))."""
+    def remember(self, job_id: str, found: dict[str, tuple[safefs.Entry, Digest]]) -> None:
+        """Add digests measured while streaming (rel path -> (what the file was, its digest))."""
         if not found:
             return
         with self._lock:
             table = self.load(job_id)
-            for rel, (path, d) in found.items():
-                try:
-                    table[rel] = [*self.key(path), d.crc32, d.sha256, d.deflated_size]
-                except OSError:
-                    continue
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp = self._file(job_id).with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
-            tmp.write_text(json.dumps(table))
-            tmp.replace(self._file(job_id))
+            for rel, (entry, d) in found.items():
+                table[rel] = [entry.size, entry.mtime_ns, d.crc32, d.sha256, d.deflated_size]
+            try:
+                safefs.write_file(self.root, self._file(job_id), json.dumps(table).encode())
+            except OSError as exc:
+                log.warning("could not keep the digests of job %s (%s); the next download measures again",
+                            job_id, exc.strerror or exc)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ftlab.v1 import config_pb2, job_pb2
 from services.artifacts.store import ArtifactStore
+from services.common import safefs
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Precondition
 
 log = logging.getLogger(__name__)
@@ -36,16 +37,28 @@ class Exporter:
             source = root / "checkpoints" / name
         else:
             name, source = "adapter", root / "adapter"
-        if not (source / "adapter_config.json").is_file():
+        store = self.store.root
+        if not safefs.is_plain_dir(store, source) or (source / "adapter_config.json").is_symlink() \
+                or not (source / "adapter_config.json").is_file():
             raise NotFound(f"job has no adapter at {name} (it may not have finished)", reason="ARTIFACT_NOT_FOUND")
         target = root / "merged" / name
+        try:  # merged/ and what is in it are folders of the job's own, never links to elsewhere
+            safefs.make_dirs(store, root / "merged")
+        except safefs.LinkRefused:
+            log.error("not merging into %s: it is a link", (root / "merged").relative_to(store))
+            raise FailedPrecondition("the job's merged folder is not a plain folder; ask an administrator",
+                                     reason="STORE_LINK") from None
+        if target.is_symlink() or (target.exists() and not safefs.is_plain_dir(store, target)):
+            log.error("not serving %s: a link", target.relative_to(store))
+            raise FailedPrecondition("the job's merged model is not a plain folder; ask an administrator",
+                                     reason="STORE_LINK")
         with self._guard:
             lock = self._locks.setdefault(target, threading.Lock())
         with lock:  # one merge per target at a time; the others wait for it and reuse it
             if (target / "config.json").is_file():
                 return target
             tmp = root / "merged" / f".tmp-{uuid.uuid4().hex[:8]}"
-            tmp.parent.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()  # new, in a folder checked above: the merge writes only here
             command = [sys.executable, "-m", "services.artifacts.merge", "--base", job.config.base_model,
                        "--adapter", str(source), "--out", str(tmp)]
             log.info("merging %s of %s into %s", name, job.name, job.config.base_model)

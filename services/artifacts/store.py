@@ -1,12 +1,12 @@
 """The artifact store as the artifacts service sees it: what a job produced, by job and name, never
-by a client's path. Every file it serves is a regular file found by walking the job's own folder
-without following links, and whose resolved path is still inside that folder."""
+by a client's path. Every file it serves is a regular file reached from the store's root through
+folders only (services/common/safefs.py): a link at any level, the job's folder itself included, is
+left out and logged, and the file is opened the same way when its bytes are sent."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,6 +16,7 @@ from ftlab.v1 import artifact_service_pb2 as pb
 from services.artifacts.digests import DigestCache
 from services.artifacts.zipstream import Archive, Digest, Member, is_text, measure
 from services.common.checkpoints import eval_loss
+from services.common import safefs, validate
 from services.common.errors import FieldViolation, InvalidArgument, NotFound
 from services.common.settings import Paths
 
@@ -29,38 +30,25 @@ _DIRS = {pb.ARTIFACT_KIND_MODEL: "model", pb.ARTIFACT_KIND_ADAPTER: "adapter"}
 def job_id_of(job: str) -> str:
     job_id = job.removeprefix("jobs/")
     if not _JOB_ID.match(job_id):
-        log.warning("refused job reference %r", job)
-        raise InvalidArgument(f"invalid job {job!r}", violations=[FieldViolation("job", "expected jobs/{id}")])
+        log.warning("refused job reference %s", validate.short(job))
+        raise InvalidArgument(f"invalid job {validate.short(job)}", violations=[FieldViolation("job", "expected jobs/{id}")])
     return job_id
 
 
-def _size(path: Path) -> int:
-    return sum(p.stat().st_size for _, p in files_under(path))
+def _clean(name: str) -> bool:
+    return bool(_CLEAN.match(name))
+
+
+def _skipped(rel: str) -> None:
+    log.warning("not serving %s: a link, not a regular file, or an unclean name", validate.short(rel))
+
+
+def _size(root: Path, path: Path) -> int:
+    return sum(e.size for e in safefs.walk_files(root, path, _clean))
 
 
 def _mtime(path: Path) -> datetime:
-    return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
-
-
-def files_under(base: Path) -> list[tuple[str, Path]]:
-    """(relative name, path) of every regular file under `base`, sorted; links, odd names and anything
-    that would resolve outside `base` are left out (and logged)."""
-    out: list[tuple[str, Path]] = []
-    real_base = base.resolve()
-    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
-        here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if _CLEAN.match(d) and not (here / d).is_symlink())
-        for name in sorted(filenames):
-            path = here / name
-            rel = path.relative_to(base).as_posix()
-            if not _CLEAN.match(name) or path.is_symlink() or not path.is_file():
-                log.warning("not serving %s: a link, not a regular file, or an unclean name", rel)
-                continue
-            if not path.resolve().is_relative_to(real_base):
-                log.warning("not serving %s: resolves outside its folder", rel)
-                continue
-            out.append((rel, path))
-    return out
+    return datetime.fromtimestamp(path.lstat().st_mtime, tz=timezone.utc)
 
 
 @dataclass
@@ -71,28 +59,34 @@ class Download:
     filename: str
     archive: Archive
     etag: str
-    sources: dict[str, tuple[str, Path]]  # member name -> (path in the job folder, file)
+    sources: dict[str, tuple[str, safefs.Entry]]  # member name -> (path in the job folder, what it was)
 
 
 class ArtifactStore:
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
-        self.digests = DigestCache(paths.artifacts / ".cache" / "digests")
+        self.root = paths.artifacts
+        self.digests = DigestCache(paths.artifacts, paths.artifacts / ".cache" / "digests")
+
+    def _plain(self, path: Path) -> bool:
+        if safefs.is_plain_dir(self.root, path):
+            return True
+        if path.is_symlink():
+            log.warning("not serving %s: a link", path.relative_to(self.root))
+        return False
 
     def job_dir(self, job: str) -> Path:
         path = self.paths.job_dir(job_id_of(job))
-        if not path.is_dir() or path.is_symlink():
-            raise NotFound(f"no artifacts for job {job!r}", reason="JOB_NOT_FOUND")
+        if not self._plain(path):
+            raise NotFound(f"no artifacts for job {validate.short(job)}", reason="JOB_NOT_FOUND")
         return path
 
     def checkpoints(self, root: Path) -> list[pb.Artifact]:
         out: list[pb.Artifact] = []
         folder = root / "checkpoints"
-        if not folder.is_dir():
-            return out
-        for d in sorted((d for d in folder.iterdir() if _CHECKPOINT.match(d.name) and d.is_dir()
-                         and not d.is_symlink()), key=lambda p: int(p.name.rsplit("-", 1)[1])):
-            a = pb.Artifact(name=d.name, kind=pb.ARTIFACT_KIND_CHECKPOINT, size_bytes=_size(d),
+        names = [n for n in safefs.list_dirs(self.root, folder) if _CHECKPOINT.match(n)]
+        for d in sorted((folder / n for n in names), key=lambda p: int(p.name.rsplit("-", 1)[1])):
+            a = pb.Artifact(name=d.name, kind=pb.ARTIFACT_KIND_CHECKPOINT, size_bytes=_size(self.root, d),
                             step=int(d.name.rsplit("-", 1)[1]))
             loss = eval_loss(d)
             if loss is not None:
@@ -111,8 +105,8 @@ class ArtifactStore:
         for name, kind in (("model", pb.ARTIFACT_KIND_MODEL), ("adapter", pb.ARTIFACT_KIND_ADAPTER),
                            ("runs", pb.ARTIFACT_KIND_LOGS)):
             d = root / name
-            if d.is_dir() and not d.is_symlink():
-                a = pb.Artifact(name="logs" if name == "runs" else name, kind=kind, size_bytes=_size(d))
+            if self._plain(d):
+                a = pb.Artifact(name="logs" if name == "runs" else name, kind=kind, size_bytes=_size(self.root, d))
                 a.create_time.FromDatetime(_mtime(d))
                 out.append(a)
         return out
@@ -127,11 +121,11 @@ class ArtifactStore:
         elif _CHECKPOINT.match(ref):
             match = next((a.name for a in found if a.name == ref), None)
         else:
-            log.warning("refused checkpoint reference %r", ref)
-            raise InvalidArgument(f"invalid checkpoint {ref!r}",
+            log.warning("refused checkpoint reference %s", validate.short(ref))
+            raise InvalidArgument(f"invalid checkpoint {validate.short(ref)}",
                                   violations=[FieldViolation("checkpoint", "best, latest or checkpoint-N")])
         if match is None:
-            raise NotFound(f"job has no checkpoint {ref!r}", reason="CHECKPOINT_NOT_FOUND")
+            raise NotFound(f"job has no checkpoint {validate.short(ref)}", reason="CHECKPOINT_NOT_FOUND")
         return match
 
     def plan(self, job: str, kind: int, checkpoint: str = "", everything: bool = False,
@@ -144,17 +138,18 @@ class ArtifactStore:
 
         def add(prefix: str, base: Path) -> None:
             rel_base = base.relative_to(root).as_posix()
-            picked.extend((f"{prefix}/{rel}", f"{rel_base}/{rel}", p) for rel, p in files_under(base))
+            picked.extend((f"{prefix}/{e.rel}", f"{rel_base}/{e.rel}", base / e.rel, e)
+                          for e in safefs.walk_files(self.root, base, _clean, _skipped))
 
         def add_logs() -> None:
-            if (root / "runs").is_dir():
+            if self._plain(root / "runs"):
                 add("logs/runs", root / "runs")
 
         if everything:
             for a in self.checkpoints(root):
                 add(f"checkpoints/{a.name}", root / "checkpoints" / a.name)
             for name in ("model", "adapter"):
-                if (root / name).is_dir() and not (root / name).is_symlink():
+                if self._plain(root / name):
                     add(name, root / name)
             add_logs()
             what = "all"
@@ -164,7 +159,7 @@ class ArtifactStore:
         elif kind in _DIRS:
             what = _DIRS[kind] if folder is None else "merged"
             base = folder or root / _DIRS[kind]
-            if not base.is_dir() or base.is_symlink():
+            if not self._plain(base):
                 other = "adapter" if kind == pb.ARTIFACT_KIND_MODEL else "model"
                 raise NotFound(f"job has no {_DIRS[kind]} (it may have produced a {other}, or not finished)",
                                reason="ARTIFACT_NOT_FOUND")
@@ -181,14 +176,14 @@ class ArtifactStore:
     def _download(self, job_id: str, what: str, picked, generated: dict[str, bytes]) -> Download:
         table = self.digests.load(job_id)
         members, sources, tag = [], {}, hashlib.sha256()
-        for name, rel, path in picked:
-            st = path.stat()
-            m = Member(name, st.st_size, is_text(name), path=path, digest=self.digests.lookup(table, rel, path))
+        for name, rel, path, entry in picked:
+            m = Member(name, entry.size, is_text(name), path=path, root=self.root,
+                       digest=self.digests.lookup(table, rel, entry))
             if m.digest is None and m.deflate:  # its compressed size is part of the plan
                 m.digest = measure(m)
             members.append(m)
-            sources[name] = (rel, path)
-            tag.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            sources[name] = (rel, entry)
+            tag.update(f"{name}\0{entry.size}\0{entry.mtime_ns}\n".encode())
         for name, data in sorted(generated.items()):
             m = Member(f"logs/{name}", len(data), is_text(name), data=data)
             m.digest = measure(m)
@@ -200,9 +195,9 @@ class ArtifactStore:
 
     def remember(self, download: Download) -> None:
         """Keep the digests measured while the archive streamed, for the next request."""
-        found: dict[str, tuple[Path, Digest]] = {}
+        found: dict[str, tuple[safefs.Entry, Digest]] = {}
         for m in download.archive.members:
             if m.name in download.sources and m.digest is not None:
-                rel, path = download.sources[m.name]
-                found[rel] = (path, m.digest)
+                rel, entry = download.sources[m.name]
+                found[rel] = (entry, m.digest)
         self.digests.remember(download.job_id, found)

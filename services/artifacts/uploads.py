@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import uuid
@@ -24,15 +25,26 @@ from pathlib import Path
 
 from ftlab.v1 import artifact_service_pb2 as pb
 from ftlab.v1 import dataset_pb2
-from services.common import access
+from services.common import access, safefs
 from services.common.datasets import DatasetError, scan
-from services.common.errors import FieldViolation, InvalidArgument, ResourceExhausted
+from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, ResourceExhausted
 from services.common.settings import Paths
 
 log = logging.getLogger(__name__)
 TYPES = (".jsonl", ".json", ".csv", ".parquet")
 MAX_BAD_LISTED = 100
 _SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _create(path: Path):
+    """A new file for an upload's bytes, never through a link of that name."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), "wb")
+
+
+def _store_link(path: Path) -> FailedPrecondition:
+    log.error("not storing an upload through %s: it is a link or not a plain folder", path)
+    return FailedPrecondition("the dataset store holds a link where a folder belongs; ask an administrator",
+                              reason="STORE_LINK")
 
 
 def file_type(filename: str) -> str:
@@ -65,7 +77,7 @@ class Upload:
             raise ResourceExhausted(f"the upload is over the limit of {self.store.max_bytes:,} bytes",
                                     reason="UPLOAD_TOO_LARGE")
         if self._file is None:
-            self._file = open(self.part, "wb")
+            self._file = _create(self.part)
         self._file.write(chunk)
         self._sha.update(chunk)
         self.received += len(chunk)
@@ -78,7 +90,7 @@ class Upload:
 
     def finish(self) -> pb.Dataset:
         if self._file is None:
-            self._file = open(self.part, "wb")
+            self._file = _create(self.part)
         self._file.close()
         digest = self._sha.hexdigest()
         try:
@@ -111,7 +123,10 @@ class DatasetStore:
                                     reason="UPLOAD_TOO_LARGE")
         if metadata.sha256 and not _SHA.match(metadata.sha256.lower()):
             raise InvalidArgument("sha256 must be 64 hex digits", violations=[FieldViolation("metadata.sha256", "hex")])
-        self.incoming.mkdir(parents=True, exist_ok=True)
+        try:
+            safefs.make_dirs(self.root, self.incoming)
+        except safefs.LinkRefused:
+            raise _store_link(self.incoming) from None
         return Upload(self, owner, Path(metadata.filename.replace("\\", "/")).name[:200], suffix, metadata.size_bytes,
                       metadata.sha256, self.incoming / f"{uuid.uuid4().hex}.part")
 
@@ -121,8 +136,8 @@ class DatasetStore:
         not kept. The same work is done whether or not the content was stored before."""
         folder = self.root / digest
         record = access.owner_record(self.paths, digest, owner)
-        if record.is_file():  # this owner sent it before: their upload, as it was
-            return self._dataset(json.loads(record.read_text()))
+        if safefs.is_plain_file(self.root, record):  # this owner sent it before: their upload, as it was
+            return self._dataset(json.loads(safefs.read_file(self.root, record)))
         staging = self.incoming / f"{digest}-{uuid.uuid4().hex[:8]}"
         staging.mkdir(parents=True)
         try:
@@ -147,15 +162,15 @@ class DatasetStore:
             try:
                 staging.rename(folder)
             except OSError:  # stored before (by anyone), or at this moment by another upload
-                if not (folder / "report.json").exists():
-                    raise
+                if not safefs.is_plain_file(self.root, folder / "report.json"):
+                    raise _store_link(folder) from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        record.parent.mkdir(exist_ok=True)
         mine = {**report, "filename": filename, "owner": owner}
-        tmp = record.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_text(json.dumps(mine, indent=2))
-        tmp.replace(record)
+        try:
+            safefs.write_file(self.root, record, json.dumps(mine, indent=2).encode())
+        except safefs.LinkRefused:
+            raise _store_link(record.parent) from None
         log.info("stored dataset %s for %s (%s, %d rows, %d bad)", digest[:12], owner, found.format, len(found.rows),
                  len(found.bad))
         return self._dataset(mine)

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.common import safefs
+
 CHUNK = 1 << 20
 MANIFEST = "ftlab-manifest.json"
 _MAX32 = 0xFFFFFFFF
@@ -51,6 +53,7 @@ class Member:
     size: int
     deflate: bool
     path: Path | None = None
+    root: Path | None = None  # set: `path` is opened from it through folders only (services/common/safefs.py)
     data: bytes | None = None
     digest: Digest | None = None  # known already (cache) or once its bytes have been read
     offset: int = 0  # of its local header, set by Archive
@@ -249,6 +252,6 @@ def read_member(m: Member) -> Iterator[bytes]:
     if m.data is not None:
         yield m.data
         return
-    with open(m.path, "rb") as f:
+    with (safefs.open_file(m.root, m.path) if m.root is not None else open(m.path, "rb")) as f:
         while chunk := f.read(CHUNK):
             yield chunk

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from services.common import settings
+from services.common import safefs, settings
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.settings import Paths
 
@@ -113,7 +113,7 @@ def owner_record(paths: Paths, digest: str, user: str) -> Path:
 
 
 def owns_upload(paths: Paths, digest: str, user: str) -> bool:
-    return owner_record(paths, digest, user).is_file()
+    return safefs.is_plain_file(paths.datasets, owner_record(paths, digest, user))
 
 
 def check_dataset(value: str, field: str, paths: Paths, roots: Roots, owner: str | None) -> Path:
@@ -125,7 +125,10 @@ def check_dataset(value: str, field: str, paths: Paths, roots: Roots, owner: str
     if _SHA256.match(digest):
         if owner is not None and not owns_upload(paths, digest, owner):
             raise _refuse(field, "no upload of yours has that name (upload the file: ftlab upload)")
-        return paths.datasets / digest / "data.jsonl"
+        data = paths.datasets / digest / "data.jsonl"
+        if data.parent.exists() and not safefs.is_plain_file(paths.datasets, data):
+            raise _refuse(field, "that upload is damaged (not a plain file in the store); upload it again")
+        return data
     if path.is_absolute():
         return _check_absolute(value, field, roots.data, paths, "data")
     first = path.parts[0] if path.parts else ""

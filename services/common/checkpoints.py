@@ -31,8 +31,11 @@ def step_of(name: str) -> int:
 
 def eval_loss(checkpoint: Path) -> float | None:
     """The evaluation loss at a checkpoint's step, from its own trainer_state.json (None if not evaluated)."""
+    state = checkpoint / "trainer_state.json"
+    if state.is_symlink():  # never read through a link planted in a checkpoint
+        return None
     try:
-        history = json.loads((checkpoint / "trainer_state.json").read_text()).get("log_history", [])
+        history = json.loads(state.read_text()).get("log_history", [])
     except (OSError, ValueError, AttributeError):
         return None
     step = step_of(checkpoint.name)

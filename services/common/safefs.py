@@ -73,21 +73,22 @@ class Entry:
     mtime_ns: int
 
 
-def walk_files(root: Path, folder: Path, clean=None) -> list[Entry]:
+def walk_files(root: Path, folder: Path, clean=None, skipped=None) -> list[Entry]:
     """Every regular file below `folder` (inside `root`), sorted, reached through folders only: links
-    and other odd entries, and names `clean` refuses, are left out (the caller may log them)."""
+    and other odd entries, and names `clean` refuses, are left out and told to `skipped(rel)`."""
     out: list[Entry] = []
     try:
         with opened_dir(root, parts_of(root, folder)) as fd:
-            _walk(fd, "", out, clean)
+            _walk(fd, "", out, clean, skipped or (lambda rel: None))
     except (LinkRefused, FileNotFoundError, NotADirectoryError):
         return []
     return sorted(out, key=lambda e: e.rel)
 
 
-def _walk(fd: int, prefix: str, out: list[Entry], clean) -> None:
+def _walk(fd: int, prefix: str, out: list[Entry], clean, skipped) -> None:
     for entry in sorted(os.scandir(fd), key=lambda e: e.name):
         if clean is not None and not clean(entry.name):
+            skipped(prefix + entry.name)
             continue
         st = entry.stat(follow_symlinks=False)
         if stat.S_ISREG(st.st_mode):
@@ -96,11 +97,37 @@ def _walk(fd: int, prefix: str, out: list[Entry], clean) -> None:
             try:
                 child = os.open(entry.name, _DIR, dir_fd=fd)
             except OSError:
+                skipped(prefix + entry.name)
                 continue
             try:
-                _walk(child, f"{prefix}{entry.name}/", out, clean)
+                _walk(child, f"{prefix}{entry.name}/", out, clean, skipped)
             finally:
                 os.close(child)
+        else:
+            skipped(prefix + entry.name)
+
+
+def is_plain_file(root: Path, path: Path) -> bool:
+    """Whether `path` is a regular file below `root` reached through folders only."""
+    try:
+        with open_file(root, path):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def read_file(root: Path, path: Path) -> bytes:
+    with open_file(root, path) as f:
+        return f.read()
+
+
+def list_dirs(root: Path, folder: Path) -> list[str]:
+    """Names of the folders (not links) directly in `folder`, reached through folders only."""
+    try:
+        with opened_dir(root, parts_of(root, folder)) as fd:
+            return sorted(e.name for e in os.scandir(fd) if e.is_dir(follow_symlinks=False))
+    except (LinkRefused, FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def open_file(root: Path, path: Path):

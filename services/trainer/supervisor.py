@@ -27,7 +27,7 @@ from google.protobuf import json_format
 
 from ftlab.v1 import config_pb2, events_pb2, job_pb2
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, FieldViolation
-from services.common import checkpoints
+from services.common import checkpoints, safefs
 from services.common.access import Policy, Roots
 from services.common.settings import Paths
 from services.trainer.watchdog import Limits, Progress
@@ -145,6 +145,12 @@ class RunSupervisor:
         gpus = self.allocate_gpus(max(1, config.num_gpus))
         try:
             return await self._start(run_id, job_id, config, resume_checkpoint, watchdog, weights_only, gpus)
+        except safefs.LinkRefused as exc:
+            self.runs.pop(run_id, None)
+            log.error("not starting %s: the job's folder holds a link (%s)", run_id, exc)
+            why = "its folder in the store holds a link where a folder belongs; an administrator must remove it"
+            raise InvalidArgument(f"job {job_id}: {why}", violations=[FieldViolation("job_id", why)],
+                                  reason="STORE_LINK") from None
         except OSError as exc:
             self.runs.pop(run_id, None)
             raise _refusal(exc) from exc
@@ -153,7 +159,12 @@ class RunSupervisor:
                      watchdog: job_pb2.WatchdogConfig | None, weights_only: bool, gpus: list[int]) -> Run:
         job_dir = self.paths.job_dir(job_id)
         run_dir = job_dir / "runs" / run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
+        store = self.paths.artifacts
+        for folder in (run_dir, job_dir / "checkpoints"):  # every level a folder of the store's, never a link
+            safefs.make_dirs(store, folder)
+        for name in ("model", "adapter"):  # where the run saves its result
+            if (job_dir / name).is_symlink():
+                raise safefs.LinkRefused(f"{name}: a link")
         cfg = json_format.MessageToDict(config, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
         # the scheduler checked the job's files as its owner; here only the store itself stays out of reach
         access = Policy(self.paths, Roots((Path("/"),), (Path("/"),)))
@@ -164,7 +175,7 @@ class RunSupervisor:
         resume = str(self.checkpoint_path(job_dir, resume_checkpoint)) if resume_checkpoint else ""
         spec = {"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints"),
                 "resume_from": resume, "resume_weights_only": weights_only}
-        (run_dir / "spec.json").write_text(json.dumps(spec, indent=2))
+        safefs.write_file(store, run_dir / "spec.json", json.dumps(spec, indent=2).encode())
         run = Run(run_id, job_id, run_dir, run_dir / "train.log", processes=max(1, config.num_gpus), gpus=gpus)
         run.progress = Progress(Limits.from_proto(watchdog or job_pb2.WatchdogConfig()), time.monotonic())
         self.runs[run_id] = run
@@ -180,7 +191,7 @@ class RunSupervisor:
             env.update(CUDA_DEVICE_ORDER="PCI_BUS_ID", CUDA_VISIBLE_DEVICES=",".join(map(str, run.gpus)))
         spec = str(run.run_dir / "spec.json")
         how = "exec"
-        with run.log_path.open("ab") as logf:
+        with _append(run.log_path) as logf:
             try:
                 if run.processes == 1 and self.zygote is not None:
                     try:
@@ -221,8 +232,11 @@ class RunSupervisor:
             run.stuck = (f"no progress for {silent:.0f}s in {phase.removeprefix('PHASE_').lower()} "
                          f"(limit {run.progress.limit():.0f}s); the run was killed")
             log.warning("run %s is stuck: %s", run.run_id, run.stuck)
-            with run.log_path.open("a") as logf:  # the run's own log says why it ended
-                logf.write(f"\nftlab watchdog: {run.stuck}\n")
+            try:
+                with _append(run.log_path) as logf:  # the run's own log says why it ended
+                    logf.write(f"\nftlab watchdog: {run.stuck}\n".encode())
+            except OSError as exc:
+                log.warning("could not write to the log of run %s: %s", run.run_id, exc)
             if self.on_stuck is not None:
                 self.on_stuck(run, phase)
             _kill_group(run.pid, signal.SIGKILL)
@@ -387,6 +401,11 @@ class RunSupervisor:
 
 
 _JOB_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+def _append(path: Path):
+    """A run's log, opened to append, never through a link of that name."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644), "ab")
 
 
 def _check_start(run_id: str, job_id: str, config: config_pb2.TrainingConfig) -> None:
