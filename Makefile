@@ -9,7 +9,7 @@ BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 TS_SDK := sdk/typescript/node_modules/.installed
 
-.PHONY: demo test chaos proto proto-check lint-proto venv tools clean
+.PHONY: demo test chaos fuzz proto proto-check lint-proto venv tools clean
 
 venv: $(VENV)/.installed
 
@@ -58,3 +58,8 @@ clean:
 TRIALS ?= 30
 chaos: venv
 	FTLAB_CHAOS_TRIALS=$(TRIALS) FTLAB_CHAOS_SEED=$${FTLAB_CHAOS_SEED:-$$(date +%s)} $(PY) -m pytest -q -s -p no:cacheprovider tests/chaos
+
+# The long fuzz run: `make fuzz REQUESTS=50000` (a fresh seed each time; the seed is printed).
+REQUESTS ?= 15000
+fuzz: venv
+	FTLAB_FUZZ_REQUESTS=$(REQUESTS) FTLAB_FUZZ_SEED=$${FTLAB_FUZZ_SEED:-$$(date +%s)} $(PY) -m pytest -q -s -p no:cacheprovider tests/e2e/test_fuzz.py

@@ -33,7 +33,8 @@ def server_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def server(server_home, tiny_model):
     """One embedded server (all four services) shared by the end-to-end tests."""
-    s = start_server(server_home, name="embedded", env={"FTLAB_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)})
+    s = start_server(server_home, name="embedded", env={"FTLAB_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
+                                                         "FTLAB_PREFLIGHT_TEMPLATE_SECONDS": "3"})
     yield s
     assert s.stop() == 0, s.log()
 

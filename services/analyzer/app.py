@@ -5,12 +5,13 @@ from __future__ import annotations
 from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc
 from services.analyzer.pool import PreflightPool
 from services.analyzer.servicer import AnalyzerService
+from services.common import settings
 from services.common.server import Registration
 
 
 class AnalyzerApp:
     def __init__(self, pool: PreflightPool | None = None) -> None:
-        self.pool = pool or PreflightPool()
+        self.pool = pool or PreflightPool(template_seconds=settings.preflight_template_seconds())
 
     def registrations(self) -> list[Registration]:
         return [Registration(analyzer_pb2.DESCRIPTOR.services_by_name["AnalyzerService"].full_name,

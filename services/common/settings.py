@@ -12,6 +12,12 @@ def max_upload_bytes() -> int:
     return int(os.environ.get("FTLAB_MAX_UPLOAD_BYTES") or 20 << 30)
 
 
+def preflight_template_seconds() -> float:
+    """How long pre-flight may spend rendering a job's chat template over its data
+    (FTLAB_PREFLIGHT_TEMPLATE_SECONDS; default 10)."""
+    return float(os.environ.get("FTLAB_PREFLIGHT_TEMPLATE_SECONDS") or 10.0)
+
+
 def trust_remote_code() -> bool:
     """Whether model code shipped with a model may run (FTLAB_TRUST_REMOTE_CODE=1). Off unless an
     administrator turns it on for the whole deployment: a model repository's Python is arbitrary code."""

@@ -6,6 +6,7 @@ configured with their addresses; a worker whose lease runs out counts as lost.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -13,6 +14,34 @@ import grpc
 
 from ftlab.v1 import trainer_service_pb2, trainer_service_pb2_grpc
 from services.common.channels import internal_channel
+from services.common.errors import FieldViolation, InvalidArgument
+
+
+_WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]{1,253}):[0-9]{1,5}$")
+MAX_RUNS = 1024
+MAX_GPUS = 256
+
+
+def _check(info: trainer_service_pb2.WorkerInfo) -> None:
+    """A worker's description, as strict as any request: it names, addresses and sizes what the
+    scheduler hands runs to."""
+    v = []
+    if not _WORKER_ID.match(info.worker_id):
+        v.append(FieldViolation("worker.worker_id", "1-128 of letters, digits and _ . : @ -, first a letter or digit"))
+    if not _ADDRESS.match(info.address) or not 0 < int(info.address.rsplit(":", 1)[-1] or 0) < 65536:
+        v.append(FieldViolation("worker.address", "host:port"))
+    if not 1 <= info.max_runs <= MAX_RUNS:
+        v.append(FieldViolation("worker.max_runs", f"must be in 1..{MAX_RUNS}"))
+    if len(info.gpus) > MAX_GPUS:
+        v.append(FieldViolation("worker.gpus", f"at most {MAX_GPUS}"))
+    for i, gpu in enumerate(info.gpus):
+        if gpu.memory_total_bytes < 0 or gpu.memory_free_bytes < 0:
+            v.append(FieldViolation(f"worker.gpus[{i}].memory_total_bytes", "must not be negative"))
+    if info.memory_total_bytes < 0 or info.cpu_count < 0:
+        v.append(FieldViolation("worker.memory_total_bytes", "memory and CPU counts must not be negative"))
+    if v:
+        raise InvalidArgument(f"invalid worker: {v[0].field}: {v[0].description}", violations=v)
 
 
 @dataclass
@@ -40,6 +69,7 @@ class WorkerRegistry:
         self.seen: dict[str, trainer_service_pb2.WorkerInfo] = {}  # last info of every worker, even lost ones
 
     def register(self, info: trainer_service_pb2.WorkerInfo) -> Worker:
+        _check(info)
         old = self.workers.get(info.worker_id)
         worker = Worker(info.worker_id, info.address, max(1, info.max_runs), info, time.monotonic())
         if old is not None:
@@ -81,7 +111,7 @@ class WorkerRegistry:
         return self.workers.get(worker_id)
 
     def free_slots(self) -> int:
-        return sum(max(0, w.max_runs - len(w.assigned)) for w in self.alive())
+        return min(sum(max(0, w.max_runs - len(w.assigned)) for w in self.alive()), 2 ** 31 - 1)
 
     async def close(self) -> None:
         for w in self.workers.values():

@@ -22,7 +22,7 @@ def test_a_full_database_disk_holds_the_run_and_refuses_new_jobs_with_a_reason(t
                               name="dbfull")
         try:
             with Client(server.address) as client:
-                config = {"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 120,
+                config = {"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 50,
                           "per_device_train_batch_size": 2, "max_seq_length": 64, "logging_steps": 1,
                           "save_steps": 1000, "eval_strategy": "no"}
                 job = client.create_job(config)
@@ -39,7 +39,7 @@ def test_a_full_database_disk_holds_the_run_and_refuses_new_jobs_with_a_reason(t
                 final = client.wait(job.name, timeout=300)
                 assert final.state == job_pb2.JOB_STATE_SUCCEEDED, final.state_reason
                 steps = [e.metrics.step for e in client.list_events(job.name) if e.HasField("metrics")]
-                assert steps == list(range(1, 121))
+                assert steps == list(range(1, 51))
                 assert [j.id for j in client.list_jobs()] == [job.id]  # the refused one left nothing
         finally:
             server.stop()

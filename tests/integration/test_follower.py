@@ -23,7 +23,7 @@ def test_a_run_whose_follower_died_is_followed_again(tmp_path, tiny_model, monke
     monkeypatch.setenv("FTLAB_HOME", str(home))
     args = runner.parser_for(list(runner.COMPONENTS)).parse_args(
         ["--port", "0", "--metrics-port", "0", "--cpu-threads", "1", "--shutdown-grace", "2"])
-    config = config_from_dict({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 40,
+    config = config_from_dict({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 20,
                                "per_device_train_batch_size": 2, "max_seq_length": 64, "logging_steps": 1,
                                "save_steps": 1000, "eval_strategy": "no"})
 
@@ -51,6 +51,6 @@ def test_a_run_whose_follower_died_is_followed_again(tmp_path, tiny_model, monke
     with caplog.at_level(logging.WARNING, logger="services.scheduler.dispatcher"):
         final, steps = asyncio.run(scenario())
     assert final.state == job_pb2.JOB_STATE_SUCCEEDED, final.state_reason
-    assert steps == list(range(1, 41))
+    assert steps == list(range(1, 21))
     assert any("had no follower" in r.getMessage() for r in caplog.records)
 
