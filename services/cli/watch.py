@@ -43,6 +43,9 @@ def describe(event: job_pb2.JobEvent) -> str:
         return f"phase  {phase_name(event.phase_changed.phase)}{': ' + detail if detail else ''}"
     if kind == "eval":
         return f"eval   step {event.eval.step}: eval loss {event.eval.eval_loss:.4f}"
+    if kind == "eval_progress":
+        p = event.eval_progress
+        return f"eval   step {p.step}: {p.batches_done}/{p.batches_total or '?'} batches"
     if kind == "checkpoint_saved":
         c = event.checkpoint_saved
         took = f" in {c.save_seconds:.1f}s" if c.HasField("save_seconds") else ""
@@ -79,6 +82,7 @@ class Dashboard:
         self.metrics = None
         self.losses: list[float] = []
         self.eval_loss: float | None = None
+        self.evaluating = None  # the latest EvalProgress of an evaluation under way
         self.events: deque[str] = deque(maxlen=events_shown)
 
     def update(self, event: job_pb2.JobEvent, state: int) -> None:
@@ -93,6 +97,10 @@ class Dashboard:
             self.phase = phase_name(event.phase_changed.phase)
         if kind == "eval":
             self.eval_loss = event.eval.eval_loss
+            self.evaluating = None
+        if kind == "eval_progress":
+            self.evaluating = event.eval_progress
+            return
         line = describe(event)
         if line:
             stamp = event.time.ToDatetime().strftime("%H:%M:%S") if event.HasField("time") else ""
@@ -112,6 +120,9 @@ class Dashboard:
             evals = f"   eval {self.eval_loss:.4f}" if self.eval_loss is not None else ""
             grid.add_row("loss", Text(f"{self.losses[-1]:.4f}  ") + Text(sparkline(self.losses), style="cyan")
                          + Text(evals))
+        if self.evaluating is not None:
+            p = self.evaluating
+            grid.add_row("evaluating", f"{p.batches_done}/{p.batches_total or '?'} batches at step {p.step}")
         if m is not None:
             grid.add_row("speed", f"{m.tokens_per_second:,.0f} tokens/s   {m.samples_per_second:,.1f} samples/s")
             if m.HasField("gpu_memory_allocated_bytes") or m.HasField("gpu_memory_peak_bytes"):

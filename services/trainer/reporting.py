@@ -15,6 +15,9 @@ from transformers import TrainerCallback
 from services.trainer.process import EventSink, across_ranks
 
 
+EVAL_PROGRESS_SECONDS = 1.0
+
+
 def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -63,6 +66,8 @@ class ReportingCallback(TrainerCallback):
         self._first_step = 0
         self._reported_steps: set[int] = set()
         self._save_started: float | None = None
+        self._eval_batches = 0
+        self._eval_reported = 0.0
 
     # training loop
     def on_train_begin(self, args, state, control, **kwargs):
@@ -113,7 +118,22 @@ class ReportingCallback(TrainerCallback):
         self.sink.emit(metrics=metrics)
         self.guard.check(state.global_step, metrics["loss"], metrics.get("grad_norm"))
 
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        """Evaluation progress, at most once a second: a long evaluation is not a stuck one."""
+        self._eval_batches += 1
+        try:
+            total = len(eval_dataloader) if eval_dataloader is not None else 0
+        except TypeError:  # an iterable dataset: no length
+            total = 0
+        now = time.monotonic()
+        if 1 < self._eval_batches != total and now - self._eval_reported < EVAL_PROGRESS_SECONDS:
+            return
+        self._eval_reported = now
+        self.sink.emit(eval_progress={"step": state.global_step, "batches_done": self._eval_batches,
+                                      "batches_total": total})
+
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self._eval_batches = 0
         metrics = metrics or {}
         if "eval_loss" in metrics:
             self.sink.emit(eval={

@@ -35,7 +35,8 @@ from services.trainer.zygote import ForkedProcess, Unavailable, Zygote, command_
 
 log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 80
-KEEP_FINISHED_RUNS = 256  # ended runs whose events stay streamable from memory
+KEEP_FINISHED_RUNS = 256
+EVAL_PROGRESS_KEPT_SECONDS = 10.0  # ended runs whose events stay streamable from memory
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -58,9 +59,20 @@ class Run:
     processes: int = 1  # more than one: torchrun
     gpus: list[int] = field(default_factory=list)  # the GPUs it holds (CUDA_VISIBLE_DEVICES)
 
+    last_progress_kept: float = 0.0
+
     @property
     def pid(self) -> int:
         return self.process.pid if self.process else 0
+
+    def keep_progress(self, p: events_pb2.EvalProgress, now: float) -> bool:
+        """Whether an evaluation progress event goes into the run's history: the first of an
+        evaluation, the last, and one every EVAL_PROGRESS_KEPT_SECONDS."""
+        if p.batches_done <= 1 or p.batches_done == p.batches_total or now - self.last_progress_kept >= \
+                EVAL_PROGRESS_KEPT_SECONDS:
+            self.last_progress_kept = now
+            return True
+        return False
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -244,6 +256,10 @@ class RunSupervisor:
     async def _append(self, run: Run, payload: dict) -> None:
         event = events_pb2.RunEvent()
         json_format.ParseDict(payload, event, ignore_unknown_fields=True)
+        if event.HasField("eval_progress") and not run.keep_progress(event.eval_progress, time.monotonic()):
+            if run.progress is not None:  # the watchdog hears it; the job's history keeps one every few seconds
+                run.progress.saw(event, time.monotonic())
+            return
         async with run.changed:
             event.sequence = len(run.events) + 1
             if not event.HasField("time"):  # the child stamps its events when it emits them

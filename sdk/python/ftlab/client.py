@@ -103,7 +103,8 @@ class Client:
     def create_job(self, config: config_pb2.TrainingConfig | dict[str, Any] | None = None, *, template: str = "",
                    display_name: str = "", priority: int = 0, request_id: str | None = None, force: bool = False,
                    validate_only: bool = False,
-                   retry_policy: job_pb2.RetryPolicy | dict[str, Any] | None = None) -> job_pb2.Job:
+                   retry_policy: job_pb2.RetryPolicy | dict[str, Any] | None = None,
+                   watchdog: job_pb2.WatchdogConfig | dict[str, Any] | None = None) -> job_pb2.Job:
         """Queue a job. A request_id (generated when omitted) makes retries of this call safe.
         Pre-flight refuses a job that cannot run (FAILED_PRECONDITION) unless `force`; `validate_only`
         returns the job as it would be, with its pre-flight findings, and creates nothing."""
@@ -116,6 +117,10 @@ class Client:
             if isinstance(retry_policy, dict):
                 retry_policy = json_format.ParseDict(retry_policy, job_pb2.RetryPolicy())
             request.retry_policy.CopyFrom(retry_policy)
+        if watchdog is not None:
+            if isinstance(watchdog, dict):
+                watchdog = json_format.ParseDict(watchdog, job_pb2.WatchdogConfig())
+            request.watchdog.CopyFrom(watchdog)
         return self._call(self.jobs.CreateJob, request, idempotent=True).job
 
     def get_job(self, name: str) -> job_pb2.Job:

@@ -263,6 +263,38 @@ class EvalMetrics(_message.Message):
 Global___EvalMetrics: _TypeAlias = EvalMetrics  # noqa: Y015
 
 @_typing.final
+class EvalProgress(_message.Message):
+    """How far an evaluation has got: batches evaluated so far out of all (sent every few seconds while
+    it runs; each one tells the watchdog the run is not stuck).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_FIELD_NUMBER: _builtins.int
+    BATCHES_DONE_FIELD_NUMBER: _builtins.int
+    BATCHES_TOTAL_FIELD_NUMBER: _builtins.int
+    step: _builtins.int
+    """Optimizer step at which evaluation runs."""
+    batches_done: _builtins.int
+    """Evaluation batches done."""
+    batches_total: _builtins.int
+    """Evaluation batches in all (0 when unknown)."""
+    def __init__(
+        self,
+        *,
+        step: _builtins.int = ...,
+        batches_done: _builtins.int = ...,
+        batches_total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches_done", b"batches_done", "batches_total", b"batches_total", "step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvalProgress: _TypeAlias = EvalProgress  # noqa: Y015
+
+@_typing.final
 class CheckpointSaved(_message.Message):
     """A checkpoint was written."""
 
@@ -542,6 +574,7 @@ class RunEvent(_message.Message):
     FINISHED_FIELD_NUMBER: _builtins.int
     CHECKPOINT_DELETED_FIELD_NUMBER: _builtins.int
     SETTINGS_FIELD_NUMBER: _builtins.int
+    EVAL_PROGRESS_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """1, 2, 3... within the run, without gaps."""
     @_builtins.property
@@ -584,6 +617,10 @@ class RunEvent(_message.Message):
     def settings(self) -> Global___RunSettings:
         """The settings the run trains with."""
 
+    @_builtins.property
+    def eval_progress(self) -> Global___EvalProgress:
+        """Evaluation progress."""
+
     def __init__(
         self,
         *,
@@ -598,12 +635,13 @@ class RunEvent(_message.Message):
         finished: Global___RunFinished | None = ...,
         checkpoint_deleted: Global___CheckpointDeleted | None = ...,
         settings: Global___RunSettings | None = ...,
+        eval_progress: Global___EvalProgress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "settings", b"settings", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "eval_progress", b"eval_progress", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "settings", b"settings", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "sequence", b"sequence", "settings", b"settings", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "eval_progress", b"eval_progress", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "sequence", b"sequence", "settings", b"settings", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["phase_changed", "metrics", "eval", "checkpoint_saved", "log", "error", "finished", "checkpoint_deleted", "settings"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["phase_changed", "metrics", "eval", "checkpoint_saved", "log", "error", "finished", "checkpoint_deleted", "settings", "eval_progress"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

@@ -192,6 +192,41 @@ export declare type EvalMetrics = Message<"ftlab.v1.EvalMetrics"> & {
 export declare const EvalMetricsSchema: GenMessage<EvalMetrics>;
 
 /**
+ * How far an evaluation has got: batches evaluated so far out of all (sent every few seconds while
+ * it runs; each one tells the watchdog the run is not stuck).
+ *
+ * @generated from message ftlab.v1.EvalProgress
+ */
+export declare type EvalProgress = Message<"ftlab.v1.EvalProgress"> & {
+  /**
+   * Optimizer step at which evaluation runs.
+   *
+   * @generated from field: int64 step = 1;
+   */
+  step: bigint;
+
+  /**
+   * Evaluation batches done.
+   *
+   * @generated from field: int64 batches_done = 2;
+   */
+  batchesDone: bigint;
+
+  /**
+   * Evaluation batches in all (0 when unknown).
+   *
+   * @generated from field: int64 batches_total = 3;
+   */
+  batchesTotal: bigint;
+};
+
+/**
+ * Describes the message ftlab.v1.EvalProgress.
+ * Use `create(EvalProgressSchema)` to create a new message.
+ */
+export declare const EvalProgressSchema: GenMessage<EvalProgress>;
+
+/**
  * A checkpoint was written.
  *
  * @generated from message ftlab.v1.CheckpointSaved
@@ -568,6 +603,14 @@ export declare type RunEvent = Message<"ftlab.v1.RunEvent"> & {
      */
     value: RunSettings;
     case: "settings";
+  } | {
+    /**
+     * Evaluation progress.
+     *
+     * @generated from field: ftlab.v1.EvalProgress eval_progress = 12;
+     */
+    value: EvalProgress;
+    case: "evalProgress";
   } | { case: undefined; value?: undefined };
 };
 

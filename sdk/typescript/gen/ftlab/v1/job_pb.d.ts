@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { CheckpointDeleted, CheckpointSaved, EvalMetrics, LogLine, Phase, PhaseChanged, RunError, RunFinished, RunOutcome, RunSettings, SettingChoice, TrainingMetrics } from "./events_pb.js";
+import type { CheckpointDeleted, CheckpointSaved, EvalMetrics, EvalProgress, LogLine, Phase, PhaseChanged, RunError, RunFinished, RunOutcome, RunSettings, SettingChoice, TrainingMetrics } from "./events_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { TrainingConfig } from "./config_pb.js";
 import type { ConfigPatch, FailureAnalysis, PreflightResponse } from "./analyzer_pb.js";
@@ -663,6 +663,14 @@ export declare type JobEvent = Message<"ftlab.v1.JobEvent"> & {
      */
     value: RunSettings;
     case: "settings";
+  } | {
+    /**
+     * Evaluation progress.
+     *
+     * @generated from field: ftlab.v1.EvalProgress eval_progress = 13;
+     */
+    value: EvalProgress;
+    case: "evalProgress";
   } | { case: undefined; value?: undefined };
 };
 
