@@ -76,6 +76,8 @@ RULES: list[Rule] = [
     Rule("HOST_OOM", 0.9, _msg(r"DefaultCPUAllocator: can't allocate memory|Cannot allocate memory|std::bad_alloc")),
     Rule("HOST_OOM", 0.8, _exc("MemoryError")),
     Rule("DISK_FULL", 0.95, _msg(r"No space left on device|Errno 28|Disk quota exceeded")),
+    # the trainer's own word: it found the job's disk full when the run failed, whatever the library said
+    Rule("DISK_FULL", 0.9, lambda f: f.log.has_line(r"^ftlab trainer: the disk holding the job's folder is full")),
     Rule("DATASET_NOT_FOUND", 0.9, _both(_exc("FileNotFoundError", "DatasetNotFoundError"),
                                           lambda f: "datasets" in f.log.frame_files() or "dataset" in f.msg.lower()
                                           or f.log.frame_funcs() & {"load_rows", "_load_split"})),

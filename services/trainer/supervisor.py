@@ -288,7 +288,7 @@ class RunSupervisor:
                 continue
             if "error" in payload:
                 run.error_seen = True
-                payload["error"]["log_tail"] = log_tail(run.log_path)
+                payload["error"]["log_tail"] = log_tail(run.log_path) + self._disk_note(run)
             await self._append(run, payload)
 
     async def _supervise(self, run: Run, reader: asyncio.StreamReader) -> None:
@@ -329,7 +329,7 @@ class RunSupervisor:
                     "message": f"the training process was killed by {name or -rc}" if rc < 0
                     else f"the training process exited with code {rc} without reporting an error",
                     "phase": events_pb2.Phase.Name(run.phase),
-                    "log_tail": log_tail(run.log_path),
+                    "log_tail": log_tail(run.log_path) + self._disk_note(run),
                     **finished,
                 }})
         await self._append(run, {"finished": finished})
@@ -340,6 +340,21 @@ class RunSupervisor:
         ended = [r for r in self.runs.values() if r.done]
         for old in ended[: max(0, len(ended) - KEEP_FINISHED_RUNS)]:
             del self.runs[old.run_id]
+
+    @staticmethod
+    def _disk_note(run: Run) -> str:
+        """A line for a failed run's log tail when the disk holding its job's folder is full: the
+        evidence the analyzer needs when the library's own message does not say so, or the log
+        could not be written."""
+        try:
+            st = os.statvfs(run.run_dir)
+        except OSError:
+            return ""
+        free, total = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+        if total and free < min(64 << 20, total // 100):
+            return (f"\nftlab trainer: the disk holding the job's folder is full "
+                    f"({free:,} of {total:,} bytes free)")
+        return ""
 
     async def stop(self, run_id: str, mode: str, grace: float | None) -> bool:
         run = self.runs.get(run_id)
