@@ -48,13 +48,15 @@ class ServerProcess:
 
 
 def start_server(home: Path, args: list[str] | None = None, module: str | None = None, env: dict | None = None,
-                 name: str = "server", timeout: float = 60.0) -> ServerProcess:
-    """Start a server with --port 0 and wait until it reports its ports."""
+                 name: str = "server", timeout: float = 60.0, prefix: list[str] | None = None) -> ServerProcess:
+    """Start a server with --port 0 and wait until it reports its ports; `prefix` runs it through a
+    wrapper command (which must exec it)."""
     home.mkdir(parents=True, exist_ok=True)
     ready = home / f"{name}.ready.json"
     ready.unlink(missing_ok=True)
     log_path = home / f"{name}.log"
-    command = [sys.executable, "-m", module] if module else [sys.executable, "-m", "services.cli.main", "serve"]
+    command = [*(prefix or []), *([sys.executable, "-m", module] if module else
+                                   [sys.executable, "-m", "services.cli.main", "serve"])]
     command += ["--port", "0", "--metrics-port", "0", "--ready-file", str(ready), *(args or [])]
     environment = dict(os.environ, FTLAB_HOME=str(home), PYTHONUNBUFFERED="1", **(env or {}))
     with log_path.open("ab") as log:  # a restarted server appends: the whole history stays readable

@@ -75,6 +75,8 @@ RULES: list[Rule] = [
     Rule("CUDA_OOM", 0.95, lambda f: _exc("OutOfMemoryError")(f) or _msg(r"CUDA out of memory")(f)),
     Rule("HOST_OOM", 0.9, _msg(r"DefaultCPUAllocator: can't allocate memory|Cannot allocate memory|std::bad_alloc")),
     Rule("HOST_OOM", 0.8, _exc("MemoryError")),
+    # the trainer's own word: a kill counter of the run's memory cgroup or the kernel went up
+    Rule("HOST_OOM", 0.95, lambda f: f.log.has_line(r"^ftlab trainer: the kernel's out-of-memory killer")),
     Rule("DISK_FULL", 0.95, _msg(r"No space left on device|Errno 28|Disk quota exceeded")),
     # the trainer's own word: it found the job's disk full when the run failed, whatever the library said
     Rule("DISK_FULL", 0.9, lambda f: f.log.has_line(r"^ftlab trainer: the disk holding the job's folder is full")),

@@ -22,7 +22,7 @@ from typing import Any
 PAUSE = threading.Event()
 signal.signal(signal.SIGUSR1, lambda *_: PAUSE.set())  # before the slow imports below: SIGUSR1 must never kill us
 
-from services.trainer.process import EventSink, across_ranks, die_with_parent  # noqa: E402
+from services.trainer.process import EventSink, across_ranks, die_with_parent, prefer_oom_kill  # noqa: E402
 
 
 def _load_split(uri: str, fmt: str | None):
@@ -280,6 +280,7 @@ def _events_fd(inherited: int | None) -> int | None:
 
 def main(argv: list[str] | None = None) -> int:
     die_with_parent()
+    prefer_oom_kill()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spec", required=True)
     parser.add_argument("--events-fd", type=int, default=None)

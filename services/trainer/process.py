@@ -30,6 +30,16 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+def prefer_oom_kill() -> None:
+    """Be the one the kernel kills first when memory runs out, not the trainer service beside it
+    (raising one's own oom_score_adj needs no privilege)."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("500")
+    except OSError:
+        pass
+
+
 def children(pid: int) -> list[int]:
     """Direct children of `pid`, from /proc."""
     out = []

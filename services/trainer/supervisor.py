@@ -30,6 +30,7 @@ from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common import checkpoints, safefs
 from services.common.access import Policy, Roots
 from services.common.settings import Paths
+from services.trainer import oom
 from services.trainer.watchdog import Limits, Progress
 from services.trainer.zygote import ForkedProcess, Unavailable, Zygote, command_line
 
@@ -60,6 +61,7 @@ class Run:
     gpus: list[int] = field(default_factory=list)  # the GPUs it holds (CUDA_VISIBLE_DEVICES)
 
     last_progress_kept: float = 0.0
+    oom_before: dict = field(default_factory=dict)  # out-of-memory kill counters when it started
 
     @property
     def pid(self) -> int:
@@ -222,6 +224,7 @@ class RunSupervisor:
                     )
             finally:
                 os.close(write_fd)
+        run.oom_before = oom.counters(run.pid)
         log.info("run %s started (pid %d, %s)", run.run_id, run.pid, how)
         if run.stop_mode == "cancel":  # cancelled while it was being started
             _kill_group(run.pid, signal.SIGTERM)
@@ -324,12 +327,14 @@ class RunSupervisor:
                     "log_tail": log_tail(run.log_path), **finished}})
             elif not run.error_seen:
                 name = signal.Signals(-rc).name if rc < 0 and -rc in signal.valid_signals() else ""
+                killer = oom.killed(run.oom_before) if rc == -signal.SIGKILL else ""
                 await self._append(run, {"error": {
                     "type": "Signal" if rc < 0 else "ExitCode",
-                    "message": f"the training process was killed by {name or -rc}" if rc < 0
-                    else f"the training process exited with code {rc} without reporting an error",
+                    "message": f"the training process was killed by {name or -rc}" + (f": {killer}" if killer else "")
+                    if rc < 0 else f"the training process exited with code {rc} without reporting an error",
                     "phase": events_pb2.Phase.Name(run.phase),
-                    "log_tail": log_tail(run.log_path) + self._disk_note(run),
+                    "log_tail": log_tail(run.log_path) + self._disk_note(run)
+                    + (f"\nftlab trainer: {killer}" if killer else ""),
                     **finished,
                 }})
         await self._append(run, {"finished": finished})
