@@ -51,11 +51,29 @@ def add_arguments(parser: argparse.ArgumentParser, default_port: int, default_me
     parser.add_argument("--ready-file", default=None, help="write the bound ports here as JSON once serving")
 
 
+def _local_socket(built, components: int) -> str:
+    """With TLS on and no CA to verify it by (FTLAB_TLS_CA unset), components in one process could not
+    trust each other over TCP: they talk over a Unix socket only this user can open instead."""
+    if components < 2 or not os.environ.get("FTLAB_TLS_CERT") or os.environ.get("FTLAB_TLS_CA"):
+        return ""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="ftlab-")) / "grpc.sock"  # a folder only this user may enter
+    try:
+        if built.server.add_insecure_port(f"unix:{path}") == 0:
+            raise RuntimeError(f"cannot listen on {path}")
+    except RuntimeError as exc:
+        log.warning("no private socket (%s): the components of this process call each other over TLS", exc)
+        return ""
+    return f"unix:{path}"
+
+
 class Running:
     """The services of one process, started: its server, port and apps."""
 
-    def __init__(self, built, apps: dict[str, object], metrics_port: int, paths) -> None:
+    def __init__(self, built, apps: dict[str, object], metrics_port: int, paths, local: str = "") -> None:
         self.built, self.apps, self.metrics_port, self.paths = built, apps, metrics_port, paths
+        self.local = local  # the private socket of this process's components, if any
 
     @property
     def port(self) -> int:
@@ -74,6 +92,10 @@ class Running:
             await apps["artifacts"].stop()
         if "analyzer" in apps:
             await apps["analyzer"].stop()
+        if self.local:
+            import shutil
+
+            shutil.rmtree(Path(self.local.removeprefix("unix:")).parent, ignore_errors=True)
 
 
 async def start(components: list[str], args: argparse.Namespace) -> Running:
@@ -100,28 +122,37 @@ async def start(components: list[str], args: argparse.Namespace) -> Running:
 
         apps["artifacts"] = ArtifactsApp(paths)
 
-    registrations = [r for app in apps.values() for r in app.registrations()]
+    by_app = {name: app.registrations() for name, app in apps.items()}
+    registrations = [r for rs in by_app.values() for r in rs]
     built = bootstrap.build_server(registrations, f"{args.host}:{args.port}")
+    here = f"127.0.0.1:{built.port}"
+    local = _local_socket(built, len(apps))
+    if local:  # TLS that this process could not verify itself: its components talk over a private socket
+        here = local
     await built.server.start()
     metrics_port = common_metrics.serve_metrics(args.metrics_port, args.host)
+    board = bootstrap.HealthBoard(built, {name: [r.name for r in rs] for name, rs in by_app.items()})
     if "analyzer" in apps:
         apps["analyzer"].start()
     if "scheduler" in apps:
-        analyzer = args.analyzer or (f"127.0.0.1:{built.port}" if "analyzer" in apps else None)
+        analyzer = args.analyzer or (here if "analyzer" in apps else None)
         if analyzer:
             apps["scheduler"].analyze_failures_at(analyzer)
         apps["scheduler"].start()
     if "artifacts" in apps:
-        apps["artifacts"].jobs.address = args.scheduler or f"127.0.0.1:{built.port if 'scheduler' in apps else 50051}"
+        apps["artifacts"].jobs.address = args.scheduler or (here if "scheduler" in apps else "127.0.0.1:50051")
+        apps["artifacts"].on_health = board.setter("artifacts")
+        apps["artifacts"].start()
     if "trainer" in apps:
         trainer = apps["trainer"]
-        trainer.scheduler_address = args.scheduler or (f"127.0.0.1:{built.port}" if "scheduler" in apps else None)
-        trainer.start(f"{args.advertise_host}:{built.port}")
-    names = [r.name for r in registrations]
-    await bootstrap.mark_serving(built, names)
+        trainer.scheduler_address = args.scheduler or (here if "scheduler" in apps else None)
+        trainer.on_health = board.setter("trainer")
+        trainer.start(here if local and "scheduler" in apps and not args.scheduler
+                      else f"{args.advertise_host}:{built.port}")
+    await board.start()
     log.info("serving %s on %s:%d, metrics on port %d, data in %s",
              ", ".join(apps), args.host, built.port, metrics_port, paths.root)
-    return Running(built, apps, metrics_port, paths)
+    return Running(built, apps, metrics_port, paths, local)
 
 
 async def serve(components: list[str], args: argparse.Namespace) -> None:

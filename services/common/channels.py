@@ -38,7 +38,10 @@ class _ServiceToken(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamCl
 
 
 def client_credentials() -> grpc.ChannelCredentials | None:
-    ca = os.environ.get("FTLAB_TLS_CA")
+    """TLS for calls to other services: trusting FTLAB_TLS_CA, or, in a deployment whose services
+    serve TLS (FTLAB_TLS_CERT) and name no CA, their own certificate (which works when it is
+    self-signed, and otherwise fails with a reason that says what to set)."""
+    ca = os.environ.get("FTLAB_TLS_CA") or os.environ.get("FTLAB_TLS_CERT")
     if not ca:
         return None
     cert, key = os.environ.get("FTLAB_TLS_CLIENT_CERT"), os.environ.get("FTLAB_TLS_CLIENT_KEY")
@@ -51,7 +54,7 @@ def client_credentials() -> grpc.ChannelCredentials | None:
 def internal_channel(address: str, options=None) -> grpc.aio.Channel:
     metadata = service_metadata()
     interceptors = [_ServiceToken(metadata)] if metadata else None
-    credentials = client_credentials()
+    credentials = None if address.startswith("unix:") else client_credentials()  # a private local socket
     if credentials is not None:
         return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)
     return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)

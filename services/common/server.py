@@ -23,6 +23,7 @@ from services.common.interceptors import ServiceInterceptor
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+LIVENESS = "liveness"
 SYNC_HANDLER_THREADS = 16  # concurrent downloads (each holds a thread while it streams)
 
 
@@ -83,9 +84,34 @@ def server_credentials() -> grpc.ServerCredentials | None:
                                        require_client_auth=bool(client_ca))
 
 
-async def mark_serving(built: Built, names: list[str]) -> None:
-    for name in ["", *names]:
-        await built.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+class HealthBoard:
+    """The health of the services one process serves: each component SERVING unless it said it
+    cannot work (a required peer out of reach), and the process ("") SERVING only when all are."""
+
+    def __init__(self, built: Built, names: dict[str, list[str]]) -> None:
+        self.built, self.names = built, names
+        self.down: set[str] = set()
+        self.started = False
+
+    def setter(self, component: str):
+        async def set_serving(serving: bool) -> None:
+            (self.down.discard if serving else self.down.add)(component)
+            if self.started:
+                await self._publish(component)
+        return set_serving
+
+    async def _publish(self, component: str) -> None:
+        status = health_pb2.HealthCheckResponse
+        for name in self.names[component]:
+            await self.built.health.set(name, status.NOT_SERVING if component in self.down else status.SERVING)
+        await self.built.health.set("", status.NOT_SERVING if self.down else status.SERVING)
+
+    async def start(self) -> None:
+        self.started = True
+        # "liveness": SERVING while the process runs, whatever its peers do (what a liveness probe asks)
+        await self.built.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
+        for component in self.names:
+            await self._publish(component)
 
 
 async def wait_for_signal() -> None:

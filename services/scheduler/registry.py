@@ -19,6 +19,7 @@ from services.common.errors import FieldViolation, InvalidArgument
 
 _WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]{1,253}):[0-9]{1,5}$")
+_UNIX = re.compile(r"^unix:/[A-Za-z0-9_./-]{1,200}$")  # a trainer in the scheduler's own process
 MAX_RUNS = 1024
 MAX_GPUS = 256
 
@@ -29,7 +30,8 @@ def _check(info: trainer_service_pb2.WorkerInfo) -> None:
     v = []
     if not _WORKER_ID.match(info.worker_id):
         v.append(FieldViolation("worker.worker_id", "1-128 of letters, digits and _ . : @ -, first a letter or digit"))
-    if not _ADDRESS.match(info.address) or not 0 < int(info.address.rsplit(":", 1)[-1] or 0) < 65536:
+    if not _UNIX.match(info.address) and (not _ADDRESS.match(info.address)
+                                          or not 0 < int(info.address.rsplit(":", 1)[-1] or 0) < 65536):
         v.append(FieldViolation("worker.address", "host:port"))
     if not 1 <= info.max_runs <= MAX_RUNS:
         v.append(FieldViolation("worker.max_runs", f"must be in 1..{MAX_RUNS}"))

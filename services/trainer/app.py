@@ -11,6 +11,7 @@ import grpc
 
 from ftlab.v1 import trainer_service_pb2, trainer_service_pb2_grpc
 from services.common.channels import internal_channel
+from services.common.peers import Peer
 from services.common.server import Registration
 from services.common.settings import Paths
 from services.trainer import gpu
@@ -45,6 +46,8 @@ class TrainerApp:
                                             phase.removeprefix("PHASE_").lower()).inc())
         self._task: asyncio.Task | None = None
         self._warm_up: asyncio.Task | None = None
+        self.peer: Peer | None = None  # the scheduler, once its address is known
+        self.on_health = None  # async (serving: bool) -> None, set by whoever serves this app
 
     def _on_event(self, run, event) -> None:
         self.metrics.on_event(run, event)
@@ -65,6 +68,7 @@ class TrainerApp:
         self.address = address
         self._warm_up = asyncio.create_task(self.supervisor.warm_up(), name="zygote")
         if self.scheduler_address:
+            self.peer = Peer("trainer", "scheduler", self.scheduler_address, self.on_health)
             self._task = asyncio.create_task(self._keep_registered(), name="register")
 
     async def _keep_registered(self) -> None:
@@ -93,8 +97,11 @@ class TrainerApp:
                             timeout=5)
                         registered = reply.known
                     last_contact = asyncio.get_running_loop().time()
+                    await self.peer.reached()
                 except grpc.aio.AioRpcError as exc:
-                    log.warning("scheduler at %s unreachable: %s", self.scheduler_address, exc.code())
+                    if self.peer.reachable is not False:  # said once, in words, by the peer; then quietly
+                        log.warning("scheduler at %s unreachable: %s", self.scheduler_address, exc.code())
+                    await self.peer.failed(exc)
                     registered = False
                 silent = asyncio.get_running_loop().time() - last_contact
                 if lease is not None and silent > lease and self.supervisor.active():

@@ -58,7 +58,8 @@ def test_services_run_apart_and_a_job_crosses_them(tmp_path, tiny_model):
         procs["trainer"] = start_server(home, module="services.trainer", name="trainer",
                                         args=["--scheduler", procs["scheduler"].address, "--worker-id", "gpu-node-1"])
         procs["analyzer"] = start_server(home, module="services.analyzer", name="analyzer")
-        procs["artifacts"] = start_server(home, module="services.artifacts", name="artifacts")
+        procs["artifacts"] = start_server(home, module="services.artifacts", name="artifacts",
+                                          args=["--scheduler", procs["scheduler"].address])
         assert len({p.port for p in procs.values()}) == 4
         for name, proc in procs.items():
             check_health_and_reflection(proc.address, SERVICES[name])

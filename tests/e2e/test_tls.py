@@ -86,3 +86,37 @@ def test_mutual_tls_services_present_certificates(pki, tmp_path, tiny_model):
             assert err.value.code == grpc.StatusCode.UNAVAILABLE
     finally:
         assert server.stop() == 0, server.log()
+
+
+def test_tls_without_a_ca_works_in_one_process_and_an_untrusted_peer_is_said_and_not_serving(pki, tmp_path, tiny_model):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    home = tmp_path / "home"
+    write_chat_dataset(home / "datasets" / "chat.jsonl", rows=32)
+    only_cert = {"FTLAB_TLS_CERT": str(pki / "server.pem"), "FTLAB_TLS_KEY": str(pki / "server.key")}
+    server = start_server(home, name="tls-no-ca", env=only_cert)
+    lonely = None
+    try:
+        with Client(server.address, tls_ca=str(pki / "ca.pem")) as client:  # its own components trust each other
+            job = client.create_job({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 3,
+                                     "save_steps": 0, "max_seq_length": 64, "eval_strategy": "no"})
+            assert client.wait(job.name, timeout=240).state == job_pb2.JOB_STATE_SUCCEEDED
+        # a trainer elsewhere that trusts another CA says why it cannot reach the scheduler, once, and is not healthy
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out", "other.pem", "-days",
+                "2", "-subj", "/CN=another-ca", cwd=tmp_path)
+        lonely = start_server(home, module="services.trainer", name="lonely", args=["--scheduler", server.address],
+                              env={**only_cert, "FTLAB_TLS_CA": str(tmp_path / "other.pem")})
+        wait_for(lambda: "cannot reach its scheduler" in lonely.log(), timeout=60, what="the trainer saying why")
+        line = next(l for l in lonely.log().splitlines() if "cannot reach its scheduler" in l)
+        assert "certificate is not trusted" in line and "FTLAB_TLS_CA" in line
+        credentials = grpc.ssl_channel_credentials((pki / "ca.pem").read_bytes())
+        with grpc.secure_channel(lonely.address, credentials) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for service in ("", "ftlab.v1.TrainerService"):
+                status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
+                assert status == health_pb2.HealthCheckResponse.NOT_SERVING, service
+        assert lonely.log().count("cannot reach its scheduler") == 1
+    finally:
+        if lonely is not None:
+            lonely.stop()
+        assert server.stop() == 0, server.log()

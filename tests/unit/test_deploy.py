@@ -83,6 +83,8 @@ def test_kubernetes_probes_gpus_and_grace():
         container = workloads[name]["spec"]["template"]["spec"]["containers"][0]
         assert container["readinessProbe"]["grpc"]["port"] == port
         assert container["livenessProbe"]["grpc"]["port"] == port
+        # alive is not ready: a trainer whose scheduler is away is NOT_SERVING, but must not be restarted for it
+        assert container["livenessProbe"]["grpc"]["service"] == "liveness"
         service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == name)
         assert {p["port"] for p in service["spec"]["ports"]} >= {port}
     trainer = workloads["trainer"]["spec"]["template"]["spec"]
