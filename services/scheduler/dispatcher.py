@@ -49,6 +49,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._followers: dict[str, asyncio.Task] = {}
         self._starting: set[str] = set()  # runs whose StartRun is in flight (followed once it returns)
+        self._background: set[asyncio.Task] = set()
         jobs.controller = self
 
     def wake(self) -> None:
@@ -91,7 +92,11 @@ class Dispatcher:
                 self.follow(worker, row.id, row.run_id, row.run_cursor)
         for run_id in set(worker.info.running_runs) - expected:
             log.warning("worker %s still runs %s, which no job expects of it: stopping it", worker.worker_id, run_id)
-            await self.stop_run(worker.worker_id, run_id, pause=False, grace_seconds=None)
+            # in the background: the worker's registration does not wait on calls to it (it may be unreachable)
+            task = asyncio.create_task(self.stop_run(worker.worker_id, run_id, pause=False, grace_seconds=None),
+                                       name=f"stop-stale-{run_id}")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         self.wake()
 
     async def reap(self) -> None:
@@ -223,7 +228,7 @@ class Dispatcher:
             log.warning("could not stop run %s on %s: %s", run_id, worker_id, exc.details())
 
     async def close(self) -> None:
-        tasks = list(self._followers.values())
+        tasks = list(self._followers.values()) + list(self._background)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

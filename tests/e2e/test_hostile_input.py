@@ -128,3 +128,25 @@ def test_the_internal_start_run_is_as_strict_as_the_public_api(server, tmp_path,
             assert refused(lambda: trainer.StartRun(request, timeout=10)) == fields
     assert not outside.exists()
     assert not (server.home / "artifacts" / "jobs" / "0123456789abcdef").exists()
+
+
+def test_a_worker_registering_with_stale_runs_at_an_unreachable_address_is_answered_at_once(tmp_path):
+    import socket
+
+    from ftlab.v1 import trainer_service_pb2 as tpb, trainer_service_pb2_grpc
+    from helpers import start_server
+
+    silent = socket.socket()  # takes connections and never answers: each call to it waits for its deadline
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    scheduler = start_server(tmp_path / "home", module="services.scheduler", name="stale")
+    try:
+        info = tpb.WorkerInfo(worker_id="gone-node", address=f"127.0.0.1:{silent.getsockname()[1]}", max_runs=1,
+                              running_runs=[f"{i:016x}-1" for i in range(20)])
+        with grpc.insecure_channel(scheduler.address) as channel:
+            registry = trainer_service_pb2_grpc.WorkerRegistryServiceStub(channel)
+            reply = registry.RegisterWorker(tpb.RegisterWorkerRequest(worker=info), timeout=5)  # 20 runs to stop
+        assert reply.lease_seconds > 0
+    finally:
+        scheduler.stop()
+        silent.close()
