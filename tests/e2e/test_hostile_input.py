@@ -150,3 +150,14 @@ def test_a_worker_registering_with_stale_runs_at_an_unreachable_address_is_answe
     finally:
         scheduler.stop()
         silent.close()
+
+
+def test_jsonl_with_bytes_that_are_not_utf8_reports_the_line_as_bad(server, tmp_path):
+    from ftlab import Client
+
+    good = json.dumps({"prompt": "a", "completion": "b"}).encode()
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(good + b"\n" + b'{"prompt": "caf\xe9", "completion": "b"}\n' + good + b"\n")
+    with Client(server.address, user="utf8") as client:
+        report = client.upload_dataset(path)
+    assert report.rows == 2 and [(b.line, "UTF-8" in b.reason) for b in report.bad_rows] == [(2, True)]
