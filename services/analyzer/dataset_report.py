@@ -54,6 +54,7 @@ def load_tokenizer(base_model: str, chat_template: str = ""):
             return None
         while len(_TOKENIZERS) >= CACHED_TOKENIZERS:
             _TOKENIZERS.pop(next(iter(_TOKENIZERS)))
+        tokenizer.ftlab_cache_key = key  # what it was loaded from, for caches of what it computes
         _TOKENIZERS[key] = (tokenizer, tokenizer.chat_template)
     tokenizer, own = _TOKENIZERS[key]
     tokenizer.chat_template = chat_template or own

@@ -2,8 +2,9 @@
 work, which renders users' templates over users' data, never runs in the threads or on the cores
 that answer other users' calls.
 
-At most `size` checks run at once and at most `max_waiting` wait; beyond that a caller gets
-RESOURCE_EXHAUSTED. A check that outlives `hard_seconds` has its worker killed (and replaced): the
+At most `size` checks run at once. A check waits only where its expected wait (the checks ahead of
+it times the recent mean duration of a check) fits in half the hard limit, and never behind more
+than `max_waiting`; beyond that a caller gets RESOURCE_EXHAUSTED. A check that outlives `hard_seconds` has its worker killed (and replaced): the
 caller gets a result that says the pre-flight did not finish, never a frozen call.
 """
 
@@ -60,7 +61,8 @@ class PreflightPool:
     def __init__(self, size: int | None = None, *, hard_seconds: float = 45.0, template_seconds: float = 10.0,
                  memory_bytes: int = 2 << 30, max_waiting: int | None = None, python: str = sys.executable) -> None:
         self.size = size or max(1, min(4, len(os.sched_getaffinity(0)) // 2))
-        self.max_waiting = self.size * 8 if max_waiting is None else max_waiting
+        self.max_waiting = self.size * 256 if max_waiting is None else max_waiting
+        self.mean_seconds = 1.0  # of a check, recently (a moving average; pessimistic to begin with)
         self.hard_seconds = hard_seconds
         self.argv = [python, "-m", "services.analyzer.worker", "--template-seconds", str(template_seconds),
                      "--memory-bytes", str(memory_bytes)]
@@ -114,9 +116,10 @@ class PreflightPool:
         """The pre-flight of `request` as `owner` would be allowed to read; raises a DomainError for
         bad input, Busy when full, Stopped when it did not finish in time."""
         idle = self._queue()
-        if self._waiting >= self.max_waiting + self.size:
-            raise Busy(f"pre-flight is busy ({self._waiting} checks running or waiting); try again shortly",
-                       reason="PREFLIGHT_BUSY")
+        expected = (self._waiting + 1) * self.mean_seconds / self.size
+        if self._waiting >= self.max_waiting + self.size or expected > self.hard_seconds / 2:
+            raise Busy(f"pre-flight is busy ({self._waiting} checks running or waiting, about {expected:.0f}s of "
+                       "work); try again shortly", reason="PREFLIGHT_BUSY")
         self._waiting += 1
         started = time.monotonic()
         try:
@@ -127,8 +130,10 @@ class PreflightPool:
         message = {"request": base64.b64encode(request.SerializeToString()).decode(), "owner": owner}
         asked = asyncio.create_task(worker.ask(message, max(1.0, self.hard_seconds - (time.monotonic() - started))))
         asked.add_done_callback(lambda task: self._returned(worker, task))
+        began = time.monotonic()
         try:
             reply = await asyncio.shield(asked)  # a caller that goes away leaves the check to finish
+            self.mean_seconds = 0.8 * self.mean_seconds + 0.2 * (time.monotonic() - began)
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
             why = "it did not finish" if isinstance(exc, asyncio.TimeoutError) else "its worker died"
             raise Stopped(f"pre-flight stopped after {time.monotonic() - started:.0f}s: {why}") from None

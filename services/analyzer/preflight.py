@@ -62,7 +62,7 @@ def _dataset_checks(out, c, policy: Policy, owner, tokenizer, shape, template_se
             continue
         name = "dataset" if field == "dataset.uri" else "eval_dataset"
         try:
-            found = scan(policy.dataset(uri, field, owner), _format(c))
+            found, key = _scan(policy.dataset(uri, field, owner), _format(c))
         except IsADirectoryError:
             out.checks.append(_check(name, FAIL, f"{uri}: a folder, not a dataset file"))
             continue
@@ -76,7 +76,7 @@ def _dataset_checks(out, c, policy: Policy, owner, tokenizer, shape, template_se
             continue
         lengths = None
         if tokenizer is not None and found.rows:
-            lengths, problem = _render(found.rows, tokenizer, template_seconds)
+            lengths, problem = _render_cached(key, found.rows, tokenizer, template_seconds)
             if problem:
                 out.checks.append(_check("chat_template", FAIL, problem, [suggestions.patch(
                     "chat_template", "(the job's)", "a template that renders each conversation quickly",
@@ -102,6 +102,45 @@ def _dataset_checks(out, c, policy: Policy, owner, tokenizer, shape, template_se
                 out.checks.append(_check("chat_template", FAIL, "the tokenizer has no chat template and the data is "
                                          "conversational", suggestions.suggest("CHAT_TEMPLATE_MISSING", "", c, False)))
             _length_check(out, c, report, shape)
+
+
+# What the last checks found, for the next check of the same data (a sweep submits one dataset many
+# times): scans by file (its size and modification time), lengths by scan, tokenizer and template.
+_SCANS: dict[tuple, object] = {}
+_LENGTHS: dict[tuple, tuple] = {}
+CACHED = 8
+CACHED_FILE_BYTES = 64 << 20
+
+
+def _remember(table: dict, key, value) -> None:
+    while len(table) >= CACHED:
+        table.pop(next(iter(table)))
+    table[key] = value
+
+
+def _scan(path, fmt):
+    """(the file's Scan, a key for it, or None when it is not kept)."""
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size, fmt)
+    if key in _SCANS:
+        return _SCANS[key], key
+    found = scan(path, fmt)
+    if st.st_size > CACHED_FILE_BYTES:
+        return found, None
+    _remember(_SCANS, key, found)
+    return found, key
+
+
+def _render_cached(scan_key, rows, tokenizer, seconds):
+    if scan_key is None:
+        return _render(rows, tokenizer, seconds)
+    key = (scan_key, getattr(tokenizer, "ftlab_cache_key", None), tokenizer.chat_template)
+    if key not in _LENGTHS:
+        lengths, problem = _render(rows, tokenizer, seconds)
+        if problem and "was stopped" in problem:  # over budget: perhaps only a busy machine; try again next time
+            return lengths, problem
+        _remember(_LENGTHS, key, (lengths, problem))
+    return _LENGTHS[key]
 
 
 def _render(rows, tokenizer, seconds: float | None):
