@@ -136,3 +136,19 @@ def abort_with_sync(context, exc: BaseException, method: str) -> None:
         context.abort(status.code, status.details, status.trailing_metadata)
     log.error("internal error in %s", method, exc_info=exc)
     context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+
+
+def details_of(exc: grpc.RpcError) -> tuple[str, list[tuple[str, str]]]:
+    """(the ErrorInfo reason, the BadRequest field violations) another service sent with its error."""
+    try:
+        status = rpc_status.from_call(exc)
+    except ValueError:
+        return "", []
+    reason, violations = "", []
+    for detail in status.details if status is not None else ():
+        info, bad = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
+        if detail.Unpack(info):
+            reason = info.reason
+        elif detail.Unpack(bad):
+            violations += [(v.field, v.description) for v in bad.field_violations]
+    return reason, violations

@@ -11,7 +11,7 @@ from google.protobuf import json_format
 
 from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc, job_pb2
 from services.common.channels import internal_channel
-from services.common.errors import FieldViolation, InvalidArgument, ResourceExhausted
+from services.common.errors import FieldViolation, InvalidArgument, ResourceExhausted, details_of
 from services.scheduler import convert
 from services.scheduler.store.models import JobRow
 from services.scheduler.store.repository import JobStore
@@ -116,7 +116,7 @@ class Preflighter:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidArgument((exc.details() or "").replace("config_json.", "config."), violations=[
-                    FieldViolation(f.replace("config_json.", "config.", 1), d) for f, d in field_violations(exc)],
+                    FieldViolation(f.replace("config_json.", "config.", 1), d) for f, d in details_of(exc)[1]],
                     reason="PREFLIGHT_INVALID") from None
             if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 raise ResourceExhausted(exc.details(), reason="PREFLIGHT_BUSY") from None
@@ -132,19 +132,3 @@ def not_run(why: str) -> analyzer_pb2.PreflightResponse:
     """The record of a pre-flight that did not run: a warning, and the job not held up by it."""
     return analyzer_pb2.PreflightResponse(ok=True, checks=[analyzer_pb2.PreflightCheck(
         name="preflight", status=analyzer_pb2.CHECK_STATUS_WARN, message=f"pre-flight did not run: {why}")])
-
-
-def field_violations(exc: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
-    from google.rpc import error_details_pb2
-    from grpc_status import rpc_status
-
-    try:
-        status = rpc_status.from_call(exc)
-    except ValueError:
-        return []
-    out = []
-    for detail in status.details if status is not None else ():
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            out += [(v.field, v.description) for v in bad.field_violations]
-    return out

@@ -13,11 +13,10 @@ import asyncio
 import logging
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from ftlab.v1 import trainer_service_pb2
 from services.common.auth import service_metadata
+from services.common.errors import details_of
 from services.scheduler import convert, retry, states
 from services.scheduler.jobs import JobManager
 from services.scheduler.registry import Worker, WorkerRegistry
@@ -26,19 +25,6 @@ log = logging.getLogger(__name__)
 START_TIMEOUT = 30.0
 REFUSALS = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INVALID_ARGUMENT,
                       grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED})
-
-
-def _reason(exc: grpc.aio.AioRpcError) -> str:
-    """The ErrorInfo reason a service gave with its error, or ""."""
-    try:
-        status = rpc_status.from_call(exc)
-    except ValueError:
-        return ""
-    for detail in status.details if status is not None else ():
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info.reason
-    return ""
 
 
 class Dispatcher:
@@ -138,7 +124,7 @@ class Dispatcher:
                 worker.assigned.discard(row.run_id)
                 worker.unreachable = True  # no more runs for it until its next heartbeat
                 log.warning("worker %s refused %s: %s", worker.worker_id, row.run_id, exc.details())
-                busy = _reason(exc) in ("WORKER_FULL", "NOT_ENOUGH_GPUS", "WORKER_SHUTTING_DOWN")
+                busy = details_of(exc)[0] in ("WORKER_FULL", "NOT_ENOUGH_GPUS", "WORKER_SHUTTING_DOWN")
                 await self.jobs.start_failed(row.id, f"worker {worker.worker_id} refused the run: {exc.details()}",
                                              retry_after=1.0 if busy else 10.0)
                 return
