@@ -292,17 +292,17 @@ def main(argv: list[str] | None = None) -> int:
         _leave_process_group()
     except BaseException as exc:  # report everything, including KeyboardInterrupt and SystemExit
         tb = traceback.format_exc()
+        try:  # into the log first, where the trainer reads its tail when the error arrives
+            print(tb, file=sys.stderr, flush=True)
+        except OSError:  # the log's disk is full: the error still goes out on the pipe
+            pass
         kind = type(exc)
-        sink.emit(error={  # first: the pipe works when the log's disk is full
+        sink.emit(error={
             "type": f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins."),
             "message": str(exc)[:4000],
             "traceback": "\n".join(tb.splitlines()[-60:]),
             "phase": sink.phase,
         })
-        try:
-            print(tb, file=sys.stderr, flush=True)
-        except OSError:
-            pass
         return 1
     sink.emit(result=result)
     return 0
