@@ -17,6 +17,10 @@ from pathlib import Path
 import grpc
 
 ROOT = Path(__file__).resolve().parent.parent
+# the users of the shared server with auth on (conftest's `secured`)
+TOKENS = {"alice": ("user", "tok-alice"), "bob": ("user", "tok-bob"), "root": ("admin", "tok-root")}
+SERVICE_TOKEN = "tok-service"
+CANARY = "alice-canary-7f3e"  # in alice's data: must never reach bob
 
 
 @dataclass
@@ -156,7 +160,8 @@ def channel_ready(address: str, timeout: float = 10.0) -> grpc.Channel:
     return channel
 
 
-def write_chat_dataset(path: Path, rows: int = 128, seed: int = 0) -> Path:
+def write_chat_dataset(path: Path, rows: int = 128, seed: int = 0, padding: int = 0) -> Path:
+    """Chat rows asking a sum; padding adds that many words of preamble to each question."""
     import random
 
     rng = random.Random(seed)
@@ -164,7 +169,9 @@ def write_chat_dataset(path: Path, rows: int = 128, seed: int = 0) -> Path:
     with path.open("w") as f:
         for _ in range(rows):
             a, b = rng.randint(0, 99), rng.randint(0, 99)
-            f.write(json.dumps({"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},
+            preamble = " ".join(f"n{rng.randint(0, 999)}" for _ in range(padding))
+            question = f"{preamble} What is {a} plus {b}?".lstrip()
+            f.write(json.dumps({"messages": [{"role": "user", "content": question},
                                              {"role": "assistant", "content": f"{a} plus {b} is {a + b}."}]}) + "\n")
     return path
 
