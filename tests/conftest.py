@@ -10,9 +10,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import start_server, write_chat_dataset  # noqa: E402
+from helpers import CANARY, SERVICE_TOKEN, TOKENS, start_server, write_chat_dataset  # noqa: E402
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
 UPLOAD_LIMIT = 4 << 20  # the embedded test server's dataset upload limit
 
 
@@ -37,6 +38,48 @@ def server(server_home, tiny_model):
                                                          "FTLAB_PREFLIGHT_TEMPLATE_SECONDS": "3"})
     yield s
     assert s.stop() == 0, s.log()
+
+
+class Secured(tuple):
+    """The server with auth on, alice's finished job (trained on her upload), that upload, the data
+    root bob may read, and alice's file: unpacks as (server, job)."""
+
+    def __new__(cls, server, job, upload, bob_root, secret):
+        self = super().__new__(cls, (server, job))
+        self.server, self.job, self.upload, self.bob_root, self.secret = server, job, upload, bob_root, secret
+        return self
+
+
+@pytest.fixture(scope="session")
+def secured(tmp_path_factory, tiny_model):
+    """One server with auth on (alice, bob, an admin), shared by the auth tests and the cross-user walk."""
+    import json
+
+    from ftlab import Client
+    from ftlab.v1 import job_pb2
+
+    home = tmp_path_factory.mktemp("auth-home")
+    write_chat_dataset(home / "datasets" / "chat.jsonl", rows=64)
+    bob_root = tmp_path_factory.mktemp("bob-data")  # a data root bob may read (he plants links in it)
+    tokens = home / "tokens.json"
+    tokens.write_text(json.dumps({"tokens": [{"user": u, "role": r, "token": t} for u, (r, t) in TOKENS.items()]}))
+    server = start_server(home, name="auth", env={"FTLAB_TOKENS_FILE": str(tokens), "FTLAB_SERVICE_TOKEN": SERVICE_TOKEN,
+                                                  "FTLAB_MODEL_ROOTS": str(tiny_model.parent),
+                                                  "FTLAB_DATA_ROOTS": str(bob_root)})
+    try:
+        secret = tmp_path_factory.mktemp("alice") / "secret.jsonl"
+        secret.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"{CANARY} {i}"},
+                                                           {"role": "assistant", "content": CANARY}]}) + "\n"
+                                  for i in range(16)))
+        with Client(server.address, token="tok-alice") as alice:
+            upload = alice.upload_dataset(secret)
+            job = alice.create_job({"base_model": str(tiny_model), "dataset": {"uri": upload.name}, "max_steps": 6,
+                                    "save_steps": 3, "max_seq_length": 64, "eval_strategy": "no"})
+            done = alice.wait(job.name, timeout=240)
+        assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.state_reason
+        yield Secured(server, done, upload, bob_root, secret)
+    finally:
+        assert server.stop() == 0, server.log()
 
 
 @pytest.fixture

@@ -94,7 +94,7 @@ def test_random_faults_lose_no_job_and_never_run_one_twice(tmp_path, tiny_model)
             fault = rng.choice(FAULTS)
             injected[fault] += 1
             if fault == "child":
-                live = children()
+                live = {pid: job for pid, job in children().items() if job in {j.id for j in trial_jobs}}
                 if live:
                     os.kill(rng.choice(sorted(live)), signal.SIGKILL)
             elif fault == "trainer":

@@ -14,33 +14,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from ftlab import Client, FtlabError
 from ftlab.v1 import analyzer_pb2, artifact_service_pb2, job_pb2, job_service_pb2, trainer_service_pb2
-from helpers import start_server, write_chat_dataset
 
 pytestmark = pytest.mark.slow
-TOKENS = {"alice": ("user", "tok-alice"), "bob": ("user", "tok-bob"), "root": ("admin", "tok-root")}
-SERVICE_TOKEN = "tok-service"
 SERVICES = [s for f in (job_service_pb2, artifact_service_pb2, analyzer_pb2, trainer_service_pb2)
             for s in f.DESCRIPTOR.services_by_name.values()]
 INTERNAL = {"ftlab.v1.TrainerService", "ftlab.v1.WorkerRegistryService"}
-
-
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory, tiny_model):
-    home = tmp_path_factory.mktemp("auth-home")
-    write_chat_dataset(home / "datasets" / "chat.jsonl", rows=64)
-    tokens = home / "tokens.json"
-    tokens.write_text(json.dumps({"tokens": [{"user": u, "role": r, "token": t} for u, (r, t) in TOKENS.items()]}))
-    server = start_server(home, name="auth", env={"FTLAB_TOKENS_FILE": str(tokens),
-                                                  "FTLAB_SERVICE_TOKEN": SERVICE_TOKEN,
-                                                  "FTLAB_MODEL_ROOTS": str(tiny_model.parent)})
-    try:
-        with Client(server.address, token="tok-alice") as alice:
-            job = alice.create_job({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 6,
-                                    "save_steps": 3, "max_seq_length": 64, "eval_strategy": "no"})
-            done = alice.wait(job.name, timeout=240)
-        yield server, done
-    finally:
-        assert server.stop() == 0, server.log()
 
 
 def call(channel, service, method, request, metadata):

@@ -15,38 +15,10 @@ from google.protobuf import json_format
 
 from ftlab import Client, FtlabError
 from ftlab.config import config_from_dict
-from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc, job_pb2, job_service_pb2
-from helpers import start_server, write_chat_dataset
+from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc
+from helpers import CANARY
 
 pytestmark = pytest.mark.slow
-TOKENS = {"alice": ("user", "tok-alice"), "bob": ("user", "tok-bob"), "root": ("admin", "tok-root")}
-CANARY = "alice-canary-7f3e"
-
-
-@pytest.fixture(scope="module")
-def two_users(tmp_path_factory, tiny_model):
-    home = tmp_path_factory.mktemp("cross-home")
-    write_chat_dataset(home / "datasets" / "chat.jsonl", rows=64)
-    bobs = tmp_path_factory.mktemp("bob-data")  # a data root bob may read; he plants links in it
-    tokens = home / "tokens.json"
-    tokens.write_text(json.dumps({"tokens": [{"user": u, "role": r, "token": t} for u, (r, t) in TOKENS.items()]}))
-    server = start_server(home, name="cross", env={
-        "FTLAB_TOKENS_FILE": str(tokens), "FTLAB_SERVICE_TOKEN": "tok-service",
-        "FTLAB_MODEL_ROOTS": str(tiny_model.parent), "FTLAB_DATA_ROOTS": str(bobs)})
-    try:
-        secret = tmp_path_factory.mktemp("alice") / "secret.jsonl"
-        secret.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"{CANARY} {i}"},
-                                                           {"role": "assistant", "content": CANARY}]}) + "\n"
-                                  for i in range(16)))
-        with Client(server.address, token="tok-alice") as alice:
-            upload = alice.upload_dataset(secret)
-            job = alice.create_job({"base_model": str(tiny_model), "dataset": {"uri": upload.name}, "max_steps": 4,
-                                    "save_steps": 2, "max_seq_length": 64, "eval_strategy": "no"})
-            done = alice.wait(job.name, timeout=240)
-        assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.state_reason
-        yield server, done, upload, bobs, secret
-    finally:
-        assert server.stop() == 0, server.log()
 
 
 def targets(server, job, upload, bobs):
@@ -54,7 +26,7 @@ def targets(server, job, upload, bobs):
     jobs = server.home / "artifacts" / "jobs"
     job_dir = jobs / job.id
     uploaded = server.home / "datasets" / upload.sha256
-    out = [("checkpoint by path", str(job_dir / "checkpoints" / "checkpoint-4")),
+    out = [("checkpoint by path", str(job_dir / "checkpoints" / "checkpoint-6")),
            ("adapter by path", str(job_dir / "adapter")), ("job folder", str(job_dir)),
            ("all jobs", str(jobs)), ("store", str(server.home / "artifacts")),
            ("upload by name", upload.name), ("upload digest", upload.sha256),
@@ -71,8 +43,8 @@ def targets(server, job, upload, bobs):
     return out
 
 
-def test_bob_reaches_nothing_of_alices(two_users, tiny_model):
-    server, job, upload, bobs, _ = two_users
+def test_bob_reaches_nothing_of_alices(secured, tiny_model):
+    server, job, upload, bobs = secured.server, secured.job, secured.upload, secured.bob_root
     base = {"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 2, "max_seq_length": 64,
             "eval_strategy": "no", "save_steps": 0}
     fields = {"base_model": ("config.base_model",), "dataset.uri": ("config.dataset.uri",),
@@ -95,7 +67,6 @@ def test_bob_reaches_nothing_of_alices(two_users, tiny_model):
                         config["eval_steps"] = 1
                 calls = {
                     "CreateJob": lambda: bob.create_job(config, force=True),
-                    "CreateJob(validate_only)": lambda: bob.create_job(config, validate_only=True),
                     "RetryJob": lambda: bob.retry_job(bobs_failed.name, config, force=True),
                 }
                 for rpc, call in calls.items():
@@ -123,8 +94,8 @@ def test_bob_reaches_nothing_of_alices(two_users, tiny_model):
     assert tries == refused > 100
 
 
-def test_uploads_belong_to_who_sent_them(two_users, tmp_path):
-    server, job, upload, bobs, secret = two_users
+def test_uploads_belong_to_who_sent_them(secured, tmp_path):
+    server, job, upload, secret = secured.server, secured.job, secured.upload, secured.secret
     copy = tmp_path / "bobs-name.jsonl"
     copy.write_bytes(secret.read_bytes())
     with Client(server.address, token="tok-bob") as bob:
@@ -137,8 +108,8 @@ def test_uploads_belong_to_who_sent_them(two_users, tmp_path):
         assert alice.upload_dataset(secret).filename == "secret.jsonl"  # hers is unchanged
 
 
-def test_the_queue_shows_other_users_jobs_as_places_only(two_users, tiny_model):
-    server, _, _, _, _ = two_users
+def test_the_queue_shows_other_users_jobs_as_places_only(secured, tiny_model):
+    server = secured.server
     config = {"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 400, "max_seq_length": 64,
               "eval_strategy": "no", "save_steps": 0}
     with Client(server.address, token="tok-alice") as alice, Client(server.address, token="tok-bob") as bob, \

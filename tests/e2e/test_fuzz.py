@@ -117,7 +117,7 @@ def servers(tmp_path_factory):
     home = tmp_path_factory.mktemp("fuzz-home")
     write_chat_dataset(home / "datasets" / "chat.jsonl", rows=16)
     main = start_server(home, name="fuzz", args=["--only", "scheduler", "--only", "analyzer", "--only", "artifacts"])
-    trainer = start_server(home, module="services.trainer", name="fuzz-trainer")
+    trainer = start_server(home, module="services.trainer", name="fuzz-trainer", args=["--no-preload"])
     yield {"ftlab.v1.TrainerService": trainer}, main
     print(f"\nfuzz: {sum(CODES.values())} requests (seed {SEED}); codes: "
           + ", ".join(f"{code} {n}" for code, n in CODES.most_common()))
@@ -264,7 +264,7 @@ def test_dataset_files_never_break_uploads_or_preflight(servers):
     count = 0
 
     @seed(SEED)
-    @settings(max_examples=max(40, REQUESTS // 20), deadline=None, database=None,
+    @settings(max_examples=max(30, REQUESTS // 40), deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(file=dataset_file())
     def fuzz(file):

@@ -161,3 +161,44 @@ def test_jsonl_with_bytes_that_are_not_utf8_reports_the_line_as_bad(server, tmp_
     with Client(server.address, user="utf8") as client:
         report = client.upload_dataset(path)
     assert report.rows == 2 and [(b.line, "UTF-8" in b.reason) for b in report.bad_rows] == [(2, True)]
+
+
+@pytest.mark.postgres
+def test_nul_characters_never_reach_postgresql(tmp_path, pg_schema, tiny_model):
+    from helpers import start_server
+
+    url, schema = pg_schema
+    scheduler = start_server(tmp_path / "home", module="services.scheduler", name="pg-nul",
+                             args=["--database-url", f"{url}?options=-csearch_path%3D{schema}"])
+    config = config_from_dict({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}})
+    try:
+        with grpc.insecure_channel(scheduler.address) as channel:
+            stub = job_service_pb2_grpc.JobServiceStub(channel)
+            for request, field in ((pb.CreateJobRequest(config=config, display_name="x\x00"), "display_name"),
+                                   (pb.CreateJobRequest(config=config, request_id="\x00"), "request_id")):
+                assert refused(lambda: stub.CreateJob(request, timeout=30)) == {field}
+            for name in ("jobs/\x00", "jobs/0123456789abcde\x00"):
+                assert refused(lambda: stub.GetJob(pb.GetJobRequest(name=name), timeout=10)) == {"name"}
+    finally:
+        scheduler.stop()
+    assert "Traceback" not in scheduler.log()
+
+
+def test_analyzer_inputs_that_once_gave_internal(server, tmp_path, tiny_model):
+    from ftlab.v1 import analyzer_pb2 as apb, analyzer_pb2_grpc
+
+    nested = "{'loss': " + "[" * 10_000 + "]" * 10_000 + "}"
+    with grpc.insecure_channel(server.address) as channel:
+        analyzer = analyzer_pb2_grpc.AnalyzerServiceStub(channel)
+        assert refused(lambda: analyzer.AnalyzeFailure(apb.AnalyzeFailureRequest(log="x", config_json="{nope"),
+                                                       timeout=30)) == {"config_json"}
+        assert refused(lambda: analyzer.AnalyzeFailure(apb.AnalyzeFailureRequest(log="x", phase=77),
+                                                       timeout=30)) == {"phase"}
+        for log in ("{'loss'}", nested, "{'loss': 1.0, 'x': " + "(" * 300 + ")" * 300 + "}"):
+            analyzer.AnalyzeFailure(apb.AnalyzeFailureRequest(log=log), timeout=30)  # analyzed, not INTERNAL
+        (server.home / "datasets" / "a-folder.jsonl").mkdir(exist_ok=True)
+        response = analyzer.Preflight(apb.PreflightRequest(config_json=json.dumps(
+            {"base_model": str(tiny_model), "dataset": {"uri": "a-folder.jsonl"}, "per_device_train_batch_size": 2 ** 31 - 1,
+             "max_seq_length": 2 ** 31 - 1, "gradient_accumulation_steps": 1})), timeout=60)
+        assert any(c.name == "dataset" and "folder" in c.message for c in response.checks)
+        assert response.memory.total_bytes == 2 ** 63 - 1  # absurd, and said so, but no overflow

@@ -15,7 +15,7 @@ from ftlab.v1 import analyzer_pb2
 from helpers import start_server
 
 LOOP = "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"
-GREEDY = "{% for i in range(99999) %}{{ messages[0]['content'] * 99999 }}{% endfor %}"
+GREEDY = "{{ messages[0]['content'] * 3000000000 }}"  # gigabytes at once: the memory budget, not the clock
 BROKEN = "{% for m in messages %}{{ m.content }"
 
 
