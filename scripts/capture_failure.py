@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+JOB_ID = "00000000000c0de5"  # ids as the scheduler makes them
 sys.path[:0] = [str(REPO), str(REPO / "sdk" / "python")]
 
 
@@ -51,10 +52,13 @@ def as_dict(config) -> dict:
 
 
 def run_child(config, workdir: Path, env_extra: dict[str, str], stop_after: float | None = None,
-              step_timeout: float | None = None, timeout: float = 900.0) -> dict:
+              step_timeout: float | None = None, timeout: float = 900.0, resume: str = "",
+              on_step=None, attempt: int = 1) -> dict:
     """Run one training run through the trainer's RunSupervisor (the code the trainer service uses):
     the child's events, its exit, its log, and the watchdog when `step_timeout` is set.
-    `stop_after` SIGSTOPs the child that many seconds after its first training step: a hang."""
+    `stop_after` SIGSTOPs the child that many seconds after its first training step: a hang.
+    `on_step(pid)` is called once, at the child's first training step (to limit or signal it there);
+    `resume` is a checkpoint folder to resume from."""
     import asyncio
 
     from google.protobuf import json_format
@@ -70,10 +74,13 @@ def run_child(config, workdir: Path, env_extra: dict[str, str], stop_after: floa
 
     async def go():
         supervisor = RunSupervisor(Paths(workdir).ensure(), watchdog_interval=0.5)
-        run = await supervisor.start("run-1", "job", config, "", watchdog)
-        stopped = False
+        run = await supervisor.start(f"{JOB_ID}-{attempt}", JOB_ID, config, resume, watchdog)
+        stopped = stepped = False
         deadline = time.monotonic() + timeout
         while not run.done and time.monotonic() < deadline:
+            if on_step is not None and not stepped and any(e.HasField("metrics") for e in run.events):
+                stepped = True
+                on_step(run.pid)
             if stop_after is not None and not stopped and any(e.HasField("metrics") for e in run.events):
                 await asyncio.sleep(stop_after)
                 os.killpg(run.pid, signal.SIGSTOP)
@@ -130,39 +137,47 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ftlab-failure-") as tmp:
         workdir = Path(tmp)
         config = resolved_config(friendly, args.model, args.data)
-        cfg = as_dict(config)
         result = run_child(config, workdir, env_extra, args.stop_after, args.step_timeout, args.timeout)
-        errors = [e["error"] for e in result["events"] if "error" in e]
-        phases = [e["phase_changed"]["phase"] for e in result["events"] if "phase_changed" in e]
-        out = Path(args.out) / args.name
-        out.mkdir(parents=True, exist_ok=True)
-        lines = result["lines"]
-        (out / "log.txt").write_text(scrub("\n".join(lines[-400:]) + "\n", workdir, args.model, args.data))
-        meta = {
-            "case_id": args.name,
-            "description": args.how,
-            "expected_category": args.category,
-            "expected_phase": args.phase,
-            "exit_code": result["exit_code"],
-            "signal": result["signal"],
-            "error_event": errors[-1] if errors else None,
-            "last_phase_reported": phases[-1] if phases else None,
-            "request": json.loads(scrub(json.dumps(friendly), workdir, args.model, args.data)),
-            "config": json.loads(scrub(json.dumps(cfg), workdir, args.model, args.data)),
-            "how_produced": "scripts/capture_failure.py ran the trainer's child (services.trainer.child) on this "
-                            f"config: {args.how}",
-            "kind": "failure",
-            "runtime": {"python": platform.python_version(), "env": env_extra, "platform": platform.platform(),
-                        "stop_after_s": args.stop_after, "step_timeout_s": args.step_timeout},
-            "versions": _versions(),
-            "duration_s": result["duration_s"],
-            "log_lines_total": len(lines),
-            "log_trimmed_to_last_400": len(lines) > 400,
-        }
-        (out / "meta.json").write_text(scrub(json.dumps(meta, indent=2), workdir, args.model, args.data) + "\n")
-    print(f"{out}: exit {result['exit_code']} signal {result['signal']}, {len(lines)} log lines, "
+        out = write_case(Path(args.out) / args.name, friendly, config, result, workdir, args.model, args.data,
+                         args.how, args.category, args.phase,
+                         {"env": env_extra, "stop_after_s": args.stop_after, "step_timeout_s": args.step_timeout})
+    errors = [e["error"] for e in result["events"] if "error" in e]
+    print(f"{out}: exit {result['exit_code']} signal {result['signal']}, {len(result['lines'])} log lines, "
           f"error {errors[-1]['type'] if errors else None}")
     return 0
+
+
+def write_case(out: Path, friendly: dict, config, result: dict, workdir: Path, model: str, data: str, how: str,
+               category: str, phase: str, runtime: dict, extra: dict | None = None,
+               producer: str = "scripts/capture_failure.py") -> Path:
+    """OUT/log.txt (the last 400 lines, paths scrubbed) and OUT/meta.json for one run."""
+    errors = [e["error"] for e in result["events"] if "error" in e]
+    phases = [e["phase_changed"]["phase"] for e in result["events"] if "phase_changed" in e]
+    out.mkdir(parents=True, exist_ok=True)
+    lines = result["lines"]
+    (out / "log.txt").write_text(scrub("\n".join(lines[-400:]) + "\n", workdir, model, data))
+    meta = {
+        "case_id": out.name,
+        "description": how,
+        "expected_category": category,
+        "expected_phase": phase,
+        "exit_code": result["exit_code"],
+        "signal": result["signal"],
+        "error_event": errors[-1] if errors else None,
+        "last_phase_reported": phases[-1] if phases else None,
+        "request": friendly,
+        "config": as_dict(config),
+        "how_produced": f"{producer} ran the trainer's child (services.trainer.child) on this config: {how}",
+        "kind": "failure",
+        "runtime": {"python": platform.python_version(), "platform": platform.platform(), **runtime},
+        "versions": _versions(),
+        "duration_s": result["duration_s"],
+        "log_lines_total": len(lines),
+        "log_trimmed_to_last_400": len(lines) > 400,
+        **(extra or {}),
+    }
+    (out / "meta.json").write_text(scrub(json.dumps(meta, indent=2), workdir, model, data) + "\n")
+    return out
 
 
 def _versions() -> dict[str, str]:
