@@ -7,7 +7,7 @@ import re
 from google.protobuf import json_format
 
 from ftlab.v1 import analyzer_pb2, config_pb2, events_pb2
-from services.analyzer import logparse, phases, rules, suggestions
+from services.analyzer import logparse, phases, priors, rules, suggestions
 from services.common.errors import FieldViolation, InvalidArgument
 
 _SUMMARY = {
@@ -62,8 +62,14 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
             category, confidence = "NAN_OR_DIVERGENCE", 0.8
     if category == "KILLED_BY_SIGNAL" and rules.killed_signal(facts) == rules.SIGKILL and not log.exception_type:
         confidence = 0.6  # the OOM killer also sends SIGKILL; the kernel log would tell
-    phase = events_pb2.Phase.Name(request.phase).removeprefix("PHASE_") if request.phase else phases.infer_phase(log)
+    phase = phases.refine(events_pb2.Phase.Name(request.phase).removeprefix("PHASE_"), log) if request.phase \
+        else phases.infer_phase(log)
+    if not phase:  # where the root cause was raised may tell
+        phase = next((p[1] for r in log.chain if (p := priors.prior(r.frames)) and p[1]), "")
     evidence = [l.strip() for l in ([f.text for f in log.frames[-3:]] + [log.exception_line]) if l.strip()]
+    root = log.chain[0] if log.chain else None
+    if root is not None and len(log.chain) > 1:
+        evidence.append(f"root cause: {root.line.strip()[:300]}")
     if not log.exception_line:
         evidence += [l.strip() for l in log.lines if "nan" in l.lower() and "{" in l][:3]
         evidence += [l.strip() for l in log.lines if l.startswith("ftlab watchdog:")][-1:]
@@ -73,8 +79,14 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
     summary = _SUMMARY[category]
     if phase:
         summary += f" during {phase.lower().replace('_', ' ')}"
-    if log.message:
-        summary += f": {log.message.splitlines()[0][:200]}"
+    message = root.message if root is not None else log.message
+    if category == "UNKNOWN" and root is not None:  # a last resort that still says what is known
+        where = priors.innermost_library_frame(root.frames)
+        place = f" raised in {where[0]}, {where[1].func}()" if where else ""
+        summary += f": {root.type}{place}: {root.message.splitlines()[0][:200] if root.message else ''}"
+        evidence.append("no rule knows this exception and place; the category is left open")
+    elif message:
+        summary += f": {message.splitlines()[0][:200]}"
     return analyzer_pb2.FailureAnalysis(
         category=analyzer_pb2.FailureCategory.Value(f"FAILURE_CATEGORY_{category}"),
         phase=events_pb2.Phase.Value(f"PHASE_{phase}") if phase else events_pb2.PHASE_UNSPECIFIED,

@@ -21,6 +21,18 @@ class Frame:
 
 
 @dataclass
+class Raised:
+    """One exception of a traceback: its type (as printed, module path included), message and frames."""
+    type: str = ""
+    message: str = ""
+    line: str = ""
+    frames: list[Frame] = field(default_factory=list)
+
+
+_LINKS = ("During handling of the above exception", "The above exception was the direct cause")
+
+
+@dataclass
 class ParsedLog:
     lines: list[str]
     exception_type: str = ""
@@ -28,6 +40,7 @@ class ParsedLog:
     exception_line: str = ""
     frames: list[Frame] = field(default_factory=list)
     metrics: list[dict] = field(default_factory=list)
+    chain: list[Raised] = field(default_factory=list)  # the root cause first, the outermost exception last
 
     def frame_funcs(self) -> set[str]:
         return {f.func for f in self.frames}
@@ -44,33 +57,52 @@ class ParsedLog:
         return any(rx.search(line) for line in self.lines)
 
 
+def _block(lines: list[str], start: int) -> tuple[Raised, int]:
+    """The traceback whose header is at `start` (or whose frames begin just after it): its frames and
+    its exception; and the index of the line after its message."""
+    raised = Raised()
+    i = start + 1
+    while i < len(lines):
+        m = _FRAME.match(lines[i])
+        if m:
+            code = lines[i + 1].strip() if i + 1 < len(lines) and lines[i + 1].startswith("    ") else ""
+            raised.frames.append(Frame(m["file"], m["func"], lines[i].strip(), "" if set(code) <= set("^~ ") else code))
+        elif lines[i] and not lines[i].startswith((" ", "\t")):
+            e = _EXC.match(lines[i])
+            if e and not lines[i].startswith(_LINKS):
+                raised.type, raised.message, raised.line = e["type"], e["msg"], lines[i]
+                # the message may continue on the following lines (until a blank one)
+                j = i + 1
+                while j < len(lines) and lines[j].strip() and not lines[j].startswith(("Traceback", "[", "{") + _LINKS):
+                    raised.message += "\n" + lines[j]
+                    j += 1
+                return raised, j
+        i += 1
+    return raised, i
+
+
 def parse(text: str) -> ParsedLog:
     lines = [l for l in re.split(r"\r\n|\r|\n", text)]  # progress bars rewrite lines with \r
     log = ParsedLog(lines)
-    start = max((i for i, l in enumerate(lines) if "Traceback (most recent call last)" in l), default=None)
-    if start is None:  # a log cut above its traceback header: frames, then the exception line
+    headers = [i for i, l in enumerate(lines) if "Traceback (most recent call last)" in l]
+    if not headers:  # a log cut above its traceback header: frames, then the exception line
         last = max((i for i, l in enumerate(lines) if _EXC_STRICT.match(l)), default=None)
         first_frame = next((i for i, l in enumerate(lines) if _FRAME.match(l)), None)
         if last is not None and first_frame is not None and first_frame < last:
-            start = first_frame - 1
-    if start is not None:
-        i = start + 1
-        while i < len(lines):
-            m = _FRAME.match(lines[i])
-            if m:
-                code = lines[i + 1].strip() if i + 1 < len(lines) and lines[i + 1].startswith("    ") else ""
-                log.frames.append(Frame(m["file"], m["func"], lines[i].strip(), "" if set(code) <= set("^~ ") else code))
-            elif lines[i] and not lines[i].startswith((" ", "\t")):
-                e = _EXC.match(lines[i])
-                if e and not lines[i].startswith(("During handling", "The above exception")):
-                    log.exception_type, log.message, log.exception_line = e["type"], e["msg"], lines[i]
-                    # the message may continue on the following lines (until a blank one)
-                    j = i + 1
-                    while j < len(lines) and lines[j].strip() and not lines[j].startswith(("Traceback", "[", "{")):
-                        log.message += "\n" + lines[j]
-                        j += 1
-                    break
-            i += 1
+            headers = [first_frame - 1]
+    blocks = [_block(lines, start) + (start,) for start in headers]
+    # the last traceback, and those it was raised from or while handling: "The above exception..."
+    chain: list[Raised] = []
+    for k in range(len(blocks) - 1, -1, -1):
+        raised, _, start = blocks[k]
+        if chain and not any(l.startswith(_LINKS) for l in lines[blocks[k][1]:blocks[k + 1][2]]):
+            break
+        chain.insert(0, raised)
+    log.chain = [r for r in chain if r.type]
+    if chain:
+        outer = chain[-1]
+        log.frames, log.exception_type, log.message, log.exception_line = (outer.frames, outer.type, outer.message,
+                                                                          outer.line)
     for line in lines:
         stripped = line.strip()
         if (stripped.startswith("{") and stripped.endswith("}") and len(stripped) <= MAX_METRICS_LINE

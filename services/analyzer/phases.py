@@ -47,3 +47,15 @@ def infer_phase(log: ParsedLog) -> str:
     if log.metrics or "starting training" in text or "it/s]" in text:
         return "TRAINING"
     return ""
+
+
+def refine(reported: str, log: ParsedLog) -> str:
+    """The phase the trainer reported, corrected where its phases are coarser than the work: it
+    announces STARTUP before it reads the model's config, and DATA_PREP before TRL's trainer is
+    built, which also wraps the model in its adapter. Frames that load or wrap the model, with no
+    resume or argument check among them, say MODEL_LOAD."""
+    if reported in ("STARTUP", "DATA_PREP") and infer_phase(log) == "MODEL_LOAD":
+        startup = dict(_BY_FUNC)["STARTUP"]
+        if not any(f.func in startup for f in log.frames):
+            return "MODEL_LOAD"
+    return reported

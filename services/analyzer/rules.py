@@ -13,7 +13,8 @@ import signal
 from dataclasses import dataclass
 from typing import Callable
 
-from services.analyzer.logparse import ParsedLog
+from services.analyzer import library, priors
+from services.analyzer.logparse import Frame, ParsedLog, Raised
 
 
 @dataclass
@@ -22,14 +23,25 @@ class Facts:
     exit_code: int | None
     signal: int | None
     error_type: str  # as the trainer recorded it ("Stuck", "Signal", an exception type) or ""
+    raised: Raised | None = None  # the exception of the chain the rules look at now
 
     @property
     def exc(self) -> str:
-        return self.log.exception_type or self.error_type
+        return (self.raised.type if self.raised else self.log.exception_type) or self.error_type
 
     @property
     def msg(self) -> str:
-        return self.log.message
+        return self.raised.message if self.raised else self.log.message
+
+    @property
+    def frames(self) -> list[Frame]:
+        return self.raised.frames if self.raised else self.log.frames
+
+    def funcs(self) -> set[str]:
+        return {f.func for f in self.frames}
+
+    def files(self) -> str:
+        return "\n".join(f.file for f in self.frames)
 
 
 @dataclass
@@ -38,6 +50,7 @@ class Rule:
     confidence: float
     match: Callable[[Facts], bool]
     cause: str = ""  # which way into the category, where the fix differs
+    generic: bool = False  # tried only when no specific rule matched any exception of the chain
 
 
 def _msg(pattern: str) -> Callable[[Facts], bool]:
@@ -54,7 +67,44 @@ def _both(a, b):
 
 
 def _frames(*funcs: str) -> Callable[[Facts], bool]:
-    return lambda f: bool(set(funcs) & f.log.frame_funcs())
+    return lambda f: bool(set(funcs) & f.funcs())
+
+
+# our dataset reader's and the datasets library's entry points
+_READING_DATA = frozenset({"load_rows", "_load_split", "load_dataset", "read_rows", "_read_json", "_read_csv",
+                           "_read_parquet", "from_patterns"})
+
+# errno values that mean the disk (or the file's allowed size) is full: ENOSPC, EDQUOT, EFBIG; as
+# Python prints them ("[Errno 28]") and as Rust's std::io prints them in safetensors' errors
+_DISK_ERRNOS = {"28", "122", "27"}
+_ERRNO = re.compile(r"\[Errno (\d+)\]|os error (\d+)|\bcode: (\d+), kind:")
+
+
+def _disk_errno(f: Facts) -> bool:
+    found = {n for m in _ERRNO.finditer(f.msg) for n in m.groups() if n}
+    return bool(found & _DISK_ERRNOS) or bool(re.search(r"kind: (StorageFull|FileTooLarge|QuotaExceeded)|"
+                                                         r"File too large", f.msg))
+
+
+def _mined(f: Facts):
+    modules = {found[0] for frame in f.frames if (found := priors.innermost_library_frame([frame]))}
+    return library.lookup(f.exc, f.msg, modules) if f.exc else None
+
+
+def _known(category: str) -> Callable[[Facts], bool]:
+    """The exception's message is one the libraries raise for `category` (mined from their sources)."""
+    def match(f: Facts) -> bool:
+        found = _mined(f)
+        return found is not None and found.category == category
+    return match
+
+
+def _prior(category: str) -> Callable[[Facts], bool]:
+    """The innermost library frame of this exception is a place that fails for `category`."""
+    def match(f: Facts) -> bool:
+        found = priors.prior(f.frames)
+        return found is not None and found[0] == category
+    return match
 
 
 def _diverged(f: Facts) -> bool:
@@ -78,11 +128,15 @@ RULES: list[Rule] = [
     # the trainer's own word: a kill counter of the run's memory cgroup or the kernel went up
     Rule("HOST_OOM", 0.95, lambda f: f.log.has_line(r"^ftlab trainer: the kernel's out-of-memory killer")),
     Rule("DISK_FULL", 0.95, _msg(r"No space left on device|Errno 28|Disk quota exceeded")),
+    Rule("DISK_FULL", 0.9, _disk_errno),
     # the trainer's own word: it found the job's disk full when the run failed, whatever the library said
     Rule("DISK_FULL", 0.9, lambda f: f.log.has_line(r"^ftlab trainer: the disk holding the job's folder is full")),
     Rule("DATASET_NOT_FOUND", 0.9, _both(_exc("FileNotFoundError", "DatasetNotFoundError"),
-                                          lambda f: "datasets" in f.log.frame_files() or "dataset" in f.msg.lower()
-                                          or f.log.frame_funcs() & {"load_rows", "_load_split"})),
+                                          lambda f: "datasets" in f.files() or "dataset" in f.msg.lower()
+                                          or f.funcs() & {"load_rows", "_load_split"})),
+    # bytes that are not text, where the dataset is read
+    Rule("DATASET_FORMAT", 0.85, _both(_exc("UnicodeDecodeError", "UnicodeError"), lambda f: bool(
+        f.funcs() & _READING_DATA) or "/datasets/" in f.files())),
     Rule("CHECKPOINT_NOT_FOUND", 0.9, _msg(r"Can't find a valid checkpoint|checkpoint.*(not found|does not exist)")),
     Rule("CHECKPOINT_CORRUPT", 0.85, _both(_exc("SafetensorError", "UnpicklingError", "EOFError"),
                                            lambda f: True)),
@@ -119,33 +173,49 @@ RULES: list[Rule] = [
     Rule("MODEL_NOT_FOUND", 0.9, _msg(r"couldn't connect to 'https://huggingface.co'|is not a local folder and is not a "
                                       r"valid model identifier|Repository Not Found|does not appear to have a file "
                                       r"named config.json|Can't load (the )?(config|tokenizer) for")),
-    Rule("DATASET_SCHEMA", 0.85, _both(_exc("KeyError"), lambda f: bool(f.log.frame_funcs() & {
+    Rule("DATASET_SCHEMA", 0.85, _both(_exc("KeyError"), lambda f: bool(f.funcs() & {
         "tokenize_fn", "tokenize", "_tokenize", "_prepare_dataset", "apply_function", "map"}))),
     Rule("DATASET_SCHEMA", 0.85, _msg(r"cannot tell the dataset format|does not fit method|columns")),
     Rule("DATASET_FORMAT", 0.85, _msg(r"not valid JSON|has no rows|JSONDecodeError|ArrowInvalid|"
                                       r"is not valid .* data|unsupported dataset file type")),
-    Rule("DATASET_NOT_FOUND", 0.8, _exc("FileNotFoundError")),
+    Rule("DATASET_NOT_FOUND", 0.8, _exc("FileNotFoundError"), generic=True),
+    # the libraries' own messages, mined from their sources: see scripts/mine_library_errors.py
+    *[Rule(category, 0.7, _known(category), cause="mined", generic=True) for category in
+      ("CUDA_OOM", "DISK_FULL", "CHAT_TEMPLATE_MISSING", "CHAT_TEMPLATE_INCOMPATIBLE", "LORA_TARGET_MODULES",
+       "QUANTIZATION_UNSUPPORTED", "PRECISION_UNSUPPORTED", "GPU_UNAVAILABLE", "DEPENDENCY_MISSING", "EVAL_CONFIG",
+       "CHECKPOINT_NOT_FOUND", "SEQUENCE_TOO_LONG", "CHECKPOINT_CORRUPT", "MODEL_NOT_FOUND", "DATASET_SCHEMA",
+       "DATASET_FORMAT", "INVALID_CONFIG")],
+    # where it was raised, when nothing above decided: see services/analyzer/priors.py
+    *[Rule(category, 0.6, _prior(category), cause="prior", generic=True) for category in
+      dict.fromkeys(row[2] for row in priors.PRIORS if row[2])],
     Rule("INVALID_CONFIG", 0.75, lambda f: _exc("ValueError", "TypeError")(f) and bool(
-        re.search(r"Invalid|must be|expected|not a valid|unsupported", f.msg, re.I))),
+        re.search(r"Invalid|must be|expected|not a valid|unsupported", f.msg, re.I)), generic=True),
     Rule("KILLED_BY_SIGNAL", 0.7, lambda f: f.signal is not None or (f.exit_code is not None and f.exit_code < 0)
-         or f.error_type == "Signal"),
+         or f.error_type == "Signal", generic=True),
 ]
 
 
 def _embedding_call(f: Facts) -> str:
     """The model's source line that made the failing embedding lookup (e.g. `self.wpe(position_ids)`):
     the innermost frame in a modeling file, when the traceback ends in torch's embedding."""
-    frames = f.log.frames
+    frames = f.frames
     if not any(frame.func == "embedding" for frame in frames[-3:]):
         return ""
     return next((frame.code for frame in reversed(frames) if "modeling_" in frame.file), "")
 
 
 def classify(f: Facts) -> tuple[str, float, str]:
-    """(category, confidence, cause) of the first rule that matches."""
-    for rule in RULES:
-        if rule.match(f):
-            return rule.category, rule.confidence, rule.cause
+    """(category, confidence, cause) of the first rule that matches. The exceptions of the chain are
+    tried root cause first, each against the specific rules, then each against the generic ones."""
+    from dataclasses import replace
+
+    links = f.log.chain or [None]
+    for generic in (False, True):
+        for raised in links:
+            facts = replace(f, raised=raised)
+            for rule in RULES:
+                if rule.generic == generic and rule.match(facts):
+                    return rule.category, rule.confidence, rule.cause
     if _diverged(f):
         return "NAN_OR_DIVERGENCE", 0.85, ""
     return "UNKNOWN", 0.2, ""

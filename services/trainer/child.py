@@ -55,6 +55,7 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
     device = machine.device
     base = requested["base_model"]
     remote_code = settings.trust_remote_code()
+    sink.set_phase("PHASE_MODEL_LOAD", "reading model config")
     model_type = getattr(AutoConfig.from_pretrained(base, trust_remote_code=remote_code), "model_type", "")
     decisions = tuning.decide(requested, machine, model_type)
     cfg = decisions.config

@@ -15,6 +15,8 @@ from ftlab.v1 import analyzer_pb2, events_pb2
 from services.analyzer.analyze import analyze
 
 FIXTURES = sorted(p for p in (Path(__file__).parents[1] / "fixtures" / "failures").iterdir() if p.is_dir())
+CORPUS = Path(__file__).parents[1] / "fixtures" / "corpus"
+DEV = sorted(p for p in (CORPUS / "dev").iterdir() if p.is_dir())
 
 
 def request_for(case: Path, config: dict | None = None) -> analyzer_pb2.AnalyzeFailureRequest:
@@ -41,6 +43,33 @@ def test_real_failure_logs_are_classified(case):
     a = analyze(request_for(case))
     assert (category(a), phase(a)) == (meta["expected_category"], meta["expected_phase"])
     assert a.summary and a.evidence and 0 < a.confidence <= 1
+
+
+@pytest.mark.parametrize("case", DEV, ids=[p.name for p in DEV])
+def test_the_development_corpus_as_the_scheduler_sends_it(case):
+    """Jobs that failed through the trainer, analyzed with what the scheduler passes: the error's type
+    and phase, the exit status, the config (the test half is scored by bench/analyzer_accuracy.py)."""
+    from services.analyzer.cases import names, request_for
+
+    meta = json.loads((case / "meta.json").read_text())
+    a = analyze(request_for(case))
+    assert names(a) == (meta["expected_category"], meta["expected_phase"])
+    assert a.summary and a.evidence
+
+
+def test_the_halves_share_no_cause():
+    halves = {half: {json.loads((p / "meta.json").read_text())["cause"] for p in (CORPUS / half).iterdir()}
+              for half in ("dev", "test")}
+    assert halves["dev"] and halves["test"] and not halves["dev"] & halves["test"]
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
+    from failure_corpus import split_of
+    from failure_cases import CASES
+
+    splits = split_of(CASES)  # the split is decided by the causes alone, before any run
+    for half, causes in halves.items():
+        assert all(splits[c] == half for c in causes)
 
 
 def test_share_classified_right_is_reported(capsys):
@@ -188,3 +217,6 @@ def test_an_unrecognised_failure_says_so_and_still_names_its_phase():
     assert a.confidence < 0.5
     assert list(a.suggestions) == []
     assert any("untagged enum" in line for line in a.evidence)
+    # what is known still: the root exception, its message and where it was raised
+    assert "Exception raised in transformers/tokenization_utils_tokenizers.py" in a.summary, a.summary
+    assert "untagged enum" in a.summary and any("left open" in line for line in a.evidence)
