@@ -107,8 +107,13 @@ def _prior(category: str) -> Callable[[Facts], bool]:
     return match
 
 
-def _diverged(f: Facts) -> bool:
-    """Loss or gradient norm NaN/inf in the logged metrics (runs can 'succeed' on garbage)."""
+def _diverged(f: Facts, factor: float = 5.0) -> bool:
+    """Loss or gradient norm NaN/inf in the logged metrics (runs can 'succeed' on garbage), or a loss
+    that climbed over `factor` times its best and twice where it began (the trainer's guard)."""
+    seen = [m["loss"] for m in f.log.metrics if isinstance(m.get("loss"), float) and math.isfinite(m["loss"])]
+    if len(seen) >= 2 and min(seen) > 0 and any(x > factor * min(seen[:i]) and x > 2 * seen[0]
+                                                for i, x in enumerate(seen) if i):
+        return True
     for m in f.log.metrics:
         for key in ("loss", "grad_norm", "eval_loss"):
             v = m.get(key)

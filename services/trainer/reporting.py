@@ -23,7 +23,8 @@ def _dir_size(path: Path) -> int:
 
 
 class DivergenceError(RuntimeError):
-    """The loss or gradient norm became NaN/inf, or exploded over its running median."""
+    """The loss or gradient norm became NaN/inf, exploded over its running median, or climbed far above
+    its best and where it began."""
 
 
 class DivergenceGuard:
@@ -46,6 +47,11 @@ class DivergenceGuard:
             if median > 0 and loss > self.factor * median:
                 raise DivergenceError(f"loss {loss:.4g} at step {step} is over {self.factor:g}x its running median "
                                       f"{median:.4g}: training diverged")
+            # a steady climb raises its median with it: the best loss and the first one still show it
+            best, first = min(self.losses), self.losses[0]
+            if best > 0 and loss > self.factor * best and loss > 2 * first:
+                raise DivergenceError(f"loss {loss:.4g} at step {step} is over {self.factor:g}x its best {best:.4g} "
+                                      f"and twice where it began ({first:.4g}): training diverged")
         self.losses.append(loss)
 
 

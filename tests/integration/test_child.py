@@ -144,6 +144,27 @@ def test_a_diverging_run_fails_at_that_step_instead_of_succeeding(tmp_path, tiny
     assert failed_at.metrics.step < 60
 
 
+def test_chats_at_learning_rate_1_fail_as_diverged(tmp_path, tiny_model):
+    """Full fine-tuning of chats at learning rate 1 with no clipping (the run that once SUCCEEDED at
+    loss 135 from 6.2) fails as diverged at the step where it became clear."""
+    import random
+
+    rng = random.Random(3)
+    rows = [{"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},
+                          {"role": "assistant", "content": f"{a} plus {b} is {a + b}."}]}
+            for a, b in ((rng.randint(0, 99), rng.randint(0, 99)) for _ in range(64))]
+    rc, events, _ = run_child(tmp_path, {"base_model": str(tiny_model), "adapter": "full", "max_steps": 40,
+                                         "learning_rate": 1.0, "max_grad_norm": 0, "per_device_train_batch_size": 2,
+                                         "gradient_accumulation_steps": 1, "max_seq_length": 64, "save_steps": 0,
+                                         "warmup_ratio": 0, "lr_scheduler": "constant", "logging_steps": 1}, rows)
+    seen = losses(events)
+    print("losses:", [round(x, 2) for x in seen])
+    assert rc == 1, seen
+    error = events[-1]["error"]
+    assert error["type"] == "services.trainer.reporting.DivergenceError"
+    assert max(seen) > 2 * seen[0]
+
+
 def test_divergence_guard_on_nan_and_on_explosion():
     from services.trainer.reporting import DivergenceError, DivergenceGuard
 
@@ -159,6 +180,16 @@ def test_divergence_guard_on_nan_and_on_explosion():
         early.check(2, 31.0, 1.0)
     with pytest.raises(DivergenceError, match="grad_norm became nan at step 3"):
         DivergenceGuard(factor=0).check(3, 0.0, float("nan"))
+    climb = DivergenceGuard(factor=5)  # 15% more each report: never 5x its running median
+    loss, step = 6.0, 0
+    with pytest.raises(DivergenceError, match="over 5x its best 6 and twice where it began"):
+        for step in range(1, 40):
+            climb.check(step, loss, 1.0)
+            loss *= 1.15
+    assert step == 13  # 6 * 1.15^12 = 32 is the first over 5 x 6
+    healthy = DivergenceGuard(factor=5)  # a late spike far over the best, but under where it began
+    for step, value in enumerate([6.0, 3.0, 1.0, 0.3, 0.05, 0.05, 0.4, 0.05], start=1):
+        healthy.check(step, value, 1.0)
     off = DivergenceGuard(factor=0)
     for step in range(1, 30):
         off.check(step, 2.0 if step < 20 else 1000.0, 1.0)  # explosion check off: only NaN/inf fail
