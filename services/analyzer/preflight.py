@@ -7,7 +7,7 @@ from __future__ import annotations
 from google.protobuf import json_format
 
 from ftlab.v1 import analyzer_pb2, config_pb2
-from services.analyzer import dataset_report, memory, suggestions
+from services.analyzer import dataset_report, memory, modules, suggestions
 from services.analyzer.budget import OverBudget, time_budget
 from services.common.access import Policy
 from services.common.datasets import DatasetError, scan
@@ -50,6 +50,9 @@ def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware, pol
                              f"{c.base_model}: {shape.params:,} parameters, {shape.layers} layers"
                              if shape else f"{c.base_model}: its config.json is not readable here (not a local folder "
                              "nor in the Hugging Face cache); no memory estimate"))
+    lora = modules.lora_check(c)
+    if lora is not None:
+        out.checks.append(lora)
     _dataset_checks(out, c, policy, owner, tokenizer, shape, template_seconds)
     _memory_checks(out, c, hardware, shape)
     out.ok = all(check.status != FAIL for check in out.checks)

@@ -98,3 +98,29 @@ def test_rows_longer_than_max_seq_length_are_a_warning_with_a_fix(server, server
     assert job.preflight.dataset.share_truncated == pytest.approx(0.25)
     fix = check.suggestions[0]
     assert fix.field == "max_seq_length" and fix.current == "64" and int(fix.suggested) > 64
+
+
+@pytest.mark.parametrize("targets, wrong", [
+    (["q_projj"], "'q_projj' is no module of this model (did you mean 'q_proj'?)"),
+    (["q_proj", "v_prj"], "'v_prj' is no module"),  # this once trained q_proj alone, silently
+    (["input_layernorm"], "'input_layernorm' is a Qwen2RMSNorm, which LoRA cannot wrap"),
+])
+def test_lora_target_modules_that_the_model_lacks_are_refused_before_training(server, job_config, targets, wrong):
+    with Client(server.address, user="pf-lora") as client:
+        with pytest.raises(FtlabError) as err:
+            client.create_job({**job_config, "adapter": "lora", "lora": {"target_modules": targets}})
+        assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert wrong in err.value.message
+        report = client.create_job({**job_config, "adapter": "lora", "lora": {"target_modules": ["q_proj", "v_proj"]}},
+                                   validate_only=True)
+    assert checks(report)["lora_target_modules"] == PASS
+
+
+def test_the_lora_check_suggests_the_modules_meant(tiny_model):
+    from ftlab.config import config_from_dict
+    from services.analyzer import modules
+
+    check = modules.lora_check(config_from_dict({"base_model": str(tiny_model), "adapter": "lora",
+                                                 "lora": {"target_modules": ["q_proj", "v_prj"]}}))
+    assert check.status == FAIL
+    assert [(p.field, p.suggested) for p in check.suggestions] == [("lora.target_modules", '["q_proj", "v_proj"]')]
