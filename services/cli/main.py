@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 from pathlib import Path
@@ -53,12 +54,15 @@ def cmd_serve(args, rest):
 
 def cmd_submit(args, _):
     from ftlab import apply_set, config_from_dict
+    from ftlab.config import resolve_local_paths
 
     values = _load_config_file(args.file) if args.file else {}
     template = args.template or values.pop("template", "")
     name = args.name or values.pop("display_name", "")
     priority = args.priority if args.priority is not None else int(values.pop("priority", 0))
     config = config_from_dict(values)
+    if args.file:  # paths in a job file are where the file is; those given with --set, where the user is
+        resolve_local_paths(config, os.path.dirname(os.path.abspath(args.file)))
     for assignment in args.set or []:
         apply_set(config, assignment)
     with _client(args) as client:

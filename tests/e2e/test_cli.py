@@ -63,3 +63,25 @@ def test_exit_statuses(server, tiny_model, tmp_path):
     submitted = ftlab(server, "submit", str(failing), "--force", "--watch")
     assert submitted.returncode == 1 and "FAILED" in submitted.stdout  # the job failed
     assert ftlab(server, "no-such-command").returncode == 2
+
+
+def test_relative_paths_are_taken_from_where_the_user_wrote_them(server, tiny_model, tmp_path, monkeypatch):
+    """"./tiny" in a job file is next to the file; in the SDK, in the caller's folder. A plain dataset
+    name stays a name in the server's datasets folder."""
+    from ftlab import Client
+
+    job_file = tiny_model.parent / "relative-job.json"
+    job_file.write_text(json.dumps({"base_model": f"./{tiny_model.name}", "dataset": {"uri": "chat.jsonl"},
+                                    "max_steps": 1, "max_seq_length": 64, "eval_strategy": "no"}))
+    submitted = ftlab(server, "submit", str(job_file), "--json")  # run from the repository, elsewhere
+    assert submitted.returncode == 0, submitted.stderr
+    job = json.loads(submitted.stdout)
+    assert job["config"]["base_model"] == str(tiny_model) and job["config"]["dataset"]["uri"] == "chat.jsonl"
+    assert ftlab(server, "cancel", job["name"]).returncode == 0
+
+    monkeypatch.chdir(tiny_model.parent.parent)
+    with Client(server.address, user="cli") as client:
+        checked = client.create_job({"base_model": f"./{tiny_model.parent.name}/../{tiny_model.parent.name}/"
+                                                   f"{tiny_model.name}", "dataset": {"uri": "chat.jsonl"}},
+                                    validate_only=True)
+    assert checked.config.base_model == str(tiny_model)

@@ -11,7 +11,7 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from ftlab.config import config_from_dict
+from ftlab.config import config_from_dict, resolve_local_paths
 from google.protobuf import json_format
 
 from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc
@@ -110,6 +110,8 @@ class Client:
         returns the job as it would be, with its pre-flight findings, and creates nothing."""
         if isinstance(config, dict):
             config = config_from_dict(config)
+        if config is not None:
+            config = resolve_local_paths(_copy(config))  # "./tiny" is where the caller stands
         request = job_service_pb2.CreateJobRequest(
             template=template, config=config, display_name=display_name, priority=priority,
             request_id=request_id or uuid.uuid4().hex, force=force, validate_only=validate_only)
@@ -158,6 +160,8 @@ class Client:
         suggestions, starting from `checkpoint`: "best", "latest", a name, or "" / "none" for none."""
         if isinstance(changes, dict):
             changes = config_from_dict(changes)
+        if changes is not None:
+            changes = resolve_local_paths(_copy(changes))
         request = job_service_pb2.RetryJobRequest(name=name, config_changes=changes, apply_suggestions=apply_suggestions,
                                                   force=force, request_id=request_id or uuid.uuid4().hex)
         selectors = {"best": job_pb2.CHECKPOINT_SELECTOR_BEST, "latest": job_pb2.CHECKPOINT_SELECTOR_LATEST,
@@ -286,3 +290,9 @@ class Client:
             if response.state in FINAL_STATES or response.state == job_pb2.JOB_STATE_PAUSED:
                 break
         return self.get_job(name)
+
+
+def _copy(config: config_pb2.TrainingConfig) -> config_pb2.TrainingConfig:
+    out = config_pb2.TrainingConfig()
+    out.CopyFrom(config)
+    return out

@@ -100,3 +100,24 @@ def apply_set(config: config_pb2.TrainingConfig, assignment: str) -> None:
 
 def to_dict(config: config_pb2.TrainingConfig) -> dict[str, Any]:
     return json_format.MessageToDict(config, preserving_proto_field_name=True)
+
+
+LOCAL_PATH_FIELDS = ("base_model", "dataset.uri", "dataset.eval_uri")
+
+
+def resolve_local_paths(config: config_pb2.TrainingConfig, base: str | None = None) -> config_pb2.TrainingConfig:
+    """Paths written relative to where the user stands ("./tiny", "../data/chat.jsonl", "~/models/x")
+    made absolute from `base` (the current folder when None), in place; hub ids and plain dataset
+    names ("chat.jsonl", taken from the server's datasets folder) are left as they are."""
+    import os
+
+    for field in LOCAL_PATH_FIELDS:
+        holder = config
+        *parents, leaf = field.split(".")
+        for part in parents:
+            holder = getattr(holder, part)
+        value = getattr(holder, leaf)
+        if value.startswith(("./", "../", "~")) or value in (".", ".."):
+            path = os.path.expanduser(value)
+            setattr(holder, leaf, os.path.normpath(os.path.join(base or os.getcwd(), path)))
+    return config
