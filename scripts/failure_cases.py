@@ -25,6 +25,11 @@ def case(name, cause, category, phase, how, config=None, model="tiny", data="cha
                 config={**BASE, **(config or {})}, model=model, data=data, **extra)
 
 
+def later(*args, **kwargs):
+    """A case of the second round: its cause is split by itself (see failure_corpus.split_of)."""
+    return case(*args, round=2, **kwargs)
+
+
 CASES = [
     # the dataset
     case("train_file_missing", "dataset path that does not exist", "DATASET_NOT_FOUND", "DATA_PREP",
@@ -152,4 +157,45 @@ CASES = [
          "full fine-tuning at learning rate 1 with no clipping: the loss climbs far above its start",
          config={"adapter": "full", "learning_rate": 1.0, "max_grad_norm": 0, "max_steps": 30,
                  "lr_scheduler": "constant", "warmup_ratio": 0}),
+    # the second round
+    later("unsupported_extension", "dataset file with an unsupported extension", "DATASET_FORMAT", "DATA_PREP",
+          "the dataset is named .txt", data="chat.txt"),
+    later("json_trailing_garbage", "JSON file with text after the document", "DATASET_FORMAT", "DATA_PREP",
+          "a .json dataset whose array is followed by stray text", data="trailing.json"),
+    later("parquet_cut_short", "Parquet file cut short", "DATASET_FORMAT", "DATA_PREP",
+          "a real Parquet dataset cut to half its bytes", data="cut.parquet"),
+    later("dpo_without_rejected", "preference rows without rejected", "DATASET_SCHEMA", "DATA_PREP",
+          "DPO on rows with prompt and chosen but no rejected", data="chosen-only.jsonl", config={"method": "dpo"}),
+    later("sharegpt_unknown_roles", "conversations with roles no template knows", "DATASET_SCHEMA", "DATA_PREP",
+          "sharegpt rows whose turns come from 'robot' and 'alien'", data="odd-roles.jsonl",
+          config={"dataset": {"format": "sharegpt"}}),
+    later("template_unknown_filter", "chat template using a filter that does not exist", "CHAT_TEMPLATE_INCOMPATIBLE",
+          "DATA_PREP", "the job's chat_template pipes content through a filter Jinja does not have",
+          config={"chat_template": "{% for m in messages %}{{ m['content'] | shout }}{% endfor %}"}),
+    later("model_without_tokenizer", "model folder without tokenizer files", "MODEL_NOT_FOUND", "MODEL_LOAD",
+          "the model folder has config and weights but no tokenizer files", model="no-tokenizer"),
+    later("resume_scheduler_damaged", "damaged scheduler state", "CHECKPOINT_CORRUPT", "STARTUP",
+          "resume from a checkpoint whose scheduler.pt is garbage", resume="scheduler", config={"max_steps": 4}),
+    later("resume_rng_damaged", "damaged RNG state", "CHECKPOINT_CORRUPT", "STARTUP",
+          "resume from a checkpoint whose rng_state.pth is cut short", resume="rng", config={"max_steps": 4}),
+    later("sigbus_in_training", "process killed by SIGBUS", "KILLED_BY_SIGNAL", "TRAINING",
+          "SIGBUS sent to the child at its first training step", act=("signal", 7), config={"max_steps": 40}),
+    later("sigquit_in_training", "process killed by SIGQUIT", "KILLED_BY_SIGNAL", "TRAINING",
+          "SIGQUIT sent to the child at its first training step", act=("signal", 3), config={"max_steps": 40}),
+    later("address_space_full_finetune", "full fine-tuning past an address-space limit", "HOST_OOM", "TRAINING",
+          "RLIMIT_AS set to what the child holds plus 16 MiB at its first step of full fine-tuning at a large batch",
+          act=("rlimit_as", 16 << 20), config={"adapter": "full", "max_steps": 40, "per_device_train_batch_size": 32,
+                                               "max_seq_length": 512}, data="long.jsonl"),
+    later("file_size_limit_full_model", "full model save past a file-size limit", "DISK_FULL", "CHECKPOINT_SAVE",
+          "RLIMIT_FSIZE of 16 KiB at the first step of full fine-tuning; the checkpoint's weights hit it",
+          act=("rlimit_fsize", 16 << 10), config={"adapter": "full", "max_steps": 4, "save_steps": 2}),
+    later("stopped_full_finetune", "full fine-tuning stopped mid-training", "STUCK", "TRAINING",
+          "SIGSTOP one second after the first step of full fine-tuning; the training allowance is 3 s",
+          act=("stop", 1.0), step_timeout=3.0, config={"adapter": "full", "max_steps": 200}),
+    later("prompt_completion_lr_1", "learning rate 1 on prompt/completion rows", "NAN_OR_DIVERGENCE", "TRAINING",
+          "full fine-tuning of prompt/completion rows at learning rate 1, no clipping",
+          config={"adapter": "full", "learning_rate": 1.0, "max_grad_norm": 0, "max_steps": 30,
+                  "lr_scheduler": "constant", "warmup_ratio": 0}, data="prompt-completion.jsonl"),
+    later("adamw_8bit_on_cpu", "8-bit optimizer without a GPU", "QUANTIZATION_UNSUPPORTED", "STARTUP",
+          "optimizer ADAMW_8BIT (bitsandbytes) on a CPU-only machine", config={"optimizer": "adamw_8bit"}),
 ]

@@ -35,11 +35,16 @@ from failure_cases import CASES  # noqa: E402
 
 
 def split_of(cases: list[dict]) -> dict[str, str]:
-    """cause -> "test" or "dev": by category, causes in sha256 order, dealt test, dev, test, ..."""
+    """cause -> "test" or "dev". The first round's causes: by category, in sha256 order, dealt test,
+    dev, test, ...; a later round's cause by the parity of its sha256 alone, so that adding causes
+    never moves one already split."""
     by_category = defaultdict(list)
-    for c in cases:
-        by_category[c["category"]].append(c["cause"])
     out = {}
+    for c in cases:
+        if c.get("round", 1) == 1:
+            by_category[c["category"]].append(c["cause"])
+        else:
+            out[c["cause"]] = "test" if int(hashlib.sha256(c["cause"].encode()).hexdigest(), 16) % 2 == 0 else "dev"
     for causes in by_category.values():
         for i, cause in enumerate(sorted(set(causes), key=lambda t: hashlib.sha256(t.encode()).hexdigest())):
             out[cause] = "test" if i % 2 == 0 else "dev"
@@ -71,6 +76,18 @@ def write_datasets(root: Path) -> None:
     (root / "empty.jsonl").write_text("")
     (root / "numbers.json").write_text(json.dumps(list(range(64))))
     (root / "header-only.csv").write_text("prompt,completion\n")
+    (root / "chat.txt").write_text((root / "chat.jsonl").read_text())
+    (root / "trailing.json").write_text(json.dumps(chat) + "\nthat was all of it\n")
+    lines("chosen-only.jsonl", [{"prompt": f"{a}+{b}=", "chosen": str(a + b)} for a, b in sums])
+    lines("odd-roles.jsonl", [{"conversations": [{"from": "robot", "value": f"{a}+{b}?"},
+                                                 {"from": "alien", "value": str(a + b)}]} for a, b in sums])
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"prompt": [f"{a}+{b}=" for a, b in sums], "completion": [str(a + b) for a, b in sums]}),
+                   root / "full.parquet")
+    whole = (root / "full.parquet").read_bytes()
+    (root / "cut.parquet").write_bytes(whole[: len(whole) // 2])
 
 
 def write_models(root: Path) -> dict[str, str]:
@@ -124,6 +141,9 @@ def write_models(root: Path) -> dict[str, str]:
     variant("shape-mismatch", lambda p: edit_config(p, intermediate_size=96))
     variant("unknown-type", lambda p: edit_config(p, model_type="qwen9", architectures=["Qwen9ForCausalLM"]))
     variant("small-vocab", small_vocab)
+    variant("no-tokenizer", lambda p: [f.unlink() for f in p.iterdir()
+                                       if f.name.startswith(("tokenizer", "special_tokens", "chat_template", "vocab",
+                                                             "merges"))])
     return models
 
 
@@ -142,6 +162,11 @@ def checkpoint_for(case: dict, workdir: Path, model: str, data: str) -> str:
         f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
     elif damage == "state":
         (ckpt / "trainer_state.json").write_text("{ not json")
+    elif damage == "scheduler":
+        (ckpt / "scheduler.pt").write_bytes(b"not a torch file" * 8)
+    elif damage == "rng":
+        f = ckpt / "rng_state.pth"
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
     elif damage == "adapter":
         f = ckpt / "adapter_model.safetensors"
         f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])

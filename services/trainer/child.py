@@ -71,6 +71,9 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
 
     sink.set_phase("PHASE_MODEL_LOAD", "loading tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=remote_code)
+    if len(tokenizer) <= 1:  # transformers builds an empty tokenizer for a folder without tokenizer files
+        raise OSError(f"{base} does not appear to have a file named tokenizer.json or tokenizer_config.json: "
+                      f"the tokenizer it gives has {len(tokenizer)} token(s)")
     if cfg.get("chat_template"):
         tokenizer.chat_template = cfg["chat_template"]
     if tokenizer.pad_token is None:

@@ -165,6 +165,22 @@ def test_chats_at_learning_rate_1_fail_as_diverged(tmp_path, tiny_model):
     assert max(seen) > 2 * seen[0]
 
 
+def test_a_model_folder_without_tokenizer_files_fails_in_model_load(tmp_path, tiny_model):
+    """transformers builds a one-token tokenizer from a folder with no tokenizer files; the child says so."""
+    import shutil
+
+    model = tmp_path / "no-tokenizer"
+    shutil.copytree(tiny_model, model)
+    for f in model.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            f.unlink()
+    rc, events, _ = run_child(tmp_path, {"base_model": str(model), "max_steps": 1, "max_seq_length": 64},
+                              [{"prompt": "a", "completion": "b"}] * 4)
+    error = events[-1]["error"]
+    assert rc == 1 and error["type"] == "OSError" and error["phase"] == "PHASE_MODEL_LOAD"
+    assert "tokenizer.json" in error["message"]
+
+
 def test_divergence_guard_on_nan_and_on_explosion():
     from services.trainer.reporting import DivergenceError, DivergenceGuard
 
