@@ -86,7 +86,10 @@ def test_a_lost_trainers_job_resumes_from_its_checkpoint_on_another(cluster, tin
 def test_a_restarted_scheduler_reattaches_to_runs_that_kept_going(cluster, tiny_model):
     home, procs, scheduler, trainer = cluster
     port = free_port()
-    sched = scheduler("--port", str(port))
+    # a lease the restart fits in however busy the machine: past it the trainer would fence its run
+    # (save, stop, hand it back) and the job would rightly start a second attempt
+    lease = ("--lease-seconds", "60")
+    sched = scheduler("--port", str(port), *lease)
     trainer("node-a")
     with Client(sched.address) as client:
         wait_for(lambda: client.get_queue().free_slots == 1, timeout=30, what="node-a")
@@ -96,7 +99,7 @@ def test_a_restarted_scheduler_reattaches_to_runs_that_kept_going(cluster, tiny_
         wait_for(lambda: client.get_job(job.name).progress.step >= 10, timeout=240, what="10 steps")
     sched.proc.send_signal(signal.SIGKILL)
     sched.proc.wait()
-    sched = scheduler("--port", str(port))  # same database, same address: the trainer registers again
+    sched = scheduler("--port", str(port), *lease)  # same database, same address: the trainer registers again
     assert sched.port == port
     with Client(sched.address) as client:
         done = client.wait(job.name, timeout=300)

@@ -75,8 +75,11 @@ def stack(tmp_path_factory, tiny_model):
 
     try:
         wait_for(ready, timeout=60, what="prometheus ready")
+        # one scrape before any job: a histogram's rate needs the sample from before its first observation
+        wait_for(lambda: api(base, "query", query="ftlab_job_first_step_seconds_count")["result"], timeout=60,
+                 what="prometheus's first scrape")
         start = time.time()
-        job_id = _run_jobs(server, tiny_model, home)
+        job_id = _run_jobs(server, tiny_model, home, base)
         time.sleep(4)  # a few more scrapes
         yield base, start, job_id
     finally:
@@ -85,8 +88,11 @@ def stack(tmp_path_factory, tiny_model):
         assert server.stop() == 0, server.log()
 
 
-def _run_jobs(server, tiny_model, home) -> str:
-    """A job that trains and evaluates, one that fails (and is analyzed), and a download."""
+def _run_jobs(server, tiny_model, home, base) -> str:
+    """A job that trains, evaluates and is downloaded, one that fails (and is analyzed), and one that
+    trains until Prometheus has scraped each of its per-job series (they exist only while it runs; a
+    short job on fast cores can end between two scrapes), then is cancelled; its id is returned."""
+    per_job = [e for board, e, gpu_only in expressions() if board == "job" and not gpu_only]
     with Client(server.address, user="prom") as client:
         good = client.create_job({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl", "eval_split": 0.1},
                                   "max_steps": 20, "save_steps": 10, "eval_strategy": "steps", "eval_steps": 10,
@@ -96,7 +102,16 @@ def _run_jobs(server, tiny_model, home) -> str:
         assert client.wait(bad.name, timeout=300).state == job_pb2.JOB_STATE_FAILED
         wait_for(lambda: client.get_job(bad.name).analysis.category, timeout=60, what="the failure analysis")
         client.download(good.name, home / "adapter.zip", what="adapter")
-    return good.name.removeprefix("jobs/")
+        watched = client.create_job({"base_model": str(tiny_model), "max_steps": 5000, "save_steps": 0,
+                                     "dataset": {"uri": "chat.jsonl", "eval_split": 0.1}, "eval_strategy": "steps",
+                                     "eval_steps": 5, "max_seq_length": 64, "per_device_train_batch_size": 2})
+        job_id = watched.name.removeprefix("jobs/")
+        for expr in per_job:
+            wait_for(lambda: api(base, "query", query=expr.replace("$job", job_id))["result"], timeout=240,
+                     what=f"a scrape of {expr}")
+        client.cancel_job(watched.name)
+        assert client.wait(watched.name, timeout=120).state == job_pb2.JOB_STATE_CANCELLED
+    return job_id
 
 
 def test_prometheus_scrapes_the_services(stack):
