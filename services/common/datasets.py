@@ -207,7 +207,10 @@ def normalize(rows: list[dict[str, Any]], fmt: str | None = None) -> tuple[str, 
     for number, row in enumerate(rows, start=1):
         try:
             out.append(convert(row))
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:  # the row lacks a column this format needs: the format or the rows are wrong
+            raise DatasetError(f"row {number} does not fit the {fmt} format: it has no {exc} column "
+                               f"(its columns: {', '.join(sorted(map(str, row)))})") from exc
+        except (TypeError, ValueError) as exc:
             raise DatasetError(f"row {number} is not valid {fmt} data: {exc}") from exc
     return fmt, out
 
