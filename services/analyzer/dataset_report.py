@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ftlab.v1 import dataset_pb2
-from services.common import settings
+from services.common import chat_templates, settings
 from services.common.datasets import Scan
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def load_tokenizer(base_model: str, chat_template: str = ""):
         tokenizer.ftlab_cache_key = key  # what it was loaded from, for caches of what it computes
         _TOKENIZERS[key] = (tokenizer, tokenizer.chat_template)
     tokenizer, own = _TOKENIZERS[key]
-    tokenizer.chat_template = chat_template or own
+    tokenizer.chat_template = chat_templates.resolve(chat_template) or own
     return tokenizer
 
 

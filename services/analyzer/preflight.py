@@ -82,8 +82,8 @@ def _dataset_checks(out, c, policy: Policy, owner, tokenizer, shape, template_se
             lengths, problem = _render_cached(key, found.rows, tokenizer, template_seconds)
             if problem:
                 out.checks.append(_check("chat_template", FAIL, problem, [suggestions.patch(
-                    "chat_template", "(the job's)", "a template that renders each conversation quickly",
-                    problem, "pre-flight and training can apply the template")] if c.chat_template else []))
+                    "chat_template", "(the job's)", "chatml", problem + "; chatml names the built-in ChatML "
+                    "template", "pre-flight and training can apply the template")] if c.chat_template else []))
                 continue
         report = dataset_report.report(uri, found, lengths, c.max_seq_length)
         if name == "dataset":
@@ -97,7 +97,8 @@ def _dataset_checks(out, c, policy: Policy, owner, tokenizer, shape, template_se
         if dpo != (found.format == "preference"):
             need = "chosen/rejected pairs" if dpo else "messages, conversations, instruction/output or prompt/completion"
             out.checks.append(_check(name, FAIL, f"{uri}: format {found.format} does not fit method "
-                                     f"{config_pb2.Method.Name(c.method)}, which needs {need}"))
+                                     f"{config_pb2.Method.Name(c.method)}, which needs {need}",
+                                     suggestions.suggest("DATASET_SCHEMA", "", c, False, facts={"cause": "method"})))
             continue
         out.checks.append(_check(name, PASS, f"{uri}: {found.format}, {len(found.rows)} rows"))
         if name == "dataset" and lengths is not None:

@@ -60,7 +60,9 @@ PRIORS: list[tuple[str, str, str, str]] = [
     ("transformers/integrations/sdpa_attention.py", "", "", ""),  # the forward pass: says nothing
 ]
 
-_SITE = re.compile(r"(?:site-packages|dist-packages|<site-packages>|<stdlib>|lib/python3\.\d+)/(?P<inner>.+)$")
+# the last of these in the path: a virtual environment's ".venv/lib/python3.11/site-packages/jinja2/..."
+# is inside jinja2, not inside "site-packages"
+_SITE = re.compile(r"^.*(?:site-packages|dist-packages|<site-packages>|<stdlib>|lib/python3\.\d+)/(?P<inner>.+)$")
 
 
 def innermost_library_frame(frames: list[Frame]) -> tuple[str, Frame] | None:

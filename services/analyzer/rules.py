@@ -180,7 +180,8 @@ RULES: list[Rule] = [
                                       r"named config.json|Can't load (the )?(config|tokenizer) for")),
     Rule("DATASET_SCHEMA", 0.85, _both(_exc("KeyError"), lambda f: bool(f.funcs() & {
         "tokenize_fn", "tokenize", "_tokenize", "_prepare_dataset", "apply_function", "map"}))),
-    Rule("DATASET_SCHEMA", 0.85, _msg(r"cannot tell the dataset format|does not fit (method|the \w+ format)|columns")),
+    Rule("DATASET_SCHEMA", 0.85, _msg(r"does not fit method"), cause="method"),
+    Rule("DATASET_SCHEMA", 0.85, _msg(r"cannot tell the dataset format|does not fit the \w+ format|columns")),
     # a row without a column its format needs, as our data preparation converts the rows
     Rule("DATASET_SCHEMA", 0.85, _both(_exc("KeyError"), lambda f: "common/datasets.py" in f.files())),
     Rule("DATASET_FORMAT", 0.85, _msg(r"not valid JSON|has no rows|JSONDecodeError|ArrowInvalid|"

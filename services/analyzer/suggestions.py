@@ -8,6 +8,7 @@ why, and what to expect. Nothing here is a fixed string that ignores the config:
 from __future__ import annotations
 
 from ftlab.v1 import analyzer_pb2, config_pb2
+from services.common import chat_templates
 
 C = config_pb2
 
@@ -105,14 +106,22 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
                           "the named modules do not exist in this model; all-linear adapts every linear layer",
                           "works for any architecture"))
     elif category == "CHAT_TEMPLATE_MISSING":
-        out.append(patch("chat_template", "unset", "a ChatML template (see the README)",
-                          "the tokenizer has no chat template and the data is conversational",
-                          "conversations are rendered for training"))
+        out.append(patch("chat_template", c.chat_template or "unset", "chatml",
+                          "the tokenizer has no chat template and the data is conversational; chatml names the "
+                          "built-in ChatML template", "conversations are rendered for training"))
     elif category == "CHAT_TEMPLATE_INCOMPATIBLE":
-        if c.assistant_only_loss:
+        if chat_templates.resolve(c.chat_template) != chat_templates.CHATML:
+            why = ("the job's chat template fails on these conversations" if c.chat_template else
+                   "the tokenizer's chat template fails on these conversations")
+            if c.assistant_only_loss:
+                why += " or lacks the {% generation %} markers assistant-only loss needs"
+            out.append(patch("chat_template", "(the job's)" if c.chat_template else "unset", "chatml",
+                              why + "; chatml names the built-in ChatML template, which renders every role and "
+                              "marks the assistant's turns", "conversations render; assistant-only loss works"))
+        elif c.assistant_only_loss:
             out.append(patch("assistant_only_loss", "true", "false",
-                              "the chat template has no {% generation %} markers, which assistant-only loss needs",
-                              "loss on every token; or give chat_template with generation markers"))
+                              "the chat template does not mark the assistant's turns, which assistant-only loss needs",
+                              "loss on every token"))
     elif category == "EVAL_CONFIG":
         out.append(patch("eval_strategy", _enum(c, "eval_strategy"), "EVAL_STRATEGY_NO",
                           "evaluation is on but there is no evaluation data", "no evaluation"))
@@ -152,6 +161,17 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
                               "keep fewer checkpoints on disk", "disk use of one checkpoint"))
         if c.save_steps:
             out.append(patch("save_steps", c.save_steps, c.save_steps * 2, "save half as often", ""))
+    elif category == "DATASET_SCHEMA" and facts.get("cause") == "method":
+        dpo = c.method == C.METHOD_DPO
+        out.append(patch("method", _enum(c, "method"), "METHOD_SFT" if dpo else "METHOD_DPO",
+                          "the rows are for supervised fine-tuning; DPO needs prompt/chosen/rejected rows" if dpo else
+                          "the rows are preference pairs (chosen/rejected), which DPO trains on",
+                          "the method the rows were made for"))
+    elif category == "DATASET_SCHEMA" and c.dataset.format not in (C.DATASET_FORMAT_UNSPECIFIED,
+                                                                      C.DATASET_FORMAT_AUTO):
+        out.append(patch("dataset.format", _enum(c.dataset, "format"), "DATASET_FORMAT_AUTO",
+                          "the rows do not have the columns of the format the job forced; auto reads the format "
+                          "from the columns", "the format the rows are in"))
     elif category in ("DATASET_NOT_FOUND", "DATASET_SCHEMA", "DATASET_FORMAT"):
         field = "dataset.format" if category == "DATASET_SCHEMA" else "dataset.uri"
         current = _enum(c.dataset, "format") if category == "DATASET_SCHEMA" else c.dataset.uri
@@ -165,6 +185,10 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
     elif category == "CHECKPOINT_NOT_FOUND" or category == "CHECKPOINT_CORRUPT":
         out.append(patch("checkpoint", "the one named", "latest (or none)",
                           "retry from another checkpoint: the chosen one is missing or damaged", ""))
+    elif category == "DEPENDENCY_MISSING" and c.attn_implementation.startswith("flash"):
+        out.append(patch("attn_implementation", c.attn_implementation, "sdpa",
+                          f"{c.attn_implementation} needs a package this worker lacks; sdpa is PyTorch's own "
+                          "fused attention, always there", "the same results, without the extra package"))
     elif category == "STUCK" and c.dataloader_num_workers != 0:
         out.append(patch("dataloader_num_workers", c.dataloader_num_workers, 0,
                           "hung runs are most often data-loading workers deadlocked", "data loads in the main process"))

@@ -10,7 +10,7 @@ from google.protobuf import json_format
 
 from ftlab.config import ConfigError, apply_set
 from ftlab.v1 import analyzer_pb2, config_pb2
-from services.common import checkpoints
+from services.common import chat_templates, checkpoints
 from services.scheduler import jobconfig
 
 Config = config_pb2.TrainingConfig
@@ -20,7 +20,8 @@ AUTO_RECOVERABLE = frozenset({"CUDA_OOM", "HOST_OOM", "NAN_OR_DIVERGENCE", "DISK
 _FRESH = frozenset({"base_model", "method", "lora.rank", "lora.target_modules"})
 # Changing these keeps the weights but not the optimizer and schedule state, which would undo them.
 _WEIGHTS_ONLY = frozenset({"learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay", "precision", "adapter"})
-# Fields whose suggestions are advice to a person (which model, which file), never applied as values.
+# Fields whose suggestions are advice to a person (which model, which file), never applied as values;
+# but a chat template suggested by name (chat_templates.NAMED, e.g. "chatml") is a value.
 _ADVICE_ONLY = frozenset({"base_model", "dataset.uri", "dataset.eval_uri", "chat_template", "checkpoint"})
 
 
@@ -53,7 +54,8 @@ def apply_suggestions(config: Config, analysis: analyzer_pb2.FailureAnalysis) ->
 
 def _apply(config: Config, s: analyzer_pb2.ConfigPatch) -> bool:
     """Set a suggested value; False for advice in words for a person, or a value the field cannot take."""
-    if s.field in _ADVICE_ONLY or any(ch.isspace() for ch in s.suggested.strip()):
+    named_template = s.field == "chat_template" and s.suggested.strip().lower() in chat_templates.NAMED
+    if (s.field in _ADVICE_ONLY and not named_template) or any(ch.isspace() for ch in s.suggested.strip()):
         return False
     try:
         apply_set(config, f"{s.field}={s.suggested}")

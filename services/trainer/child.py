@@ -22,6 +22,7 @@ from typing import Any
 PAUSE = threading.Event()
 signal.signal(signal.SIGUSR1, lambda *_: PAUSE.set())  # before the slow imports below: SIGUSR1 must never kill us
 
+from services.common import chat_templates  # noqa: E402
 from services.trainer.process import EventSink, across_ranks, die_with_parent, prefer_oom_kill  # noqa: E402
 
 
@@ -75,7 +76,7 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
         raise OSError(f"{base} does not appear to have a file named tokenizer.json or tokenizer_config.json: "
                       f"the tokenizer it gives has {len(tokenizer)} token(s)")
     if cfg.get("chat_template"):
-        tokenizer.chat_template = cfg["chat_template"]
+        tokenizer.chat_template = chat_templates.resolve(cfg["chat_template"])
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     sink.set_phase("PHASE_MODEL_LOAD", "loading model")

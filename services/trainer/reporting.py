@@ -54,6 +54,24 @@ class DivergenceGuard:
                                       f"and twice where it began ({first:.4g}): training diverged")
         self.losses.append(loss)
 
+    ENDED_WORSE_MIN_REPORTS = 10  # fewer logged losses say too little about how a run ended
+    ENDED_WORSE_RATIO = 1.25
+
+    def finish(self, step: int) -> None:
+        """At the end of a run that was not paused: a loss that ended clearly worse than it began means
+        the run unlearned; it fails as diverged instead of succeeding on garbage. Where it began is the
+        first logged loss (the first step's loss is the model's before any update); where it ended is
+        the mean of the last tenth of the logged losses (at least 3), over 1.25x that."""
+        n = len(self.losses)
+        if self.factor <= 0 or n < self.ENDED_WORSE_MIN_REPORTS:
+            return
+        k = max(3, n // 10)
+        began, ended = self.losses[0], statistics.fmean(self.losses[-k:])
+        if began > 0 and ended > self.ENDED_WORSE_RATIO * began:
+            raise DivergenceError(f"the loss ended worse than it began: its last {k} logged values average "
+                                  f"{ended:.4g}, {ended / began:.2g}x its first ({began:.4g}), at step {step}: "
+                                  "training diverged")
+
 
 class ReportingCallback(TrainerCallback):
     """Reports phases, metrics, evaluations and checkpoints; pauses on request."""
@@ -123,6 +141,10 @@ class ReportingCallback(TrainerCallback):
         self._last_time, self._last_step, self._last_tokens = now, state.global_step, tokens
         self.sink.emit(metrics=metrics)
         self.guard.check(state.global_step, metrics["loss"], metrics.get("grad_norm"))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if not self.paused_checkpoint:
+            self.guard.finish(state.global_step)
 
     def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
         """Evaluation progress, at most once a second: a long evaluation is not a stuck one."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ftlab import Client
-from ftlab.v1 import job_pb2
+from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2
 from helpers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -85,3 +85,25 @@ def test_auto_recovery_applies_the_suggestions_within_its_budget(server, server_
         if ended.state == job_pb2.JOB_STATE_FAILED:  # diverged again: no budget, so no third job
             wait_for(lambda: client.get_job(child.name).analysis.category, timeout=30, what="the analysis")
             assert child_of(child) is None
+
+
+def test_the_suggestions_of_a_template_failure_fix_the_job(server, job_config):
+    """A job's chat template that does not compile, forced past pre-flight, fails in data preparation;
+    the analysis (on the service's own paths, a virtual environment's) names the template and
+    suggests the built-in one by name, and `retry --apply-suggestions` trains with it."""
+    broken = {**job_config, "max_steps": 3, "save_steps": 0, "eval_strategy": "no",
+              "chat_template": "{% for m in messages %}{{ m['content'] }}"}
+    with Client(server.address, user="suggested") as client:
+        refused = client.create_job(broken, validate_only=True).preflight
+        assert not refused.ok
+        assert [p.suggested for c in refused.checks for p in c.suggestions if p.field == "chat_template"] == ["chatml"]
+        job = client.create_job(broken, force=True)
+        assert client.wait(job.name, timeout=180).state == job_pb2.JOB_STATE_FAILED
+        failed = wait_for(lambda: (j := client.get_job(job.name)).analysis.category and j, timeout=60,
+                          what="the analysis")
+        assert failed.analysis.category == analyzer_pb2.FAILURE_CATEGORY_CHAT_TEMPLATE_INCOMPATIBLE
+        assert failed.analysis.phase == events_pb2.PHASE_DATA_PREP
+        assert [(s.field, s.suggested) for s in failed.analysis.suggestions] == [("chat_template", "chatml")]
+        retried = client.retry_job(job.name, apply_suggestions=True)
+        assert [(c.field, c.suggested) for c in retried.changes] == [("chat_template", "chatml")]
+        assert client.wait(retried.name, timeout=180).state == job_pb2.JOB_STATE_SUCCEEDED

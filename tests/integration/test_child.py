@@ -165,6 +165,30 @@ def test_chats_at_learning_rate_1_fail_as_diverged(tmp_path, tiny_model):
     assert max(seen) > 2 * seen[0]
 
 
+def test_a_run_that_ends_worse_than_it_began_fails_as_diverged(tmp_path, tiny_model):
+    """Full fine-tuning at learning rate 0.6 with clipping: the loss leaps from 6.3 to about 20 and is
+    coming down, never 5x its best, but after 25 steps it is still far above where it began. Such a
+    run must not succeed: it fails as diverged when training ends, saying how it ended."""
+    import random
+
+    rng = random.Random(3)
+    rows = [{"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},
+                          {"role": "assistant", "content": f"{a} plus {b} is {a + b}."}]}
+            for a, b in ((rng.randint(0, 99), rng.randint(0, 99)) for _ in range(64))]
+    rc, events, _ = run_child(tmp_path, {"base_model": str(tiny_model), "adapter": "full", "max_steps": 25,
+                                         "learning_rate": 0.6, "max_grad_norm": 1.0, "per_device_train_batch_size": 2,
+                                         "gradient_accumulation_steps": 1, "max_seq_length": 64, "save_steps": 0,
+                                         "warmup_ratio": 0, "lr_scheduler": "constant", "logging_steps": 1}, rows)
+    seen = losses(events)
+    print("losses:", [round(x, 2) for x in seen])
+    assert len(seen) == 25, "it trained to the end: no step-wise check tripped"
+    assert max(seen) < 5 * min(seen) and sum(seen[-3:]) / 3 > 1.25 * seen[0]
+    assert rc == 1
+    error = events[-1]["error"]
+    assert error["type"] == "services.trainer.reporting.DivergenceError"
+    assert "ended worse than it began" in error["message"] and "at step 25" in error["message"]
+
+
 def test_a_model_folder_without_tokenizer_files_fails_in_model_load(tmp_path, tiny_model):
     """transformers builds a one-token tokenizer from a folder with no tokenizer files; the child says so."""
     import shutil
@@ -209,6 +233,24 @@ def test_divergence_guard_on_nan_and_on_explosion():
     off = DivergenceGuard(factor=0)
     for step in range(1, 30):
         off.check(step, 2.0 if step < 20 else 1000.0, 1.0)  # explosion check off: only NaN/inf fail
+    off.finish(29)
+
+
+def test_divergence_guard_at_the_end_of_a_run():
+    from services.trainer.reporting import DivergenceError, DivergenceGuard
+
+    def ended(values, factor=5.0):
+        guard = DivergenceGuard(factor)
+        for step, value in enumerate(values, start=1):
+            guard.check(step, value, 1.0)
+        guard.finish(len(values))
+
+    ended([6.0 - 0.1 * i for i in range(40)])  # learned
+    ended([6.0, 9.0, 12.0, 11.0, 10.0, 9.0, 8.0, 7.5, 7.2, 7.0])  # back to within 1.25x of where it began
+    ended([6.0, 12.0, 12.0, 12.0])  # too few reports to say
+    ended([6.0] + [12.0] * 20, factor=0)  # the guard is off
+    with pytest.raises(DivergenceError, match=r"last 3 logged values average 9, 1.5x its first \(6\), at step 12"):
+        ended([6.0, 20.0, 18.0, 16.0, 14.0, 12.0, 11.0, 10.0, 10.0, 9.0, 9.0, 9.0])
 
 
 def variable_length_chats(n: int, seed: int = 0) -> list[dict]:

@@ -220,3 +220,50 @@ def test_an_unrecognised_failure_says_so_and_still_names_its_phase():
     # what is known still: the root exception, its message and where it was raised
     assert "Exception raised in transformers/tokenization_utils_tokenizers.py" in a.summary, a.summary
     assert "untagged enum" in a.summary and any("left open" in line for line in a.evidence)
+
+
+@pytest.mark.parametrize("path", ["/home/me/proj/.venv/lib/python3.11/site-packages/jinja2/environment.py",
+                                  "/usr/lib/python3/dist-packages/jinja2/environment.py",
+                                  "<site-packages>/jinja2/environment.py"])
+def test_the_library_is_found_in_a_virtual_environments_path(path):
+    """A venv's path holds lib/python3.X before site-packages: the library is what follows the last."""
+    from services.analyzer import priors
+    from services.analyzer.logparse import Frame
+
+    frames = [Frame("/srv/app/services/trainer/child.py", "main", ""), Frame(path, "handle_exception", "")]
+    assert priors.innermost_library_frame(frames)[0] == "jinja2/environment.py"
+    assert priors.prior(frames)[0] == "CHAT_TEMPLATE_INCOMPATIBLE"
+
+
+def test_suggestions_name_the_field_at_fault_with_a_value_a_retry_can_apply():
+    from services.analyzer.suggestions import suggest
+    from services.scheduler import retry
+
+    def first(category, config, cause=""):
+        found = suggest(category, "DATA_PREP", config_from_dict(config), False, facts={"cause": cause})
+        return [(p.field, p.suggested) for p in found]
+
+    assert first("DATASET_SCHEMA", {"method": "dpo"}, cause="method") == [("method", "METHOD_SFT")]
+    assert first("DATASET_SCHEMA", {"method": "sft"}, cause="method") == [("method", "METHOD_DPO")]
+    assert first("DATASET_SCHEMA", {"dataset": {"format": "sharegpt"}}) == [("dataset.format", "DATASET_FORMAT_AUTO")]
+    assert first("DATASET_SCHEMA", {"dataset": {"format": "auto"}})[0][0] == "dataset.format"  # advice: fix the rows
+    assert first("CHAT_TEMPLATE_MISSING", {}) == [("chat_template", "chatml")]
+    assert first("CHAT_TEMPLATE_INCOMPATIBLE", {"chat_template": "{{ oops"}) == [("chat_template", "chatml")]
+    assert first("CHAT_TEMPLATE_INCOMPATIBLE", {"chat_template": "chatml", "assistant_only_loss": True}) == [
+        ("assistant_only_loss", "false")]
+    assert first("DEPENDENCY_MISSING", {"attn_implementation": "flash_attention_3"}) == [("attn_implementation", "sdpa")]
+    assert first("DEPENDENCY_MISSING", {}) == []
+
+    analysis = analyzer_pb2.FailureAnalysis(suggestions=[
+        analyzer_pb2.ConfigPatch(field="chat_template", suggested="chatml"),
+        analyzer_pb2.ConfigPatch(field="base_model", suggested="a local path or a hub id")])
+    applied, skipped = retry.apply_suggestions(config_from_dict({"chat_template": "{{ oops"}), analysis)
+    assert applied.chat_template == "chatml" and skipped == ["base_model: a local path or a hub id"]
+
+
+def test_a_named_chat_template_is_the_built_in_one():
+    from services.common import chat_templates
+
+    assert chat_templates.resolve("chatml") == chat_templates.resolve(" ChatML ") == chat_templates.CHATML
+    assert "{% generation %}" in chat_templates.CHATML
+    assert chat_templates.resolve("{{ messages }}") == "{{ messages }}" and chat_templates.resolve("") == ""
