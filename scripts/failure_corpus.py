@@ -51,6 +51,15 @@ def split_of(cases: list[dict]) -> dict[str, str]:
     return out
 
 
+def split_for(cause: str) -> str:
+    """The half of any cause: the trainer's cases' split where it is one of theirs (a bare-TRL run of
+    the same cause goes with it), else the parity of its sha256, like every later round's."""
+    known = split_of(CASES)
+    if cause in known:
+        return known[cause]
+    return "test" if int(hashlib.sha256(cause.encode()).hexdigest(), 16) % 2 == 0 else "dev"
+
+
 def write_datasets(root: Path) -> None:
     rng = random.Random(0)
     root.mkdir(parents=True, exist_ok=True)
@@ -155,27 +164,30 @@ def checkpoint_for(case: dict, workdir: Path, model: str, data: str) -> str:
     found = sorted(workdir.rglob("checkpoint-2"))
     if result["exit_code"] != 0 or not found:
         raise RuntimeError(f"the good run before {case['name']} did not leave a checkpoint")
-    ckpt = found[0]
-    damage = case["resume"]
-    if damage == "optimizer":
+    damage(found[0], case["resume"])
+    return found[0].name  # as the scheduler names it: a checkpoint of this job
+
+
+def damage(ckpt: Path, how: str) -> None:
+    """Damage a real checkpoint folder as a case names it."""
+    if how == "optimizer":
         f = ckpt / "optimizer.pt"
         f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
-    elif damage == "state":
+    elif how == "state":
         (ckpt / "trainer_state.json").write_text("{ not json")
-    elif damage == "scheduler":
+    elif how == "scheduler":
         (ckpt / "scheduler.pt").write_bytes(b"not a torch file" * 8)
-    elif damage == "rng":
+    elif how == "rng":
         f = ckpt / "rng_state.pth"
         f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
-    elif damage == "adapter":
+    elif how == "adapter":
         f = ckpt / "adapter_model.safetensors"
         f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
-    elif damage == "missing":
+    elif how == "missing":
         shutil.rmtree(ckpt)
-    elif damage == "empty":
+    elif how == "empty":
         for f in ckpt.iterdir():
             shutil.rmtree(f) if f.is_dir() else f.unlink()
-    return ckpt.name  # as the scheduler names it: a checkpoint of this job
 
 
 def acting(case: dict):

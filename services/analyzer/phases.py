@@ -9,9 +9,12 @@ from services.analyzer.logparse import ParsedLog
 _BY_FUNC: list[tuple[str, frozenset[str]]] = [
     ("CHECKPOINT_SAVE", frozenset({"_save_checkpoint", "save_model", "_save", "save_pretrained", "save_to_json",
                                    "_save_optimizer_and_scheduler", "save_file", "_save_rng_state"})),
-    ("EVALUATION", frozenset({"evaluate", "evaluation_loop", "prediction_step", "_evaluate"})),
+    ("EVALUATION", frozenset({"evaluate", "evaluation_loop", "prediction_step", "_evaluate",
+                              "_determine_best_metric"})),
+    # inside train() but before the first step: the optimizer, the schedule and the step counts are set up
     ("STARTUP", frozenset({"_load_from_checkpoint", "_validate_args", "validate_quantization_for_training",
-                           "_load_optimizer_and_scheduler", "_load_rng_state"})),
+                           "_load_optimizer_and_scheduler", "_load_rng_state", "create_optimizer",
+                           "create_scheduler", "create_optimizer_and_scheduler", "set_initial_training_values"})),
     # compute_loss and the forward pass run in training and in evaluation alike: they decide nothing
     ("TRAINING", frozenset({"training_step", "_inner_training_loop", "backward", "optimizer_step",
                             "_maybe_log_save_evaluate", "_run_epoch"})),
@@ -29,6 +32,10 @@ _BY_FUNC: list[tuple[str, frozenset[str]]] = [
 def infer_phase(log: ParsedLog) -> str:
     """A Phase name without its prefix, or "" when nothing tells."""
     for frame in reversed(log.frames):
+        if frame.func == "__init__" and frame.file.endswith(("torch/utils/data/dataloader.py",
+                                                             "torch/utils/data/sampler.py")) \
+                and "num_samples" not in log.message:  # no samples at all: the data, not a setting
+            return "STARTUP"  # a loader or sampler refusing its arguments (batch size, workers): a setting
         for phase, funcs in _BY_FUNC:
             if frame.func in funcs:
                 return phase

@@ -45,6 +45,7 @@ PRIORS: list[tuple[str, str, str, str]] = [
     ("safetensors/", "safe_open", "CHECKPOINT_CORRUPT", ""),
     ("torch/serialization.py", "load", "CHECKPOINT_CORRUPT", ""),
     ("torch/serialization.py", "_load", "CHECKPOINT_CORRUPT", ""),
+    ("torch/serialization.py", "__init__", "CHECKPOINT_CORRUPT", ""),  # the zip reader of a file cut short
     ("torch/nn/modules/module.py", "load_state_dict", "CHECKPOINT_CORRUPT", ""),
     ("transformers/modeling_utils.py", "_load_state_dict_into_meta_model", "CHECKPOINT_CORRUPT", "MODEL_LOAD"),
     ("transformers/core_model_loading.py", "", "CHECKPOINT_CORRUPT", "MODEL_LOAD"),

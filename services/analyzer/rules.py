@@ -174,7 +174,7 @@ RULES: list[Rule] = [
     Rule("SEQUENCE_TOO_LONG", 0.8, _msg(r"sequence length is longer than|exceeds the maximum|max_position_embeddings|"
                                         r"Token indices sequence length")),
     Rule("EVAL_CONFIG", 0.9, _msg(r"eval_strategy.*eval_dataset|evaluation requires an eval_dataset|"
-                                  r"load_best_model_at_end requires")),
+                                  r"load_best_model_at_end requires|metric_for_best_model")),
     Rule("MODEL_NOT_FOUND", 0.9, _msg(r"couldn't connect to 'https://huggingface.co'|is not a local folder and is not a "
                                       r"valid model identifier|Repository Not Found|does not appear to have a file "
                                       r"named config.json|Can't load (the )?(config|tokenizer) for")),
@@ -185,7 +185,10 @@ RULES: list[Rule] = [
     # a row without a column its format needs, as our data preparation converts the rows
     Rule("DATASET_SCHEMA", 0.85, _both(_exc("KeyError"), lambda f: "common/datasets.py" in f.files())),
     Rule("DATASET_FORMAT", 0.85, _msg(r"not valid JSON|has no rows|JSONDecodeError|ArrowInvalid|"
-                                      r"is not valid .* data|unsupported dataset file type")),
+                                      r"is not valid .* data|unsupported dataset file type|corresponds to no data")),
+    # a setting of 0 that the library divides by: the raising line names the argument
+    Rule("INVALID_CONFIG", 0.75, _both(_exc("ZeroDivisionError"),
+                                       lambda f: bool(f.frames) and "args." in f.frames[-1].code)),
     Rule("DATASET_NOT_FOUND", 0.8, _exc("FileNotFoundError"), generic=True),
     # the libraries' own messages, mined from their sources: see scripts/mine_library_errors.py
     *[Rule(category, 0.7, _known(category), cause="mined", generic=True) for category in

