@@ -97,6 +97,13 @@ def write_datasets(root: Path) -> None:
                    root / "full.parquet")
     whole = (root / "full.parquet").read_bytes()
     (root / "cut.parquet").write_bytes(whole[: len(whole) // 2])
+    # the fourth round
+    (root / "utf16.jsonl").write_bytes((root / "chat.jsonl").read_text().encode("utf-16"))
+    (root / "ragged.csv").write_text("prompt,completion\n" + "".join(f"{a}+{b}=,{a + b},{a - b}\n"
+                                                                    for a, b in sums))
+    (root / "object.json").write_text(json.dumps({"rows": len(chat), "data": chat}))
+    (root / "folder.jsonl").mkdir(exist_ok=True)
+    (root / "folder.jsonl" / "part-0.jsonl").write_text((root / "chat.jsonl").read_text())
 
 
 def write_models(root: Path) -> dict[str, str]:
@@ -150,6 +157,13 @@ def write_models(root: Path) -> dict[str, str]:
     variant("shape-mismatch", lambda p: edit_config(p, intermediate_size=96))
     variant("unknown-type", lambda p: edit_config(p, model_type="qwen9", architectures=["Qwen9ForCausalLM"]))
     variant("small-vocab", small_vocab)
+    variant("weights-renamed", lambda p: (p / "model.safetensors").rename(p / "weights.safetensors.bak"))
+    variant("zeroed-weights", lambda p: (p / "model.safetensors").write_bytes(bytes((p / "model.safetensors")
+                                                                                      .stat().st_size)))
+    variant("config-not-json", lambda p: (p / "config.json").write_text("model_type: qwen2\n"))
+    (root / "empty-folder").mkdir()
+    models.update({"empty-folder": str(root / "empty-folder"), "tilde": "~/no-such-models/tiny",
+                   "file": str(tiny / "config.json")})
     variant("no-tokenizer", lambda p: [f.unlink() for f in p.iterdir()
                                        if f.name.startswith(("tokenizer", "special_tokens", "chat_template", "vocab",
                                                              "merges"))])
@@ -182,6 +196,11 @@ def damage(ckpt: Path, how: str) -> None:
         f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
     elif how == "adapter":
         f = ckpt / "adapter_model.safetensors"
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    elif how == "adapter_config":
+        (ckpt / "adapter_config.json").write_text("{ not json")
+    elif how == "full_weights":
+        f = ckpt / "model.safetensors"
         f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     elif how == "missing":
         shutil.rmtree(ckpt)

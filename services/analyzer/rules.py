@@ -13,7 +13,7 @@ import signal
 from dataclasses import dataclass
 from typing import Callable
 
-from services.analyzer import library, priors
+from services.analyzer import library, phases, priors
 from services.analyzer.logparse import Frame, ParsedLog, Raised
 
 
@@ -68,6 +68,11 @@ def _both(a, b):
 
 def _frames(*funcs: str) -> Callable[[Facts], bool]:
     return lambda f: bool(set(funcs) & f.funcs())
+
+
+def _reading_data(f: Facts) -> bool:
+    """A frame of this exception is one that reads or prepares the dataset."""
+    return bool(phases.DATA_PREP_FUNCS & f.funcs())
 
 
 # our dataset reader's and the datasets library's entry points
@@ -190,6 +195,12 @@ RULES: list[Rule] = [
     Rule("INVALID_CONFIG", 0.75, _both(_exc("ZeroDivisionError"),
                                        lambda f: bool(f.frames) and "args." in f.frames[-1].code)),
     Rule("DATASET_NOT_FOUND", 0.8, _exc("FileNotFoundError"), generic=True),
+    # a folder where the data file should be, found while the data is read
+    Rule("DATASET_NOT_FOUND", 0.75, _both(_exc("IsADirectoryError"), _reading_data), generic=True),
+    # our own data reader's refusal that no rule above placed: the file cannot be used as it is
+    Rule("DATASET_FORMAT", 0.7, _exc("DatasetError"), generic=True),
+    # a row's value of the wrong kind, met by the function mapped over the rows (e.g. a number where text is)
+    Rule("DATASET_FORMAT", 0.65, _both(_exc("AttributeError", "TypeError"), _frames("apply_function")), generic=True),
     # the libraries' own messages, mined from their sources: see scripts/mine_library_errors.py
     *[Rule(category, 0.7, _known(category), cause="mined", generic=True) for category in
       ("CUDA_OOM", "DISK_FULL", "CHAT_TEMPLATE_MISSING", "CHAT_TEMPLATE_INCOMPATIBLE", "LORA_TARGET_MODULES",
