@@ -57,6 +57,8 @@ MAPPING: list[tuple[str, str, str, str]] = [
     ("transformers/utils/hub.py", r"", "MODEL_NOT_FOUND", "MODEL_LOAD"),
     ("", r"does not appear to have (a )?file|is not a local folder|valid model identifier", "MODEL_NOT_FOUND",
      "MODEL_LOAD"),
+    ("transformers/modeling_utils.py", r"no file named|can't load the model for|neither a state dict nor checkpoint",
+     "MODEL_NOT_FOUND", "MODEL_LOAD"),
     ("datasets/", r"columns?|features?|schema|key", "DATASET_SCHEMA", "DATA_PREP"),
     ("datasets/", r"", "DATASET_FORMAT", "DATA_PREP"),
     ("trl/data_utils.py", r"", "DATASET_SCHEMA", "DATA_PREP"),
