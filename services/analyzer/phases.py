@@ -13,7 +13,8 @@ _BY_FUNC: list[tuple[str, frozenset[str]]] = [
                               "_determine_best_metric"})),
     # inside train() but before the first step: the optimizer, the schedule and the step counts are set up
     ("STARTUP", frozenset({"_load_from_checkpoint", "_validate_args", "validate_quantization_for_training",
-                           "_load_optimizer_and_scheduler", "_load_rng_state", "create_optimizer",
+                           "_load_optimizer_and_scheduler", "_load_rng_state", "_load_scaler",
+                           "_load_callback_state", "load_from_json", "create_optimizer",
                            "create_scheduler", "create_optimizer_and_scheduler", "set_initial_training_values"})),
     # compute_loss and the forward pass run in training and in evaluation alike: they decide nothing
     ("TRAINING", frozenset({"training_step", "_inner_training_loop", "backward", "optimizer_step",

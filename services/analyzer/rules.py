@@ -70,6 +70,11 @@ def _frames(*funcs: str) -> Callable[[Facts], bool]:
     return lambda f: bool(set(funcs) & f.funcs())
 
 
+# transformers' Trainer reading a checkpoint's state back when it resumes
+_RESUMING = ("_load_from_checkpoint", "_load_rng_state", "_load_optimizer_and_scheduler", "_load_scaler",
+             "_load_callback_state", "load_from_json")
+
+
 def _reading_data(f: Facts) -> bool:
     """A frame of this exception is one that reads or prepares the dataset."""
     return bool(phases.DATA_PREP_FUNCS & f.funcs())
@@ -151,6 +156,10 @@ RULES: list[Rule] = [
     Rule("CHECKPOINT_CORRUPT", 0.85, _both(_exc("SafetensorError", "UnpicklingError", "EOFError"),
                                            lambda f: True)),
     Rule("CHECKPOINT_CORRUPT", 0.8, _msg(r"Error while deserializing header|invalid load key|PytorchStreamReader failed")),
+    # whatever fails while a checkpoint's state is read back to resume from it: the checkpoint is damaged
+    # (a missing one was said above; a missing file inside one is a damaged one)
+    Rule("CHECKPOINT_CORRUPT", 0.75, _both(_frames(*_RESUMING), lambda f: not _exc("ImportError")(f)
+                                           and not _msg(r"out of memory|No space left")(f))),
     Rule("LORA_TARGET_MODULES", 0.95, _both(_exc("NoMatchingPeftModuleError", "ValueError"),
                                             _msg(r"Target modules .* not found in the base model"))),
     Rule("CHAT_TEMPLATE_MISSING", 0.95, _msg(r"tokenizer\.chat_template is not set|no chat template")),
