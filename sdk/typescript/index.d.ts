@@ -2,6 +2,7 @@ import type { Client } from "@connectrpc/connect";
 import type { AnalyzerService } from "./gen/ftlab/v1/analyzer_pb.js";
 import type { ArtifactService } from "./gen/ftlab/v1/artifact_service_pb.js";
 import type { JobService } from "./gen/ftlab/v1/job_service_pb.js";
+import type { TrainingConfig } from "./gen/ftlab/v1/config_pb.js";
 
 export * from "./gen/ftlab/v1/job_service_pb.js";
 export * from "./gen/ftlab/v1/job_pb.js";
@@ -29,3 +30,7 @@ export interface FtlabClients {
 }
 
 export declare function createFtlabClients(options?: FtlabOptions): FtlabClients;
+
+/** Relative paths of base_model and the dataset files made absolute from `base` (default: the
+ * current folder), in place; hub ids and plain dataset names are left as they are. */
+export declare function resolveLocalPaths<T extends Partial<TrainingConfig> | undefined>(config: T, base?: string): T;
