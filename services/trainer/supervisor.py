@@ -292,7 +292,12 @@ class RunSupervisor:
             if "error" in payload:
                 run.error_seen = True
                 payload["error"]["log_tail"] = log_tail(run.log_path) + self._disk_note(run)
+            first = not run.events
             await self._append(run, payload)
+            if first and run.stop_mode == "cancel":
+                # a cancel that came while a forked child was still becoming the run (before its own
+                # session and signal handlers) may have missed it: its first event says it is ready
+                _kill_group(run.pid, signal.SIGTERM)
 
     async def _supervise(self, run: Run, reader: asyncio.StreamReader) -> None:
         pump = asyncio.create_task(self._pump(run, reader))
@@ -475,5 +480,10 @@ def _kill_group(pid: int, sig: int) -> None:
         return
     try:
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
+    except ProcessLookupError:  # a forked child that has not made its own session yet: the process alone
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    except PermissionError:
         pass

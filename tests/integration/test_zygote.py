@@ -122,3 +122,44 @@ def test_runs_die_with_the_zygote_and_the_next_run_starts_with_exec_on_its_share
     finished = run.events[-1].finished
     assert finished.outcome == events_pb2.RUN_OUTCOME_SUCCEEDED, run.log_path.read_text()[-3000:]
     assert "cpu_threads=1" in run.log_path.read_text(), "the run trains on the trainer's share of the cores"
+
+
+def test_a_signal_to_a_process_not_yet_in_its_own_session_still_reaches_it():
+    """A forked child makes its own session a moment after the fork: a cancel in that moment must not
+    be lost because its process group does not exist yet."""
+    import subprocess
+
+    from services.trainer.supervisor import _kill_group
+
+    proc = subprocess.Popen(["sleep", "60"])  # in our own process group, not a group of its own
+    try:
+        _kill_group(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        proc.kill()
+
+
+def test_runs_cancelled_as_they_start_end_cancelled(tmp_path, tiny_model):
+    """A cancel right after StartRun, while the forked child is still becoming the run, ends it as
+    cancelled each time; none trains on to success."""
+    paths = Paths(tmp_path / "home").ensure()
+    write_chat_dataset(paths.datasets / "chat.jsonl", rows=32)
+    config = jobconfig.resolve("basic", config_from_dict({
+        "base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 30,
+        "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_seq_length": 64, "save_steps": 0}))
+
+    async def scenario():
+        supervisor = RunSupervisor(paths, max_runs=1, preload=True, cpu_threads=1)
+        await supervisor.warm_up()
+        outcomes = []
+        for i in range(4):
+            run = await supervisor.start(f"00000000000000c{i}-1", f"00000000000000c{i}", config, "")
+            await supervisor.stop(run.run_id, "cancel", None)
+            await asyncio.wait_for(run.process.wait(), 120)
+            while not run.done:
+                await asyncio.sleep(0.05)
+            outcomes.append(run.events[-1].finished.outcome)
+        await supervisor.close()
+        return outcomes
+
+    assert asyncio.run(scenario()) == [events_pb2.RUN_OUTCOME_CANCELLED] * 4
