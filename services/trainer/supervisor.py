@@ -272,6 +272,10 @@ class RunSupervisor:
         kind = event.WhichOneof("payload")
         if event.sequence == 1 and run.stop_mode == "pause":  # pause asked before the child could take it
             os.kill(run.pid, signal.SIGUSR1)
+        if event.sequence == 1 and run.stop_mode == "cancel":
+            # a cancel while a forked child was still becoming the run (before its own session and signal
+            # handlers) may have missed it: its first event says it is the run now
+            _kill_group(run.pid, signal.SIGTERM)
         if run.progress is not None:
             run.progress.saw(event, time.monotonic())
         if kind == "phase_changed":
@@ -292,12 +296,7 @@ class RunSupervisor:
             if "error" in payload:
                 run.error_seen = True
                 payload["error"]["log_tail"] = log_tail(run.log_path) + self._disk_note(run)
-            first = not run.events
             await self._append(run, payload)
-            if first and run.stop_mode == "cancel":
-                # a cancel that came while a forked child was still becoming the run (before its own
-                # session and signal handlers) may have missed it: its first event says it is ready
-                _kill_group(run.pid, signal.SIGTERM)
 
     async def _supervise(self, run: Run, reader: asyncio.StreamReader) -> None:
         pump = asyncio.create_task(self._pump(run, reader))
