@@ -36,13 +36,68 @@ def _print_json(value) -> None:
     print(json.dumps([plain(v) for v in value] if isinstance(value, list) else plain(value), indent=2))
 
 
+class JobFileError(ValueError):
+    """A job file that cannot be used: the message names the file, and the line where it knows it."""
+
+
 def _load_config_file(path: str) -> dict:
-    text = Path(path).read_text()
+    """The mapping a YAML or JSON job file holds; a file that does not parse, or holds something
+    else than a mapping, is refused naming the file and the line."""
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError:
+        raise JobFileError(f"{path}: not a text file") from None
     if path.endswith((".yaml", ".yml")):
         import yaml
 
-        return yaml.safe_load(text) or {}
-    return json.loads(text)
+        try:
+            values = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise JobFileError(f"{path}{where}: not valid YAML: {problem}") from None
+    else:
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise JobFileError(f"{path} line {exc.lineno}, column {exc.colno}: not valid JSON: {exc.msg}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise JobFileError(f"{path}: a job file holds a mapping of fields (base_model: ..., dataset: ...), "
+                           f"not a {type(values).__name__}")
+    return values
+
+
+def _field_line(path: str, field: str) -> str:
+    """' line N' where `field` (dotted) is written in the YAML file `path`, or ''."""
+    if not path.endswith((".yaml", ".yml")):
+        return ""
+    import yaml
+
+    try:
+        node = yaml.compose(Path(path).read_text())
+    except yaml.YAMLError:
+        return ""
+    for part in field.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            return ""
+        found = next(((k, v) for k, v in node.value if getattr(k, "value", None) == part), None)
+        if found is None:
+            return ""
+        key, node = found
+    return f" line {key.start_mark.line + 1}"
+
+
+def _config_of_file(path: str, values: dict):
+    from ftlab import config_from_dict
+    from ftlab.config import ConfigError
+
+    try:
+        return config_from_dict(values)
+    except ConfigError as exc:
+        raise JobFileError(f"{path}{_field_line(path, exc.field)}: {exc}") from None
 
 
 def cmd_serve(args, rest):
@@ -57,10 +112,17 @@ def cmd_submit(args, _):
     from ftlab.config import resolve_local_paths
 
     values = _load_config_file(args.file) if args.file else {}
-    template = args.template or values.pop("template", "")
-    name = args.name or values.pop("display_name", "")
-    priority = args.priority if args.priority is not None else int(values.pop("priority", 0))
-    config = config_from_dict(values)
+    # the file's own keys that are not config fields come out whatever flags are given; the flags win
+    in_file = {key: values.pop(key, None) for key in ("template", "display_name", "priority")}
+    template = args.template or str(in_file["template"] or "")
+    name = args.name or str(in_file["display_name"] or "")
+    in_file = in_file["priority"]
+    try:
+        priority = args.priority if args.priority is not None else int(in_file or 0)
+    except (TypeError, ValueError):
+        raise JobFileError(f"{args.file}{_field_line(args.file, 'priority')}: priority: "
+                           f"cannot use {in_file!r}: a whole number") from None
+    config = _config_of_file(args.file, values) if args.file else config_from_dict({})
     if args.file:  # paths in a job file are where the file is; those given with --set, where the user is
         resolve_local_paths(config, os.path.dirname(os.path.abspath(args.file)))
     for assignment in args.set or []:
@@ -246,17 +308,19 @@ def cmd_download(args, _):
 
 
 def cmd_analyze(args, _):
-    from ftlab import config_from_dict
+    from ftlab.v1 import job_pb2
     from services.cli.render import analysis_json, analysis_panel
 
     with _client(args) as client:
         if args.log:
-            config = config_from_dict(_load_config_file(args.config)) if args.config else None
+            config = _config_of_file(args.config, _load_config_file(args.config)) if args.config else None
             analysis = client.analyze_failure(Path(args.log).read_text(errors="replace"), config, args.exit_code)
         elif args.job:
             job = client.get_job(args.job)
             if not job.HasField("analysis") or not job.analysis.category:
-                err_console.print(f"{job.name} has no failure analysis (state {job.state_reason or job.state})")
+                state = job_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
+                err_console.print(f"{job.name} has no failure analysis: it is {state}"
+                                  + (f" ({job.state_reason})" if job.state_reason else ""))
                 return 1
             analysis = job.analysis
         else:
@@ -448,8 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Exit statuses a shell can rely on (also in `ftlab --help`).
 EXIT_OK, EXIT_NOT_SUCCEEDED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_DENIED, EXIT_UNAVAILABLE, EXIT_SERVER = 0, 1, 2, 3, 4, 5, 6
-EXIT_CODES = """exit status: 0 done (for watch: the job succeeded or paused); 1 the job failed or was cancelled,
-or there is nothing to show; 2 bad usage or input (INVALID_ARGUMENT, FAILED_PRECONDITION, ...);
+EXIT_CODES = """exit status: 0 done (for watch: the job succeeded or paused; an empty listing is done too);
+1 the job watched failed or was cancelled, or `analyze JOB` found no failure analysis to show;
+2 bad usage or input (INVALID_ARGUMENT, FAILED_PRECONDITION, a job file that does not parse, ...);
 3 no such job or artifact (NOT_FOUND); 4 not allowed (UNAUTHENTICATED, PERMISSION_DENIED);
 5 the server cannot be reached (UNAVAILABLE, DEADLINE_EXCEEDED); 6 any other server error"""
 

@@ -85,3 +85,43 @@ def test_relative_paths_are_taken_from_where_the_user_wrote_them(server, tiny_mo
                                                    f"{tiny_model.name}", "dataset": {"uri": "chat.jsonl"}},
                                     validate_only=True)
     assert checked.config.base_model == str(tiny_model)
+
+
+def test_a_job_file_keeps_its_template_name_and_priority_out_of_the_config_whatever_the_flags(server, tiny_model,
+                                                                                              tmp_path):
+    """The README's own line: a job.yaml holding `template: basic`, submitted with --template and --set."""
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(f"template: basic\ndisplay_name: from the file\npriority: 3\nbase_model: {tiny_model}\n"
+                        "dataset: {uri: chat.jsonl}\nmax_seq_length: 64\neval_strategy: 'no'\n")
+    out = ftlab(server, "submit", str(job_file), "--template", "basic", "--set", "lora.rank=8", "--set",
+                "max_steps=2", "--set", "lora.target_modules=[q_proj, v_proj]", "--name", "from the flag", "--json")
+    assert out.returncode == 0, out.stderr
+    job = json.loads(out.stdout)
+    assert job["template"] == "basic" and job["display_name"] == "from the flag" and job["priority"] == 3
+    assert job["config"]["lora"]["rank"] == 8 and job["config"]["lora"]["target_modules"] == ["q_proj", "v_proj"]
+    ftlab(server, "cancel", job["name"])
+
+
+@pytest.mark.parametrize("name,text,said", [
+    ("unclosed.yaml", "base_model: x\ndataset: {uri: chat.jsonl\n", "unclosed.yaml line 3, column 1: not valid YAML"),
+    ("list.yaml", "- base_model: x\n- dataset: y\n", "list.yaml: a job file holds a mapping of fields"),
+    ("bad.json", '{"base_model": "x",\n "max_steps": }\n', "bad.json line 2, column 15: not valid JSON"),
+    ("field.yaml", "base_model: x\nlora:\n  rnk: 8\n", "field.yaml line 3: lora.rnk: no such field"),
+    ("value.yaml", "base_model: x\nmax_steps: lots\n", "value.yaml line 2: max_steps: cannot use 'lots'"),
+    ("priority.yaml", "base_model: x\npriority: high\n", "priority.yaml line 2: priority: cannot use 'high'"),
+])
+def test_a_bad_job_file_gets_one_line_naming_the_file_the_line_and_the_field(server, tmp_path, name, text, said):
+    path = tmp_path / name
+    path.write_text(text)
+    out = ftlab(server, "submit", str(path))
+    assert out.returncode == 2, out.stderr
+    assert said in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_the_help_says_what_the_exit_statuses_mean_and_an_empty_listing_is_done(server):
+    helped = ftlab(server, "--help")
+    assert "an empty listing is done too" in " ".join(helped.stdout.split())
+    empty = subprocess.run([sys.executable, "-m", "services.cli.main", "--address", server.address, "jobs"],
+                           capture_output=True, text=True, env={**os.environ, "FTLAB_USER": "nobody-has-jobs"})
+    assert empty.returncode == 0, empty.stderr

@@ -44,3 +44,24 @@ def test_sdk_imports_without_torch():
            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'services') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_set_takes_lists_mappings_and_null_as_the_user_writes_them():
+    from ftlab import apply_set
+    from ftlab.config import ConfigError
+    from ftlab.v1 import config_pb2
+
+    c = config_pb2.TrainingConfig()
+    apply_set(c, "lora.target_modules=[q_proj, v_proj]")
+    assert list(c.lora.target_modules) == ["q_proj", "v_proj"]
+    apply_set(c, 'lora.target_modules=["k_proj"]')
+    assert list(c.lora.target_modules) == ["k_proj"]
+    apply_set(c, 'lora={"rank": 8, "alpha": 16}')
+    assert (c.lora.rank, c.lora.alpha, list(c.lora.target_modules)) == (8, 16, ["k_proj"])
+    apply_set(c, "learning_rate=2e-4")
+    apply_set(c, "learning_rate=null")
+    assert not c.HasField("learning_rate")
+    apply_set(c, "chat_template={% for m in messages %}{{ m['content'] }}{% endfor %}")  # Jinja stays text
+    assert c.chat_template.startswith("{% for")
+    with pytest.raises(ConfigError, match="lora: cannot read"):
+        apply_set(c, "lora={rank: 8}")

@@ -63,6 +63,9 @@ def _set(message, key: str, value: Any, prefix: str = "") -> None:
     field = message.DESCRIPTOR.fields_by_name.get(key)
     if field is None:
         raise ConfigError(path, "no such field")
+    if value is None:  # null: back to unset (the template's value)
+        message.ClearField(key)
+        return
     if field.type == FD.TYPE_MESSAGE:
         if not isinstance(value, dict):
             raise ConfigError(path, "expected a mapping")
@@ -86,13 +89,42 @@ def config_from_dict(values: dict[str, Any]) -> config_pb2.TrainingConfig:
     return config
 
 
+def parse_value(text: str, key: str = "value") -> Any:
+    """A `--set` value as the user means it: `[a, b]` (or JSON `["a", "b"]`) a list, `{...}` a JSON
+    mapping, `null` or `~` nothing (the field is cleared); anything else stays text, which the field's
+    type then reads (numbers, booleans, enum names, "a,b" lists)."""
+    import json
+
+    value = text.strip()
+    if value in ("null", "~"):
+        return None
+    if value.startswith("[") and value.endswith("]"):
+        try:
+            items = json.loads(value)
+        except ValueError:
+            inner = value[1:-1].strip()
+            items = [item.strip().strip("'\"") for item in inner.split(",")] if inner else []
+        if not isinstance(items, list):
+            raise ConfigError(key, f"cannot read {text!r} as a list")
+        return items
+    if value.startswith("{") and value.endswith("}"):
+        try:
+            mapping = json.loads(value)
+        except ValueError as exc:
+            raise ConfigError(key, f"cannot read {text!r} as a JSON mapping: {exc}") from None
+        if not isinstance(mapping, dict):
+            raise ConfigError(key, f"cannot read {text!r} as a mapping")
+        return mapping
+    return text
+
+
 def apply_set(config: config_pb2.TrainingConfig, assignment: str) -> None:
-    """Apply one `dotted.field=value` to `config` in place."""
+    """Apply one `dotted.field=value` to `config` in place (values as `parse_value` reads them)."""
     if "=" not in assignment:
         raise ConfigError(assignment, "expected key=value")
     key, value = assignment.split("=", 1)
     parts = key.strip().split(".")
-    nested: Any = value
+    nested: Any = value if parts[-1] == "chat_template" else parse_value(value, key.strip())
     for part in reversed(parts[1:]):
         nested = {part: nested}
     _set(config, parts[0], nested)
