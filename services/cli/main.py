@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from rich.console import Console
 
 _WIDTH = None if sys.stdout.isatty() else 160  # rich assumes 80 columns when piped
 console = Console(highlight=False, width=_WIDTH)
-err_console = Console(stderr=True, highlight=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, width=_WIDTH, soft_wrap=True)  # an error stays one line
 
 
 def _client(args):
@@ -294,6 +295,8 @@ def cmd_download(args, _):
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
 
     out = args.output or None
+    args.what = args.what or ("adapter" if args.merged else "checkpoint")
+    args.checkpoint = args.checkpoint or ("best" if args.what == "checkpoint" else "")
     with _client(args) as client, Progress("[progress.description]{task.description}", BarColumn(),
                                            DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
                                            console=err_console, disable=args.quiet) as bar:
@@ -455,8 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("download", help="download a job's checkpoint, model, adapter or logs as a zip (resumable, "
                                         "verified against its sha256 manifest)")
     p.add_argument("job")
-    p.add_argument("--what", choices=["checkpoint", "model", "adapter", "logs", "all"], default="checkpoint")
-    p.add_argument("--checkpoint", default="best", help="best (by eval loss), latest, or a name (checkpoint-N)")
+    p.add_argument("--what", choices=["checkpoint", "model", "adapter", "logs", "all"], default=None,
+                   help="what to download (default: checkpoint; adapter with --merged)")
+    p.add_argument("--checkpoint", default=None,
+                   help="best (by eval loss), latest, or a name (checkpoint-N); default: best for --what checkpoint, "
+                        "the job's final weights for the others")
     p.add_argument("--merged", action="store_true", help="with --what adapter: merged into the base model")
     p.add_argument("-o", "--output", default=None, help="file to write (default JOB-WHAT.zip); a partial one resumes")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -544,12 +550,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args, rest)
     except FtlabError as exc:
-        err_console.print(f"[red]error:[/] {exc.code.name}: {exc.message}")
+        if exc.code.name == "UNAVAILABLE" and "failed to connect" in exc.message:
+            address = args.address or os.environ.get("FTLAB_ADDRESS") or "localhost:50051"
+            err_console.print(f"[red]error:[/] no FineTune Lab server answers at {address}. Start one with "
+                              "`ftlab serve`, or point --address or FTLAB_ADDRESS at yours; a server with TLS "
+                              "needs FTLAB_TLS_CA, the CA file that signed its certificate.")
+            return exit_code(exc.code)
+        message = exc.message
+        if exc.reason == "PREFLIGHT_FAILED":  # the CLI's word for the SDK's force=True
+            message = message.replace("set force to queue it anyway", "add --force to queue it anyway")
+        err_console.print(f"[red]error:[/] {exc.code.name}: {message}")
         for field, description in exc.field_violations:
             err_console.print(f"  {field}: {description}")
         for subject, description in exc.preconditions:
             err_console.print(f"  {subject}: {description}")
         return exit_code(exc.code)
+    except BrokenPipeError:  # `ftlab watch --json | head`: the reader has gone; end quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (ValueError, OSError) as exc:
         err_console.print(f"[red]error:[/] {exc}")
         return EXIT_USAGE

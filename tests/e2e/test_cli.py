@@ -125,3 +125,45 @@ def test_the_help_says_what_the_exit_statuses_mean_and_an_empty_listing_is_done(
     empty = subprocess.run([sys.executable, "-m", "services.cli.main", "--address", server.address, "jobs"],
                            capture_output=True, text=True, env={**os.environ, "FTLAB_USER": "nobody-has-jobs"})
     assert empty.returncode == 0, empty.stderr
+
+
+def test_messages_in_the_users_words(server, tiny_model, tmp_path):
+    """A misspelled field or value gets the nearest one; a server that is not there is named with what to
+    do; a pre-flight refusal names the CLI's flag; `watch --json | head` ends quietly; --merged means
+    the adapter."""
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(f"base_model: {tiny_model}\nlearnig_rate: 0.001\n")
+    out = ftlab(server, "submit", str(typo))
+    assert out.returncode == 2 and "learnig_rate: no such field (did you mean 'learning_rate'?)" in out.stderr
+    out = ftlab(server, "submit", str(typo), "--set", "adapter=lorra")
+    assert "did you mean 'learning_rate'?" in out.stderr  # the file is read first
+    typo.write_text(f"base_model: {tiny_model}\nadapter: lorra\n")
+    out = ftlab(server, "submit", str(typo))
+    assert "adapter: unknown value 'lorra'; did you mean 'lora'? one of full, lora, qlora" in out.stderr
+
+    port = free_port()
+    out = ftlab(server, "jobs", address=f"127.0.0.1:{port}")
+    assert out.returncode == 5 and f"no FineTune Lab server answers at 127.0.0.1:{port}" in out.stderr
+    assert "ftlab serve" in out.stderr and "failed to connect to all addresses" not in out.stderr
+
+    missing = tmp_path / "missing-data.json"
+    missing.write_text(json.dumps({"base_model": str(tiny_model), "dataset": {"uri": "no-such.jsonl"}}))
+    out = ftlab(server, "submit", str(missing))
+    assert out.returncode == 2 and "add --force to queue it anyway" in out.stderr and "set force" not in out.stderr
+
+    job = json.loads(ftlab(server, "submit", str(_ok(tmp_path, tiny_model)), "--json").stdout)
+    env = {**os.environ, "FTLAB_USER": "cli"}
+    piped = subprocess.run(f"{sys.executable} -m services.cli.main --address {server.address} watch {job['name']} "
+                           "--json | head -n 1", shell=True, capture_output=True, text=True, env=env, timeout=300)
+    assert piped.stdout.count("\n") == 1 and "Broken pipe" not in piped.stderr and "Traceback" not in piped.stderr
+    ftlab(server, "watch", job["name"])
+    merged = ftlab(server, "download", job["name"], "--merged", "-o", str(tmp_path / "merged.zip"))
+    assert merged.returncode == 0, merged.stderr
+    assert (tmp_path / "merged.zip").stat().st_size > 0
+
+
+def _ok(tmp_path, tiny_model):
+    path = tmp_path / "ok.json"
+    path.write_text(json.dumps({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 4,
+                                "save_steps": 0, "max_seq_length": 64, "eval_strategy": "no"}))
+    return path

@@ -32,7 +32,15 @@ def _enum_value(field: descriptor.FieldDescriptor, value: Any, path: str) -> int
         if candidate in enum.values_by_name:
             return enum.values_by_name[candidate].number
     names = [v.name.removeprefix(prefix).lower() for v in enum.values if not v.name.endswith("UNSPECIFIED")]
-    raise ConfigError(path, f"unknown value {value!r}; one of {', '.join(names)}")
+    raise ConfigError(path, f"unknown value {value!r};{_did_you_mean(str(value).strip().lower(), names)} "
+                            f"one of {', '.join(names)}")
+
+
+def _did_you_mean(word: str, choices) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" did you mean {close[0]!r}?" if close else ""
 
 
 def _scalar(field: descriptor.FieldDescriptor, value: Any, path: str) -> Any:
@@ -54,6 +62,8 @@ def _scalar(field: descriptor.FieldDescriptor, value: Any, path: str) -> Any:
         if field.type in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
             return float(value)
         return str(value)
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(path, f"cannot use {value!r} as {field.name}") from exc
 
@@ -62,7 +72,8 @@ def _set(message, key: str, value: Any, prefix: str = "") -> None:
     path = prefix + key
     field = message.DESCRIPTOR.fields_by_name.get(key)
     if field is None:
-        raise ConfigError(path, "no such field")
+        hint = _did_you_mean(key, message.DESCRIPTOR.fields_by_name)
+        raise ConfigError(path, "no such field" + (f" ({hint.strip()})" if hint else ""))
     if value is None:  # null: back to unset (the template's value)
         message.ClearField(key)
         return
