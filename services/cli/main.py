@@ -144,6 +144,7 @@ def cmd_submit(args, _):
 def cmd_retry(args, _):
     from ftlab import apply_set
     from ftlab.v1 import config_pb2
+    from services.cli.render import words
 
     changes = config_pb2.TrainingConfig()
     for assignment in args.set or []:
@@ -158,7 +159,7 @@ def cmd_retry(args, _):
         else:
             console.print(f"{job.name} (retry of {job.parent})")
             for c in job.changes:
-                console.print(f"  {c.field}: {c.current} -> [bold]{c.suggested}[/bold]  [dim]{c.reason}[/dim]")
+                console.print(f"  {c.field}: {words(c.current)} -> [bold]{words(c.suggested)}[/bold]  [dim]{c.reason}[/dim]")
             events = client.list_events(job.name)
             if events:
                 console.print(f"  [dim]{events[0].state_changed.reason}[/dim]")
@@ -173,7 +174,11 @@ def cmd_jobs(args, _):
     from ftlab.v1 import job_pb2
     from services.cli.render import jobs_table
 
-    states = [job_pb2.JobState.Value("JOB_STATE_" + s.upper()) for s in args.state or []]
+    names = [v.name.removeprefix("JOB_STATE_").lower() for v in job_pb2.JobState.DESCRIPTOR.values if v.number]
+    for s in args.state or []:
+        if s.strip().lower() not in names:
+            raise ValueError(f"--state: unknown state {s!r}; one of {', '.join(names)}")
+    states = [job_pb2.JobState.Value("JOB_STATE_" + s.strip().upper()) for s in args.state or []]
     with _client(args) as client:
         jobs = list(client.list_jobs(states=states))
     if args.json:
@@ -224,9 +229,19 @@ def cmd_templates(args, _):
         return 0
     for t in templates:
         console.print(f"[bold]{t.name}[/]: {t.description}")
-        if args.verbose:
-            console.print(json.dumps(to_dict(t.config), indent=2))
+        if args.verbose:  # the values as a job file writes them: "lora", "steps", not ADAPTER_LORA
+            console.print(json.dumps(_in_words(to_dict(t.config)), indent=2))
     return 0
+
+
+def _in_words(value):
+    from services.cli.render import words
+
+    if isinstance(value, dict):
+        return {k: _in_words(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_in_words(v) for v in value]
+    return words(value) if isinstance(value, str) else value
 
 
 def cmd_control(args, _):

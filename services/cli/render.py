@@ -11,6 +11,18 @@ from rich.table import Table
 from ftlab.v1 import events_pb2, job_pb2
 
 
+_ENUM_PREFIXES = ("ADAPTER_", "METHOD_", "PRECISION_", "LR_SCHEDULER_", "SWITCH_", "OPTIMIZER_", "EVAL_STRATEGY_",
+                  "DATASET_FORMAT_")
+
+
+def words(value: str) -> str:
+    """A config value as a user writes it: `ADAPTER_QLORA` is `qlora`, `EVAL_STRATEGY_STEPS` is `steps`."""
+    for prefix in _ENUM_PREFIXES:
+        if value.startswith(prefix) and value[len(prefix):].replace("_", "").isalnum():
+            return value[len(prefix):].lower()
+    return value
+
+
 def state_name(state: int) -> str:
     return job_pb2.JobState.Name(state).removeprefix("JOB_STATE_")
 
@@ -69,7 +81,8 @@ def job_panel(console: Console, job: job_pb2.Job) -> None:
         console.print(f"  {'automatic retry' if job.automatic else 'retry'} of {job.parent}"
                       + (f" from {job.resume_checkpoint.rsplit('/', 1)[-1]}" if job.resume_checkpoint else ""))
         for change in job.changes:
-            console.print(f"    {change.field}: {change.current} -> [bold]{change.suggested}[/]  [dim]{change.reason}[/]")
+            console.print(f"    {change.field}: {words(change.current)} -> [bold]{words(change.suggested)}[/]  "
+                          f"[dim]{change.reason}[/]")
     marks = {1: "[green]pass[/]", 2: "[yellow]warn[/]", 3: "[red]FAIL[/]"}
     for check in job.preflight.checks:
         if check.status != 1:  # warnings and failures only
@@ -116,7 +129,7 @@ def analysis_panel(console: Console, analysis) -> None:
     if analysis.suggestions:
         lines.append("[bold]What to change[/]")
         for s in analysis.suggestions:
-            lines.append(f"  [cyan]{s.field}[/]: {s.current} -> [green]{s.suggested}[/]")
+            lines.append(f"  [cyan]{s.field}[/]: {words(s.current)} -> [green]{words(s.suggested)}[/]")
             lines.append(f"      {s.reason}" + (f" ({s.expected_effect})" if s.expected_effect else ""))
     console.print(Panel("\n".join(lines), title="Why it failed", expand=False))
 

@@ -167,3 +167,21 @@ def _ok(tmp_path, tiny_model):
     path.write_text(json.dumps({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 4,
                                 "save_steps": 0, "max_seq_length": 64, "eval_strategy": "no"}))
     return path
+
+
+def test_enum_values_are_shown_as_a_job_file_writes_them(server):
+    shown = ftlab(server, "templates", "-v")
+    assert shown.returncode == 0, shown.stderr
+    assert '"eval_strategy": "steps"' in shown.stdout and '"adapter": "full"' in shown.stdout
+    assert "ADAPTER_" not in shown.stdout and "EVAL_STRATEGY_" not in shown.stdout
+    bad = ftlab(server, "jobs", "--state", "foo")
+    assert bad.returncode == 2 and "--state: unknown state 'foo'; one of queued" in bad.stderr, bad.stderr
+    assert "Enum" not in bad.stderr and "JOB_STATE_" not in bad.stderr
+
+
+def test_words_turn_enum_names_into_what_a_user_types():
+    from services.cli.render import words
+
+    assert [words(v) for v in ("ADAPTER_QLORA", "METHOD_DPO", "EVAL_STRATEGY_STEPS", "DATASET_FORMAT_AUTO",
+                               "PRECISION_BF16", "0.001", "q_proj,v_proj")] == \
+        ["qlora", "dpo", "steps", "auto", "bf16", "0.001", "q_proj,v_proj"]
