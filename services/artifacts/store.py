@@ -96,7 +96,8 @@ class ArtifactStore:
         if out:
             out[-1].is_latest = True
             evaluated = [a for a in out if a.HasField("eval_loss")]
-            (min(evaluated, key=lambda a: (a.eval_loss, -a.step)) if evaluated else out[-1]).is_best = True
+            if evaluated:  # best is by eval loss: with no evaluation no checkpoint is the best
+                min(evaluated, key=lambda a: (a.eval_loss, -a.step)).is_best = True
         return out
 
     def list(self, job: str) -> list[pb.Artifact]:
@@ -116,8 +117,9 @@ class ArtifactStore:
         found = self.checkpoints(root)
         ref = ref or "latest"
         if ref in ("best", "latest"):
-            flag = "is_best" if ref == "best" else "is_latest"
-            match = next((a.name for a in found if getattr(a, flag)), None)
+            latest = next((a.name for a in found if a.is_latest), None)
+            best = next((a.name for a in found if a.is_best), None)
+            match = (best or latest) if ref == "best" else latest  # no evaluation: the latest stands in for best
         elif _CHECKPOINT.match(ref):
             match = next((a.name for a in found if a.name == ref), None)
         else:

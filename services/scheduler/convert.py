@@ -87,7 +87,7 @@ def to_checkpoints(rows: list[CheckpointRow]) -> list[job_pb2.Checkpoint]:
         return []
     latest = max(rows, key=lambda r: r.step)
     evaluated = [r for r in rows if r.eval_loss is not None]
-    best = min(evaluated, key=lambda r: (r.eval_loss, -r.step)) if evaluated else latest
+    best = min(evaluated, key=lambda r: (r.eval_loss, -r.step)) if evaluated else None  # best by eval loss only
     out = []
     for r in rows:
         c = job_pb2.Checkpoint(name=r.name, step=r.step, size_bytes=r.size_bytes,

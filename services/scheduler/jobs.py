@@ -257,7 +257,8 @@ class JobManager:
 
         def mutate(r: JobRow, _s):
             if r.state not in (states.QUEUED, states.PAUSED):
-                raise FailedPrecondition(f"only a queued or paused job can change priority; job {r.id} is {r.state}",
+                raise FailedPrecondition(f"only a queued or paused job can change priority; job {r.id} is "
+                                         f"{states.word(r.state)}",
                                          reason="JOB_NOT_QUEUED")
             r.priority = priority
             return []
@@ -324,7 +325,7 @@ class JobManager:
 
         def mutate(r: JobRow, _s):
             if states.is_final(r.state):
-                raise FailedPrecondition(f"job {r.id} already ended ({r.state})", reason="JOB_ENDED")
+                raise FailedPrecondition(f"job {r.id} already ended ({states.word(r.state)})", reason="JOB_ENDED")
             if r.state in (states.QUEUED, states.PAUSED):
                 return [state_event(r, states.CANCELLED, f"cancelled by {who.user}")]
             if r.state == states.CANCELLING:
@@ -344,7 +345,8 @@ class JobManager:
 
         def mutate(r: JobRow, _s):
             if r.state not in (states.RUNNING, states.STARTING):
-                raise FailedPrecondition(f"only a running job can pause; job {r.id} is {r.state}", reason="JOB_NOT_RUNNING")
+                raise FailedPrecondition(f"only a running job can pause; job {r.id} is {states.word(r.state)}",
+                                         reason="JOB_NOT_RUNNING")
             stop.append((r.worker, r.run_id))
             return [state_event(r, states.PAUSING, f"pause requested by {who.user}")]
 
@@ -361,7 +363,8 @@ class JobManager:
 
         def mutate(r: JobRow, _s):
             if r.state != states.PAUSED:
-                raise FailedPrecondition(f"only a paused job can resume; job {r.id} is {r.state}", reason="JOB_NOT_PAUSED")
+                raise FailedPrecondition(f"only a paused job can resume; job {r.id} is {states.word(r.state)}",
+                                         reason="JOB_NOT_PAUSED")
             r.resume_checkpoint = chosen or r.resume_checkpoint
             return [state_event(r, states.QUEUED, f"resumed by {who.user}")]
 
@@ -376,7 +379,8 @@ class JobManager:
         request's changes, starting from the chosen checkpoint of the old job where that is sound."""
         parent = await self._row(who, request.name)
         if parent.state not in (states.FAILED, states.CANCELLED):
-            raise FailedPrecondition(f"only a failed or cancelled job can be retried; job {parent.id} is {parent.state}",
+            raise FailedPrecondition(f"only a failed or cancelled job can be retried; job {parent.id} is "
+                                     f"{states.word(parent.state)}",
                                      reason="JOB_NOT_ENDED")
         _check_request_id(request.request_id)
         old = convert.config_of(parent)
@@ -437,8 +441,10 @@ class JobManager:
                 raise InvalidArgument(f"job has no checkpoint {name!r}",
                                       violations=[FieldViolation("checkpoint_name", "no such checkpoint")])
             return name
-        flag = "is_best" if selector == job_pb2.CHECKPOINT_SELECTOR_BEST else "is_latest"
-        return next((c.name for c in checkpoints if getattr(c, flag)), "")
+        best = next((c.name for c in checkpoints if c.is_best), "")
+        latest = next((c.name for c in checkpoints if c.is_latest), "")
+        # best is by eval loss; where no checkpoint was evaluated there is no best, and the latest stands in
+        return (best or latest) if selector == job_pb2.CHECKPOINT_SELECTOR_BEST else latest
 
     # the dispatcher's side
     async def claim(self, worker: str) -> JobRow | None:

@@ -293,3 +293,19 @@ def test_merged_export_gives_the_same_logits_as_base_plus_adapter(server, finish
     with pytest.raises(grpc.RpcError) as err:
         fetch(server, apb.DownloadArtifactRequest(job=finished.name, kind=apb.ARTIFACT_KIND_LOGS, merged=True))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_with_no_evaluation_no_checkpoint_is_called_best_and_best_means_the_latest(server, job_config, tmp_path):
+    with Client(server.address, user="no-eval") as client:
+        job = client.create_job({**job_config, "max_steps": 4, "save_steps": 2, "eval_strategy": "no"})
+        assert client.wait(job.name, timeout=180).state == job_pb2.JOB_STATE_SUCCEEDED
+        checkpoints = client.list_checkpoints(job.name)
+        assert [c.name for c in checkpoints] == ["checkpoint-2", "checkpoint-4"]
+        assert not any(c.is_best for c in checkpoints) and checkpoints[-1].is_latest
+        artifacts = client.list_artifacts(job.name)
+        assert not any(a.is_best for a in artifacts)
+        got = client.download(job.name, tmp_path / "best.zip", what="checkpoint", checkpoint="best")
+        with zipfile.ZipFile(got.path) as z:
+            assert any(n.startswith("checkpoint-4/") for n in z.namelist()), z.namelist()[:5]
+        with pytest.raises(FtlabError, match="job [0-9a-f]+ is succeeded"):  # words, not JOB_STATE_SUCCEEDED
+            client.retry_job(job.name, {"max_steps": 6}, checkpoint="best")
