@@ -65,3 +65,12 @@ def test_set_takes_lists_mappings_and_null_as_the_user_writes_them():
     assert c.chat_template.startswith("{% for")
     with pytest.raises(ConfigError, match="lora: cannot read"):
         apply_set(c, "lora={rank: 8}")
+
+
+def test_enum_values_have_names_a_person_reads():
+    from ftlab import category_name, phase_name, state_name
+    from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2
+
+    assert state_name(job_pb2.JOB_STATE_SUCCEEDED) == state_name("JOB_STATE_SUCCEEDED") == "succeeded"
+    assert phase_name(events_pb2.PHASE_DATA_PREP) == "data prep"
+    assert category_name(analyzer_pb2.FAILURE_CATEGORY_DATASET_FORMAT) == "DATASET_FORMAT"
