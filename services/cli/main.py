@@ -134,6 +134,10 @@ def cmd_submit(args, _):
             _print_json(job)
         else:
             console.print(job.name if not args.quiet else job.id)
+            if not args.quiet:  # what pre-flight warned of is said now, not only in `get`
+                from services.cli.render import preflight_findings
+
+                preflight_findings(err_console, job)
         if args.watch:
             from services.cli.watch import watch
 
@@ -576,7 +580,8 @@ def main(argv: list[str] | None = None) -> int:
             message = message.replace("set force to queue it anyway", "add --force to queue it anyway")
         err_console.print(f"[red]error:[/] {exc.code.name}: {message}")
         for field, description in exc.field_violations:
-            err_console.print(f"  {field}: {description}")
+            if f"{field}: {description}" not in message:  # said once
+                err_console.print(f"  {field}: {description}")
         for subject, description in exc.preconditions:
             err_console.print(f"  {subject}: {description}")
         return exit_code(exc.code)

@@ -67,6 +67,17 @@ def jobs_table(jobs: list[job_pb2.Job]) -> Table:
     return table
 
 
+def preflight_findings(console: Console, job: job_pb2.Job) -> None:
+    """Pre-flight's warnings and failures, each with the changes that would settle it."""
+    marks = {2: "[yellow]warn[/]", 3: "[red]FAIL[/]"}
+    for check in job.preflight.checks:
+        if check.status in marks:
+            console.print(f"  pre-flight {check.name}: {marks[check.status]} {check.message}")
+            for p in check.suggestions:
+                console.print(f"    try {p.field}: {words(p.current)} -> [bold]{words(p.suggested)}[/]"
+                              + (f"  [dim]{p.reason}[/]" if p.reason and p.reason not in check.message else ""))
+
+
 def job_panel(console: Console, job: job_pb2.Job) -> None:
     console.print(f"[bold]{job.name}[/] {job.display_name}  [bold]{state_name(job.state)}[/]  ({job.state_reason})")
     p = job.progress
@@ -75,18 +86,15 @@ def job_panel(console: Console, job: job_pb2.Job) -> None:
         ev = f"  eval loss {p.eval_loss:.4f}" if p.HasField("eval_loss") else ""
         console.print(f"  step {p.step}/{p.max_steps}  epoch {p.epoch:.2f}{loss}{ev}  {p.tokens_per_second:,.0f} tokens/s")
     c = job.config
-    console.print(f"  model {c.base_model}  template {job.template}  "
-                  f"{job.config.DESCRIPTOR.fields_by_name['adapter'].enum_type.values_by_number[c.adapter].name}")
+    adapter = job.config.DESCRIPTOR.fields_by_name['adapter'].enum_type.values_by_number[c.adapter].name
+    console.print(f"  model {c.base_model}  template {job.template}  {words(adapter)}")
     if job.parent:
         console.print(f"  {'automatic retry' if job.automatic else 'retry'} of {job.parent}"
                       + (f" from {job.resume_checkpoint.rsplit('/', 1)[-1]}" if job.resume_checkpoint else ""))
         for change in job.changes:
             console.print(f"    {change.field}: {words(change.current)} -> [bold]{words(change.suggested)}[/]  "
                           f"[dim]{change.reason}[/]")
-    marks = {1: "[green]pass[/]", 2: "[yellow]warn[/]", 3: "[red]FAIL[/]"}
-    for check in job.preflight.checks:
-        if check.status != 1:  # warnings and failures only
-            console.print(f"  pre-flight {check.name}: {marks.get(check.status, '?')} {check.message}")
+    preflight_findings(console, job)
     if job.preflight.estimated_gpu_memory_bytes:
         console.print(f"  estimated peak GPU memory {human_bytes(job.preflight.estimated_gpu_memory_bytes)}")
     if job.tuning:

@@ -185,3 +185,17 @@ def test_words_turn_enum_names_into_what_a_user_types():
     assert [words(v) for v in ("ADAPTER_QLORA", "METHOD_DPO", "EVAL_STRATEGY_STEPS", "DATASET_FORMAT_AUTO",
                                "PRECISION_BF16", "0.001", "q_proj,v_proj")] == \
         ["qlora", "dpo", "steps", "auto", "bf16", "0.001", "q_proj,v_proj"]
+
+
+def test_submit_says_what_pre_flight_warned_of_with_the_value_to_try(server, tiny_model, tmp_path):
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 2,
+                                 "max_seq_length": 16, "save_steps": 0, "eval_strategy": "no"}))
+    out = ftlab(server, "submit", str(short))
+    assert out.returncode == 0, out.stderr
+    assert "pre-flight sequence_length: warn" in out.stderr and "of rows are longer than" in out.stderr, out.stderr
+    assert "try max_seq_length: 16 -> " in out.stderr, out.stderr
+    job = out.stdout.strip()
+    shown = ftlab(server, "get", job)
+    assert "try max_seq_length: 16 -> " in shown.stdout and "ADAPTER_" not in shown.stdout
+    ftlab(server, "cancel", job)
