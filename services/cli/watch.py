@@ -129,7 +129,8 @@ class Dashboard:
                 grid.add_row("GPU memory", f"{human_bytes(m.gpu_memory_allocated_bytes)} allocated   "
                                            f"{human_bytes(m.gpu_memory_peak_bytes)} peak")
         grid.add_row("events", Text("\n".join(self.events) or "-"))
-        title = f"{self.name}  [bold]{state_name(self.state)}[/]" + (f"  {self.phase}" if self.phase else "")
+        ended = self.state in FINAL_STATES or self.state == job_pb2.JOB_STATE_PAUSED  # no phase is under way
+        title = f"{self.name}  [bold]{state_name(self.state)}[/]" + (f"  {self.phase}" if self.phase and not ended else "")
         return Panel(grid, title=title, title_align="left", expand=False)
 
 

@@ -33,3 +33,15 @@ def test_dashboard_shows_progress_loss_speed_memory_eta_and_events():
                      "eval 1.1000", "6,197 tokens/s", "24.5 samples/s", "3.0 GiB allocated", "5.0 GiB peak",
                      "saved  checkpoint-4 (2.0 MiB in 0.4s)"):
         assert expected in text, (expected, text)
+
+
+def test_the_last_frame_of_an_ended_job_shows_no_phase_under_way():
+    board = Dashboard("jobs/abc")
+    save = events_pb2.PhaseChanged(phase=events_pb2.PHASE_CHECKPOINT_SAVE)
+    board.update(job_pb2.JobEvent(phase_changed=save), job_pb2.JOB_STATE_RUNNING)
+    board.update(job_pb2.JobEvent(state_changed=job_pb2.StateChanged(to_state=job_pb2.JOB_STATE_SUCCEEDED)),
+                 job_pb2.JOB_STATE_SUCCEEDED)
+    console = Console(record=True, force_terminal=True, width=100)
+    console.print(board)
+    title = console.export_text().splitlines()[0]
+    assert "SUCCEEDED" in title and "checkpoint save" not in title, title
