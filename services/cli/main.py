@@ -311,6 +311,8 @@ def cmd_upload(args, _):
 
 
 def cmd_download(args, _):
+    from ftlab import FtlabError
+
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
 
     out = args.output or None
@@ -322,8 +324,13 @@ def cmd_download(args, _):
         task = bar.add_task(f"{args.job} {args.what}", total=None)
         if out is None:
             out = f"{args.job.removeprefix('jobs/')}-{args.checkpoint if args.what == 'checkpoint' else args.what}.zip"
-        got = client.download(args.job, out, what=args.what, checkpoint=args.checkpoint, merged=args.merged,
-                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+        try:
+            got = client.download(args.job, out, what=args.what, checkpoint=args.checkpoint, merged=args.merged,
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
+        except FtlabError:
+            if Path(out + ".part").is_file():
+                err_console.print(f"{out}.part keeps the bytes received: the same command resumes from there")
+            raise
     note = f", resumed from {got.resumed_from:,} bytes" if got.resumed_from else ""
     console.print(f"{got.path}: {got.size_bytes:,} bytes, {got.files} files match the manifest's sha256{note}")
     return 0

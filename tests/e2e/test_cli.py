@@ -199,3 +199,12 @@ def test_submit_says_what_pre_flight_warned_of_with_the_value_to_try(server, tin
     shown = ftlab(server, "get", job)
     assert "try max_seq_length: 16 -> " in shown.stdout and "ADAPTER_" not in shown.stdout
     ftlab(server, "cancel", job)
+
+
+def test_a_download_that_gets_nothing_leaves_no_part_file(server, tiny_model, tmp_path):
+    job = json.loads(ftlab(server, "submit", str(_ok(tmp_path, tiny_model)), "--json").stdout)
+    ftlab(server, "watch", job["name"])
+    target = tmp_path / "nothing.zip"
+    out = ftlab(server, "download", job["name"], "--checkpoint", "checkpoint-999", "-o", str(target))
+    assert out.returncode == 3 and "checkpoint-999" in out.stderr, out.stderr
+    assert not list(tmp_path.glob("nothing.zip*")), list(tmp_path.iterdir())

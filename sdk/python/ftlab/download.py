@@ -80,6 +80,7 @@ def download(stream_call, request: pb.DownloadArtifactRequest, path: str | Path,
                 continue
             tries += 1
             if err.code() not in _RESUMABLE or tries >= attempts:
+                _keep_only_what_resumes(part, state_file)
                 raise
             time.sleep(min(5.0, 0.2 * 2 ** tries))
             continue
@@ -93,6 +94,14 @@ def download(stream_call, request: pb.DownloadArtifactRequest, path: str | Path,
     part.replace(path)
     state_file.unlink(missing_ok=True)
     return Downloaded(path, total, files, resumed_from, state["etag"])
+
+
+def _keep_only_what_resumes(part: Path, state_file: Path) -> None:
+    """After a download that gave up: bytes received stay for the same download to resume; an empty
+    FILE.part (nothing came) and its state are removed."""
+    if part.exists() and part.stat().st_size == 0:
+        part.unlink()
+        state_file.unlink(missing_ok=True)
 
 
 def _fetch(responses, part: Path, state: dict, state_file: Path, progress) -> int:
