@@ -61,7 +61,9 @@ class Exporter:
             tmp.mkdir()  # new, in a folder checked above: the merge writes only here
             command = [sys.executable, "-m", "services.artifacts.merge", "--base", job.config.base_model,
                        "--adapter", str(source), "--out", str(tmp)]
-            log.info("merging %s of %s into %s", name, job.name, job.config.base_model)
+            log.info("merging the adapter of %s (%s) with a copy of its base model %s; the merged model goes to "
+                     "the job's merged/%s, the base model is left as it is", job.name, name, job.config.base_model,
+                     target.name)
             try:
                 done = subprocess.run(command, capture_output=True, text=True, timeout=MERGE_TIMEOUT)
                 if done.returncode != 0:
