@@ -438,7 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=cmd_submit)
 
-    p = sub.add_parser("retry", help="retry a failed or cancelled job as a new job, with changes")
+    p = sub.add_parser("retry", help="retry a failed or cancelled job, or continue a succeeded one, as a new job "
+                                     "with changes (e.g. --set max_steps=2000 --checkpoint latest)")
     p.add_argument("job")
     p.add_argument("--apply-suggestions", action="store_true", help="apply the failure analysis' suggestions")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="change one field, e.g. learning_rate=1e-5")

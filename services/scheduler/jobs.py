@@ -378,9 +378,9 @@ class JobManager:
         """A new job from an ended one: its config with the analyzer's suggestions (if asked) and the
         request's changes, starting from the chosen checkpoint of the old job where that is sound."""
         parent = await self._row(who, request.name)
-        if parent.state not in (states.FAILED, states.CANCELLED):
-            raise FailedPrecondition(f"only a failed or cancelled job can be retried; job {parent.id} is "
-                                     f"{states.word(parent.state)}",
+        if not states.is_final(parent.state):  # failed or cancelled: a retry; succeeded: a continuation or fork
+            raise FailedPrecondition(f"only an ended job (failed, cancelled or succeeded) can be retried or "
+                                     f"continued; job {parent.id} is {states.word(parent.state)}",
                                      reason="JOB_NOT_ENDED")
         _check_request_id(request.request_id)
         old = convert.config_of(parent)
@@ -398,7 +398,8 @@ class JobManager:
         if automatic:
             policy.auto_recover[_category(analysis)] -= 1
         start = parent_ref(parent.id, chosen) if chosen and mode != "none" else ""
-        why = ("automatic recovery" if automatic else f"retry by {who.user}") + f" of {convert.job_name(parent.id)}"
+        verb = "continuation" if parent.state == states.SUCCEEDED else "retry"
+        why = ("automatic recovery" if automatic else f"{verb} by {who.user}") + f" of {convert.job_name(parent.id)}"
         if chosen and mode == "none":
             why += f"; starts from the base model: {chosen} cannot be resumed after these changes"
         elif start:

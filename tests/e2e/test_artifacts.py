@@ -307,5 +307,9 @@ def test_with_no_evaluation_no_checkpoint_is_called_best_and_best_means_the_late
         got = client.download(job.name, tmp_path / "best.zip", what="checkpoint", checkpoint="best")
         with zipfile.ZipFile(got.path) as z:
             assert any(n.startswith("checkpoint-4/") for n in z.namelist()), z.namelist()[:5]
-        with pytest.raises(FtlabError, match="job [0-9a-f]+ is succeeded"):  # words, not JOB_STATE_SUCCEEDED
-            client.retry_job(job.name, {"max_steps": 6}, checkpoint="best")
+        continued = client.retry_job(job.name, {"max_steps": 6}, checkpoint="best")  # a succeeded job goes on
+        assert continued.resume_checkpoint == f"{job.name}/checkpoints/checkpoint-4"
+        assert client.wait(continued.name, timeout=180).state == job_pb2.JOB_STATE_SUCCEEDED
+        steps = [e.metrics.step for e in client.list_events(continued.name) if e.HasField("metrics")]
+        assert steps == [5, 6], "it continued from the latest checkpoint's step"
+        assert "continuation by no-eval" in client.list_events(continued.name)[0].state_changed.reason

@@ -46,8 +46,10 @@ def test_retry_of_a_cancelled_job_resumes_fully_or_weights_only(server, server_h
 
         # the parent keeps its own history; a job that has not ended cannot be retried
         assert client.get_job(job.name).state == job_pb2.JOB_STATE_CANCELLED
-        with pytest.raises(Exception, match="FAILED_PRECONDITION"):
-            client.retry_job(same.name)
+        running = client.create_job({**job_config, "max_steps": 2000, "save_steps": 0, "eval_strategy": "no"})
+        with pytest.raises(Exception, match="FAILED_PRECONDITION: only an ended job .* is (queued|starting|running)"):
+            client.retry_job(running.name)
+        client.cancel_job(running.name)
 
 
 def test_another_user_cannot_retry_my_job(server, job_config):

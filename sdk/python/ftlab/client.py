@@ -156,7 +156,8 @@ class Client:
     def retry_job(self, name: str, changes: config_pb2.TrainingConfig | dict[str, Any] | None = None, *,
                   checkpoint: str = "", apply_suggestions: bool = False, force: bool = False,
                   request_id: str | None = None) -> job_pb2.Job:
-        """A new job from a failed or cancelled one, with `changes` and (if asked) the analyzer's
+        """A new job from an ended one (a retry of a failed or cancelled job, a continuation or fork of a
+        succeeded one), with `changes` and (if asked) the analyzer's
         suggestions, starting from `checkpoint`: "best", "latest", a name, or "" / "none" for none."""
         if isinstance(changes, dict):
             changes = config_from_dict(changes)
