@@ -8,9 +8,9 @@ import { createFtlabClients, resolveLocalPaths } from "../index.js";
 
 test("relative paths are made absolute from the caller's folder", () => {
   const config = { baseModel: "./tiny", dataset: { uri: "chat.jsonl", evalUri: "../data/eval.jsonl" } };
-  resolveLocalPaths(config, "/home/me/work");
-  assert.deepEqual(config, { baseModel: "/home/me/work/tiny",
-                             dataset: { uri: "chat.jsonl", evalUri: "/home/me/data/eval.jsonl" } });
+  resolveLocalPaths(config, "/srv/jobs");
+  assert.deepEqual(config, { baseModel: "/srv/jobs/tiny",
+                             dataset: { uri: "chat.jsonl", evalUri: "/srv/data/eval.jsonl" } });
   assert.equal(resolveLocalPaths({ baseModel: "~/models/x" }).baseModel, path.join(homedir(), "models/x"));
   assert.equal(resolveLocalPaths({ baseModel: "Qwen/Qwen2.5-0.5B" }).baseModel, "Qwen/Qwen2.5-0.5B");
   assert.equal(resolveLocalPaths(undefined), undefined);
