@@ -15,6 +15,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from services.cli import jobfile
+
 _WIDTH = None if sys.stdout.isatty() else 160  # rich assumes 80 columns when piped
 console = Console(highlight=False, width=_WIDTH)
 err_console = Console(stderr=True, highlight=False, width=_WIDTH, soft_wrap=True)  # an error stays one line
@@ -37,70 +39,6 @@ def _print_json(value) -> None:
     print(json.dumps([plain(v) for v in value] if isinstance(value, list) else plain(value), indent=2))
 
 
-class JobFileError(ValueError):
-    """A job file that cannot be used: the message names the file, and the line where it knows it."""
-
-
-def _load_config_file(path: str) -> dict:
-    """The mapping a YAML or JSON job file holds; a file that does not parse, or holds something
-    else than a mapping, is refused naming the file and the line."""
-    try:
-        text = Path(path).read_text()
-    except UnicodeDecodeError:
-        raise JobFileError(f"{path}: not a text file") from None
-    if path.endswith((".yaml", ".yml")):
-        import yaml
-
-        try:
-            values = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise JobFileError(f"{path}{where}: not valid YAML: {problem}") from None
-    else:
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise JobFileError(f"{path} line {exc.lineno}, column {exc.colno}: not valid JSON: {exc.msg}") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise JobFileError(f"{path}: a job file holds a mapping of fields (base_model: ..., dataset: ...), "
-                           f"not a {type(values).__name__}")
-    return values
-
-
-def _field_line(path: str, field: str) -> str:
-    """' line N' where `field` (dotted) is written in the YAML file `path`, or ''."""
-    if not path.endswith((".yaml", ".yml")):
-        return ""
-    import yaml
-
-    try:
-        node = yaml.compose(Path(path).read_text())
-    except yaml.YAMLError:
-        return ""
-    for part in field.split("."):
-        if not isinstance(node, yaml.MappingNode):
-            return ""
-        found = next(((k, v) for k, v in node.value if getattr(k, "value", None) == part), None)
-        if found is None:
-            return ""
-        key, node = found
-    return f" line {key.start_mark.line + 1}"
-
-
-def _config_of_file(path: str, values: dict):
-    from ftlab import config_from_dict
-    from ftlab.config import ConfigError
-
-    try:
-        return config_from_dict(values)
-    except ConfigError as exc:
-        raise JobFileError(f"{path}{_field_line(path, exc.field)}: {exc}") from None
-
-
 def cmd_serve(args, rest):
     from services.runner import COMPONENTS, main
 
@@ -112,7 +50,7 @@ def cmd_submit(args, _):
     from ftlab import apply_set, config_from_dict
     from ftlab.config import resolve_local_paths
 
-    values = _load_config_file(args.file) if args.file else {}
+    values = jobfile.load(args.file) if args.file else {}
     # the file's own keys that are not config fields come out whatever flags are given; the flags win
     in_file = {key: values.pop(key, None) for key in ("template", "display_name", "priority")}
     template = args.template or str(in_file["template"] or "")
@@ -121,9 +59,9 @@ def cmd_submit(args, _):
     try:
         priority = args.priority if args.priority is not None else int(in_file or 0)
     except (TypeError, ValueError):
-        raise JobFileError(f"{args.file}{_field_line(args.file, 'priority')}: priority: "
+        raise jobfile.JobFileError(f"{args.file}{jobfile.field_line(args.file, 'priority')}: priority: "
                            f"cannot use {in_file!r}: a whole number") from None
-    config = _config_of_file(args.file, values) if args.file else config_from_dict({})
+    config = jobfile.config_of_file(args.file, values) if args.file else config_from_dict({})
     if args.file:  # paths in a job file are where the file is; those given with --set, where the user is
         resolve_local_paths(config, os.path.dirname(os.path.abspath(args.file)))
     for assignment in args.set or []:
@@ -342,7 +280,7 @@ def cmd_analyze(args, _):
 
     with _client(args) as client:
         if args.log:
-            config = _config_of_file(args.config, _load_config_file(args.config)) if args.config else None
+            config = jobfile.config_of_file(args.config, jobfile.load(args.config)) if args.config else None
             analysis = client.analyze_failure(Path(args.log).read_text(errors="replace"), config, args.exit_code)
         elif args.job:
             job = client.get_job(args.job)
