@@ -111,7 +111,8 @@ class SchedulerMetrics:
             self.gpu_peak.labels(row.id).set(p.gpu_memory_peak_bytes)
 
 
-WAIT_BUCKETS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
+# waits run from tens of milliseconds (a free slot, a forked run) to hours (a busy queue)
+WAIT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
 
 
 def _gauge(name: str, doc: str, registry) -> Gauge:

@@ -69,3 +69,20 @@ def test_trainer_series_do_not_grow_with_runs():
     trainer_runs(metrics, 10, 990)
     assert series(registry) == after_10
     assert metrics.checkpoint_save._sum.get() == 500.0
+
+
+def test_the_wait_buckets_resolve_the_waits_they_measure():
+    """A job that starts at once waits tens of milliseconds; the p50 that Prometheus's
+    histogram_quantile reads from the buckets must be near the true one, not half the lowest bucket."""
+    import statistics
+
+    from services.scheduler.metrics import WAIT_BUCKETS
+
+    for waits in ([0.03, 0.06, 0.08, 0.12, 0.2], [0.4, 0.7, 1.1, 1.3, 1.8], [45.0, 80.0, 200.0, 700.0, 4000.0]):
+        counts = [sum(w <= b for w in waits) for b in WAIT_BUCKETS]
+        rank = 0.5 * len(waits)
+        i = next(i for i, c in enumerate(counts) if c >= rank)
+        lower, below = (WAIT_BUCKETS[i - 1], counts[i - 1]) if i else (0.0, 0)
+        p50 = lower + (WAIT_BUCKETS[i] - lower) * (rank - below) / (counts[i] - below)  # as histogram_quantile does
+        true = statistics.median(waits)
+        assert true / 2.5 <= p50 <= true * 2.5, (waits, p50, true)
