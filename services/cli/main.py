@@ -67,6 +67,9 @@ def cmd_submit(args, _):
     for assignment in args.set or []:
         apply_set(config, assignment)
     with _client(args) as client:
+        if args.dry_run:
+            return _dry_run(client.create_job(config, template=template, display_name=name, priority=priority,
+                                              validate_only=True), args.json)
         job = client.create_job(config, template=template, display_name=name, priority=priority, force=args.force)
         if args.json and not args.watch:
             _print_json(job)
@@ -81,6 +84,26 @@ def cmd_submit(args, _):
 
             return watch(client, job.name, console, as_json=args.json)
     return 0
+
+
+def _dry_run(job, as_json: bool) -> int:
+    """What `submit` would queue: the resolved config and every pre-flight finding; nothing is created.
+    Exit 2 when pre-flight would refuse it."""
+    from ftlab.config import to_dict
+    from services.cli.render import preflight_findings
+
+    if as_json:
+        _print_json(job)
+    else:
+        console.print(f"dry run: nothing was created; template {job.template or 'basic'}, resolved config:")
+        console.print(json.dumps(_in_words(to_dict(job.config)), indent=2))
+        passed = [c.name for c in job.preflight.checks if c.status == 1]
+        if passed:
+            console.print(f"pre-flight passed: {', '.join(passed)}")
+        preflight_findings(console, job)
+        console.print("pre-flight: it can run" if job.preflight.ok else
+                      "pre-flight: it would be refused (add --force to queue it anyway)")
+    return 0 if job.preflight.ok else EXIT_USAGE
 
 
 def cmd_retry(args, _):
@@ -372,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--priority", type=int, default=None)
     p.add_argument("--watch", action="store_true", help="watch the job until it ends")
     p.add_argument("--force", action="store_true", help="queue it even if pre-flight says it cannot run")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved config and pre-flight's findings; create nothing")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the job id")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=cmd_submit)

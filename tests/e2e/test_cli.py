@@ -208,3 +208,18 @@ def test_a_download_that_gets_nothing_leaves_no_part_file(server, tiny_model, tm
     out = ftlab(server, "download", job["name"], "--checkpoint", "checkpoint-999", "-o", str(target))
     assert out.returncode == 3 and "checkpoint-999" in out.stderr, out.stderr
     assert not list(tmp_path.glob("nothing.zip*")), list(tmp_path.iterdir())
+
+
+def test_a_dry_run_prints_the_resolved_config_and_pre_flight_and_creates_nothing(server, tiny_model, tmp_path):
+    before = {j["name"] for j in json.loads(ftlab(server, "jobs", "--json").stdout)}
+    out = ftlab(server, "submit", str(_ok(tmp_path, tiny_model)), "--set", "adapter=qlora", "--dry-run")
+    assert "dry run: nothing was created" in out.stdout and '"adapter": "qlora"' in out.stdout, out.stdout
+    assert '"learning_rate"' in out.stdout, "the template's values are resolved in"
+    assert "pre-flight" in out.stdout
+    ok = ftlab(server, "submit", str(_ok(tmp_path, tiny_model)), "--dry-run", "--json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["preflight"]["ok"] is True
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps({"base_model": str(tiny_model), "dataset": {"uri": "no-such.jsonl"}}))
+    refused = ftlab(server, "submit", str(missing), "--dry-run")
+    assert refused.returncode == 2 and "it would be refused" in refused.stdout
+    assert {j["name"] for j in json.loads(ftlab(server, "jobs", "--json").stdout)} == before, "nothing was created"
