@@ -12,6 +12,8 @@ Add a case by adding a row; never edit a log it produced.
 
 from __future__ import annotations
 
+from failure_cases import FOURTH_ROUND
+
 BASE_ARGS = {"max_steps": 3, "per_device_train_batch_size": 2, "logging_steps": 1, "report_to": [],
              "use_cpu": True, "max_length": 64, "save_strategy": "no", "eval_strategy": "no"}
 LORA = {"r": 4, "lora_alpha": 8, "target_modules": "all-linear"}
@@ -177,26 +179,7 @@ CASES = [
           ("missing", "checkpoint that does not exist", "CHECKPOINT_NOT_FOUND", "folder was deleted"),
           ("empty", "checkpoint folder with nothing in it", "CHECKPOINT_NOT_FOUND", "folder is empty")]],
     # the fourth round: the same causes as the trainer's fourth round
-    bare("utf16_jsonl", "dataset file in UTF-16", "DATASET_FORMAT", "DATA_PREP",
-         "the .jsonl dataset is encoded in UTF-16", data="utf16.jsonl"),
-    bare("ragged_csv", "CSV whose rows have more fields than its header", "DATASET_FORMAT", "DATA_PREP",
-         "every CSV row has three fields under a two-column header", data="ragged.csv"),
-    bare("json_object", "JSON object instead of a list of rows", "DATASET_FORMAT", "DATA_PREP",
-         "the .json dataset is one object holding the rows under a key", data="object.json"),
-    bare("directory_as_dataset", "a folder given as the dataset file", "DATASET_NOT_FOUND", "DATA_PREP",
-         "the dataset path is a folder named folder.jsonl", data="folder.jsonl"),
-    bare("empty_model_folder", "empty model folder", "MODEL_NOT_FOUND", "MODEL_LOAD",
-         "the model folder exists and holds nothing", model="empty-folder"),
-    bare("weights_renamed", "weights under a name transformers does not look for", "MODEL_NOT_FOUND", "MODEL_LOAD",
-         "the weights file is named weights.safetensors.bak", model="weights-renamed"),
-    bare("tilde_model_path", "model path starting with ~, not expanded", "MODEL_NOT_FOUND", "MODEL_LOAD",
-         "the model path is ~/no-such-models/tiny, which no one expands", model="tilde"),
-    bare("model_path_is_file", "model path naming a file, not a folder", "MODEL_NOT_FOUND", "MODEL_LOAD",
-         "the model path names the model's config.json file", model="file"),
-    bare("weights_zeroed", "base weights overwritten with zeros", "CHECKPOINT_CORRUPT", "MODEL_LOAD",
-         "model.safetensors keeps its size but holds only zero bytes", model="zeroed-weights"),
-    bare("config_not_json", "model config.json that is not JSON", "CHECKPOINT_CORRUPT", "MODEL_LOAD",
-         "the model's config.json holds YAML", model="config-not-json"),
+    *[bare(*row[:5], **row[5]) for row in FOURTH_ROUND],
     bare("resume_adapter_config", "damaged adapter config in a checkpoint", "CHECKPOINT_CORRUPT", "STARTUP",
          "resume_from_checkpoint a checkpoint whose adapter_config.json is not JSON", resume="adapter_config",
          args={"max_steps": 4}),

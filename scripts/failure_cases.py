@@ -33,6 +33,32 @@ def later(*args, **kwargs):
     return case(*args, round=2, **kwargs)
 
 
+# The fourth round's causes that run on any runner as they are (this table and scripts/bare_trl_cases.py
+# both take them): name, cause, category, phase, how, and the model or dataset it runs on.
+FOURTH_ROUND = [
+    ("utf16_jsonl", "dataset file in UTF-16", "DATASET_FORMAT", "DATA_PREP",
+     "the .jsonl dataset is encoded in UTF-16", {"data": "utf16.jsonl"}),
+    ("ragged_csv", "CSV whose rows have more fields than its header", "DATASET_FORMAT", "DATA_PREP",
+     "every CSV row has three fields under a two-column header", {"data": "ragged.csv"}),
+    ("json_object", "JSON object instead of a list of rows", "DATASET_FORMAT", "DATA_PREP",
+     "the .json dataset is one object holding the rows under a key", {"data": "object.json"}),
+    ("directory_as_dataset", "a folder given as the dataset file", "DATASET_NOT_FOUND", "DATA_PREP",
+     "the dataset path is a folder named folder.jsonl", {"data": "folder.jsonl"}),
+    ("empty_model_folder", "empty model folder", "MODEL_NOT_FOUND", "MODEL_LOAD",
+     "the model folder exists and holds nothing", {"model": "empty-folder"}),
+    ("weights_renamed", "weights under a name transformers does not look for", "MODEL_NOT_FOUND", "MODEL_LOAD",
+     "the weights file is named weights.safetensors.bak", {"model": "weights-renamed"}),
+    ("tilde_model_path", "model path starting with ~, not expanded", "MODEL_NOT_FOUND", "MODEL_LOAD",
+     "the model path is ~/no-such-models/tiny, which no one expands", {"model": "tilde"}),
+    ("model_path_is_file", "model path naming a file, not a folder", "MODEL_NOT_FOUND", "MODEL_LOAD",
+     "the model path names the model's config.json file", {"model": "file"}),
+    ("weights_zeroed", "base weights overwritten with zeros", "CHECKPOINT_CORRUPT", "MODEL_LOAD",
+     "model.safetensors keeps its size but holds only zero bytes", {"model": "zeroed-weights"}),
+    ("config_not_json", "model config.json that is not JSON", "CHECKPOINT_CORRUPT", "MODEL_LOAD",
+     "the model's config.json holds YAML", {"model": "config-not-json"}),
+]
+
+
 CASES = [
     # the dataset
     case("train_file_missing", "dataset path that does not exist", "DATASET_NOT_FOUND", "DATA_PREP",
@@ -230,26 +256,7 @@ CASES = [
           "optimizer PAGED_ADAMW_8BIT (bitsandbytes) on a CPU-only machine", config={"optimizer": "paged_adamw_8bit"},
           fix="optimizer"),
     # the fourth round: more ways data files, model folders and checkpoints are broken
-    later("utf16_jsonl", "dataset file in UTF-16", "DATASET_FORMAT", "DATA_PREP",
-          "the .jsonl dataset is encoded in UTF-16", data="utf16.jsonl"),
-    later("ragged_csv", "CSV whose rows have more fields than its header", "DATASET_FORMAT", "DATA_PREP",
-          "every CSV row has three fields under a two-column header", data="ragged.csv"),
-    later("json_object", "JSON object instead of a list of rows", "DATASET_FORMAT", "DATA_PREP",
-          "the .json dataset is one object holding the rows under a key", data="object.json"),
-    later("directory_as_dataset", "a folder given as the dataset file", "DATASET_NOT_FOUND", "DATA_PREP",
-          "the dataset path is a folder named folder.jsonl", data="folder.jsonl"),
-    later("empty_model_folder", "empty model folder", "MODEL_NOT_FOUND", "MODEL_LOAD",
-          "the model folder exists and holds nothing", model="empty-folder"),
-    later("weights_renamed", "weights under a name transformers does not look for", "MODEL_NOT_FOUND", "MODEL_LOAD",
-          "the weights file is named weights.safetensors.bak", model="weights-renamed"),
-    later("tilde_model_path", "model path starting with ~, not expanded", "MODEL_NOT_FOUND", "MODEL_LOAD",
-          "the model path is ~/no-such-models/tiny, which no one expands", model="tilde"),
-    later("model_path_is_file", "model path naming a file, not a folder", "MODEL_NOT_FOUND", "MODEL_LOAD",
-          "the model path names the model's config.json file", model="file"),
-    later("weights_zeroed", "base weights overwritten with zeros", "CHECKPOINT_CORRUPT", "MODEL_LOAD",
-          "model.safetensors keeps its size but holds only zero bytes", model="zeroed-weights"),
-    later("config_not_json", "model config.json that is not JSON", "CHECKPOINT_CORRUPT", "MODEL_LOAD",
-          "the model's config.json holds YAML", model="config-not-json"),
+    *[later(*row[:5], **row[5]) for row in FOURTH_ROUND],
     later("resume_adapter_config_damaged", "damaged adapter config in a checkpoint", "CHECKPOINT_CORRUPT", "STARTUP",
           "resume from a checkpoint whose adapter_config.json is not JSON", resume="adapter_config",
           config={"max_steps": 4}),

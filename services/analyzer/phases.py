@@ -30,9 +30,6 @@ _BY_FUNC: list[tuple[str, frozenset[str]]] = [
 ]
 
 
-DATA_PREP_FUNCS = dict(_BY_FUNC)["DATA_PREP"]
-
-
 def infer_phase(log: ParsedLog) -> str:
     """A Phase name without its prefix, or "" when nothing tells."""
     for frame in reversed(log.frames):

@@ -13,7 +13,7 @@ import signal
 from dataclasses import dataclass
 from typing import Callable
 
-from services.analyzer import library, phases, priors
+from services.analyzer import library, priors
 from services.analyzer.logparse import Frame, ParsedLog, Raised
 
 
@@ -73,11 +73,6 @@ def _frames(*funcs: str) -> Callable[[Facts], bool]:
 # transformers' Trainer reading a checkpoint's state back when it resumes
 _RESUMING = ("_load_from_checkpoint", "_load_rng_state", "_load_optimizer_and_scheduler", "_load_scaler",
              "_load_callback_state", "load_from_json")
-
-
-def _reading_data(f: Facts) -> bool:
-    """A frame of this exception is one that reads or prepares the dataset."""
-    return bool(phases.DATA_PREP_FUNCS & f.funcs())
 
 
 # our dataset reader's and the datasets library's entry points
@@ -205,7 +200,7 @@ RULES: list[Rule] = [
                                        lambda f: bool(f.frames) and "args." in f.frames[-1].code)),
     Rule("DATASET_NOT_FOUND", 0.8, _exc("FileNotFoundError"), generic=True),
     # a folder where the data file should be, found while the data is read
-    Rule("DATASET_NOT_FOUND", 0.75, _both(_exc("IsADirectoryError"), _reading_data), generic=True),
+    Rule("DATASET_NOT_FOUND", 0.75, _both(_exc("IsADirectoryError"), lambda f: bool(f.funcs() & _READING_DATA)), generic=True),
     # our own data reader's refusal that no rule above placed: the file cannot be used as it is
     Rule("DATASET_FORMAT", 0.7, _exc("DatasetError"), generic=True),
     # a row's value of the wrong kind, met by the function mapped over the rows (e.g. a number where text is)

@@ -15,7 +15,7 @@ from pathlib import Path
 from ftlab.v1 import artifact_service_pb2 as pb
 from services.artifacts.digests import DigestCache
 from services.artifacts.zipstream import Archive, Digest, Member, is_text, measure
-from services.common.checkpoints import eval_loss
+from services.common.checkpoints import best_or_latest, eval_loss
 from services.common import safefs, validate
 from services.common.errors import FieldViolation, InvalidArgument, NotFound
 from services.common.settings import Paths
@@ -117,9 +117,7 @@ class ArtifactStore:
         found = self.checkpoints(root)
         ref = ref or "latest"
         if ref in ("best", "latest"):
-            latest = next((a.name for a in found if a.is_latest), None)
-            best = next((a.name for a in found if a.is_best), None)
-            match = (best or latest) if ref == "best" else latest  # no evaluation: the latest stands in for best
+            match = best_or_latest(found, best=ref == "best")
         elif _CHECKPOINT.match(ref):
             match = next((a.name for a in found if a.name == ref), None)
         else:

@@ -55,12 +55,11 @@ def cmd_submit(args, _):
     in_file = {key: values.pop(key, None) for key in ("template", "display_name", "priority")}
     template = args.template or str(in_file["template"] or "")
     name = args.name or str(in_file["display_name"] or "")
-    in_file = in_file["priority"]
     try:
-        priority = args.priority if args.priority is not None else int(in_file or 0)
+        priority = args.priority if args.priority is not None else int(in_file["priority"] or 0)
     except (TypeError, ValueError):
         raise jobfile.JobFileError(f"{args.file}{jobfile.field_line(args.file, 'priority')}: priority: "
-                           f"cannot use {in_file!r}: a whole number") from None
+                                   f"cannot use {in_file['priority']!r}: a whole number") from None
     config = jobfile.config_of_file(args.file, values) if args.file else config_from_dict({})
     if args.file:  # paths in a job file are where the file is; those given with --set, where the user is
         resolve_local_paths(config, os.path.dirname(os.path.abspath(args.file)))
@@ -90,13 +89,13 @@ def _dry_run(job, as_json: bool) -> int:
     """What `submit` would queue: the resolved config and every pre-flight finding; nothing is created.
     Exit 2 when pre-flight would refuse it."""
     from ftlab.config import to_dict
-    from services.cli.render import preflight_findings
+    from services.cli.render import in_words, preflight_findings
 
     if as_json:
         _print_json(job)
     else:
         console.print(f"dry run: nothing was created; template {job.template or 'basic'}, resolved config:")
-        console.print(json.dumps(_in_words(to_dict(job.config)), indent=2))
+        console.print(json.dumps(in_words(to_dict(job.config)), indent=2))
         passed = [c.name for c in job.preflight.checks if c.status == 1]
         if passed:
             console.print(f"pre-flight passed: {', '.join(passed)}")
@@ -136,10 +135,11 @@ def cmd_retry(args, _):
 
 
 def cmd_jobs(args, _):
+    from ftlab import state_name
     from ftlab.v1 import job_pb2
     from services.cli.render import jobs_table
 
-    names = [v.name.removeprefix("JOB_STATE_").lower() for v in job_pb2.JobState.DESCRIPTOR.values if v.number]
+    names = [state_name(v.number) for v in job_pb2.JobState.DESCRIPTOR.values if v.number]
     for s in args.state or []:
         if s.strip().lower() not in names:
             raise ValueError(f"--state: unknown state {s!r}; one of {', '.join(names)}")
@@ -186,6 +186,7 @@ def cmd_checkpoints(args, _):
 
 def cmd_templates(args, _):
     from ftlab.config import to_dict
+    from services.cli.render import in_words
 
     with _client(args) as client:
         templates = client.list_templates()
@@ -195,18 +196,8 @@ def cmd_templates(args, _):
     for t in templates:
         console.print(f"[bold]{t.name}[/]: {t.description}")
         if args.verbose:  # the values as a job file writes them: "lora", "steps", not ADAPTER_LORA
-            console.print(json.dumps(_in_words(to_dict(t.config)), indent=2))
+            console.print(json.dumps(in_words(to_dict(t.config)), indent=2))
     return 0
-
-
-def _in_words(value):
-    from services.cli.render import words
-
-    if isinstance(value, dict):
-        return {k: _in_words(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_in_words(v) for v in value]
-    return words(value) if isinstance(value, str) else value
 
 
 def cmd_control(args, _):
@@ -298,7 +289,7 @@ def cmd_download(args, _):
 
 
 def cmd_analyze(args, _):
-    from ftlab.v1 import job_pb2
+    from ftlab import state_name
     from services.cli.render import analysis_json, analysis_panel
 
     with _client(args) as client:
@@ -308,8 +299,7 @@ def cmd_analyze(args, _):
         elif args.job:
             job = client.get_job(args.job)
             if not job.HasField("analysis") or not job.analysis.category:
-                state = job_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
-                err_console.print(f"{job.name} has no failure analysis: it is {state}"
+                err_console.print(f"{job.name} has no failure analysis: it is {state_name(job.state)}"
                                   + (f" ({job.state_reason})" if job.state_reason else ""))
                 return 1
             analysis = job.analysis

@@ -23,6 +23,15 @@ def words(value: str) -> str:
     return value
 
 
+def in_words(value):
+    """`words` through a config's dict: every enum name in it as a job file writes it."""
+    if isinstance(value, dict):
+        return {k: in_words(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [in_words(v) for v in value]
+    return words(value) if isinstance(value, str) else value
+
+
 def state_name(state: int) -> str:
     return job_pb2.JobState.Name(state).removeprefix("JOB_STATE_")
 

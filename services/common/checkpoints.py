@@ -21,6 +21,13 @@ def split_parent_ref(ref: str) -> tuple[str, str] | None:
     return (m.group(1), m.group(2)) if m else None
 
 
+def best_or_latest(checkpoints, best: bool) -> str | None:
+    """The name of the best (by eval loss) or the latest of `checkpoints` (messages with name, is_best
+    and is_latest); where none was evaluated there is no best, and the latest stands in for it."""
+    latest = next((c.name for c in checkpoints if c.is_latest), None)
+    return next((c.name for c in checkpoints if c.is_best), latest) if best else latest
+
+
 def is_own(ref: str) -> bool:
     return bool(_OWN.match(ref))
 

@@ -21,10 +21,11 @@ from google.protobuf import json_format
 from sqlalchemy import delete, select
 
 from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2, job_service_pb2
+from ftlab.names import state_name
 from services.common.auth import Caller
 from services.common import settings, validate
 from services.common.access import Policy
-from services.common.checkpoints import parent_ref
+from services.common.checkpoints import best_or_latest, parent_ref
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Precondition
 from services.scheduler import convert, jobconfig, retry, states
 from services.scheduler.failures import failure_class
@@ -258,7 +259,7 @@ class JobManager:
         def mutate(r: JobRow, _s):
             if r.state not in (states.QUEUED, states.PAUSED):
                 raise FailedPrecondition(f"only a queued or paused job can change priority; job {r.id} is "
-                                         f"{states.word(r.state)}",
+                                         f"{state_name(r.state)}",
                                          reason="JOB_NOT_QUEUED")
             r.priority = priority
             return []
@@ -325,7 +326,7 @@ class JobManager:
 
         def mutate(r: JobRow, _s):
             if states.is_final(r.state):
-                raise FailedPrecondition(f"job {r.id} already ended ({states.word(r.state)})", reason="JOB_ENDED")
+                raise FailedPrecondition(f"job {r.id} already ended ({state_name(r.state)})", reason="JOB_ENDED")
             if r.state in (states.QUEUED, states.PAUSED):
                 return [state_event(r, states.CANCELLED, f"cancelled by {who.user}")]
             if r.state == states.CANCELLING:
@@ -345,7 +346,7 @@ class JobManager:
 
         def mutate(r: JobRow, _s):
             if r.state not in (states.RUNNING, states.STARTING):
-                raise FailedPrecondition(f"only a running job can pause; job {r.id} is {states.word(r.state)}",
+                raise FailedPrecondition(f"only a running job can pause; job {r.id} is {state_name(r.state)}",
                                          reason="JOB_NOT_RUNNING")
             stop.append((r.worker, r.run_id))
             return [state_event(r, states.PAUSING, f"pause requested by {who.user}")]
@@ -363,7 +364,7 @@ class JobManager:
 
         def mutate(r: JobRow, _s):
             if r.state != states.PAUSED:
-                raise FailedPrecondition(f"only a paused job can resume; job {r.id} is {states.word(r.state)}",
+                raise FailedPrecondition(f"only a paused job can resume; job {r.id} is {state_name(r.state)}",
                                          reason="JOB_NOT_PAUSED")
             r.resume_checkpoint = chosen or r.resume_checkpoint
             return [state_event(r, states.QUEUED, f"resumed by {who.user}")]
@@ -380,7 +381,7 @@ class JobManager:
         parent = await self._row(who, request.name)
         if not states.is_final(parent.state):  # failed or cancelled: a retry; succeeded: a continuation or fork
             raise FailedPrecondition(f"only an ended job (failed, cancelled or succeeded) can be retried or "
-                                     f"continued; job {parent.id} is {states.word(parent.state)}",
+                                     f"continued; job {parent.id} is {state_name(parent.state)}",
                                      reason="JOB_NOT_ENDED")
         _check_request_id(request.request_id)
         old = convert.config_of(parent)
@@ -442,10 +443,7 @@ class JobManager:
                 raise InvalidArgument(f"job has no checkpoint {name!r}",
                                       violations=[FieldViolation("checkpoint_name", "no such checkpoint")])
             return name
-        best = next((c.name for c in checkpoints if c.is_best), "")
-        latest = next((c.name for c in checkpoints if c.is_latest), "")
-        # best is by eval loss; where no checkpoint was evaluated there is no best, and the latest stands in
-        return (best or latest) if selector == job_pb2.CHECKPOINT_SELECTOR_BEST else latest
+        return best_or_latest(checkpoints, best=selector == job_pb2.CHECKPOINT_SELECTOR_BEST) or ""
 
     # the dispatcher's side
     async def claim(self, worker: str) -> JobRow | None:

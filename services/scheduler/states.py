@@ -26,11 +26,6 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 
 
-def word(state: str) -> str:
-    """A state as a person reads it: JOB_STATE_SUCCEEDED is "succeeded"."""
-    return state.removeprefix("JOB_STATE_").lower()
-
-
 def can_move(current: str, target: str) -> bool:
     return target in ALLOWED.get(current, frozenset())
 

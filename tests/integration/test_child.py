@@ -144,19 +144,23 @@ def test_a_diverging_run_fails_at_that_step_instead_of_succeeding(tmp_path, tiny
     assert failed_at.metrics.step < 60
 
 
-def test_chats_at_learning_rate_1_fail_as_diverged(tmp_path, tiny_model):
-    """Full fine-tuning of chats at learning rate 1 with no clipping (the run that once SUCCEEDED at
-    loss 135 from 6.2) fails as diverged at the step where it became clear."""
+def full_fine_tuning_of_sums(tmp_path, tiny_model, **config):
+    """Full fine-tuning, constant schedule and no warmup, on 64 chats about sums of two numbers."""
     import random
 
     rng = random.Random(3)
     rows = [{"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},
                           {"role": "assistant", "content": f"{a} plus {b} is {a + b}."}]}
             for a, b in ((rng.randint(0, 99), rng.randint(0, 99)) for _ in range(64))]
-    rc, events, _ = run_child(tmp_path, {"base_model": str(tiny_model), "adapter": "full", "max_steps": 40,
-                                         "learning_rate": 1.0, "max_grad_norm": 0, "per_device_train_batch_size": 2,
-                                         "gradient_accumulation_steps": 1, "max_seq_length": 64, "save_steps": 0,
-                                         "warmup_ratio": 0, "lr_scheduler": "constant", "logging_steps": 1}, rows)
+    return run_child(tmp_path, {"base_model": str(tiny_model), "adapter": "full", "per_device_train_batch_size": 2,
+                                "gradient_accumulation_steps": 1, "max_seq_length": 64, "save_steps": 0,
+                                "warmup_ratio": 0, "lr_scheduler": "constant", "logging_steps": 1, **config}, rows)
+
+
+def test_chats_at_learning_rate_1_fail_as_diverged(tmp_path, tiny_model):
+    """Full fine-tuning of chats at learning rate 1 with no clipping (the run that once SUCCEEDED at
+    loss 135 from 6.2) fails as diverged at the step where it became clear."""
+    rc, events, _ = full_fine_tuning_of_sums(tmp_path, tiny_model, max_steps=40, learning_rate=1.0, max_grad_norm=0)
     seen = losses(events)
     print("losses:", [round(x, 2) for x in seen])
     assert rc == 1, seen
@@ -169,16 +173,7 @@ def test_a_run_that_ends_worse_than_it_began_fails_as_diverged(tmp_path, tiny_mo
     """Full fine-tuning at learning rate 0.6 with clipping: the loss leaps from 6.3 to about 20 and is
     coming down, never 5x its best, but after 25 steps it is still far above where it began. Such a
     run must not succeed: it fails as diverged when training ends, saying how it ended."""
-    import random
-
-    rng = random.Random(3)
-    rows = [{"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},
-                          {"role": "assistant", "content": f"{a} plus {b} is {a + b}."}]}
-            for a, b in ((rng.randint(0, 99), rng.randint(0, 99)) for _ in range(64))]
-    rc, events, _ = run_child(tmp_path, {"base_model": str(tiny_model), "adapter": "full", "max_steps": 25,
-                                         "learning_rate": 0.6, "max_grad_norm": 1.0, "per_device_train_batch_size": 2,
-                                         "gradient_accumulation_steps": 1, "max_seq_length": 64, "save_steps": 0,
-                                         "warmup_ratio": 0, "lr_scheduler": "constant", "logging_steps": 1}, rows)
+    rc, events, _ = full_fine_tuning_of_sums(tmp_path, tiny_model, max_steps=25, learning_rate=0.6, max_grad_norm=1.0)
     seen = losses(events)
     print("losses:", [round(x, 2) for x in seen])
     assert len(seen) == 25, "it trained to the end: no step-wise check tripped"

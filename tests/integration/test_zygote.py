@@ -39,6 +39,15 @@ def write_spec(tmp_path: Path, tiny_model: Path, max_steps: int) -> Path:
     return spec
 
 
+def home_and_config(tmp_path: Path, tiny_model: Path, max_steps: int):
+    """A trainer's home with chat.jsonl in its datasets, and a resolved config that trains on it."""
+    paths = Paths(tmp_path / "home").ensure()
+    write_chat_dataset(paths.datasets / "chat.jsonl", rows=32)
+    return paths, jobconfig.resolve("basic", config_from_dict({
+        "base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": max_steps,
+        "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_seq_length": 64, "save_steps": 0}))
+
+
 def cmdline(pid: int) -> list[str]:
     return open(f"/proc/{pid}/cmdline", "rb").read().decode().rstrip("\0").split(" ")
 
@@ -86,11 +95,7 @@ def test_a_forked_run_is_set_up_like_an_execd_one(tmp_path, tiny_model):
 
 def test_runs_die_with_the_zygote_and_the_next_run_starts_with_exec_on_its_share_of_the_cores(tmp_path, tiny_model):
     spec = write_spec(tmp_path, tiny_model, max_steps=100000)
-    paths = Paths(tmp_path / "home").ensure()
-    write_chat_dataset(paths.datasets / "chat.jsonl", rows=32)
-    config = jobconfig.resolve("basic", config_from_dict({
-        "base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 3,
-        "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_seq_length": 64, "save_steps": 0}))
+    paths, config = home_and_config(tmp_path, tiny_model, max_steps=3)
 
     async def scenario():
         supervisor = RunSupervisor(paths, max_runs=2, preload=True, cpu_threads=1)
@@ -142,11 +147,7 @@ def test_a_signal_to_a_process_not_yet_in_its_own_session_still_reaches_it():
 def test_runs_cancelled_as_they_start_end_cancelled(tmp_path, tiny_model):
     """A cancel right after StartRun, while the forked child is still becoming the run, ends it as
     cancelled each time; none trains on to success."""
-    paths = Paths(tmp_path / "home").ensure()
-    write_chat_dataset(paths.datasets / "chat.jsonl", rows=32)
-    config = jobconfig.resolve("basic", config_from_dict({
-        "base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 30,
-        "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_seq_length": 64, "save_steps": 0}))
+    paths, config = home_and_config(tmp_path, tiny_model, max_steps=30)
 
     async def scenario():
         supervisor = RunSupervisor(paths, max_runs=1, preload=True, cpu_threads=1)
