@@ -1,13 +1,16 @@
 """The analyzer on real failure logs, scored on the development half (the logs its rules were
 written against) and on the test half (held out: no rule is written while looking at its misses).
 
-    .venv/bin/python bench/analyzer_accuracy.py [--misses dev]
+    .venv/bin/python bench/analyzer_accuracy.py [--misses dev] [--round N]
 
 Development half: tests/fixtures/failures (the first fixtures) and tests/fixtures/corpus/dev.
 Test half: tests/fixtures/corpus/test. Both are made by really running the failing thing
 (scripts/capture_failure.py, scripts/failure_corpus.py). Prints category and phase accuracy per half
 and per category, and saves them to bench/results/analyzer_accuracy.json. `--misses dev` lists the
-development half's misses; there is deliberately no such option for the test half.
+development half's misses; there is deliberately no such option for the test half. `--round N`
+scores only the logs of one round of scripts/failure_corpus.py and scripts/bare_trl_corpus.py (their
+meta.json says which) and saves to analyzer_accuracy_roundN.json: run at once after a round is
+made, before any rule changes, it gives the round's first-sight figures.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ FIXTURES = REPO / "tests" / "fixtures"
 HALVES = {"dev": [FIXTURES / "failures", FIXTURES / "corpus" / "dev"], "test": [FIXTURES / "corpus" / "test"]}
 
 
-def score(half: str) -> list[Scored]:
+def score(half: str, round_: int | None = None) -> list[Scored]:
     out = []
     for case in case_dirs(*HALVES[half]):
         meta = json.loads((case / "meta.json").read_text())
+        if round_ is not None and meta.get("round") != round_:
+            continue
         got = names(analyze(request_for(case)))
         out.append(Scored(case.name, half, (meta["expected_category"], meta["expected_phase"]), got,
                           meta.get("cause", meta.get("description", ""))))
@@ -58,10 +63,11 @@ def summary(scored: list[Scored]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--misses", choices=["dev"], help="list the development half's misses")
+    p.add_argument("--round", type=int, help="only the logs of this round of the corpus scripts")
     args = p.parse_args(argv)
     results = {}
     for half in HALVES:
-        scored = score(half)
+        scored = score(half, args.round)
         results[half] = summary(scored)
         r = results[half]
         print(f"{half:4}: {r['category_right']}/{r['cases']} categories, {r['phase_right']}/{r['cases']} phases, "
@@ -73,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             for s in scored:
                 if s.got != s.expected:
                     print(f"      miss {s.name}: expected {s.expected}, got {s.got}")
-    out = REPO / "bench" / "results" / "analyzer_accuracy.json"
+    out = REPO / "bench" / "results" / (f"analyzer_accuracy_round{args.round}.json" if args.round
+                                        else "analyzer_accuracy.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"saved {out.relative_to(REPO)}")

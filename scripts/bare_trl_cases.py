@@ -12,6 +12,7 @@ Add a case by adding a row; never edit a log it produced.
 
 from __future__ import annotations
 
+import failure_round5
 from failure_cases import FOURTH_ROUND
 
 BASE_ARGS = {"max_steps": 3, "per_device_train_batch_size": 2, "logging_steps": 1, "report_to": [],
@@ -24,6 +25,15 @@ def bare(name, cause, category, phase, how, args=None, data="chat.jsonl", model=
          **extra):
     return dict(name=name, cause=cause, category=category, phase=phase, how=how, args={**BASE_ARGS, **(args or {})},
                 data=data, model=model, trainer=trainer, peft=peft, **extra)
+
+
+def fifth(name, cause, category, phase, how, extra):
+    """A row of scripts/failure_round5.py as a bare case."""
+    extra = dict(extra)
+    args = {"max_steps": 200} if "act" in extra and extra["act"][0] == "signal" else \
+        {"max_steps": 4} if "resume" in extra else {}
+    return bare(name, cause, category, phase, how, args={**args, **extra.pop("args", {})}, round=failure_round5.ROUND,
+                **extra)
 
 
 CASES = [
@@ -186,4 +196,6 @@ CASES = [
     bare("resume_full_weights", "damaged full-model checkpoint weights", "CHECKPOINT_CORRUPT", "STARTUP",
          "resume full fine-tuning from a checkpoint whose model.safetensors is cut short", resume="full_weights",
          peft=None, args={"max_steps": 4}),
+    # the fifth round
+    *[fifth(*row) for row in failure_round5.SHARED + failure_round5.BARE],
 ]

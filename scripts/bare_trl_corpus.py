@@ -91,7 +91,7 @@ def run_case(case: dict, models: dict[str, str], data: Path, out_root: Path, spl
         scrub = lambda text: capture_failure.scrub(text, workdir, model, str(data / "x"))  # noqa: E731
         (out / "log.txt").write_text(scrub("\n".join(result["lines"][-400:]) + "\n"))
         meta = {"case_id": out.name, "description": case["how"], "cause": case["cause"], "split": split,
-                "expected_category": case["category"], "expected_phase": case["phase"],
+                "expected_category": case["category"], "expected_phase": case["phase"], "round": case.get("round"),
                 "exit_code": result["exit_code"], "signal": result["signal"], "config": config,
                 "how_produced": f"scripts/bare_trl_corpus.py ran scripts/bare_trl.py (plain TRL) on this config: "
                                 f"{case['how']}",

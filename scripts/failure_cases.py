@@ -19,6 +19,8 @@ Add a case by adding a row; never edit a log it produced.
 
 from __future__ import annotations
 
+import failure_round5
+
 BASE = {"max_steps": 3, "logging_steps": 1, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
         "max_seq_length": 64, "save_steps": 0, "eval_strategy": "no"}
 
@@ -28,9 +30,19 @@ def case(name, cause, category, phase, how, config=None, model="tiny", data="cha
                 config={**BASE, **(config or {})}, model=model, data=data, **extra)
 
 
-def later(*args, **kwargs):
-    """A case of the second round: its cause is split by itself (see failure_corpus.split_of)."""
-    return case(*args, round=2, **kwargs)
+def later(*args, round=2, **kwargs):
+    """A case of a later round: its cause is split by itself (see failure_corpus.split_of)."""
+    return case(*args, round=round, **kwargs)
+
+
+def fifth(name, cause, category, phase, how, extra):
+    """A row of scripts/failure_round5.py as a case: a signalled run long enough to be signalled, a
+    resumed one a step past its checkpoint."""
+    extra = dict(extra)
+    config = {"max_steps": 40} if "act" in extra and extra["act"][0] == "signal" else \
+        {"max_steps": 4} if "resume" in extra else {}
+    extra["config"] = {**config, **extra.get("config", {})}
+    return later(name, cause, category, phase, how, round=failure_round5.ROUND, **extra)
 
 
 # The fourth round's causes that run on any runner as they are (this table and scripts/bare_trl_cases.py
@@ -263,4 +275,6 @@ CASES = [
     later("resume_full_weights_damaged", "damaged full-model checkpoint weights", "CHECKPOINT_CORRUPT", "STARTUP",
           "resume full fine-tuning from a checkpoint whose model.safetensors is cut short", resume="full_weights",
           config={"adapter": "full", "max_steps": 4}),
+    # the fifth round
+    *[fifth(*row) for row in failure_round5.SHARED + failure_round5.TRAINER],
 ]

@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "sdk" / "python"), str(REPO / "scripts")]
 
 import capture_failure  # noqa: E402
+import failure_round5  # noqa: E402
 from failure_cases import CASES  # noqa: E402
 
 
@@ -104,6 +105,7 @@ def write_datasets(root: Path) -> None:
     (root / "object.json").write_text(json.dumps({"rows": len(chat), "data": chat}))
     (root / "folder.jsonl").mkdir(exist_ok=True)
     (root / "folder.jsonl" / "part-0.jsonl").write_text((root / "chat.jsonl").read_text())
+    failure_round5.write_datasets(root)
 
 
 def write_models(root: Path) -> dict[str, str]:
@@ -167,6 +169,7 @@ def write_models(root: Path) -> dict[str, str]:
     variant("no-tokenizer", lambda p: [f.unlink() for f in p.iterdir()
                                        if f.name.startswith(("tokenizer", "special_tokens", "chat_template", "vocab",
                                                              "merges"))])
+    failure_round5.write_models(root, tiny, variant, models)
     return models
 
 
@@ -184,6 +187,8 @@ def checkpoint_for(case: dict, workdir: Path, model: str, data: str) -> str:
 
 def damage(ckpt: Path, how: str) -> None:
     """Damage a real checkpoint folder as a case names it."""
+    if failure_round5.damage(ckpt, how):
+        return
     if how == "optimizer":
         f = ckpt / "optimizer.pt"
         f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
@@ -262,7 +267,7 @@ def run_case(case: dict, models: dict[str, str], data_root: Path, out_root: Path
             case["how"], case["category"], case["phase"],
             {"env": env, "act": case.get("act"), "step_timeout_s": case.get("step_timeout"),
              "resume_damage": case.get("resume")},
-            extra={"cause": case["cause"], "split": split, "resume_checkpoint": resume},
+            extra={"cause": case["cause"], "split": split, "resume_checkpoint": resume, "round": case.get("round", 1)},
             producer="scripts/failure_corpus.py")
         errors = [e["error"]["type"] for e in result["events"] if "error" in e]
         return f"exit {result['exit_code']} signal {result['signal']} error {errors[-1] if errors else None}"
