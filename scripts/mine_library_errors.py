@@ -68,7 +68,11 @@ MAPPING: list[tuple[str, str, str, str]] = [
     ("torch/utils/data/", r"should be|must be|expected|invalid", "INVALID_CONFIG", ""),
     ("torch/optim/", r"invalid|must be|expected", "INVALID_CONFIG", "STARTUP"),
     ("peft/", r"must be|should be|invalid|not supported|expected", "INVALID_CONFIG", "MODEL_LOAD"),
+    # a config.json without its model_type: the model folder's own file is incomplete
+    ("transformers/models/auto/", r"should have a `?model_type`? key", "CHECKPOINT_CORRUPT", "MODEL_LOAD"),
     ("transformers/models/auto/", r"unrecognized|does not recognize|model type", "INVALID_CONFIG", "MODEL_LOAD"),
+    # the learning-rate schedules refusing their arguments
+    ("transformers/optimization.py", r"should be|must be|invalid|expected|only|requires", "INVALID_CONFIG", "STARTUP"),
 ]
 
 

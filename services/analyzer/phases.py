@@ -15,7 +15,8 @@ _BY_FUNC: list[tuple[str, frozenset[str]]] = [
     ("STARTUP", frozenset({"_load_from_checkpoint", "_validate_args", "validate_quantization_for_training",
                            "_load_optimizer_and_scheduler", "_load_rng_state", "_load_scaler",
                            "_load_callback_state", "load_from_json", "create_optimizer",
-                           "create_scheduler", "create_optimizer_and_scheduler", "set_initial_training_values"})),
+                           "create_scheduler", "create_optimizer_and_scheduler", "set_initial_training_values",
+                           "_init_training_state", "apply_liger_kernel", "check_resumable"})),
     # compute_loss and the forward pass run in training and in evaluation alike: they decide nothing
     ("TRAINING", frozenset({"training_step", "_inner_training_loop", "backward", "optimizer_step",
                             "_maybe_log_save_evaluate", "_run_epoch"})),

@@ -21,6 +21,7 @@ PRIORS: list[tuple[str, str, str, str]] = [
     ("torch/optim/", "__init__", "INVALID_CONFIG", "STARTUP"),
     ("transformers/generation/configuration_utils.py", "", "INVALID_CONFIG", ""),
     ("peft/config.py", "", "INVALID_CONFIG", "MODEL_LOAD"),
+    ("transformers/optimization.py", "", "INVALID_CONFIG", "STARTUP"),  # the learning-rate schedules
     # reading data
     ("datasets/packaged_modules/", "", "DATASET_FORMAT", "DATA_PREP"),
     ("datasets/builder.py", "", "DATASET_FORMAT", "DATA_PREP"),

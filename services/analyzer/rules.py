@@ -151,6 +151,16 @@ RULES: list[Rule] = [
     Rule("CHECKPOINT_CORRUPT", 0.85, _both(_exc("SafetensorError", "UnpicklingError", "EOFError"),
                                            lambda f: True)),
     Rule("CHECKPOINT_CORRUPT", 0.8, _msg(r"Error while deserializing header|invalid load key|PytorchStreamReader failed")),
+    # the trainer's own check of a checkpoint folder before it resumes (services/common/checkpoints.py)
+    Rule("CHECKPOINT_CORRUPT", 0.9, _both(_exc("CheckpointError"), _msg(r"checkpoint \S+ is damaged"))),
+    # a model's own file that does not parse (its config, its tokenizer), met while the model loads
+    Rule("CHECKPOINT_CORRUPT", 0.8, _both(_exc("JSONDecodeError", "UnicodeDecodeError"),
+                                          _frames("from_pretrained", "_from_pretrained", "get_config_dict",
+                                                  "_get_config_dict", "_dict_from_json_file"))),
+    # the training state read back from a checkpoint, with a value of the wrong kind: the failing line
+    # is transformers' own use of it, where it sets up the resumed run
+    Rule("CHECKPOINT_CORRUPT", 0.75, lambda f: bool(f.frames) and f.frames[-1].func == "_init_training_state"
+         and "self.state" in f.frames[-1].code and _exc("TypeError", "ValueError", "KeyError")(f)),
     # whatever fails while a checkpoint's state is read back to resume from it: the checkpoint is damaged
     # (a missing one was said above; a missing file inside one is a damaged one)
     Rule("CHECKPOINT_CORRUPT", 0.75, _both(_frames(*_RESUMING), lambda f: not _exc("ImportError")(f)

@@ -48,3 +48,26 @@ def eval_loss(checkpoint: Path) -> float | None:
     step = step_of(checkpoint.name)
     losses = [h["eval_loss"] for h in history if h.get("step") == step and "eval_loss" in h]
     return float(losses[-1]) if losses else None
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be resumed from, said plainly (transformers says "Can't find a
+    valid checkpoint" for a missing folder, a file and a folder without weights alike)."""
+
+
+_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "model.safetensors.index.json",
+            "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def check_resumable(checkpoint: Path) -> None:
+    """Raise CheckpointError naming what is wrong with `checkpoint` before a run resumes from it: not
+    there, not a folder, or a folder that holds files but no weights. An empty folder is left to the
+    library, which says it is not a valid checkpoint."""
+    if not checkpoint.exists() and not checkpoint.is_symlink():
+        raise CheckpointError(f"checkpoint {checkpoint.name} was not found: it does not exist")
+    if not checkpoint.is_dir():
+        raise CheckpointError(f"checkpoint {checkpoint.name} was not found: a file stands where its folder should be")
+    files = sorted(p.name for p in checkpoint.iterdir())
+    if files and not any(name in files for name in _WEIGHTS):
+        raise CheckpointError(f"checkpoint {checkpoint.name} is damaged: it holds {', '.join(files[:8])}"
+                              f"{' ...' if len(files) > 8 else ''} but no model or adapter weights")

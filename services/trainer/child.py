@@ -23,6 +23,7 @@ PAUSE = threading.Event()
 signal.signal(signal.SIGUSR1, lambda *_: PAUSE.set())  # before the slow imports below: SIGUSR1 must never kill us
 
 from services.common import chat_templates  # noqa: E402
+from services.common.checkpoints import check_resumable  # noqa: E402
 from services.trainer.process import EventSink, across_ranks, die_with_parent, prefer_oom_kill  # noqa: E402
 
 
@@ -154,6 +155,7 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
         resume = None
     if resume:
         sink.set_phase("PHASE_STARTUP", f"resuming from {Path(resume).name}")
+        check_resumable(Path(resume))
     result = trainer.train(resume_from_checkpoint=resume)
     if callback.paused_checkpoint:
         return {"outcome": "RUN_OUTCOME_PAUSED", "resume_checkpoint": callback.paused_checkpoint}

@@ -50,6 +50,12 @@ NO_EVIDENCE = {
     # transformers builds an empty tokenizer from a folder without tokenizer files, silently; a bare
     # script then fails on the chat template, and nothing in the log names the missing files
     "bare-model_without_tokenizer": "the log holds no trace of the missing tokenizer files",
+    # transformers says "Can't find a valid checkpoint" for a missing folder and for a folder without
+    # weights alike; FineTune Lab's trainer says which (its run of the same cause is scored right)
+    "bare-resume_adapter_weights_missing": "the library's one message for a missing and an incomplete checkpoint",
+    # datasets reads the file without a word, and TRL then looks for a text column: the log shows only
+    # a missing column, not the row whose type changed
+    "bare-column_type_changes": "the log holds only TRL's KeyError for a text column",
 }
 
 
