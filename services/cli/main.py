@@ -154,14 +154,18 @@ def cmd_jobs(args, _):
 
 
 def cmd_get(args, _):
+    from services.cli.config_view import print_config
     from services.cli.render import job_json, job_panel
 
     with _client(args) as client:
         job = client.get_job(args.job)
+        template = None if args.json else next(
+            (t.resolved for t in client.list_templates() if t.name == (job.template or "basic")), None)
     if args.json:
         print(job_json(job))
-    else:
-        job_panel(console, job)
+        return 0
+    job_panel(console, job)
+    print_config(console, job.config, template, job.template or "basic")
     return 0
 
 
@@ -409,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=cmd_jobs)
 
-    p = sub.add_parser("get", help="show one job")
+    p = sub.add_parser("get", help="show one job: its state, progress, findings and its whole resolved config, "
+                                   "grouped, with what it changed from its template marked *")
     p.add_argument("job")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_get)

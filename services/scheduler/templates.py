@@ -78,7 +78,14 @@ def _config(values: dict) -> config_pb2.TrainingConfig:
 
 
 def list_templates() -> list[config_pb2.Template]:
-    return [config_pb2.Template(name=n, description=d, config=_config(v)) for n, d, v in _TEMPLATES]
+    out = []
+    for n, d, v in _TEMPLATES:
+        resolved, own = defaults(), _config(v)
+        if own.lora.target_modules:  # a list replaces the default's, as jobconfig.overlay does
+            del resolved.lora.target_modules[:]
+        resolved.MergeFrom(own)
+        out.append(config_pb2.Template(name=n, description=d, config=_config(v), resolved=resolved))
+    return out
 
 
 def get_template(name: str) -> config_pb2.Template | None:

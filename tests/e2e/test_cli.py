@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -49,6 +50,9 @@ def test_json_everywhere_and_watch_as_json_lines(server, tiny_model, tmp_path):
         ["checkpoint-3", "checkpoint-6"]
     shown = ftlab(server, "get", job["name"])  # the panel says how the job trained, and why
     assert "trained with:" in shown.stdout and "optimizer = adamw_torch_fused" in shown.stdout, shown.stdout
+    # and its whole resolved config, grouped, with what it changed from its template marked
+    assert "config (* = changed from template basic):" in shown.stdout and "\n    optimization\n" in shown.stdout
+    assert re.search(r"\n     \* max_steps +6  \(template: 0\)\n", shown.stdout), shown.stdout
 
 
 def test_exit_statuses(server, tiny_model, tmp_path):

@@ -675,6 +675,7 @@ class Template(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     CONFIG_FIELD_NUMBER: _builtins.int
+    RESOLVED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Short name used in CreateJob, e.g. "basic"."""
     description: _builtins.str
@@ -683,16 +684,23 @@ class Template(_message.Message):
     def config(self) -> Global___TrainingConfig:
         """The template's values (base_model and dataset are left to the job)."""
 
+    @_builtins.property
+    def resolved(self) -> Global___TrainingConfig:
+        """What a job of this template starts from: the defaults with the template's values over them.
+        `ftlab get` marks what a job changed from it.
+        """
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         description: _builtins.str = ...,
         config: Global___TrainingConfig | None = ...,
+        resolved: Global___TrainingConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "resolved", b"resolved"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "description", b"description", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "description", b"description", "name", b"name", "resolved", b"resolved"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -423,6 +423,14 @@ export declare type Template = Message<"ftlab.v1.Template"> & {
    * @generated from field: ftlab.v1.TrainingConfig config = 3;
    */
   config?: TrainingConfig | undefined;
+
+  /**
+   * What a job of this template starts from: the defaults with the template's values over them.
+   * `ftlab get` marks what a job changed from it.
+   *
+   * @generated from field: ftlab.v1.TrainingConfig resolved = 4;
+   */
+  resolved?: TrainingConfig | undefined;
 };
 
 /**
