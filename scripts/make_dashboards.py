@@ -54,6 +54,12 @@ JOB = [
     ("Tokens/s", "short", [('ftlab_job_tokens_per_second{job_id="$job"}', "tokens/s")], False),
     ("Samples/s", "short", [('ftlab_job_samples_per_second{job_id="$job"}', "samples/s")], False),
     ("Step", "short", [('ftlab_job_step{job_id="$job"}', "step")], False),
+    ("Token accuracy and entropy", "short", [('ftlab_job_token_accuracy{job_id="$job"}', "token accuracy"),
+                                             ('ftlab_job_entropy{job_id="$job"}', "entropy (nats)")], False),
+    ("DPO rewards", "short", [('ftlab_job_dpo_reward_chosen{job_id="$job"}', "chosen"),
+                              ('ftlab_job_dpo_reward_rejected{job_id="$job"}', "rejected"),
+                              ('ftlab_job_dpo_reward_margin{job_id="$job"}', "margin"),
+                              ('ftlab_job_dpo_reward_accuracy{job_id="$job"}', "accuracy")], False),
     ("GPU memory (peak)", "bytes", [('ftlab_job_gpu_memory_peak_bytes{job_id="$job"}', "peak"),
                                     ('ftlab_run_gpu_memory_bytes{job_id="$job"}', "{{kind}}")], True),
 ]

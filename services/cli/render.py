@@ -94,6 +94,14 @@ def job_panel(console: Console, job: job_pb2.Job) -> None:
         loss = f"  loss {p.loss:.4f}" if p.HasField("loss") else ""
         ev = f"  eval loss {p.eval_loss:.4f}" if p.HasField("eval_loss") else ""
         console.print(f"  step {p.step}/{p.max_steps}  epoch {p.epoch:.2f}{loss}{ev}  {p.tokens_per_second:,.0f} tokens/s")
+        if p.HasField("mean_token_accuracy") or p.HasField("entropy"):
+            console.print("  " + "  ".join(t for t in (
+                f"token accuracy {p.mean_token_accuracy:.1%}" if p.HasField("mean_token_accuracy") else "",
+                f"entropy {p.entropy:.2f}" if p.HasField("entropy") else "") if t))
+        if p.HasField("rewards"):
+            r = p.rewards
+            console.print(f"  DPO rewards: chosen {r.chosen:+.3f}  rejected {r.rejected:+.3f}  margin {r.margins:+.3f}"
+                          f"  accuracy {r.accuracies:.0%}")
     c = job.config
     adapter = job.config.DESCRIPTOR.fields_by_name['adapter'].enum_type.values_by_number[c.adapter].name
     console.print(f"  model {c.base_model}  template {job.template}  {words(adapter)}")

@@ -62,9 +62,19 @@ def describe(event: job_pb2.JobEvent) -> str:
     return ""
 
 
+def rewards_text(r) -> str:
+    """DPO's implicit rewards: chosen, rejected, their margin, and how often chosen wins."""
+    return (f"rewards chosen {r.chosen:+.3f} rejected {r.rejected:+.3f} margin {r.margins:+.3f} "
+            f"accuracy {r.accuracies:.0%}")
+
+
 def stats_line(m) -> str:
     parts = [f"loss {m.loss:.4f}" if m.HasField("loss") else "", f"{m.tokens_per_second:,.0f} tok/s",
              f"{m.samples_per_second:,.1f} samples/s"]
+    if m.HasField("mean_token_accuracy"):
+        parts.append(f"token accuracy {m.mean_token_accuracy:.1%}")
+    if m.HasField("rewards"):
+        parts.append(rewards_text(m.rewards))
     if m.HasField("gpu_memory_peak_bytes"):
         parts.append(f"GPU peak {human_bytes(m.gpu_memory_peak_bytes)}")
     if m.HasField("eta_seconds"):
@@ -123,6 +133,12 @@ class Dashboard:
         if self.evaluating is not None:
             p = self.evaluating
             grid.add_row("evaluating", f"{p.batches_done}/{p.batches_total or '?'} batches at step {p.step}")
+        if m is not None and (m.HasField("mean_token_accuracy") or m.HasField("entropy")):
+            grid.add_row("tokens", "   ".join(t for t in (
+                f"accuracy {m.mean_token_accuracy:.1%}" if m.HasField("mean_token_accuracy") else "",
+                f"entropy {m.entropy:.2f}" if m.HasField("entropy") else "") if t))
+        if m is not None and m.HasField("rewards"):
+            grid.add_row("DPO rewards", rewards_text(m.rewards))
         if m is not None:
             grid.add_row("speed", f"{m.tokens_per_second:,.0f} tokens/s   {m.samples_per_second:,.1f} samples/s")
             if m.HasField("gpu_memory_allocated_bytes") or m.HasField("gpu_memory_peak_bytes"):

@@ -600,6 +600,11 @@ class JobManager:
             progress.loss = m.loss
         if m.HasField("eta_seconds"):
             progress.eta_seconds = m.eta_seconds
+        for name in ("mean_token_accuracy", "entropy"):
+            if m.HasField(name):
+                setattr(progress, name, getattr(m, name))
+        if m.HasField("rewards"):
+            progress.rewards.CopyFrom(m.rewards)
         if m.HasField("gpu_memory_peak_bytes"):
             progress.gpu_memory_peak_bytes = max(progress.gpu_memory_peak_bytes, m.gpu_memory_peak_bytes)
         r.progress_json = convert.to_json(progress)

@@ -47,7 +47,16 @@ class SchedulerMetrics:
         self.eval_loss = _gauge("ftlab_job_eval_loss", "Latest evaluation loss of a running job.", registry)
         self.step = _gauge("ftlab_job_step", "Optimizer step reached by a running job.", registry)
         self.gpu_peak = _gauge("ftlab_job_gpu_memory_peak_bytes", "Peak GPU memory of a running job.", registry)
-        self._per_job = (self.tokens, self.samples, self.loss, self.eval_loss, self.step, self.gpu_peak)
+        self.token_accuracy = _gauge("ftlab_job_token_accuracy", "Latest share of next tokens a running job's model "
+                                     "predicted right (TRL's mean_token_accuracy).", registry)
+        self.entropy = _gauge("ftlab_job_entropy", "Latest mean next-token entropy of a running job, in nats.", registry)
+        self.rewards = {name: _gauge(f"ftlab_job_dpo_reward_{name}", doc, registry) for name, doc in (
+            ("chosen", "Latest mean implicit reward of the chosen answers of a running DPO job."),
+            ("rejected", "Latest mean implicit reward of the rejected answers of a running DPO job."),
+            ("margin", "Latest mean reward margin, chosen minus rejected, of a running DPO job."),
+            ("accuracy", "Latest share of pairs whose chosen answer a running DPO job rewards higher."))}
+        self._per_job = (self.tokens, self.samples, self.loss, self.eval_loss, self.step, self.gpu_peak,
+                         self.token_accuracy, self.entropy, *self.rewards.values())
         self.queue_wait = Histogram("ftlab_queue_wait_seconds", "Time from submission to a job's first start.",
                                     buckets=WAIT_BUCKETS, registry=registry)
         self.first_step = Histogram("ftlab_job_first_step_seconds",
@@ -109,6 +118,15 @@ class SchedulerMetrics:
             self.eval_loss.labels(row.id).set(p.eval_loss)
         if p.HasField("gpu_memory_peak_bytes"):
             self.gpu_peak.labels(row.id).set(p.gpu_memory_peak_bytes)
+        if p.HasField("mean_token_accuracy"):
+            self.token_accuracy.labels(row.id).set(p.mean_token_accuracy)
+        if p.HasField("entropy"):
+            self.entropy.labels(row.id).set(p.entropy)
+        if p.HasField("rewards"):
+            r = p.rewards
+            for name, value in (("chosen", r.chosen), ("rejected", r.rejected), ("margin", r.margins),
+                                ("accuracy", r.accuracies)):
+                self.rewards[name].labels(row.id).set(value)
 
 
 # waits run from tens of milliseconds (a free slot, a forked run) to hours (a busy queue)

@@ -131,9 +131,14 @@ class ReportingCallback(TrainerCallback):
             "elapsed_seconds": now - self._start,
             "tokens_seen": tokens,
         }
-        for key, name in (("learning_rate", "learning_rate"), ("grad_norm", "grad_norm")):
+        for key, name in (("learning_rate", "learning_rate"), ("grad_norm", "grad_norm"),
+                          ("mean_token_accuracy", "mean_token_accuracy"), ("entropy", "entropy")):
             if logs.get(key) is not None:
                 metrics[name] = float(logs[key])
+        rewards = {name: float(logs[f"rewards/{name}"]) for name in ("chosen", "rejected", "margins", "accuracies")
+                   if logs.get(f"rewards/{name}") is not None}
+        if rewards:  # DPO's implicit rewards, as TRL names them
+            metrics["rewards"] = rewards
         done = state.global_step - self._first_step
         if done > 0 and state.max_steps:
             metrics["eta_seconds"] = (now - self._start) / done * (state.max_steps - state.global_step)

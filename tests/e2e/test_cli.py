@@ -227,3 +227,24 @@ def test_a_dry_run_prints_the_resolved_config_and_pre_flight_and_creates_nothing
     refused = ftlab(server, "submit", str(missing), "--dry-run")
     assert refused.returncode == 2 and "it would be refused" in refused.stdout
     assert {j["name"] for j in json.loads(ftlab(server, "jobs", "--json").stdout)} == before, "nothing was created"
+
+
+def test_dpo_rewards_and_token_accuracy_reach_watch_and_get(server, tiny_model, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"What is {a} plus 1?", "chosen": f"{a + 1}.",
+                                         "rejected": f"{a + 7}."}) + "\n" for a in range(32)))
+    job = tmp_path / "dpo.json"
+    job.write_text(json.dumps({"base_model": str(tiny_model), "method": "dpo", "dataset": {"uri": str(pairs)},
+                               "max_steps": 3, "save_steps": 0, "max_seq_length": 64, "eval_strategy": "no"}))
+    name = ftlab(server, "submit", str(job)).stdout.strip()
+    watched = ftlab(server, "watch", name)  # piped: a line per event
+    assert watched.returncode == 0, watched.stderr
+    steps = [line for line in watched.stdout.splitlines() if line.startswith("step ")]
+    assert steps and all("token accuracy " in s and "rewards chosen " in s and " margin " in s
+                                   for s in steps), watched.stdout
+    shown = ftlab(server, "get", name).stdout
+    assert re.search(r"DPO rewards: chosen [+-]\d\.\d{3}  rejected [+-]\d\.\d{3}  margin [+-]\d\.\d{3}  accuracy \d+%",
+                     shown), shown
+    assert re.search(r"token accuracy \d+\.\d%  entropy \d+\.\d\d", shown), shown
+    as_json = json.loads(ftlab(server, "get", name, "--json").stdout)
+    assert set(as_json["progress"]["rewards"]) == {"chosen", "rejected", "margins", "accuracies"}

@@ -57,6 +57,9 @@ def stack(tmp_path_factory, tiny_model):
     binary = prometheus_binary()
     home = tmp_path_factory.mktemp("prom-home")
     write_chat_dataset(home / "datasets" / "chat.jsonl", rows=96)
+    (home / "datasets" / "pairs.jsonl").write_text("".join(  # the watched job is DPO: every per-job panel has data
+        json.dumps({"prompt": f"What is {a} plus 1?", "chosen": f"{a + 1}.", "rejected": f"{a + 7}."}) + "\n"
+        for a in range(64)))
     server = start_server(home, name="prom")
     port = free_port()
     config = home / "prometheus.yml"
@@ -90,8 +93,9 @@ def stack(tmp_path_factory, tiny_model):
 
 def _run_jobs(server, tiny_model, home, base) -> str:
     """A job that trains, evaluates and is downloaded, one that fails (and is analyzed), and one that
-    trains until Prometheus has scraped each of its per-job series (they exist only while it runs; a
-    short job on fast cores can end between two scrapes), then is cancelled; its id is returned."""
+    trains (DPO, so that the reward panels have data too) until Prometheus has scraped each of its
+    per-job series (they exist only while it runs; a short job on fast cores can end between two
+    scrapes), then is cancelled; its id is returned."""
     per_job = [e for board, e, gpu_only in expressions() if board == "job" and not gpu_only]
     with Client(server.address, user="prom") as client:
         good = client.create_job({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl", "eval_split": 0.1},
@@ -102,8 +106,8 @@ def _run_jobs(server, tiny_model, home, base) -> str:
         assert client.wait(bad.name, timeout=300).state == job_pb2.JOB_STATE_FAILED
         wait_for(lambda: client.get_job(bad.name).analysis.category, timeout=60, what="the failure analysis")
         client.download(good.name, home / "adapter.zip", what="adapter")
-        watched = client.create_job({"base_model": str(tiny_model), "max_steps": 5000, "save_steps": 0,
-                                     "dataset": {"uri": "chat.jsonl", "eval_split": 0.1}, "eval_strategy": "steps",
+        watched = client.create_job({"base_model": str(tiny_model), "max_steps": 5000, "save_steps": 0, "method": "dpo",
+                                     "dataset": {"uri": "pairs.jsonl", "eval_split": 0.1}, "eval_strategy": "steps",
                                      "eval_steps": 5, "max_seq_length": 64, "per_device_train_batch_size": 2})
         job_id = watched.name.removeprefix("jobs/")
         for expr in per_job:

@@ -95,6 +95,9 @@ def test_prompt_completion_rows_train_a_lora_adapter_with_eval(tmp_path, tiny_mo
     assert (job_dir / "adapter" / "adapter_model.safetensors").exists()
     samples = [e.metrics.samples_per_second for e in parsed if e.HasField("metrics")]
     assert all(s > 0 for s in samples)
+    # TRL's token accuracy and entropy reach the events; an SFT run has no DPO rewards
+    metrics = [e.metrics for e in parsed if e.HasField("metrics")]
+    assert all(0 <= m.mean_token_accuracy <= 1 and m.entropy > 0 and not m.HasField("rewards") for m in metrics)
 
 
 def test_a_bad_dataset_fails_in_data_prep_with_a_traceback(tmp_path, tiny_model):
@@ -123,9 +126,15 @@ def test_dpo_on_preference_pairs(tmp_path, tiny_model, chat_form):
                                                "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
                                                "learning_rate": 5e-3, "max_seq_length": 64, "save_steps": 0}, rows)
     assert rc == 0, events[-1]
-    losses = [e.metrics.loss for e in parse(events) if e.HasField("metrics")]
+    metrics = [e.metrics for e in parse(events) if e.HasField("metrics")]
+    losses = [m.loss for m in metrics]
     assert len(losses) == 6 and losses[-1] < losses[0]
     assert (job_dir / "adapter" / "adapter_model.safetensors").exists()
+    # DPO's implicit rewards and TRL's token accuracy are typed fields of every metrics event
+    assert all(m.HasField("rewards") and 0 <= m.rewards.accuracies <= 1 for m in metrics)
+    assert all(abs(m.rewards.margins - (m.rewards.chosen - m.rewards.rejected)) < 1e-4 for m in metrics)
+    assert metrics[-1].rewards.margins > 0  # it learned to prefer the chosen answers
+    assert all(m.HasField("mean_token_accuracy") and 0 <= m.mean_token_accuracy <= 1 for m in metrics)
 
 
 def test_a_diverging_run_fails_at_that_step_instead_of_succeeding(tmp_path, tiny_model):

@@ -144,6 +144,9 @@ class TrainingMetrics(_message.Message):
     ELAPSED_SECONDS_FIELD_NUMBER: _builtins.int
     TOKENS_SEEN_FIELD_NUMBER: _builtins.int
     GPU_MEMORY_PEAK_RESERVED_BYTES_FIELD_NUMBER: _builtins.int
+    MEAN_TOKEN_ACCURACY_FIELD_NUMBER: _builtins.int
+    ENTROPY_FIELD_NUMBER: _builtins.int
+    REWARDS_FIELD_NUMBER: _builtins.int
     step: _builtins.int
     """Optimizer step reached."""
     max_steps: _builtins.int
@@ -174,6 +177,16 @@ class TrainingMetrics(_message.Message):
     """Non-padding input tokens seen so far."""
     gpu_memory_peak_reserved_bytes: _builtins.int
     """Peak bytes of GPU memory reserved by the caching allocator since the run started (CUDA only)."""
+    mean_token_accuracy: _builtins.float
+    """Share of next tokens the model predicted right, over the tokens that count toward the loss
+    (TRL's mean_token_accuracy, SFT and DPO).
+    """
+    entropy: _builtins.float
+    """Mean entropy of the model's next-token distribution, in nats (TRL's entropy)."""
+    @_builtins.property
+    def rewards(self) -> Global___PreferenceRewards:
+        """DPO only: the implicit rewards of the chosen and rejected answers."""
+
     def __init__(
         self,
         *,
@@ -192,11 +205,16 @@ class TrainingMetrics(_message.Message):
         elapsed_seconds: _builtins.float = ...,
         tokens_seen: _builtins.int = ...,
         gpu_memory_peak_reserved_bytes: _builtins.int | None = ...,
+        mean_token_accuracy: _builtins.float | None = ...,
+        entropy: _builtins.float | None = ...,
+        rewards: Global___PreferenceRewards | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "_gpu_memory_allocated_bytes", b"_gpu_memory_allocated_bytes", "_gpu_memory_peak_bytes", b"_gpu_memory_peak_bytes", "_gpu_memory_peak_reserved_bytes", b"_gpu_memory_peak_reserved_bytes", "_gpu_memory_reserved_bytes", b"_gpu_memory_reserved_bytes", "_grad_norm", b"_grad_norm", "_learning_rate", b"_learning_rate", "_loss", b"_loss", "eta_seconds", b"eta_seconds", "gpu_memory_allocated_bytes", b"gpu_memory_allocated_bytes", "gpu_memory_peak_bytes", b"gpu_memory_peak_bytes", "gpu_memory_peak_reserved_bytes", b"gpu_memory_peak_reserved_bytes", "gpu_memory_reserved_bytes", b"gpu_memory_reserved_bytes", "grad_norm", b"grad_norm", "learning_rate", b"learning_rate", "loss", b"loss"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_entropy", b"_entropy", "_eta_seconds", b"_eta_seconds", "_gpu_memory_allocated_bytes", b"_gpu_memory_allocated_bytes", "_gpu_memory_peak_bytes", b"_gpu_memory_peak_bytes", "_gpu_memory_peak_reserved_bytes", b"_gpu_memory_peak_reserved_bytes", "_gpu_memory_reserved_bytes", b"_gpu_memory_reserved_bytes", "_grad_norm", b"_grad_norm", "_learning_rate", b"_learning_rate", "_loss", b"_loss", "_mean_token_accuracy", b"_mean_token_accuracy", "entropy", b"entropy", "eta_seconds", b"eta_seconds", "gpu_memory_allocated_bytes", b"gpu_memory_allocated_bytes", "gpu_memory_peak_bytes", b"gpu_memory_peak_bytes", "gpu_memory_peak_reserved_bytes", b"gpu_memory_peak_reserved_bytes", "gpu_memory_reserved_bytes", b"gpu_memory_reserved_bytes", "grad_norm", b"grad_norm", "learning_rate", b"learning_rate", "loss", b"loss", "mean_token_accuracy", b"mean_token_accuracy", "rewards", b"rewards"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "_gpu_memory_allocated_bytes", b"_gpu_memory_allocated_bytes", "_gpu_memory_peak_bytes", b"_gpu_memory_peak_bytes", "_gpu_memory_peak_reserved_bytes", b"_gpu_memory_peak_reserved_bytes", "_gpu_memory_reserved_bytes", b"_gpu_memory_reserved_bytes", "_grad_norm", b"_grad_norm", "_learning_rate", b"_learning_rate", "_loss", b"_loss", "elapsed_seconds", b"elapsed_seconds", "epoch", b"epoch", "eta_seconds", b"eta_seconds", "gpu_memory_allocated_bytes", b"gpu_memory_allocated_bytes", "gpu_memory_peak_bytes", b"gpu_memory_peak_bytes", "gpu_memory_peak_reserved_bytes", b"gpu_memory_peak_reserved_bytes", "gpu_memory_reserved_bytes", b"gpu_memory_reserved_bytes", "grad_norm", b"grad_norm", "learning_rate", b"learning_rate", "loss", b"loss", "max_steps", b"max_steps", "samples_per_second", b"samples_per_second", "step", b"step", "tokens_per_second", b"tokens_per_second", "tokens_seen", b"tokens_seen"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_entropy", b"_entropy", "_eta_seconds", b"_eta_seconds", "_gpu_memory_allocated_bytes", b"_gpu_memory_allocated_bytes", "_gpu_memory_peak_bytes", b"_gpu_memory_peak_bytes", "_gpu_memory_peak_reserved_bytes", b"_gpu_memory_peak_reserved_bytes", "_gpu_memory_reserved_bytes", b"_gpu_memory_reserved_bytes", "_grad_norm", b"_grad_norm", "_learning_rate", b"_learning_rate", "_loss", b"_loss", "_mean_token_accuracy", b"_mean_token_accuracy", "elapsed_seconds", b"elapsed_seconds", "entropy", b"entropy", "epoch", b"epoch", "eta_seconds", b"eta_seconds", "gpu_memory_allocated_bytes", b"gpu_memory_allocated_bytes", "gpu_memory_peak_bytes", b"gpu_memory_peak_bytes", "gpu_memory_peak_reserved_bytes", b"gpu_memory_peak_reserved_bytes", "gpu_memory_reserved_bytes", b"gpu_memory_reserved_bytes", "grad_norm", b"grad_norm", "learning_rate", b"learning_rate", "loss", b"loss", "max_steps", b"max_steps", "mean_token_accuracy", b"mean_token_accuracy", "rewards", b"rewards", "samples_per_second", b"samples_per_second", "step", b"step", "tokens_per_second", b"tokens_per_second", "tokens_seen", b"tokens_seen"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__entropy: _TypeAlias = _typing.Literal["entropy"]  # noqa: Y015
+    _WhichOneofArgType__entropy: _TypeAlias = _typing.Literal["_entropy", b"_entropy"]  # noqa: Y015
     _WhichOneofReturnType__eta_seconds: _TypeAlias = _typing.Literal["eta_seconds"]  # noqa: Y015
     _WhichOneofArgType__eta_seconds: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds"]  # noqa: Y015
     _WhichOneofReturnType__gpu_memory_allocated_bytes: _TypeAlias = _typing.Literal["gpu_memory_allocated_bytes"]  # noqa: Y015
@@ -213,6 +231,10 @@ class TrainingMetrics(_message.Message):
     _WhichOneofArgType__learning_rate: _TypeAlias = _typing.Literal["_learning_rate", b"_learning_rate"]  # noqa: Y015
     _WhichOneofReturnType__loss: _TypeAlias = _typing.Literal["loss"]  # noqa: Y015
     _WhichOneofArgType__loss: _TypeAlias = _typing.Literal["_loss", b"_loss"]  # noqa: Y015
+    _WhichOneofReturnType__mean_token_accuracy: _TypeAlias = _typing.Literal["mean_token_accuracy"]  # noqa: Y015
+    _WhichOneofArgType__mean_token_accuracy: _TypeAlias = _typing.Literal["_mean_token_accuracy", b"_mean_token_accuracy"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__entropy) -> _WhichOneofReturnType__entropy | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__eta_seconds) -> _WhichOneofReturnType__eta_seconds | None: ...
     @_typing.overload
@@ -229,8 +251,46 @@ class TrainingMetrics(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__learning_rate) -> _WhichOneofReturnType__learning_rate | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__loss) -> _WhichOneofReturnType__loss | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mean_token_accuracy) -> _WhichOneofReturnType__mean_token_accuracy | None: ...
 
 Global___TrainingMetrics: _TypeAlias = TrainingMetrics  # noqa: Y015
+
+@_typing.final
+class PreferenceRewards(_message.Message):
+    """DPO's implicit rewards since the previous logging step, as TRL logs them (rewards/chosen,
+    rewards/rejected, rewards/margins, rewards/accuracies).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHOSEN_FIELD_NUMBER: _builtins.int
+    REJECTED_FIELD_NUMBER: _builtins.int
+    MARGINS_FIELD_NUMBER: _builtins.int
+    ACCURACIES_FIELD_NUMBER: _builtins.int
+    chosen: _builtins.float
+    """Mean reward of the chosen answers."""
+    rejected: _builtins.float
+    """Mean reward of the rejected answers."""
+    margins: _builtins.float
+    """Mean of chosen minus rejected."""
+    accuracies: _builtins.float
+    """Share of pairs whose chosen answer has the higher reward."""
+    def __init__(
+        self,
+        *,
+        chosen: _builtins.float = ...,
+        rejected: _builtins.float = ...,
+        margins: _builtins.float = ...,
+        accuracies: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracies", b"accuracies", "chosen", b"chosen", "margins", b"margins", "rejected", b"rejected"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreferenceRewards: _TypeAlias = PreferenceRewards  # noqa: Y015
 
 @_typing.final
 class EvalMetrics(_message.Message):

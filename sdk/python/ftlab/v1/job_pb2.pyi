@@ -322,6 +322,9 @@ class Progress(_message.Message):
     SAMPLES_PER_SECOND_FIELD_NUMBER: _builtins.int
     ETA_SECONDS_FIELD_NUMBER: _builtins.int
     GPU_MEMORY_PEAK_BYTES_FIELD_NUMBER: _builtins.int
+    MEAN_TOKEN_ACCURACY_FIELD_NUMBER: _builtins.int
+    ENTROPY_FIELD_NUMBER: _builtins.int
+    REWARDS_FIELD_NUMBER: _builtins.int
     step: _builtins.int
     """Optimizer step reached."""
     max_steps: _builtins.int
@@ -340,6 +343,14 @@ class Progress(_message.Message):
     """Estimated seconds to the end."""
     gpu_memory_peak_bytes: _builtins.int
     """Peak GPU memory so far (CUDA only)."""
+    mean_token_accuracy: _builtins.float
+    """Latest share of next tokens predicted right (TRL's mean_token_accuracy)."""
+    entropy: _builtins.float
+    """Latest mean entropy of the next-token distribution (TRL's entropy)."""
+    @_builtins.property
+    def rewards(self) -> _events_pb2.PreferenceRewards:
+        """DPO only: the latest implicit rewards."""
+
     def __init__(
         self,
         *,
@@ -352,11 +363,16 @@ class Progress(_message.Message):
         samples_per_second: _builtins.float = ...,
         eta_seconds: _builtins.float | None = ...,
         gpu_memory_peak_bytes: _builtins.int | None = ...,
+        mean_token_accuracy: _builtins.float | None = ...,
+        entropy: _builtins.float | None = ...,
+        rewards: _events_pb2.PreferenceRewards | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "_eval_loss", b"_eval_loss", "_gpu_memory_peak_bytes", b"_gpu_memory_peak_bytes", "_loss", b"_loss", "eta_seconds", b"eta_seconds", "eval_loss", b"eval_loss", "gpu_memory_peak_bytes", b"gpu_memory_peak_bytes", "loss", b"loss"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_entropy", b"_entropy", "_eta_seconds", b"_eta_seconds", "_eval_loss", b"_eval_loss", "_gpu_memory_peak_bytes", b"_gpu_memory_peak_bytes", "_loss", b"_loss", "_mean_token_accuracy", b"_mean_token_accuracy", "entropy", b"entropy", "eta_seconds", b"eta_seconds", "eval_loss", b"eval_loss", "gpu_memory_peak_bytes", b"gpu_memory_peak_bytes", "loss", b"loss", "mean_token_accuracy", b"mean_token_accuracy", "rewards", b"rewards"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "_eval_loss", b"_eval_loss", "_gpu_memory_peak_bytes", b"_gpu_memory_peak_bytes", "_loss", b"_loss", "epoch", b"epoch", "eta_seconds", b"eta_seconds", "eval_loss", b"eval_loss", "gpu_memory_peak_bytes", b"gpu_memory_peak_bytes", "loss", b"loss", "max_steps", b"max_steps", "samples_per_second", b"samples_per_second", "step", b"step", "tokens_per_second", b"tokens_per_second"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_entropy", b"_entropy", "_eta_seconds", b"_eta_seconds", "_eval_loss", b"_eval_loss", "_gpu_memory_peak_bytes", b"_gpu_memory_peak_bytes", "_loss", b"_loss", "_mean_token_accuracy", b"_mean_token_accuracy", "entropy", b"entropy", "epoch", b"epoch", "eta_seconds", b"eta_seconds", "eval_loss", b"eval_loss", "gpu_memory_peak_bytes", b"gpu_memory_peak_bytes", "loss", b"loss", "max_steps", b"max_steps", "mean_token_accuracy", b"mean_token_accuracy", "rewards", b"rewards", "samples_per_second", b"samples_per_second", "step", b"step", "tokens_per_second", b"tokens_per_second"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__entropy: _TypeAlias = _typing.Literal["entropy"]  # noqa: Y015
+    _WhichOneofArgType__entropy: _TypeAlias = _typing.Literal["_entropy", b"_entropy"]  # noqa: Y015
     _WhichOneofReturnType__eta_seconds: _TypeAlias = _typing.Literal["eta_seconds"]  # noqa: Y015
     _WhichOneofArgType__eta_seconds: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds"]  # noqa: Y015
     _WhichOneofReturnType__eval_loss: _TypeAlias = _typing.Literal["eval_loss"]  # noqa: Y015
@@ -365,6 +381,10 @@ class Progress(_message.Message):
     _WhichOneofArgType__gpu_memory_peak_bytes: _TypeAlias = _typing.Literal["_gpu_memory_peak_bytes", b"_gpu_memory_peak_bytes"]  # noqa: Y015
     _WhichOneofReturnType__loss: _TypeAlias = _typing.Literal["loss"]  # noqa: Y015
     _WhichOneofArgType__loss: _TypeAlias = _typing.Literal["_loss", b"_loss"]  # noqa: Y015
+    _WhichOneofReturnType__mean_token_accuracy: _TypeAlias = _typing.Literal["mean_token_accuracy"]  # noqa: Y015
+    _WhichOneofArgType__mean_token_accuracy: _TypeAlias = _typing.Literal["_mean_token_accuracy", b"_mean_token_accuracy"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__entropy) -> _WhichOneofReturnType__entropy | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__eta_seconds) -> _WhichOneofReturnType__eta_seconds | None: ...
     @_typing.overload
@@ -373,6 +393,8 @@ class Progress(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__gpu_memory_peak_bytes) -> _WhichOneofReturnType__gpu_memory_peak_bytes | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__loss) -> _WhichOneofReturnType__loss | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mean_token_accuracy) -> _WhichOneofReturnType__mean_token_accuracy | None: ...
 
 Global___Progress: _TypeAlias = Progress  # noqa: Y015
 

@@ -149,6 +149,28 @@ export declare type TrainingMetrics = Message<"ftlab.v1.TrainingMetrics"> & {
    * @generated from field: optional int64 gpu_memory_peak_reserved_bytes = 15;
    */
   gpuMemoryPeakReservedBytes?: bigint | undefined;
+
+  /**
+   * Share of next tokens the model predicted right, over the tokens that count toward the loss
+   * (TRL's mean_token_accuracy, SFT and DPO).
+   *
+   * @generated from field: optional double mean_token_accuracy = 16;
+   */
+  meanTokenAccuracy?: number | undefined;
+
+  /**
+   * Mean entropy of the model's next-token distribution, in nats (TRL's entropy).
+   *
+   * @generated from field: optional double entropy = 17;
+   */
+  entropy?: number | undefined;
+
+  /**
+   * DPO only: the implicit rewards of the chosen and rejected answers.
+   *
+   * @generated from field: ftlab.v1.PreferenceRewards rewards = 18;
+   */
+  rewards?: PreferenceRewards | undefined;
 };
 
 /**
@@ -156,6 +178,48 @@ export declare type TrainingMetrics = Message<"ftlab.v1.TrainingMetrics"> & {
  * Use `create(TrainingMetricsSchema)` to create a new message.
  */
 export declare const TrainingMetricsSchema: GenMessage<TrainingMetrics>;
+
+/**
+ * DPO's implicit rewards since the previous logging step, as TRL logs them (rewards/chosen,
+ * rewards/rejected, rewards/margins, rewards/accuracies).
+ *
+ * @generated from message ftlab.v1.PreferenceRewards
+ */
+export declare type PreferenceRewards = Message<"ftlab.v1.PreferenceRewards"> & {
+  /**
+   * Mean reward of the chosen answers.
+   *
+   * @generated from field: double chosen = 1;
+   */
+  chosen: number;
+
+  /**
+   * Mean reward of the rejected answers.
+   *
+   * @generated from field: double rejected = 2;
+   */
+  rejected: number;
+
+  /**
+   * Mean of chosen minus rejected.
+   *
+   * @generated from field: double margins = 3;
+   */
+  margins: number;
+
+  /**
+   * Share of pairs whose chosen answer has the higher reward.
+   *
+   * @generated from field: double accuracies = 4;
+   */
+  accuracies: number;
+};
+
+/**
+ * Describes the message ftlab.v1.PreferenceRewards.
+ * Use `create(PreferenceRewardsSchema)` to create a new message.
+ */
+export declare const PreferenceRewardsSchema: GenMessage<PreferenceRewards>;
 
 /**
  * Evaluation results.

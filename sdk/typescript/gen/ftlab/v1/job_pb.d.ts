@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { CheckpointDeleted, CheckpointSaved, EvalMetrics, EvalProgress, LogLine, Phase, PhaseChanged, RunError, RunFinished, RunOutcome, RunSettings, SettingChoice, TrainingMetrics } from "./events_pb.js";
+import type { CheckpointDeleted, CheckpointSaved, EvalMetrics, EvalProgress, LogLine, Phase, PhaseChanged, PreferenceRewards, RunError, RunFinished, RunOutcome, RunSettings, SettingChoice, TrainingMetrics } from "./events_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { TrainingConfig } from "./config_pb.js";
 import type { ConfigPatch, FailureAnalysis, PreflightResponse } from "./analyzer_pb.js";
@@ -236,6 +236,27 @@ export declare type Progress = Message<"ftlab.v1.Progress"> & {
    * @generated from field: optional int64 gpu_memory_peak_bytes = 9;
    */
   gpuMemoryPeakBytes?: bigint | undefined;
+
+  /**
+   * Latest share of next tokens predicted right (TRL's mean_token_accuracy).
+   *
+   * @generated from field: optional double mean_token_accuracy = 10;
+   */
+  meanTokenAccuracy?: number | undefined;
+
+  /**
+   * Latest mean entropy of the next-token distribution (TRL's entropy).
+   *
+   * @generated from field: optional double entropy = 11;
+   */
+  entropy?: number | undefined;
+
+  /**
+   * DPO only: the latest implicit rewards.
+   *
+   * @generated from field: ftlab.v1.PreferenceRewards rewards = 12;
+   */
+  rewards?: PreferenceRewards | undefined;
 };
 
 /**
