@@ -95,6 +95,9 @@ class ArtifactService(artifact_service_pb2_grpc.ArtifactServiceServicer):
             raise
         return pb.UploadDatasetResponse(dataset=dataset)
 
+    async def ListDatasets(self, request, context):
+        return pb.ListDatasetsResponse(datasets=await asyncio.to_thread(self.datasets.list, caller(context).user))
+
     def _on_loop(self, coroutine, timeout: float = 120.0):
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 

@@ -21,6 +21,7 @@ import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ftlab.v1 import artifact_service_pb2 as pb
@@ -166,7 +167,8 @@ class DatasetStore:
                     raise _store_link(folder) from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        mine = {**report, "filename": filename, "owner": owner}
+        mine = {**report, "filename": filename, "owner": owner,
+                "create_time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
         try:
             safefs.write_file(self.root, record, json.dumps(mine, indent=2).encode())
         except safefs.LinkRefused:
@@ -175,10 +177,33 @@ class DatasetStore:
                  len(found.bad))
         return self._dataset(mine)
 
+    def list(self, owner: str) -> list[pb.Dataset]:
+        """`owner`'s uploads, newest first, from their own records (never another owner's)."""
+        if not self.root.is_dir():
+            return []
+        out = []
+        for folder in self.root.iterdir():
+            if not _SHA.match(folder.name):
+                continue
+            record = access.owner_record(self.paths, folder.name, owner)
+            if not safefs.is_plain_file(self.root, record):
+                continue
+            try:
+                report = json.loads(safefs.read_file(self.root, record))
+            except (OSError, ValueError, safefs.LinkRefused):
+                log.warning("skipping an unreadable dataset record of %s", folder.name[:12])
+                continue
+            report.setdefault("create_time", datetime.fromtimestamp(record.stat().st_mtime, timezone.utc).isoformat())
+            dataset = self._dataset({**report, "bad_rows": []})
+            out.append(dataset)
+        return sorted(out, key=lambda d: (d.create_time.seconds, d.create_time.nanos), reverse=True)
+
     @staticmethod
     def _dataset(report: dict) -> pb.Dataset:
         d = pb.Dataset(name=report["name"], sha256=report["sha256"], size_bytes=report["size_bytes"],
                        filename=report["filename"], format=report["format"], rows=report["rows"],
                        bad_row_count=report.get("bad_row_count", len(report["bad_rows"])))
         d.bad_rows.extend(dataset_pb2.BadRow(line=b["line"], reason=b["reason"]) for b in report["bad_rows"])
+        if report.get("create_time"):
+            d.create_time.FromDatetime(datetime.fromisoformat(report["create_time"]))
         return d

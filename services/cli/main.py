@@ -266,6 +266,18 @@ def cmd_upload(args, _):
     return 0
 
 
+def cmd_datasets(args, _):
+    from services.cli.render import datasets_table
+
+    with _client(args) as client:
+        datasets = client.list_datasets()
+    if args.json:
+        _print_json(datasets)
+    else:
+        console.print(datasets_table(datasets))
+    return 0
+
+
 def cmd_download(args, _):
     from ftlab import FtlabError
 
@@ -439,6 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_upload)
+
+    p = sub.add_parser("datasets", help="list your uploaded datasets: name, file, format, rows, size, when")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(fn=cmd_datasets)
 
     p = sub.add_parser("download", help="download a job's checkpoint, model, adapter or logs as a zip (resumable, "
                                         "verified against its sha256 manifest)")

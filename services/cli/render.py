@@ -127,6 +127,15 @@ def job_panel(console: Console, job: job_pb2.Job) -> None:
             console.print(f"  signal {e.signal}")
 
 
+def datasets_table(datasets) -> Table:
+    """Uploaded datasets, newest first; NAME is what a job's dataset.uri takes."""
+    table = Table("NAME", "FILE", "FORMAT", "ROWS", "BAD", "SIZE", "UPLOADED", box=None)
+    for d in datasets:
+        table.add_row(d.name, d.filename, d.format, f"{d.rows:,}", f"{d.bad_row_count:,}", human_bytes(d.size_bytes),
+                      d.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") if d.HasField("create_time") else "")
+    return table
+
+
 def checkpoints_table(checkpoints: list[job_pb2.Checkpoint]) -> Table:
     table = Table("CHECKPOINT", "STEP", "EVAL LOSS", "SIZE", "", box=None)
     for c in checkpoints:

@@ -159,3 +159,24 @@ def test_cli_upload_prints_the_report(server, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "format messages, 3 rows usable, 1 bad" in run.stdout and "line 4" in run.stdout
     assert "datasets/" + hashlib.sha256(path.read_bytes()).hexdigest() in run.stdout
+
+
+def test_each_user_lists_their_own_uploads_newest_first(server, tmp_path):
+    first = write(tmp_path / "first.jsonl", [{"messages": CHAT}] * 3, "jsonl")
+    second = write(tmp_path / "second.csv", [{"prompt": "p", "completion": "c"}] * 5, "csv")
+    with Client(server.address, user="lister") as client:
+        assert client.list_datasets() == []
+        a = client.upload_dataset(first)
+        b = client.upload_dataset(second)
+        listed = client.list_datasets()
+    assert [d.name for d in listed] == [b.name, a.name]
+    assert [(d.filename, d.format, d.rows, d.bad_row_count) for d in listed] == \
+        [("second.csv", "prompt_completion", 5, 0), ("first.jsonl", "messages", 3, 0)]
+    assert all(d.create_time.seconds > 0 and not d.bad_rows for d in listed)
+    with Client(server.address, user="someone-else") as other:  # the same content, another owner: not theirs
+        assert a.name not in {d.name for d in other.list_datasets()}
+    env = {**os.environ, "FTLAB_USER": "lister"}
+    shown = subprocess.run([sys.executable, "-m", "services.cli.main", "--address", server.address, "datasets"],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "second.csv" in shown.stdout and "prompt_completion" in shown.stdout and b.sha256[:12] in shown.stdout

@@ -226,6 +226,12 @@ class Client:
         except grpc.RpcError as err:
             raise FtlabError.from_rpc(err) from None
 
+    def list_datasets(self) -> list[artifact_service_pb2.Dataset]:
+        """Your uploaded datasets, newest first: name ("datasets/{sha256}"), file name, format, rows, bad
+        rows, size, and when you uploaded them."""
+        return list(self._call(self.artifacts.ListDatasets, artifact_service_pb2.ListDatasetsRequest(),
+                               idempotent=True).datasets)
+
     def upload_dataset(self, path, *, chunk_bytes: int = 1 << 20, progress=None) -> artifact_service_pb2.Dataset:
         """Upload a JSONL, JSON, CSV or Parquet dataset; returns it as stored, with its report. Jobs name
         it by the returned `name` ("datasets/{sha256}"). Sending the same content again stores nothing new."""

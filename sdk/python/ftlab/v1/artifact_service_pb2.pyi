@@ -121,6 +121,7 @@ class Dataset(_message.Message):
     ROWS_FIELD_NUMBER: _builtins.int
     BAD_ROWS_FIELD_NUMBER: _builtins.int
     BAD_ROW_COUNT_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"datasets/{sha256}"."""
     sha256: _builtins.str
@@ -139,6 +140,10 @@ class Dataset(_message.Message):
     def bad_rows(self) -> _containers.RepeatedCompositeFieldContainer[_dataset_pb2.BadRow]:
         """Rows rejected, with their line numbers and why (the first 100)."""
 
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When its owner uploaded it (first upload of this content by this owner)."""
+
     def __init__(
         self,
         *,
@@ -150,14 +155,56 @@ class Dataset(_message.Message):
         rows: _builtins.int = ...,
         bad_rows: _abc.Iterable[_dataset_pb2.BadRow] | None = ...,
         bad_row_count: _builtins.int = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bad_row_count", b"bad_row_count", "bad_rows", b"bad_rows", "filename", b"filename", "format", b"format", "name", b"name", "rows", b"rows", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bad_row_count", b"bad_row_count", "bad_rows", b"bad_rows", "create_time", b"create_time", "filename", b"filename", "format", b"format", "name", b"name", "rows", b"rows", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Dataset: _TypeAlias = Dataset  # noqa: Y015
+
+@_typing.final
+class ListDatasetsRequest(_message.Message):
+    """Request of ListDatasets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDatasetsRequest: _TypeAlias = ListDatasetsRequest  # noqa: Y015
+
+@_typing.final
+class ListDatasetsResponse(_message.Message):
+    """Response of ListDatasets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def datasets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Dataset]:
+        """The caller's datasets, newest first."""
+
+    def __init__(
+        self,
+        *,
+        datasets: _abc.Iterable[Global___Dataset] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasets", b"datasets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDatasetsResponse: _TypeAlias = ListDatasetsResponse  # noqa: Y015
 
 @_typing.final
 class ListArtifactsRequest(_message.Message):

@@ -50,6 +50,11 @@ class ArtifactServiceStub:
                 request_serializer=ftlab_dot_v1_dot_artifact__service__pb2.UploadDatasetRequest.SerializeToString,
                 response_deserializer=ftlab_dot_v1_dot_artifact__service__pb2.UploadDatasetResponse.FromString,
                 _registered_method=True)
+        self.ListDatasets = channel.unary_unary(
+                '/ftlab.v1.ArtifactService/ListDatasets',
+                request_serializer=ftlab_dot_v1_dot_artifact__service__pb2.ListDatasetsRequest.SerializeToString,
+                response_deserializer=ftlab_dot_v1_dot_artifact__service__pb2.ListDatasetsResponse.FromString,
+                _registered_method=True)
 
 
 class ArtifactServiceServicer:
@@ -78,6 +83,13 @@ class ArtifactServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDatasets(self, request, context):
+        """Lists the caller's uploaded datasets, newest first (reports without their bad rows).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArtifactServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +107,11 @@ def add_ArtifactServiceServicer_to_server(servicer, server):
                     servicer.UploadDataset,
                     request_deserializer=ftlab_dot_v1_dot_artifact__service__pb2.UploadDatasetRequest.FromString,
                     response_serializer=ftlab_dot_v1_dot_artifact__service__pb2.UploadDatasetResponse.SerializeToString,
+            ),
+            'ListDatasets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDatasets,
+                    request_deserializer=ftlab_dot_v1_dot_artifact__service__pb2.ListDatasetsRequest.FromString,
+                    response_serializer=ftlab_dot_v1_dot_artifact__service__pb2.ListDatasetsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +196,33 @@ class ArtifactService:
             '/ftlab.v1.ArtifactService/UploadDataset',
             ftlab_dot_v1_dot_artifact__service__pb2.UploadDatasetRequest.SerializeToString,
             ftlab_dot_v1_dot_artifact__service__pb2.UploadDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDatasets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ftlab.v1.ArtifactService/ListDatasets',
+            ftlab_dot_v1_dot_artifact__service__pb2.ListDatasetsRequest.SerializeToString,
+            ftlab_dot_v1_dot_artifact__service__pb2.ListDatasetsResponse.FromString,
             options,
             channel_credentials,
             insecure,

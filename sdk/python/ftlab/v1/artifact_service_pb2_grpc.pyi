@@ -41,6 +41,8 @@ class ArtifactServiceStub:
     """Uploads a dataset in chunks; the first message carries its metadata. The content is stored once
     (by sha256), validated and normalized; jobs name it as the returned `name` ("datasets/{sha256}").
     """
+    ListDatasets: _grpc.UnaryUnaryMultiCallable[_artifact_service_pb2.ListDatasetsRequest, _artifact_service_pb2.ListDatasetsResponse]
+    """Lists the caller's uploaded datasets, newest first (reports without their bad rows)."""
 
 @_typing.type_check_only
 class ArtifactServiceAsyncStub(ArtifactServiceStub):
@@ -55,6 +57,8 @@ class ArtifactServiceAsyncStub(ArtifactServiceStub):
     """Uploads a dataset in chunks; the first message carries its metadata. The content is stored once
     (by sha256), validated and normalized; jobs name it as the returned `name` ("datasets/{sha256}").
     """
+    ListDatasets: _aio.UnaryUnaryMultiCallable[_artifact_service_pb2.ListDatasetsRequest, _artifact_service_pb2.ListDatasetsResponse]  # type: ignore[assignment]
+    """Lists the caller's uploaded datasets, newest first (reports without their bad rows)."""
 
 class ArtifactServiceServicer(metaclass=_abc_1.ABCMeta):
     """Streams what jobs produce out, and datasets in."""
@@ -84,5 +88,13 @@ class ArtifactServiceServicer(metaclass=_abc_1.ABCMeta):
         """Uploads a dataset in chunks; the first message carries its metadata. The content is stored once
         (by sha256), validated and normalized; jobs name it as the returned `name` ("datasets/{sha256}").
         """
+
+    @_abc_1.abstractmethod
+    def ListDatasets(
+        self,
+        request: _artifact_service_pb2.ListDatasetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_artifact_service_pb2.ListDatasetsResponse, _abc.Awaitable[_artifact_service_pb2.ListDatasetsResponse]]:
+        """Lists the caller's uploaded datasets, newest first (reports without their bad rows)."""
 
 def add_ArtifactServiceServicer_to_server(servicer: ArtifactServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -142,6 +142,13 @@ export declare type Dataset = Message<"ftlab.v1.Dataset"> & {
    * @generated from field: int64 bad_row_count = 8;
    */
   badRowCount: bigint;
+
+  /**
+   * When its owner uploaded it (first upload of this content by this owner).
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 9;
+   */
+  createTime?: Timestamp | undefined;
 };
 
 /**
@@ -149,6 +156,40 @@ export declare type Dataset = Message<"ftlab.v1.Dataset"> & {
  * Use `create(DatasetSchema)` to create a new message.
  */
 export declare const DatasetSchema: GenMessage<Dataset>;
+
+/**
+ * Request of ListDatasets.
+ *
+ * @generated from message ftlab.v1.ListDatasetsRequest
+ */
+export declare type ListDatasetsRequest = Message<"ftlab.v1.ListDatasetsRequest"> & {
+};
+
+/**
+ * Describes the message ftlab.v1.ListDatasetsRequest.
+ * Use `create(ListDatasetsRequestSchema)` to create a new message.
+ */
+export declare const ListDatasetsRequestSchema: GenMessage<ListDatasetsRequest>;
+
+/**
+ * Response of ListDatasets.
+ *
+ * @generated from message ftlab.v1.ListDatasetsResponse
+ */
+export declare type ListDatasetsResponse = Message<"ftlab.v1.ListDatasetsResponse"> & {
+  /**
+   * The caller's datasets, newest first.
+   *
+   * @generated from field: repeated ftlab.v1.Dataset datasets = 1;
+   */
+  datasets: Dataset[];
+};
+
+/**
+ * Describes the message ftlab.v1.ListDatasetsResponse.
+ * Use `create(ListDatasetsResponseSchema)` to create a new message.
+ */
+export declare const ListDatasetsResponseSchema: GenMessage<ListDatasetsResponse>;
 
 /**
  * Request of ListArtifacts.
@@ -503,6 +544,16 @@ export declare const ArtifactService: GenService<{
     methodKind: "client_streaming";
     input: typeof UploadDatasetRequestSchema;
     output: typeof UploadDatasetResponseSchema;
+  },
+  /**
+   * Lists the caller's uploaded datasets, newest first (reports without their bad rows).
+   *
+   * @generated from rpc ftlab.v1.ArtifactService.ListDatasets
+   */
+  listDatasets: {
+    methodKind: "unary";
+    input: typeof ListDatasetsRequestSchema;
+    output: typeof ListDatasetsResponseSchema;
   },
 }>;
 
