@@ -93,8 +93,10 @@ CASES = [
          config={"dataset": {"eval_uri": "@data/binary.jsonl"}, "eval_strategy": "steps", "eval_steps": 2}),
     case("csv_without_rows", "CSV with a header and no rows", "DATASET_FORMAT", "DATA_PREP",
          "the CSV dataset has a header line only", data="header-only.csv"),
+    # its fix became a config field when dataset.columns was added (the cause says which: the rows'
+    # question and answer are a prompt and a completion under other names)
     case("question_answer_columns", "records with unknown columns", "DATASET_SCHEMA", "DATA_PREP",
-         "rows hold question/answer, which no SFT format names", data="qa.jsonl"),
+         "rows hold question/answer, which no SFT format names", data="qa.jsonl", fix="dataset.columns"),
     case("dpo_on_chat_rows", "DPO on rows without chosen/rejected", "DATASET_SCHEMA", "DATA_PREP",
          "method DPO on a messages dataset", config={"method": "dpo"}, fix="method"),
     case("alpaca_without_output", "instruction rows without output", "DATASET_SCHEMA", "DATA_PREP",

@@ -8,6 +8,7 @@ from google.protobuf import json_format
 
 from ftlab.v1 import analyzer_pb2, config_pb2, events_pb2
 from services.analyzer import logparse, phases, priors, rules, suggestions
+from services.common import columns
 from services.common.errors import FieldViolation, InvalidArgument
 
 _SUMMARY = {
@@ -92,7 +93,8 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
         phase=events_pb2.Phase.Value(f"PHASE_{phase}") if phase else events_pb2.PHASE_UNSPECIFIED,
         summary=summary, evidence=evidence[-6:], confidence=confidence,
         suggestions=suggestions.suggest(category, phase, config, on_gpu=request.hardware.gpu_count > 0,
-                                        facts={"cause": cause, "max_positions": _max_positions(log)}),
+                                        facts={"cause": cause, "max_positions": _max_positions(log),
+                                               "columns": columns.from_message(message)}),
         hardware=request.hardware if request.HasField("hardware") else None,
     )
 

@@ -9,6 +9,7 @@ from google.protobuf import json_format
 from ftlab.v1 import analyzer_pb2, config_pb2
 from services.analyzer import dataset_report, memory, modules, suggestions
 from services.analyzer.budget import OverBudget, time_budget
+from services.common import columns
 from services.common.access import Policy
 from services.common.datasets import DatasetError, scan
 from services.common.errors import FieldViolation, InvalidArgument
@@ -65,7 +66,7 @@ def _dataset_checks(out, c, policy: Policy, owner, tokenizer, shape, template_se
             continue
         name = "dataset" if field == "dataset.uri" else "eval_dataset"
         try:
-            found, key = _scan(policy.dataset(uri, field, owner), _format(c))
+            found, key = _scan(policy.dataset(uri, field, owner), _format(c), dict(c.dataset.columns))
         except IsADirectoryError:
             out.checks.append(_check(name, FAIL, f"{uri}: a folder, not a dataset file"))
             continue
@@ -75,7 +76,9 @@ def _dataset_checks(out, c, policy: Policy, owner, tokenizer, shape, template_se
                                                                     "the dataset file was not found", "")]))
             continue
         except (DatasetError, UnicodeDecodeError, ValueError) as exc:
-            out.checks.append(_check(name, FAIL, f"{uri}: {exc}"))
+            found_columns = columns.from_message(str(exc))
+            out.checks.append(_check(name, FAIL, f"{uri}: {exc}", suggestions.suggest(
+                "DATASET_SCHEMA", "", c, False, facts={"columns": found_columns}) if found_columns else []))
             continue
         lengths = None
         if tokenizer is not None and found.rows:
@@ -122,13 +125,13 @@ def _remember(table: dict, key, value) -> None:
     table[key] = value
 
 
-def _scan(path, fmt):
+def _scan(path, fmt, columns):
     """(the file's Scan, a key for it, or None when it is not kept)."""
     st = path.stat()
-    key = (str(path), st.st_mtime_ns, st.st_size, fmt)
+    key = (str(path), st.st_mtime_ns, st.st_size, fmt, tuple(sorted(columns.items())))
     if key in _SCANS:
         return _SCANS[key], key
-    found = scan(path, fmt)
+    found = scan(path, fmt, columns)
     if st.st_size > CACHED_FILE_BYTES:
         return found, None
     _remember(_SCANS, key, found)

@@ -8,7 +8,7 @@ why, and what to expect. Nothing here is a fixed string that ignores the config:
 from __future__ import annotations
 
 from ftlab.v1 import analyzer_pb2, config_pb2
-from services.common import chat_templates
+from services.common import chat_templates, columns
 
 C = config_pb2
 
@@ -30,7 +30,8 @@ def _is_set(config, field: str) -> bool:
 def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: bool,
             facts: dict | None = None) -> list[analyzer_pb2.ConfigPatch]:
     """`facts` are what the log told beyond the category: `cause` ("positions": past the model's
-    position table; "dropped": every example cut away) and `max_positions` (the model's)."""
+    position table; "dropped": every example cut away), `max_positions` (the model's) and `columns`
+    (the dataset's, where the data reader named them)."""
     facts = facts or {}
     out: list[analyzer_pb2.ConfigPatch] = []
     if category == "CUDA_OOM" and phase == "EVALUATION":
@@ -167,6 +168,11 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
                           "the rows are for supervised fine-tuning; DPO needs prompt/chosen/rejected rows" if dpo else
                           "the rows are preference pairs (chosen/rejected), which DPO trains on",
                           "the method the rows were made for"))
+    elif category == "DATASET_SCHEMA" and (mapping := columns.guess(facts.get("columns") or [])):
+        named = ", ".join(f"{theirs} as {standard}" for standard, theirs in mapping.items())
+        out.append(patch("dataset.columns", columns.as_text(dict(c.dataset.columns)) if c.dataset.columns else "unset",
+                          columns.as_text(mapping), f"the rows hold a format's columns under other names: read {named}",
+                          "the rows are read in the format their columns make up"))
     elif category == "DATASET_SCHEMA" and c.dataset.format not in (C.DATASET_FORMAT_UNSPECIFIED,
                                                                       C.DATASET_FORMAT_AUTO):
         out.append(patch("dataset.format", _enum(c.dataset, "format"), "DATASET_FORMAT_AUTO",

@@ -13,8 +13,8 @@ from services.cli.render import in_words
 # field is in exactly one group, so a new field cannot be left out of `get`
 GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("model", ("base_model", "attn_implementation", "chat_template", "max_seq_length")),
-    ("data", ("dataset.uri", "dataset.format", "dataset.eval_uri", "dataset.eval_split", "packing",
-              "assistant_only_loss")),
+    ("data", ("dataset.uri", "dataset.format", "dataset.columns", "dataset.eval_uri", "dataset.eval_split",
+              "packing", "assistant_only_loss")),
     ("method and adapter", ("method", "adapter", "lora.rank", "lora.alpha", "lora.dropout", "lora.target_modules",
                             "dpo_beta")),
     ("optimization", ("num_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
@@ -47,6 +47,8 @@ def _text(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, list):
         return "[" + ", ".join(str(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {v}" for k, v in value.items()) + "}"
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, str) and "\n" in value:

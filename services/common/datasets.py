@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from services.common.columns import rename
+
 FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion", "preference")
 _READERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -143,9 +145,10 @@ class Scan:
     bad: list[tuple[int, str]]  # (line number, why)
 
 
-def scan(path: str | Path, fmt: str | None = None) -> Scan:
+def scan(path: str | Path, fmt: str | None = None, columns: dict[str, str] | None = None) -> Scan:
     """Read every row, keeping going past bad ones (pre-flight reports them all; training stops at
-    the first). Raises FileNotFoundError or DatasetError only when nothing can be read at all."""
+    the first), with `columns` renamed (services/common/columns.py). Raises FileNotFoundError or
+    DatasetError only when nothing can be read at all."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"dataset file not found: {p}")
@@ -164,6 +167,7 @@ def scan(path: str | Path, fmt: str | None = None) -> Scan:
         objects = [(first_line + i, row) for i, row in enumerate(load_rows(p))]
     if not objects:
         raise DatasetError(f"dataset {p.name} has no rows" if not bad else f"dataset {p.name} has no readable rows")
+    objects = [(number, rename(row, columns or {})) for number, row in objects]
     fmt = fmt or detect_format(r for _, r in objects)
     convert = _CONVERTERS[fmt]
     rows = []

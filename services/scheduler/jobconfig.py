@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ftlab.v1 import analyzer_pb2, config_pb2, job_pb2
 
+from services.common import columns
 from services.common.errors import FieldViolation, InvalidArgument
 from services.scheduler import templates
 
@@ -24,6 +25,9 @@ def overlay(base: Config, changes: Config) -> Config:
     if changes.lora.target_modules:
         del out.lora.target_modules[:]
         out.lora.target_modules.extend(changes.lora.target_modules)
+    if changes.dataset.columns:  # a mapping replaces the one before, whole
+        out.dataset.columns.clear()
+        out.dataset.columns.update(changes.dataset.columns)
     return out
 
 
@@ -73,6 +77,8 @@ def validate(c: Config) -> None:
     _check(v, 0 <= c.max_grad_norm <= 1e9, "max_grad_norm",
            f"must be in 0..10^9 (0 = no clipping), got {c.max_grad_norm:g}")
     _check(v, 0 <= c.dataset.eval_split < 1, "dataset.eval_split", f"must be in [0, 1), got {c.dataset.eval_split:g}")
+    for problem in columns.check(dict(c.dataset.columns)):
+        v.append(FieldViolation("config.dataset.columns", problem))
     if c.eval_strategy != config_pb2.EVAL_STRATEGY_NO:
         _check(v, c.dataset.eval_split > 0 or bool(c.dataset.eval_uri), "eval_strategy",
                "evaluation needs data: set dataset.eval_split > 0 or dataset.eval_uri, or eval_strategy NO")

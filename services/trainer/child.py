@@ -27,12 +27,13 @@ from services.common.checkpoints import check_resumable  # noqa: E402
 from services.trainer.process import EventSink, across_ranks, die_with_parent, prefer_oom_kill  # noqa: E402
 
 
-def _load_split(uri: str, fmt: str | None):
+def _load_split(uri: str, fmt: str | None, columns: dict[str, str]):
     import datasets
 
+    from services.common.columns import rename
     from services.common.datasets import load_rows, normalize
 
-    fmt, rows = normalize(load_rows(uri), fmt)
+    fmt, rows = normalize([rename(row, columns) for row in load_rows(uri)], fmt)
     return fmt, datasets.Dataset.from_list(rows)
 
 
@@ -109,10 +110,13 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
 
     sink.set_phase("PHASE_DATA_PREP", "reading dataset")
     dataset_cfg = cfg["dataset"]
-    fmt, train_ds = _load_split(dataset_cfg["uri"], _dataset_format(cfg))
+    mapping = dict(dataset_cfg.get("columns") or {})
+    if mapping:
+        print(f"ftlab: dataset columns mapped: {', '.join(f'{v} -> {k}' for k, v in mapping.items())}", flush=True)
+    fmt, train_ds = _load_split(dataset_cfg["uri"], _dataset_format(cfg), mapping)
     eval_ds = None
     if dataset_cfg.get("eval_uri"):
-        _, eval_ds = _load_split(dataset_cfg["eval_uri"], fmt)
+        _, eval_ds = _load_split(dataset_cfg["eval_uri"], fmt, mapping)
     elif float(dataset_cfg.get("eval_split", 0.0)) > 0:
         split = train_ds.train_test_split(test_size=float(dataset_cfg["eval_split"]), seed=int(cfg.get("seed", 42)))
         train_ds, eval_ds = split["train"], split["test"]

@@ -4,6 +4,8 @@ require; auto-recovery does the same by itself within its per-category budget.""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ftlab import Client
@@ -108,4 +110,28 @@ def test_the_suggestions_of_a_template_failure_fix_the_job(server, job_config):
         assert [(s.field, s.suggested) for s in failed.analysis.suggestions] == [("chat_template", "chatml")]
         retried = client.retry_job(job.name, apply_suggestions=True)
         assert [(c.field, c.suggested) for c in retried.changes] == [("chat_template", "chatml")]
+        assert client.wait(retried.name, timeout=180).state == job_pb2.JOB_STATE_SUCCEEDED
+
+
+def test_a_dataset_of_other_column_names_is_mapped_by_the_suggestions(server, job_config, tmp_path):
+    """Rows of question/answer fit no format: pre-flight and the analysis of the real failure suggest
+    dataset.columns, and `retry --apply-suggestions` trains with the mapping."""
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"question": f"What is {a} plus 1?", "answer": f"{a + 1}."}) + "\n"
+                          for a in range(32)))
+    config = {**job_config, "dataset": {"uri": str(qa)}, "max_steps": 3, "save_steps": 0, "eval_strategy": "no"}
+    mapping = '{"prompt":"question","completion":"answer"}'
+    with Client(server.address, user="columns") as client:
+        refused = client.create_job(config, validate_only=True).preflight
+        assert not refused.ok
+        assert [(p.field, p.suggested) for c in refused.checks for p in c.suggestions] == [("dataset.columns", mapping)]
+        job = client.create_job(config, force=True)
+        assert client.wait(job.name, timeout=180).state == job_pb2.JOB_STATE_FAILED
+        failed = wait_for(lambda: (j := client.get_job(job.name)).analysis.category and j, timeout=60,
+                          what="the analysis")
+        assert failed.analysis.category == analyzer_pb2.FAILURE_CATEGORY_DATASET_SCHEMA
+        assert [(s.field, s.suggested) for s in failed.analysis.suggestions] == [("dataset.columns", mapping)]
+        retried = client.retry_job(job.name, apply_suggestions=True)
+        assert dict(retried.config.dataset.columns) == {"prompt": "question", "completion": "answer"}
+        assert retried.preflight.ok and retried.preflight.dataset.format == "prompt_completion"
         assert client.wait(retried.name, timeout=180).state == job_pb2.JOB_STATE_SUCCEEDED

@@ -63,8 +63,14 @@ def test_set_takes_lists_mappings_and_null_as_the_user_writes_them():
     assert not c.HasField("learning_rate")
     apply_set(c, "chat_template={% for m in messages %}{{ m['content'] }}{% endfor %}")  # Jinja stays text
     assert c.chat_template.startswith("{% for")
+    apply_set(c, "lora={rank: 4, alpha: 8}")  # a YAML flow mapping, as a job file writes it
+    assert (c.lora.rank, c.lora.alpha) == (4, 8)
+    apply_set(c, "dataset.columns={prompt: question, completion: answer}")  # a map field
+    assert dict(c.dataset.columns) == {"prompt": "question", "completion": "answer"}
     with pytest.raises(ConfigError, match="lora: cannot read"):
-        apply_set(c, "lora={rank: 8}")
+        apply_set(c, "lora={rank: [8}")
+    with pytest.raises(ConfigError, match="dataset.columns: expected a mapping of names"):
+        apply_set(c, "dataset.columns={prompt: [a, b]}")
 
 
 def test_enum_values_have_names_a_person_reads():

@@ -77,6 +77,13 @@ def _set(message, key: str, value: Any, prefix: str = "") -> None:
     if value is None:  # null: back to unset (the template's value)
         message.ClearField(key)
         return
+    if field.type == FD.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:  # e.g. dataset.columns
+        if not isinstance(value, dict) or not all(isinstance(v, (str, int, float)) for v in value.values()):
+            raise ConfigError(path, "expected a mapping of names, e.g. {prompt: question, completion: answer}")
+        target = getattr(message, key)
+        target.clear()
+        target.update({str(k): str(v) for k, v in value.items()})
+        return
     if field.type == FD.TYPE_MESSAGE:
         if not isinstance(value, dict):
             raise ConfigError(path, "expected a mapping")
@@ -122,11 +129,26 @@ def parse_value(text: str, key: str = "value") -> Any:
         try:
             mapping = json.loads(value)
         except ValueError as exc:
-            raise ConfigError(key, f"cannot read {text!r} as a JSON mapping: {exc}") from None
+            mapping = _yaml_flow(value)  # {prompt: question, completion: answer}, as a job file writes it
+            if mapping is None:
+                raise ConfigError(key, f"cannot read {text!r} as a mapping: {exc}") from None
         if not isinstance(mapping, dict):
             raise ConfigError(key, f"cannot read {text!r} as a mapping")
         return mapping
     return text
+
+
+def _yaml_flow(text: str):
+    """A YAML flow mapping, where PyYAML is installed (the CLI has it; the SDK alone may not)."""
+    try:
+        import yaml
+    except ImportError:
+        return None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def apply_set(config: config_pb2.TrainingConfig, assignment: str) -> None:

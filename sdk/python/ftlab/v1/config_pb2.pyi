@@ -322,10 +322,31 @@ class DatasetConfig(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class ColumnsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     URI_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
     EVAL_SPLIT_FIELD_NUMBER: _builtins.int
     EVAL_URI_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
     uri: _builtins.str
     """A path on the server (JSONL, JSON, CSV or Parquet), relative paths being taken from the
     data directory, or the id of an uploaded dataset ("datasets/{sha256}").
@@ -336,6 +357,13 @@ class DatasetConfig(_message.Message):
     """Fraction of rows held out for evaluation when no `eval_uri` is given (0 = none)."""
     eval_uri: _builtins.str
     """A separate evaluation dataset, in the same format."""
+    @_builtins.property
+    def columns(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The dataset's own column for each column its format reads, e.g. {"prompt": "question",
+        "completion": "answer"}; keys: messages, conversations, instruction, input, output, prompt,
+        completion, chosen, rejected, system. Applies to `uri` and `eval_uri` alike.
+        """
+
     def __init__(
         self,
         *,
@@ -343,10 +371,11 @@ class DatasetConfig(_message.Message):
         format: Global___DatasetFormat.ValueType = ...,
         eval_split: _builtins.float | None = ...,
         eval_uri: _builtins.str = ...,
+        columns: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_eval_split", b"_eval_split", "eval_split", b"eval_split"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eval_split", b"_eval_split", "eval_split", b"eval_split", "eval_uri", b"eval_uri", "format", b"format", "uri", b"uri"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eval_split", b"_eval_split", "columns", b"columns", "eval_split", b"eval_split", "eval_uri", b"eval_uri", "format", b"format", "uri", b"uri"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__eval_split: _TypeAlias = _typing.Literal["eval_split"]  # noqa: Y015
     _WhichOneofArgType__eval_split: _TypeAlias = _typing.Literal["_eval_split", b"_eval_split"]  # noqa: Y015

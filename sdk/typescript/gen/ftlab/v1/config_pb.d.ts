@@ -86,6 +86,15 @@ export declare type DatasetConfig = Message<"ftlab.v1.DatasetConfig"> & {
    * @generated from field: string eval_uri = 4;
    */
   evalUri: string;
+
+  /**
+   * The dataset's own column for each column its format reads, e.g. {"prompt": "question",
+   * "completion": "answer"}; keys: messages, conversations, instruction, input, output, prompt,
+   * completion, chosen, rejected, system. Applies to `uri` and `eval_uri` alike.
+   *
+   * @generated from field: map<string, string> columns = 5;
+   */
+  columns: { [key: string]: string };
 };
 
 /**
