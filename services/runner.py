@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser, default_port: int, default_me
     parser.add_argument("--analyzer", default=os.environ.get("FTLAB_ANALYZER_ADDRESS"),
                         help="scheduler: the AnalyzerService that explains failed jobs (default: this process, when "
                              "it runs one)")
+    parser.add_argument("--artifacts", default=os.environ.get("FTLAB_ARTIFACTS_ADDRESS"),
+                        help="scheduler: the artifacts service's address, when it runs apart: the scheduler "
+                             "then serves its API too, so users need one address")
     parser.add_argument("--worker-id", default=None, help="trainer: stable worker id")
     parser.add_argument("--max-runs", type=int, default=None, help="trainer: runs at once (default: GPUs, or 1)")
     parser.add_argument("--cpu-threads", type=int, default=None,
@@ -74,6 +77,7 @@ class Running:
     def __init__(self, built, apps: dict[str, object], metrics_port: int, paths, local: str = "") -> None:
         self.built, self.apps, self.metrics_port, self.paths = built, apps, metrics_port, paths
         self.local = local  # the private socket of this process's components, if any
+        self.forwarders: list = []  # public services of other processes, served here (gateway.py)
 
     @property
     def port(self) -> int:
@@ -92,10 +96,29 @@ class Running:
             await apps["artifacts"].stop()
         if "analyzer" in apps:
             await apps["analyzer"].stop()
+        for forwarder in self.forwarders:
+            await forwarder.close()
         if self.local:
             import shutil
 
             shutil.rmtree(Path(self.local.removeprefix("unix:")).parent, ignore_errors=True)
+
+
+def _forwarders(components: list[str], args: argparse.Namespace) -> list:
+    """A scheduler without the analyzer or the artifacts service in its process serves their public
+    APIs by forwarding to them (--analyzer, --artifacts): users need the scheduler's address only."""
+    if "scheduler" not in components:
+        return []
+    from ftlab.v1 import analyzer_pb2, artifact_service_pb2
+    from services.scheduler.gateway import Forwarder
+
+    out = []
+    for component, address, module, name in (
+            ("analyzer", args.analyzer, analyzer_pb2, "AnalyzerService"),
+            ("artifacts", args.artifacts, artifact_service_pb2, "ArtifactService")):
+        if component not in components and address:
+            out.append(Forwarder(module.DESCRIPTOR.services_by_name[name], address))
+    return out
 
 
 async def start(components: list[str], args: argparse.Namespace) -> Running:
@@ -123,6 +146,9 @@ async def start(components: list[str], args: argparse.Namespace) -> Running:
         apps["artifacts"] = ArtifactsApp(paths)
 
     by_app = {name: app.registrations() for name, app in apps.items()}
+    forwarders = _forwarders(components, args)
+    if forwarders:  # the scheduler as the one public address of services run apart
+        by_app["scheduler"] = by_app["scheduler"] + [f.registration() for f in forwarders]
     registrations = [r for rs in by_app.values() for r in rs]
     built = bootstrap.build_server(registrations, f"{args.host}:{args.port}")
     here = f"127.0.0.1:{built.port}"
@@ -152,7 +178,9 @@ async def start(components: list[str], args: argparse.Namespace) -> Running:
     await board.start()
     log.info("serving %s on %s:%d, metrics on port %d, data in %s",
              ", ".join(apps), args.host, built.port, metrics_port, paths.root)
-    return Running(built, apps, metrics_port, paths, local)
+    running = Running(built, apps, metrics_port, paths, local)
+    running.forwarders = forwarders
+    return running
 
 
 async def serve(components: list[str], args: argparse.Namespace) -> None:

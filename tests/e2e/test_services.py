@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import urllib.request
+import zipfile
 
 import grpc
 import pytest
@@ -14,7 +15,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from ftlab import Client
 from ftlab.v1 import job_pb2, trainer_service_pb2, trainer_service_pb2_grpc
-from helpers import start_server, wait_for, write_chat_dataset
+from helpers import free_port, start_server, wait_for, write_chat_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -53,17 +54,23 @@ def test_services_run_apart_and_a_job_crosses_them(tmp_path, tiny_model):
     home = tmp_path / "home"
     write_chat_dataset(home / "datasets" / "chat.jsonl", rows=64)
     procs = {}
+    ports = {"analyzer": free_port(), "artifacts": free_port()}  # the scheduler is told where they will be
     try:
-        procs["scheduler"] = start_server(home, module="services.scheduler", name="scheduler")
+        procs["scheduler"] = start_server(home, module="services.scheduler", name="scheduler", args=[
+            "--analyzer", f"127.0.0.1:{ports['analyzer']}", "--artifacts", f"127.0.0.1:{ports['artifacts']}"])
         procs["trainer"] = start_server(home, module="services.trainer", name="trainer",
                                         args=["--scheduler", procs["scheduler"].address, "--worker-id", "gpu-node-1"])
-        procs["analyzer"] = start_server(home, module="services.analyzer", name="analyzer")
+        procs["analyzer"] = start_server(home, module="services.analyzer", name="analyzer",
+                                         args=["--port", str(ports["analyzer"])])
         procs["artifacts"] = start_server(home, module="services.artifacts", name="artifacts",
-                                          args=["--scheduler", procs["scheduler"].address])
+                                          args=["--scheduler", procs["scheduler"].address,
+                                                "--port", str(ports["artifacts"])])
         assert len({p.port for p in procs.values()}) == 4
         for name, proc in procs.items():
             check_health_and_reflection(proc.address, SERVICES[name])
             assert "ftlab_grpc_server_handled_total" in scrape(proc.metrics_port)
+        # the scheduler serves the public APIs of the services apart from it, by forwarding
+        check_health_and_reflection(procs["scheduler"].address, ["ftlab.v1.AnalyzerService", "ftlab.v1.ArtifactService"])
 
         trainer = trainer_service_pb2_grpc.TrainerServiceStub(grpc.insecure_channel(procs["trainer"].address))
         info = trainer.GetWorkerInfo(trainer_service_pb2.GetWorkerInfoRequest(), timeout=10).worker
@@ -80,11 +87,48 @@ def test_services_run_apart_and_a_job_crosses_them(tmp_path, tiny_model):
             assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error
             assert done.worker == "gpu-node-1"
             assert [c.name for c in client.list_checkpoints(job.name)] == ["checkpoint-5"]
+        _one_address(procs["scheduler"].address, job.name, tmp_path)
         text = scrape(procs["trainer"].metrics_port)
         assert re.search(r'ftlab_trainer_runs_ended_total\{outcome="succeeded"\} 1\.0', text)
     finally:
         codes = {name: p.stop() for name, p in reversed(list(procs.items()))}
     assert codes == {name: 0 for name in procs}, {n: p.log()[-2000:] for n, p in procs.items()}
+
+
+def _one_address(address: str, job: str, tmp_path) -> None:
+    """What a user does with the artifacts and the analyzer, through the scheduler's address alone:
+    the CLI's commands literally, and the statuses and field errors of the services behind."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def ftlab(*args, user="default"):  # the job's owner
+        return subprocess.run([sys.executable, "-m", "services.cli.main", "--address", address, *args],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "FTLAB_USER": user})
+
+    listed = ftlab("artifacts", job, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert {"checkpoint-5"} <= {a["name"] for a in json.loads(listed.stdout)}
+    got = ftlab("download", job, "--what", "adapter", "-o", str(tmp_path / "adapter.zip"), "-q")
+    assert got.returncode == 0, got.stderr
+    assert zipfile.ZipFile(tmp_path / "adapter.zip").namelist()  # a whole archive, checked by the SDK
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"{a}+1=", "completion": str(a + 1)}) + "\n" for a in range(8)))
+    up = ftlab("upload", str(data), "--json", "-q")
+    assert up.returncode == 0, up.stderr
+    assert int(json.loads(up.stdout)["rows"]) == 8  # int64 is a string in JSON
+    assert json.loads(up.stdout)["name"] in ftlab("datasets").stdout
+    log = tmp_path / "train.log"
+    log.write_text((tmp_path / "rows.jsonl").read_text())  # a log with no traceback: still analyzed
+    analyzed = ftlab("analyze", "--log", str(log), "--json")
+    assert analyzed.returncode == 0, analyzed.stderr
+    assert "category" in json.loads(analyzed.stdout)
+    # a refusal of the service behind comes back as it was: its code (exit status) and the field it names
+    refused = ftlab("download", job, "--checkpoint", "checkpoint-99", "-o", str(tmp_path / "none.zip"))
+    assert refused.returncode == 3 and "checkpoint-99" in refused.stderr, refused.stderr
+    other = ftlab("artifacts", job, user="someone-else")  # the service behind authorizes the caller itself
+    assert other.returncode in (3, 4), other.stderr
 
 
 def test_metrics_per_job_series_exist_only_while_the_job_runs(server, job_config):

@@ -46,6 +46,8 @@ def test_compose_wires_the_services():
     assert re.search(r"^FROM nvidia/cuda:", (DEPLOY / "docker" / "Dockerfile.trainer").read_text(), re.M)
     assert c["scheduler"]["environment"]["FTLAB_DATABASE_URL"].startswith("postgresql+psycopg://")
     assert "scheduler:50051" in c["trainer"]["command"] and "scheduler:50051" in c["artifacts"]["command"]
+    # one address for users: the scheduler forwards the analyzer's and the artifacts' public APIs
+    assert {"analyzer:50053", "artifacts:50054"} <= set(c["scheduler"]["command"])
     grace = float(c["trainer"]["command"][c["trainer"]["command"].index("--shutdown-grace") + 1])
     assert int(c["trainer"]["stop_grace_period"].rstrip("s")) > grace
     for mount in c["grafana"]["volumes"] + c["prometheus"]["volumes"][:1]:
@@ -95,4 +97,6 @@ def test_kubernetes_probes_gpus_and_grace():
     assert trainer["terminationGracePeriodSeconds"] > grace >= 120  # longer than a checkpoint save
     scheduler_env = {e["name"] for e in workloads["scheduler"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "FTLAB_DATABASE_URL" in scheduler_env
+    scheduler_args = workloads["scheduler"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert {"analyzer:50053", "artifacts:50054"} <= set(scheduler_args)  # one address for users
     assert re.search(r"postgresql\+psycopg://", (DEPLOY / "kubernetes" / "postgres.yaml").read_text())
