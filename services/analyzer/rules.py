@@ -172,6 +172,8 @@ RULES: list[Rule] = [
                                                  r"assistant_only_loss.*template")),
     Rule("QUANTIZATION_UNSUPPORTED", 0.9, _msg(r"purely quantized models|bitsandbytes.*(not installed|not supported|"
                                                r"requires)|quantiz.*not supported")),
+    # the trainer's own check of the job's experiment trackers (services/trainer/recipe.py)
+    Rule("DEPENDENCY_MISSING", 0.95, _msg(r"^report_to \w+: the \S+ package is not installed"), cause="tracker"),
     Rule("DEPENDENCY_MISSING", 0.9, lambda f: _exc("ImportError", "ModuleNotFoundError")(f)
          or _msg(r"package .* (doesn't seem to be|is not) installed")(f)),
     Rule("GPU_UNAVAILABLE", 0.85, _msg(r"no CUDA GPUs are available|Torch not compiled with CUDA|"

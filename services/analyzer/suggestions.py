@@ -191,6 +191,12 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
     elif category == "CHECKPOINT_NOT_FOUND" or category == "CHECKPOINT_CORRUPT":
         out.append(patch("checkpoint", "the one named", "latest (or none)",
                           "retry from another checkpoint: the chosen one is missing or damaged", ""))
+    elif category == "DEPENDENCY_MISSING" and facts.get("cause") == "tracker":
+        missing = (facts.get("message") or "").split(":", 1)[0].removeprefix("report_to ").strip()
+        now = [C.Tracker.Name(t).removeprefix("TRACKER_").lower() for t in c.report_to]
+        out.append(patch("report_to", "[" + ",".join(now) + "]", "[" + ",".join(t for t in now if t != missing) + "]",
+                          f"{missing} is not installed on the trainer; the other trackers, and the run, need it not",
+                          "the run trains and reports to the trackers that are there"))
     elif category == "DEPENDENCY_MISSING" and c.attn_implementation.startswith("flash"):
         out.append(patch("attn_implementation", c.attn_implementation, "sdpa",
                           f"{c.attn_implementation} needs a package this worker lacks; sdpa is PyTorch's own "

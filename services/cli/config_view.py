@@ -21,7 +21,8 @@ GROUPS: list[tuple[str, tuple[str, ...]]] = [
                       "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay", "max_grad_norm", "optimizer",
                       "seed", "divergence_factor")),
     ("evaluation", ("eval_strategy", "eval_steps", "per_device_eval_batch_size", "eval_accumulation_steps")),
-    ("checkpoints and logging", ("save_steps", "save_total_limit", "keep_best_checkpoints", "logging_steps")),
+    ("checkpoints and logging", ("save_steps", "save_total_limit", "keep_best_checkpoints", "logging_steps",
+                                 "report_to")),
     ("speed", ("precision", "gradient_checkpointing", "padding_free", "liger_kernel", "torch_compile",
                "auto_micro_batch", "dataloader_num_workers", "dataloader_prefetch_factor", "num_gpus")),
 ]

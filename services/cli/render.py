@@ -12,7 +12,7 @@ from ftlab.v1 import events_pb2, job_pb2
 
 
 _ENUM_PREFIXES = ("ADAPTER_", "METHOD_", "PRECISION_", "LR_SCHEDULER_", "SWITCH_", "OPTIMIZER_", "EVAL_STRATEGY_",
-                  "DATASET_FORMAT_")
+                  "DATASET_FORMAT_", "TRACKER_")
 
 
 def words(value: str) -> str:

@@ -54,6 +54,10 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
     from services.trainer.retention import RetentionCallback
 
     requested = spec["config"]
+    if requested.get("report_to"):  # a tracker that is not installed fails here, before the model loads
+        sink.set_phase("PHASE_STARTUP", "experiment trackers")
+    os.environ.update(recipe.tracker_environment(
+        requested, spec.get("run_dir") or os.path.join(spec["job_dir"], "runs", "unnamed")))
     machine = tuning.Machine.current()
     device = machine.device
     base = requested["base_model"]
@@ -137,11 +141,15 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
     if method == "METHOD_DPO":
         from trl import DPOTrainer
 
-        trainer = DPOTrainer(args=recipe.dpo_arguments(cfg, output_dir, device), **common)
+        args = recipe.dpo_arguments(cfg, output_dir, device)
+        args.run_name = spec.get("job_id") or args.run_name  # the trackers' name for this run
+        trainer = DPOTrainer(args=args, **common)
     else:
         from trl import SFTTrainer
 
-        trainer = SFTTrainer(args=recipe.sft_arguments(cfg, output_dir, device), **common)
+        args = recipe.sft_arguments(cfg, output_dir, device)
+        args.run_name = spec.get("job_id") or args.run_name
+        trainer = SFTTrainer(args=args, **common)
         if trainer.args.max_length is None:  # padding-free: TRL leaves truncation to us
             limit = int(cfg["max_seq_length"])
             trainer.train_dataset = recipe.truncate(trainer.train_dataset, limit)

@@ -6,6 +6,7 @@ Small pure functions in the manner of TRL's own `get_peft_config` / `get_quantiz
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 _SCHEDULERS = {
@@ -67,6 +68,34 @@ def peft_config(cfg: dict[str, Any]):
     )
 
 
+def trackers(cfg: dict[str, Any]) -> list[str]:
+    """The job's experiment trackers as transformers names them ("tensorboard", "mlflow", "wandb")."""
+    return [t.removeprefix("TRACKER_").lower() for t in cfg.get("report_to") or [] if t != "TRACKER_UNSPECIFIED"]
+
+
+def tracker_environment(cfg: dict[str, Any], run_dir: str) -> dict[str, str]:
+    """Where each tracker writes, offline, inside the run's folder (so the job's logs carry it), as the
+    variables transformers' callbacks read."""
+    import importlib.util
+
+    env: dict[str, str] = {}
+    names = trackers(cfg)
+    for name, package in (("tensorboard", "tensorboard"), ("mlflow", "mlflow"), ("wandb", "wandb")):
+        if name in names and importlib.util.find_spec(package) is None:
+            raise ImportError(f"report_to {name}: the {package} package is not installed on this trainer; "
+                              f"install it there (pip install {package}) or take {name} out of report_to")
+    if "tensorboard" in names:
+        env["TENSORBOARD_LOGGING_DIR"] = os.path.join(run_dir, "tensorboard")
+    if "mlflow" in names:
+        env["MLFLOW_TRACKING_URI"] = Path(run_dir, "mlruns").as_uri()
+        env["MLFLOW_EXPERIMENT_NAME"] = "ftlab"
+        env["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow 3 keeps its file store in maintenance; it reads offline
+    if "wandb" in names:
+        env["WANDB_DIR"] = run_dir
+        env["WANDB_MODE"] = os.environ.get("WANDB_MODE", "offline")
+    return env
+
+
 def trainer_arguments(cfg: dict[str, Any], output_dir: str, device: str) -> dict[str, Any]:
     """Keyword arguments shared by SFTConfig and DPOConfig, from a decided config (tuning.decide)."""
     eval_strategy = _EVAL[cfg["eval_strategy"]]
@@ -99,7 +128,7 @@ def trainer_arguments(cfg: dict[str, Any], output_dir: str, device: str) -> dict
         data_seed=int(cfg.get("seed", 42)),
         logging_steps=int(cfg.get("logging_steps", 1)),
         logging_first_step=True,
-        report_to="none",
+        report_to=trackers(cfg) or "none",
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
         max_length=int(cfg["max_seq_length"]),

@@ -188,6 +188,7 @@ class RunSupervisor:
             cfg["dataset"]["eval_uri"] = str(access.dataset(config.dataset.eval_uri, "config.dataset.eval_uri", None))
         resume = str(self.checkpoint_path(job_dir, resume_checkpoint)) if resume_checkpoint else ""
         spec = {"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints"),
+                "run_dir": str(run_dir), "job_id": job_id,
                 "resume_from": resume, "resume_weights_only": weights_only}
         safefs.write_file(store, run_dir / "spec.json", json.dumps(spec, indent=2).encode())
         run = Run(run_id, job_id, run_dir, run_dir / "train.log", processes=max(1, config.num_gpus), gpus=gpus)

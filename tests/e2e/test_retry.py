@@ -135,3 +135,29 @@ def test_a_dataset_of_other_column_names_is_mapped_by_the_suggestions(server, jo
         assert dict(retried.config.dataset.columns) == {"prompt": "question", "completion": "answer"}
         assert retried.preflight.ok and retried.preflight.dataset.format == "prompt_completion"
         assert client.wait(retried.name, timeout=180).state == job_pb2.JOB_STATE_SUCCEEDED
+
+
+def test_a_tracker_that_is_not_installed_is_taken_out_by_the_suggestions(server, job_config, tmp_path):
+    """report_to names TensorBoard and W&B, which this machine lacks: the run fails first, the analysis
+    suggests report_to without it, the retry trains, and its logs download carries TensorBoard's files."""
+    import importlib.util
+    import zipfile
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    config = {**job_config, "max_steps": 3, "save_steps": 0, "eval_strategy": "no",
+              "report_to": ["tensorboard", "wandb"]}
+    with Client(server.address, user="trackers") as client:
+        job = client.create_job(config)
+        assert client.wait(job.name, timeout=180).state == job_pb2.JOB_STATE_FAILED
+        failed = wait_for(lambda: (j := client.get_job(job.name)).analysis.category and j, timeout=60,
+                          what="the analysis")
+        assert failed.analysis.category == analyzer_pb2.FAILURE_CATEGORY_DEPENDENCY_MISSING
+        assert failed.analysis.phase == events_pb2.PHASE_STARTUP
+        assert [(s.field, s.suggested) for s in failed.analysis.suggestions] == [("report_to", "[tensorboard]")]
+        retried = client.retry_job(job.name, apply_suggestions=True)
+        assert list(retried.config.report_to) == [1]  # TRACKER_TENSORBOARD
+        assert client.wait(retried.name, timeout=180).state == job_pb2.JOB_STATE_SUCCEEDED
+        client.download(retried.name, tmp_path / "logs.zip", what="logs")
+    names = zipfile.ZipFile(tmp_path / "logs.zip").namelist()
+    assert any("/tensorboard/events.out.tfevents." in n for n in names), names

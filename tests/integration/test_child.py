@@ -44,7 +44,8 @@ def run_child(tmp_path: Path, config: dict, rows: list[dict]) -> tuple[int, list
     cfg = json_format.MessageToDict(resolved, preserving_proto_field_name=True)
     job_dir = tmp_path / "job"
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints")}))
+    spec.write_text(json.dumps({"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints"),
+                                "run_dir": str(job_dir / "runs" / "run-1"), "job_id": "0000000000c0ffee"}))
     read_fd, write_fd = os.pipe()
     loop, forker = _forking[0]
     with (tmp_path / "train.log").open("wb") as log:
@@ -308,3 +309,49 @@ def test_asking_for_the_gpu_micro_batch_search_without_a_gpu_fails_clearly(tmp_p
     assert rc == 1
     error = next(e["error"] for e in events if "error" in e)
     assert "auto_micro_batch is ON but this trainer has no GPU" in error["message"]
+
+
+def test_tensorboard_and_mlflow_get_the_runs_scalars_offline_in_its_folder(tmp_path, tiny_model, monkeypatch):
+    """report_to: the run's metrics reach TensorBoard's event files and an MLflow file store inside
+    the run's folder (part of the job's logs), read back with each tool's own reader."""
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rows = [{"prompt": f"Say {w}", "completion": w} for w in ["yes", "no", "maybe", "hello"] * 8]
+    rc, events, job_dir = run_child(tmp_path, {"base_model": str(tiny_model), "max_steps": 4, "save_steps": 0,
+                                               "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
+                                               "max_seq_length": 64, "eval_strategy": "no",
+                                               "report_to": ["tensorboard", "mlflow"]}, rows)
+    assert rc == 0, events[-1]
+    losses = [e.metrics.loss for e in parse(events) if e.HasField("metrics")]
+    run_dir = job_dir / "runs" / "run-1"
+
+    board = EventAccumulator(str(run_dir / "tensorboard"))
+    board.Reload()
+    scalars = board.Scalars("train/loss")
+    assert [s.step for s in scalars] == [1, 2, 3, 4]
+    assert [round(s.value, 4) for s in scalars] == [round(x, 4) for x in losses]
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # as `mlflow ui` needs it for a file store
+    client = MlflowClient(tracking_uri=(run_dir / "mlruns").as_uri())
+    experiment = client.get_experiment_by_name("ftlab")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_name == "0000000000c0ffee"
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert [m.step for m in history] == [1, 2, 3, 4]
+    assert [round(m.value, 4) for m in history] == [round(x, 4) for x in losses]
+    assert run.data.params["learning_rate"]  # the run's settings too
+
+
+def test_a_tracker_that_is_not_installed_fails_first_saying_so(tmp_path, tiny_model):
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    rc, events, _ = run_child(tmp_path, {"base_model": str(tiny_model), "max_steps": 2, "report_to": ["wandb"]},
+                              [{"prompt": "p", "completion": "c"}] * 8)
+    assert rc == 1
+    error = events[-1]["error"]
+    assert error["phase"] == "PHASE_STARTUP" and error["type"] == "ImportError"
+    assert "report_to wandb: the wandb package is not installed on this trainer" in error["message"]
+    assert not any(e.get("phase_changed", {}).get("phase") == "PHASE_MODEL_LOAD" for e in events)

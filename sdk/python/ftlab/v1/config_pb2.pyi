@@ -135,6 +135,34 @@ LR_SCHEDULER_CONSTANT_WITH_WARMUP: LrScheduler.ValueType  # 4
 """Constant after a linear warm-up."""
 Global___LrScheduler: _TypeAlias = LrScheduler  # noqa: Y015
 
+class _Tracker:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TrackerEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Tracker.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRACKER_UNSPECIFIED: _Tracker.ValueType  # 0
+    """Not set."""
+    TRACKER_TENSORBOARD: _Tracker.ValueType  # 1
+    """TensorBoard event files (runs/{run}/tensorboard), read by `tensorboard --logdir`."""
+    TRACKER_MLFLOW: _Tracker.ValueType  # 2
+    """An MLflow file store (runs/{run}/mlruns), read by `mlflow ui --backend-store-uri`."""
+    TRACKER_WANDB: _Tracker.ValueType  # 3
+    """Weights & Biases, offline unless WANDB_MODE says otherwise on the trainer (needs wandb installed)."""
+
+class Tracker(_Tracker, metaclass=_TrackerEnumTypeWrapper):
+    """An experiment tracker a job reports its metrics to, offline, into its own logs folder."""
+
+TRACKER_UNSPECIFIED: Tracker.ValueType  # 0
+"""Not set."""
+TRACKER_TENSORBOARD: Tracker.ValueType  # 1
+"""TensorBoard event files (runs/{run}/tensorboard), read by `tensorboard --logdir`."""
+TRACKER_MLFLOW: Tracker.ValueType  # 2
+"""An MLflow file store (runs/{run}/mlruns), read by `mlflow ui --backend-store-uri`."""
+TRACKER_WANDB: Tracker.ValueType  # 3
+"""Weights & Biases, offline unless WANDB_MODE says otherwise on the trainer (needs wandb installed)."""
+Global___Tracker: _TypeAlias = Tracker  # noqa: Y015
+
 class _Switch:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -431,6 +459,7 @@ class TrainingConfig(_message.Message):
     TORCH_COMPILE_FIELD_NUMBER: _builtins.int
     AUTO_MICRO_BATCH_FIELD_NUMBER: _builtins.int
     ATTN_IMPLEMENTATION_FIELD_NUMBER: _builtins.int
+    REPORT_TO_FIELD_NUMBER: _builtins.int
     base_model: _builtins.str
     """Base model: a hub id such as "Qwen/Qwen2.5-0.5B" or a path on the trainer machine."""
     method: Global___Method.ValueType
@@ -532,6 +561,10 @@ class TrainingConfig(_message.Message):
     def dataset(self) -> Global___DatasetConfig:
         """The training data."""
 
+    @_builtins.property
+    def report_to(self) -> _containers.RepeatedScalarFieldContainer[Global___Tracker.ValueType]:
+        """Experiment trackers to report to (none when empty); their files are part of the job's logs."""
+
     def __init__(
         self,
         *,
@@ -575,10 +608,11 @@ class TrainingConfig(_message.Message):
         torch_compile: Global___Switch.ValueType = ...,
         auto_micro_batch: Global___Switch.ValueType = ...,
         attn_implementation: _builtins.str | None = ...,
+        report_to: _abc.Iterable[Global___Tracker.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_assistant_only_loss", b"_assistant_only_loss", "_attn_implementation", b"_attn_implementation", "_chat_template", b"_chat_template", "_dataloader_num_workers", b"_dataloader_num_workers", "_dataloader_prefetch_factor", b"_dataloader_prefetch_factor", "_divergence_factor", b"_divergence_factor", "_dpo_beta", b"_dpo_beta", "_eval_accumulation_steps", b"_eval_accumulation_steps", "_eval_steps", b"_eval_steps", "_gradient_accumulation_steps", b"_gradient_accumulation_steps", "_gradient_checkpointing", b"_gradient_checkpointing", "_keep_best_checkpoints", b"_keep_best_checkpoints", "_learning_rate", b"_learning_rate", "_logging_steps", b"_logging_steps", "_max_grad_norm", b"_max_grad_norm", "_max_seq_length", b"_max_seq_length", "_max_steps", b"_max_steps", "_num_epochs", b"_num_epochs", "_num_gpus", b"_num_gpus", "_packing", b"_packing", "_padding_free", b"_padding_free", "_per_device_eval_batch_size", b"_per_device_eval_batch_size", "_per_device_train_batch_size", b"_per_device_train_batch_size", "_save_steps", b"_save_steps", "_save_total_limit", b"_save_total_limit", "_seed", b"_seed", "_warmup_ratio", b"_warmup_ratio", "_weight_decay", b"_weight_decay", "assistant_only_loss", b"assistant_only_loss", "attn_implementation", b"attn_implementation", "chat_template", b"chat_template", "dataloader_num_workers", b"dataloader_num_workers", "dataloader_prefetch_factor", b"dataloader_prefetch_factor", "dataset", b"dataset", "divergence_factor", b"divergence_factor", "dpo_beta", b"dpo_beta", "eval_accumulation_steps", b"eval_accumulation_steps", "eval_steps", b"eval_steps", "gradient_accumulation_steps", b"gradient_accumulation_steps", "gradient_checkpointing", b"gradient_checkpointing", "keep_best_checkpoints", b"keep_best_checkpoints", "learning_rate", b"learning_rate", "logging_steps", b"logging_steps", "lora", b"lora", "max_grad_norm", b"max_grad_norm", "max_seq_length", b"max_seq_length", "max_steps", b"max_steps", "num_epochs", b"num_epochs", "num_gpus", b"num_gpus", "packing", b"packing", "padding_free", b"padding_free", "per_device_eval_batch_size", b"per_device_eval_batch_size", "per_device_train_batch_size", b"per_device_train_batch_size", "save_steps", b"save_steps", "save_total_limit", b"save_total_limit", "seed", b"seed", "warmup_ratio", b"warmup_ratio", "weight_decay", b"weight_decay"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_assistant_only_loss", b"_assistant_only_loss", "_attn_implementation", b"_attn_implementation", "_chat_template", b"_chat_template", "_dataloader_num_workers", b"_dataloader_num_workers", "_dataloader_prefetch_factor", b"_dataloader_prefetch_factor", "_divergence_factor", b"_divergence_factor", "_dpo_beta", b"_dpo_beta", "_eval_accumulation_steps", b"_eval_accumulation_steps", "_eval_steps", b"_eval_steps", "_gradient_accumulation_steps", b"_gradient_accumulation_steps", "_gradient_checkpointing", b"_gradient_checkpointing", "_keep_best_checkpoints", b"_keep_best_checkpoints", "_learning_rate", b"_learning_rate", "_logging_steps", b"_logging_steps", "_max_grad_norm", b"_max_grad_norm", "_max_seq_length", b"_max_seq_length", "_max_steps", b"_max_steps", "_num_epochs", b"_num_epochs", "_num_gpus", b"_num_gpus", "_packing", b"_packing", "_padding_free", b"_padding_free", "_per_device_eval_batch_size", b"_per_device_eval_batch_size", "_per_device_train_batch_size", b"_per_device_train_batch_size", "_save_steps", b"_save_steps", "_save_total_limit", b"_save_total_limit", "_seed", b"_seed", "_warmup_ratio", b"_warmup_ratio", "_weight_decay", b"_weight_decay", "adapter", b"adapter", "assistant_only_loss", b"assistant_only_loss", "attn_implementation", b"attn_implementation", "auto_micro_batch", b"auto_micro_batch", "base_model", b"base_model", "chat_template", b"chat_template", "dataloader_num_workers", b"dataloader_num_workers", "dataloader_prefetch_factor", b"dataloader_prefetch_factor", "dataset", b"dataset", "divergence_factor", b"divergence_factor", "dpo_beta", b"dpo_beta", "eval_accumulation_steps", b"eval_accumulation_steps", "eval_steps", b"eval_steps", "eval_strategy", b"eval_strategy", "gradient_accumulation_steps", b"gradient_accumulation_steps", "gradient_checkpointing", b"gradient_checkpointing", "keep_best_checkpoints", b"keep_best_checkpoints", "learning_rate", b"learning_rate", "liger_kernel", b"liger_kernel", "logging_steps", b"logging_steps", "lora", b"lora", "lr_scheduler", b"lr_scheduler", "max_grad_norm", b"max_grad_norm", "max_seq_length", b"max_seq_length", "max_steps", b"max_steps", "method", b"method", "num_epochs", b"num_epochs", "num_gpus", b"num_gpus", "optimizer", b"optimizer", "packing", b"packing", "padding_free", b"padding_free", "per_device_eval_batch_size", b"per_device_eval_batch_size", "per_device_train_batch_size", b"per_device_train_batch_size", "precision", b"precision", "save_steps", b"save_steps", "save_total_limit", b"save_total_limit", "seed", b"seed", "torch_compile", b"torch_compile", "warmup_ratio", b"warmup_ratio", "weight_decay", b"weight_decay"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_assistant_only_loss", b"_assistant_only_loss", "_attn_implementation", b"_attn_implementation", "_chat_template", b"_chat_template", "_dataloader_num_workers", b"_dataloader_num_workers", "_dataloader_prefetch_factor", b"_dataloader_prefetch_factor", "_divergence_factor", b"_divergence_factor", "_dpo_beta", b"_dpo_beta", "_eval_accumulation_steps", b"_eval_accumulation_steps", "_eval_steps", b"_eval_steps", "_gradient_accumulation_steps", b"_gradient_accumulation_steps", "_gradient_checkpointing", b"_gradient_checkpointing", "_keep_best_checkpoints", b"_keep_best_checkpoints", "_learning_rate", b"_learning_rate", "_logging_steps", b"_logging_steps", "_max_grad_norm", b"_max_grad_norm", "_max_seq_length", b"_max_seq_length", "_max_steps", b"_max_steps", "_num_epochs", b"_num_epochs", "_num_gpus", b"_num_gpus", "_packing", b"_packing", "_padding_free", b"_padding_free", "_per_device_eval_batch_size", b"_per_device_eval_batch_size", "_per_device_train_batch_size", b"_per_device_train_batch_size", "_save_steps", b"_save_steps", "_save_total_limit", b"_save_total_limit", "_seed", b"_seed", "_warmup_ratio", b"_warmup_ratio", "_weight_decay", b"_weight_decay", "adapter", b"adapter", "assistant_only_loss", b"assistant_only_loss", "attn_implementation", b"attn_implementation", "auto_micro_batch", b"auto_micro_batch", "base_model", b"base_model", "chat_template", b"chat_template", "dataloader_num_workers", b"dataloader_num_workers", "dataloader_prefetch_factor", b"dataloader_prefetch_factor", "dataset", b"dataset", "divergence_factor", b"divergence_factor", "dpo_beta", b"dpo_beta", "eval_accumulation_steps", b"eval_accumulation_steps", "eval_steps", b"eval_steps", "eval_strategy", b"eval_strategy", "gradient_accumulation_steps", b"gradient_accumulation_steps", "gradient_checkpointing", b"gradient_checkpointing", "keep_best_checkpoints", b"keep_best_checkpoints", "learning_rate", b"learning_rate", "liger_kernel", b"liger_kernel", "logging_steps", b"logging_steps", "lora", b"lora", "lr_scheduler", b"lr_scheduler", "max_grad_norm", b"max_grad_norm", "max_seq_length", b"max_seq_length", "max_steps", b"max_steps", "method", b"method", "num_epochs", b"num_epochs", "num_gpus", b"num_gpus", "optimizer", b"optimizer", "packing", b"packing", "padding_free", b"padding_free", "per_device_eval_batch_size", b"per_device_eval_batch_size", "per_device_train_batch_size", b"per_device_train_batch_size", "precision", b"precision", "report_to", b"report_to", "save_steps", b"save_steps", "save_total_limit", b"save_total_limit", "seed", b"seed", "torch_compile", b"torch_compile", "warmup_ratio", b"warmup_ratio", "weight_decay", b"weight_decay"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__assistant_only_loss: _TypeAlias = _typing.Literal["assistant_only_loss"]  # noqa: Y015
     _WhichOneofArgType__assistant_only_loss: _TypeAlias = _typing.Literal["_assistant_only_loss", b"_assistant_only_loss"]  # noqa: Y015

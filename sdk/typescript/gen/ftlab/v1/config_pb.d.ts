@@ -398,6 +398,13 @@ export declare type TrainingConfig = Message<"ftlab.v1.TrainingConfig"> & {
    * @generated from field: optional string attn_implementation = 40;
    */
   attnImplementation?: string | undefined;
+
+  /**
+   * Experiment trackers to report to (none when empty); their files are part of the job's logs.
+   *
+   * @generated from field: repeated ftlab.v1.Tracker report_to = 41;
+   */
+  reportTo: Tracker[];
 };
 
 /**
@@ -614,6 +621,46 @@ export enum LrScheduler {
  * Describes the enum ftlab.v1.LrScheduler.
  */
 export declare const LrSchedulerSchema: GenEnum<LrScheduler>;
+
+/**
+ * An experiment tracker a job reports its metrics to, offline, into its own logs folder.
+ *
+ * @generated from enum ftlab.v1.Tracker
+ */
+export enum Tracker {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: TRACKER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * TensorBoard event files (runs/{run}/tensorboard), read by `tensorboard --logdir`.
+   *
+   * @generated from enum value: TRACKER_TENSORBOARD = 1;
+   */
+  TENSORBOARD = 1,
+
+  /**
+   * An MLflow file store (runs/{run}/mlruns), read by `mlflow ui --backend-store-uri`.
+   *
+   * @generated from enum value: TRACKER_MLFLOW = 2;
+   */
+  MLFLOW = 2,
+
+  /**
+   * Weights & Biases, offline unless WANDB_MODE says otherwise on the trainer (needs wandb installed).
+   *
+   * @generated from enum value: TRACKER_WANDB = 3;
+   */
+  WANDB = 3,
+}
+
+/**
+ * Describes the enum ftlab.v1.Tracker.
+ */
+export declare const TrackerSchema: GenEnum<Tracker>;
 
 /**
  * A speed setting that the trainer can decide for itself.
