@@ -107,7 +107,7 @@ def _dry_run(job, as_json: bool) -> int:
 
 def cmd_retry(args, _):
     from ftlab import apply_set
-    from ftlab.v1 import config_pb2
+    from ftlab.v1 import config_pb2, job_pb2
     from services.cli.render import words
 
     changes = config_pb2.TrainingConfig()
@@ -121,7 +121,10 @@ def cmd_retry(args, _):
         elif args.quiet:
             console.print(job.id)
         else:
-            console.print(f"{job.name} (retry of {job.parent})")
+            parent = client.get_job(job.parent)
+            kind = "continuation" if parent.state == job_pb2.JOB_STATE_SUCCEEDED else "retry"
+            console.print(f"{job.name} ({kind} of {job.parent}"
+                          + (f" from {job.resume_checkpoint.rsplit('/', 1)[-1]})" if job.resume_checkpoint else ")"))
             for c in job.changes:
                 console.print(f"  {c.field}: {words(c.current)} -> [bold]{words(c.suggested)}[/bold]  [dim]{c.reason}[/dim]")
             events = client.list_events(job.name)

@@ -106,7 +106,7 @@ def job_panel(console: Console, job: job_pb2.Job) -> None:
     adapter = job.config.DESCRIPTOR.fields_by_name['adapter'].enum_type.values_by_number[c.adapter].name
     console.print(f"  model {c.base_model}  template {job.template}  {words(adapter)}")
     if job.parent:
-        console.print(f"  {'automatic retry' if job.automatic else 'retry'} of {job.parent}"
+        console.print(f"  {'automatic retry of' if job.automatic else 'made from'} {job.parent}"
                       + (f" from {job.resume_checkpoint.rsplit('/', 1)[-1]}" if job.resume_checkpoint else ""))
         for change in job.changes:
             console.print(f"    {change.field}: {words(change.current)} -> [bold]{words(change.suggested)}[/]  "
