@@ -17,7 +17,7 @@ import grpc
 from ftlab.v1 import trainer_service_pb2
 from services.common.auth import service_metadata
 from services.common.errors import details_of
-from services.scheduler import convert, retry, states
+from services.scheduler import convert, resume_changes, states
 from services.scheduler.jobs import JobManager
 from services.scheduler.registry import Worker, WorkerRegistry
 
@@ -109,7 +109,7 @@ class Dispatcher:
         request = trainer_service_pb2.StartRunRequest(
             run_id=row.run_id, job_id=row.id, config=convert.config_of(row), resume_checkpoint=row.resume_checkpoint,
             watchdog=convert.watchdog_of(row),
-            resume_weights_only=retry.weights_only(row.resume_checkpoint, convert.changes_of(row)))
+            resume_weights_only=resume_changes.weights_only(row.resume_checkpoint, convert.changes_of(row)))
         worker.assigned.add(row.run_id)
         self._starting.add(row.run_id)
         try:

@@ -250,7 +250,7 @@ def test_the_library_is_found_in_a_virtual_environments_path(path):
 
 def test_suggestions_name_the_field_at_fault_with_a_value_a_retry_can_apply():
     from services.analyzer.suggestions import suggest
-    from services.scheduler import retry
+    from services.scheduler import resume_changes as retry
 
     def first(category, config, cause=""):
         found = suggest(category, "DATA_PREP", config_from_dict(config), False, facts={"cause": cause})

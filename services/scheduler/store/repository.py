@@ -22,9 +22,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ftlab.v1 import job_pb2
 from services.common.errors import FieldViolation, InvalidArgument, Unavailable
+from services.scheduler.clock import aware, utcnow
 from services.scheduler.store.models import AttemptRow, CheckpointRow, JobEventRow, JobRow
+from services.scheduler.store.unit_of_work import Tx
 
-Mutate = Callable[[JobRow, Session], Iterable[job_pb2.JobEvent] | None]
+Mutate = Callable[[JobRow, Tx], Iterable[job_pb2.JobEvent] | None]  # the row, its unit of work
 log = logging.getLogger(__name__)
 _FULL = ("database or disk is full", "no space left on device", "disk full", "could not extend file")
 
@@ -57,15 +59,7 @@ def _guarded(what: str):
     return wrap
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def aware(dt: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; every time stored is UTC."""
-    if dt is not None and dt.tzinfo is None:
-        return dt.replace(tzinfo=timezone.utc)
-    return dt
+__all__ = ["JobStore", "aware", "utcnow", "decode_token", "encode_token"]
 
 
 def _event_to_row(job_id: str, event: job_pb2.JobEvent) -> JobEventRow:
@@ -178,7 +172,7 @@ class JobStore:
                 row = s.scalar(select(JobRow).where(JobRow.id == job_id).with_for_update())
                 if row is None:
                     raise KeyError(job_id)
-                events = self._number(row, list(mutate(row, s) or ()))
+                events = self._number(row, list(mutate(row, Tx(s)) or ()))
                 for event in events:
                     s.add(_event_to_row(job_id, event))
                 row.update_time = utcnow()
@@ -228,7 +222,7 @@ class JobStore:
                 row = s.scalar(q)
                 if row is None:
                     return None
-                events = self._number(row, list(mutate(row, s) or ()))
+                events = self._number(row, list(mutate(row, Tx(s)) or ()))
                 for event in events:
                     s.add(_event_to_row(row.id, event))
                 row.update_time = utcnow()
