@@ -9,7 +9,7 @@ BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 TS_SDK := sdk/typescript/node_modules/.installed
 
-.PHONY: demo test chaos fuzz proto proto-check lint-proto venv tools clean
+.PHONY: demo test test-fast lint chaos fuzz proto proto-check lint-proto venv tools clean
 
 venv: $(VENV)/.installed
 
@@ -50,6 +50,14 @@ demo: venv
 
 test: venv tools
 	$(PY) -m pytest -q -p no:cacheprovider --durations=12 $(PYTEST_ARGS)
+
+# Unit and integration tests that train nothing (well under a minute): `make test-fast`.
+test-fast: venv
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests/unit tests/integration $(PYTEST_ARGS)
+
+# ruff's lint rules and import order (pyproject.toml), on everything but generated code.
+lint: venv
+	$(VENV)/bin/ruff check services sdk/python tests bench scripts
 
 clean:
 	rm -rf $(VENV) .tools .demo

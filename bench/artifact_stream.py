@@ -17,14 +17,12 @@ Prints throughput (archive MB/s) and peak RSS, and saves bench/results/artifact_
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -28,9 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import start_server, write_chat_dataset  # noqa: E402
-
 from ftlab import Client, FtlabError  # noqa: E402
+from helpers import start_server, write_chat_dataset  # noqa: E402
 
 
 def quantile(values: list[float], q: float) -> float:

@@ -24,10 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import start_server, wait_for, write_chat_dataset  # noqa: E402
-
 from ftlab import Client  # noqa: E402
 from ftlab.v1 import job_pb2  # noqa: E402
+from helpers import start_server, wait_for, write_chat_dataset  # noqa: E402
 
 
 def one_job(client: Client, config: dict) -> dict:

@@ -201,7 +201,7 @@ def main() -> int:
     import torch
 
     from helpers import write_chat_dataset  # noqa: F401  (tests' helpers on the path for start_server)
-    from services.trainer.tiny import SHAPES, make_tiny_model
+    from services.trainer.tiny import make_tiny_model
 
     cuda = torch.cuda.is_available()
     device = torch.cuda.get_device_name(0) if cuda else "cpu"

@@ -67,13 +67,13 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
         else phases.infer_phase(log)
     if not phase:  # where the root cause was raised may tell
         phase = next((p[1] for r in log.chain if (p := priors.prior(r.frames)) and p[1]), "")
-    evidence = [l.strip() for l in ([f.text for f in log.frames[-3:]] + [log.exception_line]) if l.strip()]
+    evidence = [ln.strip() for ln in ([f.text for f in log.frames[-3:]] + [log.exception_line]) if ln.strip()]
     root = log.chain[0] if log.chain else None
     if root is not None and len(log.chain) > 1:
         evidence.append(f"root cause: {root.line.strip()[:300]}")
     if not log.exception_line:
-        evidence += [l.strip() for l in log.lines if "nan" in l.lower() and "{" in l][:3]
-        evidence += [l.strip() for l in log.lines if l.startswith("ftlab watchdog:")][-1:]
+        evidence += [ln.strip() for ln in log.lines if "nan" in ln.lower() and "{" in ln][:3]
+        evidence += [ln.strip() for ln in log.lines if ln.startswith("ftlab watchdog:")][-1:]
         sig = rules.killed_signal(facts)
         if sig:
             evidence.append(f"the process ended with signal {sig}")

@@ -100,7 +100,7 @@ def histogram(lengths: list[int]) -> list[dataset_pb2.LengthBucket]:
     counts = [0] * len(bounds)
     for n in lengths:
         counts[bisect.bisect_left(bounds, n)] += 1
-    return [dataset_pb2.LengthBucket(upper_bound=b, rows=c) for b, c in zip(bounds, counts)]
+    return [dataset_pb2.LengthBucket(upper_bound=b, rows=c) for b, c in zip(bounds, counts, strict=True)]
 
 
 def report(uri: str, scan: Scan, lengths: Lengths | None, max_seq_length: int) -> dataset_pb2.DatasetReport:

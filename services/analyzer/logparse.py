@@ -82,12 +82,12 @@ def _block(lines: list[str], start: int) -> tuple[Raised, int]:
 
 
 def parse(text: str) -> ParsedLog:
-    lines = [l for l in re.split(r"\r\n|\r|\n", text)]  # progress bars rewrite lines with \r
+    lines = [ln for ln in re.split(r"\r\n|\r|\n", text)]  # progress bars rewrite lines with \r
     log = ParsedLog(lines)
-    headers = [i for i, l in enumerate(lines) if "Traceback (most recent call last)" in l]
+    headers = [i for i, ln in enumerate(lines) if "Traceback (most recent call last)" in ln]
     if not headers:  # a log cut above its traceback header: frames, then the exception line
-        last = max((i for i, l in enumerate(lines) if _EXC_STRICT.match(l)), default=None)
-        first_frame = next((i for i, l in enumerate(lines) if _FRAME.match(l)), None)
+        last = max((i for i, ln in enumerate(lines) if _EXC_STRICT.match(ln)), default=None)
+        first_frame = next((i for i, ln in enumerate(lines) if _FRAME.match(ln)), None)
         if last is not None and first_frame is not None and first_frame < last:
             headers = [first_frame - 1]
     blocks = [_block(lines, start) + (start,) for start in headers]
@@ -95,7 +95,7 @@ def parse(text: str) -> ParsedLog:
     chain: list[Raised] = []
     for k in range(len(blocks) - 1, -1, -1):
         raised, _, start = blocks[k]
-        if chain and not any(l.startswith(_LINKS) for l in lines[blocks[k][1]:blocks[k + 1][2]]):
+        if chain and not any(ln.startswith(_LINKS) for ln in lines[blocks[k][1]:blocks[k + 1][2]]):
             break
         chain.insert(0, raised)
     log.chain = [r for r in chain if r.type]

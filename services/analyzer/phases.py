@@ -48,7 +48,7 @@ def infer_phase(log: ParsedLog) -> str:
         if "__init__" in funcs:
             return "STARTUP"
     if log.has_line(r"^ftlab watchdog: .* in (training|evaluation|checkpoint|model load|data prep|startup)"):
-        last = next(l for l in reversed(log.lines) if l.startswith("ftlab watchdog:"))
+        last = next(ln for ln in reversed(log.lines) if ln.startswith("ftlab watchdog:"))
         for phase in ("CHECKPOINT_SAVE", "EVALUATION", "TRAINING", "MODEL_LOAD", "DATA_PREP", "STARTUP"):
             if f" in {phase.lower().replace('_', ' ')}" in last or (phase == "CHECKPOINT_SAVE" and " in checkpoint" in last):
                 return phase

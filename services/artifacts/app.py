@@ -11,9 +11,9 @@ from services.artifacts.metrics import ArtifactMetrics
 from services.artifacts.servicer import ArtifactService
 from services.artifacts.store import ArtifactStore
 from services.artifacts.uploads import DatasetStore
+from services.common import settings
 from services.common.peers import Peer
 from services.common.server import Registration
-from services.common import settings
 from services.common.settings import Paths
 
 

@@ -10,9 +10,9 @@ import grpc
 from google.protobuf import json_format
 
 from ftlab.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
+from services.common.auth import AUTHORIZATION, USER_HEADER
 from services.common.channels import internal_channel
 from services.common.errors import FieldViolation, InvalidArgument, NotFound, Unavailable
-from services.common.auth import AUTHORIZATION, USER_HEADER
 
 TIMEOUT = 30.0
 

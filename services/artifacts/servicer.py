@@ -17,7 +17,6 @@ from services.common.auth import caller
 from services.common.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument, Precondition
 
 
-
 class ArtifactService(artifact_service_pb2_grpc.ArtifactServiceServicer):
     def __init__(self, store: ArtifactStore, jobs: SchedulerJobs, datasets: DatasetStore, exporter=None,
                  metrics=None) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 from ftlab.v1 import artifact_service_pb2 as pb
 from services.artifacts.digests import DigestCache
 from services.artifacts.zipstream import Archive, Digest, Member, is_text, measure
-from services.common.checkpoints import best_or_latest, eval_loss
 from services.common import safefs, validate
+from services.common.checkpoints import best_or_latest, eval_loss
 from services.common.errors import FieldViolation, InvalidArgument, NotFound
 from services.common.settings import Paths
 

@@ -282,9 +282,9 @@ def cmd_datasets(args, _):
 
 
 def cmd_download(args, _):
-    from ftlab import FtlabError
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
+    from ftlab import FtlabError
 
     out = args.output or None
     args.what = args.what or ("adapter" if args.merged else "checkpoint")

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from ftlab.v1 import events_pb2, job_pb2
 
-
 _ENUM_PREFIXES = ("ADAPTER_", "METHOD_", "PRECISION_", "LR_SCHEDULER_", "SWITCH_", "OPTIMIZER_", "EVAL_STRATEGY_",
                   "DATASET_FORMAT_", "TRACKER_")
 

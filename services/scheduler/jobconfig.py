@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ftlab.v1 import analyzer_pb2, config_pb2, job_pb2
-
 from services.common import columns
 from services.common.errors import FieldViolation, InvalidArgument
 from services.scheduler import templates

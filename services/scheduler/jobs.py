@@ -13,22 +13,21 @@ import logging
 from datetime import timedelta
 from typing import Protocol
 
-
-from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2, job_service_pb2
 from ftlab.names import state_name
-from services.common.auth import Caller
+from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2, job_service_pb2
 from services.common import settings, validate
 from services.common.access import Policy
+from services.common.auth import Caller
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, Precondition
 from services.scheduler import convert, jobconfig, resume_changes, run_events, states
 from services.scheduler.hub import EventHub
+from services.scheduler.metrics import SchedulerMetrics
+from services.scheduler.queries import Queries, parse_name  # noqa: F401 (parse_name: also the servicer's)
 from services.scheduler.retries import Retries
 from services.scheduler.rows import check_request_id, new_row
-from services.scheduler.queries import Queries, parse_name  # noqa: F401 (parse_name: also the servicer's)
-from services.scheduler.transitions import state_event  # noqa: F401 (also the tests' way in)
-from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.store.models import JobRow
 from services.scheduler.store.repository import JobStore, utcnow
+from services.scheduler.transitions import state_event  # noqa: F401 (also the tests' way in)
 
 MAX_CANCEL_GRACE = 3600.0
 

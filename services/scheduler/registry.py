@@ -16,7 +16,6 @@ from ftlab.v1 import trainer_service_pb2, trainer_service_pb2_grpc
 from services.common.channels import internal_channel
 from services.common.errors import FieldViolation, InvalidArgument
 
-
 _WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]{1,253}):[0-9]{1,5}$")
 _UNIX = re.compile(r"^unix:/[A-Za-z0-9_./-]{1,200}$")  # a trainer in the scheduler's own process

@@ -14,7 +14,6 @@ from transformers import TrainerCallback
 
 from services.trainer.process import EventSink, across_ranks
 
-
 EVAL_PROGRESS_SECONDS = 1.0
 
 

@@ -26,9 +26,9 @@ from typing import AsyncIterator
 from google.protobuf import json_format
 
 from ftlab.v1 import config_pb2, events_pb2, job_pb2
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, FieldViolation
 from services.common import checkpoints, safefs
 from services.common.access import Policy, Roots
+from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
 from services.common.settings import Paths
 from services.trainer import oom
 from services.trainer.watchdog import Limits, Progress
@@ -404,7 +404,7 @@ class RunSupervisor:
         while True:
             async with run.changed:
                 if follow:
-                    await run.changed.wait_for(lambda: len(run.events) > cursor or run.done)
+                    await run.changed.wait_for(lambda: len(run.events) > cursor or run.done)  # noqa: B023 (waited on at once)
                 batch = run.events[cursor:]
                 done = run.done
             for event in batch:

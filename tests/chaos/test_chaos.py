@@ -125,7 +125,7 @@ def test_random_faults_lose_no_job_and_never_run_one_twice(tmp_path, tiny_model)
             for job in created:
                 done = client.get_job(job.name)  # none lost
                 assert done.state == job_pb2.JOB_STATE_SUCCEEDED, (done.name, done.state_reason, done.error.message)
-                for before, after in zip(done.attempts, done.attempts[1:]):  # attempts never overlap
+                for before, after in zip(done.attempts, done.attempts[1:], strict=False):  # attempts never overlap
                     assert before.end_time.ToNanoseconds() <= after.start_time.ToNanoseconds()
                 _check_resumed_from_checkpoint(client.list_events(job.name), done.config.max_steps)
     finally:

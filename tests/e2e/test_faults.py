@@ -138,8 +138,9 @@ def test_retry_limits_by_failure_category(server, job_config):
     """A stuck run is retried (STUCK allows 2 attempts) while other failures are not (max_attempts 1)."""
     import time as _time
 
-    from helpers import wait_for as _wait
     from test_failures import _child_pid
+
+    from helpers import wait_for as _wait
 
     with Client(server.address, user="retry-cat") as client:
         request = job_service_pb2.CreateJobRequest(config=config_from_dict(

@@ -13,7 +13,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from ftlab.config import config_from_dict
-from ftlab.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
+from ftlab.v1 import job_service_pb2, job_service_pb2_grpc
 
 pb = job_service_pb2
 
@@ -109,7 +109,8 @@ def test_a_request_that_is_not_protobuf_is_invalid_argument(server):
 
 
 def test_the_internal_start_run_is_as_strict_as_the_public_api(server, tmp_path, tiny_model):
-    from ftlab.v1 import trainer_service_pb2 as tpb, trainer_service_pb2_grpc
+    from ftlab.v1 import trainer_service_pb2 as tpb
+    from ftlab.v1 import trainer_service_pb2_grpc
 
     outside = server.home.parent / "escaped"
     config = config_from_dict({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}})
@@ -133,7 +134,8 @@ def test_the_internal_start_run_is_as_strict_as_the_public_api(server, tmp_path,
 def test_a_worker_registering_with_stale_runs_at_an_unreachable_address_is_answered_at_once(tmp_path):
     import socket
 
-    from ftlab.v1 import trainer_service_pb2 as tpb, trainer_service_pb2_grpc
+    from ftlab.v1 import trainer_service_pb2 as tpb
+    from ftlab.v1 import trainer_service_pb2_grpc
     from helpers import start_server
 
     silent = socket.socket()  # takes connections and never answers: each call to it waits for its deadline
@@ -185,7 +187,8 @@ def test_nul_characters_never_reach_postgresql(tmp_path, pg_schema, tiny_model):
 
 
 def test_analyzer_inputs_that_once_gave_internal(server, tmp_path, tiny_model):
-    from ftlab.v1 import analyzer_pb2 as apb, analyzer_pb2_grpc
+    from ftlab.v1 import analyzer_pb2 as apb
+    from ftlab.v1 import analyzer_pb2_grpc
 
     nested = "{'loss': " + "[" * 10_000 + "]" * 10_000 + "}"
     with grpc.insecure_channel(server.address) as channel:

@@ -7,12 +7,12 @@ import json
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from ftlab import Client
 from ftlab.client import FtlabError
 from ftlab.v1 import analyzer_pb2, job_pb2, job_service_pb2
-from google.rpc import error_details_pb2
 
 PASS, WARN, FAIL = analyzer_pb2.CHECK_STATUS_PASS, analyzer_pb2.CHECK_STATUS_WARN, analyzer_pb2.CHECK_STATUS_FAIL
 
@@ -62,8 +62,8 @@ def test_bad_rows_are_refused_with_their_line_numbers(server, server_home, job_c
 
 def test_the_refusal_names_each_failed_check_in_its_details(server, job_config):
     """A raw gRPC client reads google.rpc.PreconditionFailure and ErrorInfo from the status."""
-    from ftlab.v1 import job_service_pb2_grpc
     from ftlab.config import config_from_dict
+    from ftlab.v1 import job_service_pb2_grpc
 
     config = config_from_dict({**job_config, "method": "dpo", "eval_strategy": "no"})  # chat rows, DPO needs pairs
     with grpc.insecure_channel(server.address) as channel:

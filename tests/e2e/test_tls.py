@@ -70,8 +70,8 @@ def test_mutual_tls_services_present_certificates(pki, tmp_path, tiny_model):
         with grpc.secure_channel(server.address, grpc.ssl_channel_credentials(
                 (pki / "ca.pem").read_bytes(), (pki / "service.key").read_bytes(),
                 (pki / "service.pem").read_bytes())) as channel:
-            from ftlab.v1 import job_service_pb2, job_service_pb2_grpc
             from ftlab.config import config_from_dict
+            from ftlab.v1 import job_service_pb2, job_service_pb2_grpc
 
             stub = job_service_pb2_grpc.JobServiceStub(channel)
             job = stub.CreateJob(job_service_pb2.CreateJobRequest(config=config_from_dict(
@@ -107,7 +107,7 @@ def test_tls_without_a_ca_works_in_one_process_and_an_untrusted_peer_is_said_and
         lonely = start_server(home, module="services.trainer", name="lonely", args=["--scheduler", server.address],
                               env={**only_cert, "FTLAB_TLS_CA": str(tmp_path / "other.pem")})
         wait_for(lambda: "cannot reach its scheduler" in lonely.log(), timeout=60, what="the trainer saying why")
-        line = next(l for l in lonely.log().splitlines() if "cannot reach its scheduler" in l)
+        line = next(ln for ln in lonely.log().splitlines() if "cannot reach its scheduler" in ln)
         assert "certificate is not trusted" in line and "FTLAB_TLS_CA" in line
         credentials = grpc.ssl_channel_credentials((pki / "ca.pem").read_bytes())
         with grpc.secure_channel(lonely.address, credentials) as channel:

@@ -82,7 +82,7 @@ def test_one_of_two_schedulers_killed_and_restarted_loses_nothing(tmp_path, tiny
             done = [c2.wait(j.name, timeout=600) for j in jobs]
         assert all(d.state == job_pb2.JOB_STATE_SUCCEEDED for d in done), [d.state_reason for d in done]
         for d in done:  # attempts never overlapped: at most one run of a job at a time
-            for before, after in zip(d.attempts, d.attempts[1:]):
+            for before, after in zip(d.attempts, d.attempts[1:], strict=False):
                 assert before.end_time.ToNanoseconds() <= after.start_time.ToNanoseconds()
     finally:
         for p in reversed(list(procs.values())):

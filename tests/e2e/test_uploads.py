@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import UPLOAD_LIMIT
-from ftlab import Client, FtlabError
+from ftlab import Client
 from ftlab.v1 import artifact_service_pb2 as apb
 from ftlab.v1 import artifact_service_pb2_grpc, job_pb2
 

@@ -39,7 +39,7 @@ def test_a_run_whose_follower_died_is_followed_again(tmp_path, tiny_model, monke
                         break  # training: the run is being followed
                 (follower,) = dispatcher._followers.values()
                 follower.cancel()  # as a bug would end it
-                async for update in stub.WatchJob(pb.WatchJobRequest(name=job.name, follow=True), timeout=180):
+                async for _ in stub.WatchJob(pb.WatchJobRequest(name=job.name, follow=True), timeout=180):
                     pass
                 final = (await stub.GetJob(pb.GetJobRequest(name=job.name), timeout=10)).job
                 events = (await stub.ListJobEvents(pb.ListJobEventsRequest(name=job.name, page_size=1000),

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -16,11 +15,11 @@ from google.protobuf import json_format
 
 from ftlab.config import config_from_dict
 from ftlab.v1 import events_pb2
+from helpers import write_chat_dataset
 from services.common.settings import Paths
 from services.scheduler import jobconfig
 from services.trainer.supervisor import RunSupervisor
 from services.trainer.zygote import ForkedProcess, Zygote, command_line
-from helpers import write_chat_dataset
 
 pytestmark = pytest.mark.slow
 

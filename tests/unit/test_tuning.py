@@ -5,10 +5,16 @@ from __future__ import annotations
 import pytest
 from google.protobuf import json_format
 
-from services.scheduler import jobconfig
-from services.trainer.tuning import (Machine, decide, largest_micro_batch, micro_batch_candidates, token_cap,
-                                     worst_case_tokens)
 from ftlab.v1 import config_pb2
+from services.scheduler import jobconfig
+from services.trainer.tuning import (
+    Machine,
+    decide,
+    largest_micro_batch,
+    micro_batch_candidates,
+    token_cap,
+    worst_case_tokens,
+)
 
 CPU = Machine(device="cpu", cpus=2)
 H100 = Machine(device="cuda", cpus=16, bf16=True, gpu_name="NVIDIA H100 80GB HBM3", gpu_memory_bytes=80 << 30,

@@ -100,6 +100,7 @@ def test_a_file_that_changes_after_planning_is_refused(files):
         b"".join(archive.stream())
 
 
+@pytest.mark.slow  # streams 4 GiB
 def test_member_over_4_gib_uses_zip64(tmp_path):
     """A sparse 4 GiB + 1 MiB file: ZIP64 sizes and offsets, readable by zipfile and unzip."""
     big = tmp_path / "big.safetensors"

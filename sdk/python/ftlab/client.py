@@ -8,15 +8,21 @@ import uuid
 from typing import Any, Iterator
 
 import grpc
+from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from ftlab.config import config_from_dict, resolve_local_paths
-from google.protobuf import json_format
-
-from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc
-from ftlab.v1 import artifact_service_pb2, artifact_service_pb2_grpc, config_pb2, job_pb2, job_service_pb2
-from ftlab.v1 import job_service_pb2_grpc
+from ftlab.v1 import (
+    analyzer_pb2,
+    analyzer_pb2_grpc,
+    artifact_service_pb2,
+    artifact_service_pb2_grpc,
+    config_pb2,
+    job_pb2,
+    job_service_pb2,
+    job_service_pb2_grpc,
+)
 
 DEFAULT_ADDRESS = "localhost:50051"
 FINAL_STATES = frozenset({job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED})

@@ -85,7 +85,7 @@ def decode_token(token: str, shape: tuple[type, ...], field: str = "page_token")
     try:
         values = json.loads(base64.urlsafe_b64decode(token.encode()))
         ok = isinstance(values, list) and len(values) == len(shape) and all(
-            isinstance(v, t) and not isinstance(v, bool) for v, t in zip(values, shape))
+            isinstance(v, t) and not isinstance(v, bool) for v, t in zip(values, shape, strict=True))
         if not ok or any(isinstance(v, int) and not 0 <= v < 1 << 63 for v in values):
             raise ValueError("wrong shape")
         return values

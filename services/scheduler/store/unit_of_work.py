@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from sqlalchemy import delete, select
 
-from services.scheduler.store.models import AttemptRow, CheckpointRow
 from services.scheduler.clock import utcnow
+from services.scheduler.store.models import AttemptRow, CheckpointRow
 
 
 class Checkpoints:
