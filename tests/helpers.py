@@ -226,3 +226,11 @@ class SmallDisk:
 
     def __exit__(self, *exc) -> None:
         subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
+
+
+def child_pid(job_id: str, attempt: int | None = None) -> int:
+    """The training child of a job (of one attempt of it, when given)."""
+    for pid, job, run in training_children():
+        if job == job_id and (attempt is None or run == f"{job_id}-{attempt}"):
+            return pid
+    raise AssertionError(f"no training child for job {job_id}")

@@ -2,7 +2,7 @@
 PEFT, TRL and datasets forks a child for each run, so a run skips the seconds those imports take.
 
 The trainer service spawns this process with exec, never as a fork of its own gRPC process
-(design.md: gRPC and fork() do not mix). It is single-threaded, never imports gRPC and never touches
+(gRPC's core does not survive fork(): grpc's doc/fork_support.md). It is single-threaded, never imports gRPC and never touches
 CUDA (a process that initialized CUDA cannot hand it to a forked child; torch is told to ask NVML,
 and the zygote refuses to serve if CUDA was initialized anyway). Each child it forks is set up as the
 trainer sets up a child it execs: a session of its own, stdout and stderr into the run's log, the

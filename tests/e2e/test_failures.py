@@ -13,7 +13,7 @@ import pytest
 
 from ftlab import Client
 from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2
-from helpers import training_children, wait_for
+from helpers import child_pid, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +71,7 @@ def test_a_killed_run_fails_with_its_signal(server, job_config):
     with Client(server.address, user="kill") as client:
         job = client.create_job({**job_config, "max_steps": 100000, "eval_strategy": "no", "save_steps": 0})
         wait_for(lambda: client.get_job(job.name).progress.step > 2, timeout=240, what="training steps")
-        child = _child_pid(job.id)
+        child = child_pid(job.id)
         os.kill(child, signal.SIGKILL)
         done = client.wait(job.name, timeout=60)
     assert done.state == job_pb2.JOB_STATE_FAILED
@@ -85,20 +85,12 @@ def test_cancel_stops_a_running_job_and_its_process(server, job_config):
     with Client(server.address, user="cancel") as client:
         job = client.create_job({**job_config, "max_steps": 100000, "eval_strategy": "no", "save_steps": 0})
         wait_for(lambda: client.get_job(job.name).progress.step > 2, timeout=240, what="training steps")
-        child = _child_pid(job.id)
+        child = child_pid(job.id)
         client.cancel_job(job.name, grace_seconds=5)
         done = client.wait(job.name, timeout=60)
     assert done.state == job_pb2.JOB_STATE_CANCELLED
     assert done.state_reason == "cancelled by cancel"
     wait_for(lambda: not _alive(child), timeout=10, what="the child to be gone")
-
-
-def _child_pid(job_id: str, attempt: int | None = None) -> int:
-    """The training child of a job (of one attempt of it, when given)."""
-    for pid, job, run in training_children():
-        if job == job_id and (attempt is None or run == f"{job_id}-{attempt}"):
-            return pid
-    raise AssertionError(f"no training child for job {job_id}")
 
 
 def _alive(pid: int) -> bool:
@@ -124,7 +116,7 @@ def test_a_frozen_run_is_killed_by_the_watchdog(server, job_config):
         job = client._call(client.jobs.CreateJob, request, idempotent=True).job
         assert job.watchdog.step_timeout_seconds == 2
         wait_for(lambda: client.get_job(job.name).progress.step > 2, timeout=240, what="training steps")
-        child = _child_pid(job.id)
+        child = child_pid(job.id)
         os.kill(child, signal.SIGSTOP)
         done = client.wait(job.name, timeout=60)
     assert done.state == job_pb2.JOB_STATE_FAILED

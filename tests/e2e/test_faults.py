@@ -11,7 +11,7 @@ import pytest
 from ftlab import Client
 from ftlab.config import config_from_dict
 from ftlab.v1 import events_pb2, job_pb2, job_service_pb2
-from helpers import free_port, start_server, training_children, wait_for, write_chat_dataset
+from helpers import child_pid, free_port, start_server, training_children, wait_for, write_chat_dataset
 
 pytestmark = pytest.mark.slow
 SCHEDULER_ARGS = ["--lease-seconds", "3", "--heartbeat-seconds", "0.5"]
@@ -138,8 +138,6 @@ def test_retry_limits_by_failure_category(server, job_config):
     """A stuck run is retried (STUCK allows 2 attempts) while other failures are not (max_attempts 1)."""
     import time as _time
 
-    from test_failures import _child_pid
-
     from helpers import wait_for as _wait
 
     with Client(server.address, user="retry-cat") as client:
@@ -159,7 +157,7 @@ def test_retry_limits_by_failure_category(server, job_config):
         for attempt in (1, 2):
             _wait(lambda: len(client.get_job(job.name).attempts) == attempt and training_steps_of_current_run() > 2,
                   timeout=240, what=f"attempt {attempt} training")
-            os.kill(_child_pid(job.id, attempt), signal.SIGSTOP)
+            os.kill(child_pid(job.id, attempt), signal.SIGSTOP)
             _time.sleep(0.5)
         done = client.wait(job.name, timeout=120)
     assert done.state == job_pb2.JOB_STATE_FAILED

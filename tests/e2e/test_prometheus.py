@@ -82,7 +82,9 @@ def stack(tmp_path_factory, tiny_model):
                  what="prometheus's first scrape")
         start = time.time()
         job_id = _run_jobs(server, tiny_model, home, base)
-        time.sleep(4)  # a few more scrapes
+        # a scrape after the last job ended, so each range below holds that job's whole life
+        wait_for(lambda: [r for r in api(base, "query", query='ftlab_jobs_ended_total{state="cancelled"}')["result"]
+                          if float(r["value"][1]) >= 1], timeout=60, what="a scrape after the cancel")
         yield base, start, job_id
     finally:
         prom.terminate()

@@ -114,8 +114,8 @@ def test_runs_die_with_the_zygote_and_the_next_run_starts_with_exec_on_its_share
             orphan_alive = alive(forked.pid)
         run = await supervisor.start("00000000000000aa-2", "00000000000000aa", config, "")
         await asyncio.wait_for(run.process.wait(), 300)
-        while not run.done:
-            await asyncio.sleep(0.05)
+        async with run.changed:  # the supervisor says when the run's end is recorded
+            await asyncio.wait_for(run.changed.wait_for(lambda: run.done), 60)
         await supervisor.close()
         return code, orphan_alive, run
 
@@ -156,8 +156,8 @@ def test_runs_cancelled_as_they_start_end_cancelled(tmp_path, tiny_model):
             run = await supervisor.start(f"00000000000000c{i}-1", f"00000000000000c{i}", config, "")
             await supervisor.stop(run.run_id, "cancel", None)
             await asyncio.wait_for(run.process.wait(), 120)
-            while not run.done:
-                await asyncio.sleep(0.05)
+            async with run.changed:
+                await asyncio.wait_for(run.changed.wait_for(lambda: run.done), 60)
             outcomes.append(run.events[-1].finished.outcome)
         await supervisor.close()
         return outcomes
