@@ -65,10 +65,20 @@ class EventSink:
         self.phase = "PHASE_STARTUP"
 
     def emit(self, **payload: Any) -> None:
+        """One RunEvent (its payload field as keyword, e.g. metrics={...}), checked against the proto
+        here, where it is made: a field that RunEvent does not have raises at once, in the child,
+        instead of being dropped by the trainer. `result` (the run's own outcome) is the one other line."""
         if self._file is None:
             return
         stamp = time.time()
         payload["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1e6):06d}Z"
+        if "result" not in payload:
+            from google.protobuf import json_format
+
+            from ftlab.v1 import events_pb2
+
+            event = json_format.ParseDict(json.loads(json.dumps(payload, default=str)), events_pb2.RunEvent())
+            payload = json_format.MessageToDict(event, preserving_proto_field_name=True)
         line = json.dumps(payload, separators=(",", ":"), default=str)
         with self._lock:
             self._file.write(line + "\n")

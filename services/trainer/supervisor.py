@@ -259,7 +259,7 @@ class RunSupervisor:
 
     async def _append(self, run: Run, payload: dict) -> None:
         event = events_pb2.RunEvent()
-        json_format.ParseDict(payload, event, ignore_unknown_fields=True)
+        json_format.ParseDict(payload, event)  # the child checked it against RunEvent (process.EventSink)
         if event.HasField("eval_progress") and not run.keep_progress(event.eval_progress, time.monotonic()):
             if run.progress is not None:  # the watchdog hears it; the job's history keeps one every few seconds
                 run.progress.saw(event, time.monotonic())

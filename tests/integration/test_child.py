@@ -298,7 +298,7 @@ def test_padding_free_batches_train_the_same_model_as_padded_ones(tmp_path, tiny
     assert len(losses(runs[True])) == 4
     assert losses(runs[True]) == pytest.approx(losses(runs[False]), rel=1e-4)
     assert losses(runs[True])[-1] < losses(runs[True])[0]  # it learns
-    seen = [[e["metrics"]["tokens_seen"] for e in runs[pf] if "metrics" in e] for pf in (True, False)]
+    seen = [[int(e["metrics"]["tokens_seen"]) for e in runs[pf] if "metrics" in e] for pf in (True, False)]
     assert seen[0] == seen[1]
     assert seen[0][-1] <= 4 * 4 * 2 * 40  # truncated to max_seq_length (TRL leaves that to us when padding-free)
 

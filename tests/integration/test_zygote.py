@@ -85,7 +85,7 @@ def test_a_forked_run_is_set_up_like_an_execd_one(tmp_path, tiny_model):
     assert seen["session"] == child.pid, "its own session: cancel kills its process group"
     assert seen["cwd"] == str(run_dir)
     assert seen["parent"] == zygote.process.pid
-    assert [e["metrics"]["step"] for e in events if "metrics" in e] == [1, 2, 3, 4]
+    assert [int(e["metrics"]["step"]) for e in events if "metrics" in e] == [1, 2, 3, 4]
     assert events[-1]["result"]["outcome"] == "RUN_OUTCOME_SUCCEEDED"
     log = (run_dir / "train.log").read_text()
     assert "ftlab: precision = fp32" in log, "the child's output goes to the run's log"
