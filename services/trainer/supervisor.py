@@ -326,10 +326,11 @@ class RunSupervisor:
             finished["outcome"] = "RUN_OUTCOME_CANCELLED"
         else:
             finished["outcome"] = "RUN_OUTCOME_FAILED"
+            status = {k: v for k, v in finished.items() if k in ("exit_code", "signal")}  # RunError's own fields
             if run.stuck:
                 await self._append(run, {"error": {
                     "type": "Stuck", "message": run.stuck, "phase": events_pb2.Phase.Name(run.phase),
-                    "log_tail": log_tail(run.log_path), **finished}})
+                    "log_tail": log_tail(run.log_path), **status}})
             elif not run.error_seen:
                 name = signal.Signals(-rc).name if rc < 0 and -rc in signal.valid_signals() else ""
                 killer = oom.killed(run.oom_before) if rc == -signal.SIGKILL else ""
@@ -340,7 +341,7 @@ class RunSupervisor:
                     "phase": events_pb2.Phase.Name(run.phase),
                     "log_tail": log_tail(run.log_path) + self._disk_note(run)
                     + (f"\nftlab trainer: {killer}" if killer else ""),
-                    **finished,
+                    **status,
                 }})
         await self._append(run, {"finished": finished})
         run.done = True
