@@ -56,6 +56,18 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def _text(value: Any) -> Any:
+    """Strings made valid UTF-8 for the proto (a file name read with surrogateescape keeps its bytes as
+    backslash escapes), through dicts and lists."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {k: _text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    return value
+
+
 class EventSink:
     """Writes events to the pipe inherited from the trainer service (or discards them)."""
 
@@ -77,7 +89,7 @@ class EventSink:
 
             from ftlab.v1 import events_pb2
 
-            event = json_format.ParseDict(json.loads(json.dumps(payload, default=str)), events_pb2.RunEvent())
+            event = json_format.ParseDict(_text(json.loads(json.dumps(payload, default=str))), events_pb2.RunEvent())
             payload = json_format.MessageToDict(event, preserving_proto_field_name=True)
         line = json.dumps(payload, separators=(",", ":"), default=str)
         with self._lock:

@@ -85,3 +85,21 @@ def test_a_lost_worker_requeues_after_the_fence_and_a_pausing_job_pauses():
     row2.state = states.PAUSING
     run_events.lost(row2, tx2, "worker w1 lost", fence_seconds=30)
     assert row2.state == states.PAUSED
+
+
+def test_the_childs_events_are_checked_against_the_proto_where_they_are_made():
+    import os
+
+    import pytest
+    from google.protobuf.json_format import ParseError
+
+    from services.trainer.process import EventSink
+
+    read, write = os.pipe()
+    sink = EventSink(write)
+    sink.emit(error={"type": "OSError", "message": "no file b'\\xff' \udcff", "phase": "PHASE_DATA_PREP"})
+    with pytest.raises(ParseError, match="stepp"):
+        sink.emit(metrics={"stepp": 1})  # a misspelled field fails in the child, not silently in the trainer
+    sink._file.close()
+    (line,) = os.read(read, 10000).decode().splitlines()
+    assert json.loads(line)["error"]["message"] == "no file b'\\xff' \\udcff"  # the bytes kept, as escapes
