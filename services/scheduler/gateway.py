@@ -54,7 +54,7 @@ class Forwarder:
             kind = ("stream" if method.client_streaming else "unary") + "_" + \
                    ("stream" if method.server_streaming else "unary")
             make = getattr(grpc, f"{kind}_rpc_method_handler")
-            handlers[method.name] = make(getattr(self, f"_{kind}")(path, request, response),
+            handlers[method.name] = make(self._reply(kind, path, request, response),
                                          request_deserializer=request.FromString,
                                          response_serializer=response.SerializeToString)
         return grpc.method_handlers_generic_handler(self.service.full_name, handlers)
@@ -63,40 +63,20 @@ class Forwarder:
         return getattr(self.channel(), kind)(path, request_serializer=request.SerializeToString,
                                              response_deserializer=response.FromString)
 
-    def _unary_unary(self, path, request, response):
-        async def call(message, context):
-            try:
-                return await self._call("unary_unary", path, request, response)(
-                    message, metadata=_forwarded(context), timeout=context.time_remaining())
-            except grpc.aio.AioRpcError as exc:
-                await _abort(context, exc)
-        return call
+    def _reply(self, kind: str, path: str, request, response):
+        """The handler of one method: its request (one message or a stream) goes on as it came; a single
+        reply comes back awaited, a streamed one message by message."""
+        if kind.endswith("_unary"):
+            async def unary(messages, context):
+                try:
+                    return await self._call(kind, path, request, response)(
+                        messages, metadata=_forwarded(context), timeout=context.time_remaining())
+                except grpc.aio.AioRpcError as exc:
+                    await _abort(context, exc)
+            return unary
 
-    def _stream_unary(self, path, request, response):
-        async def call(messages, context):
-            try:
-                return await self._call("stream_unary", path, request, response)(
-                    messages, metadata=_forwarded(context), timeout=context.time_remaining())
-            except grpc.aio.AioRpcError as exc:
-                await _abort(context, exc)
-        return call
-
-    def _unary_stream(self, path, request, response):
-        async def call(message, context):
-            stream = self._call("unary_stream", path, request, response)(
-                message, metadata=_forwarded(context), timeout=context.time_remaining())
-            try:
-                async for item in stream:
-                    yield item
-            except grpc.aio.AioRpcError as exc:
-                await _abort(context, exc)
-            finally:
-                stream.cancel()  # the caller went away, or it is over: the call behind ends too
-        return call
-
-    def _stream_stream(self, path, request, response):
-        async def call(messages, context):
-            stream = self._call("stream_stream", path, request, response)(
+        async def streamed(messages, context):
+            stream = self._call(kind, path, request, response)(
                 messages, metadata=_forwarded(context), timeout=context.time_remaining())
             try:
                 async for item in stream:
@@ -104,8 +84,8 @@ class Forwarder:
             except grpc.aio.AioRpcError as exc:
                 await _abort(context, exc)
             finally:
-                stream.cancel()
-        return call
+                stream.cancel()  # the caller went away, or it is over: the call behind ends too
+        return streamed
 
 
 async def _abort(context, exc: grpc.aio.AioRpcError) -> None:

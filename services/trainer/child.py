@@ -141,20 +141,17 @@ def train(spec: dict[str, Any], sink: EventSink) -> dict[str, Any]:
     if method == "METHOD_DPO":
         from trl import DPOTrainer
 
-        args = recipe.dpo_arguments(cfg, output_dir, device)
-        args.run_name = spec.get("job_id") or args.run_name  # the trackers' name for this run
-        trainer = DPOTrainer(args=args, **common)
+        trainer = DPOTrainer(args=recipe.dpo_arguments(cfg, output_dir, device), **common)
     else:
         from trl import SFTTrainer
 
-        args = recipe.sft_arguments(cfg, output_dir, device)
-        args.run_name = spec.get("job_id") or args.run_name
-        trainer = SFTTrainer(args=args, **common)
+        trainer = SFTTrainer(args=recipe.sft_arguments(cfg, output_dir, device), **common)
         if trainer.args.max_length is None:  # padding-free: TRL leaves truncation to us
             limit = int(cfg["max_seq_length"])
             trainer.train_dataset = recipe.truncate(trainer.train_dataset, limit)
             trainer.eval_dataset = recipe.truncate(trainer.eval_dataset, limit)
 
+    trainer.args.run_name = spec.get("job_id") or trainer.args.run_name  # the trackers' name for this run
     if cfg.get("auto_micro_batch") == "SWITCH_ON":
         _search_micro_batch(trainer, cfg, decisions, machine)
     callback.samples_per_step = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps \

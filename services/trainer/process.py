@@ -84,14 +84,15 @@ class EventSink:
             return
         stamp = time.time()
         payload["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1e6):06d}Z"
+        line = json.dumps(payload, separators=(",", ":"), default=str)
         if "result" not in payload:
+            # here, not at the top: `ftlab` imports its gRPC client, which the zygote must never hold
             from google.protobuf import json_format
 
             from ftlab.v1 import events_pb2
 
-            event = json_format.ParseDict(_text(json.loads(json.dumps(payload, default=str))), events_pb2.RunEvent())
-            payload = json_format.MessageToDict(event, preserving_proto_field_name=True)
-        line = json.dumps(payload, separators=(",", ":"), default=str)
+            event = json_format.ParseDict(_text(json.loads(line)), events_pb2.RunEvent())
+            line = json_format.MessageToJson(event, preserving_proto_field_name=True, indent=None)
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()

@@ -80,10 +80,10 @@ def tracker_environment(cfg: dict[str, Any], run_dir: str) -> dict[str, str]:
 
     env: dict[str, str] = {}
     names = trackers(cfg)
-    for name, package in (("tensorboard", "tensorboard"), ("mlflow", "mlflow"), ("wandb", "wandb")):
-        if name in names and importlib.util.find_spec(package) is None:
-            raise ImportError(f"report_to {name}: the {package} package is not installed on this trainer; "
-                              f"install it there (pip install {package}) or take {name} out of report_to")
+    for name in names:  # each tracker is the package of its name
+        if importlib.util.find_spec(name) is None:
+            raise ImportError(f"report_to {name}: the {name} package is not installed on this trainer; "
+                              f"install it there (pip install {name}) or take {name} out of report_to")
     if "tensorboard" in names:
         env["TENSORBOARD_LOGGING_DIR"] = os.path.join(run_dir, "tensorboard")
     if "mlflow" in names:
