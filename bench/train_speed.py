@@ -62,13 +62,15 @@ data = load_dataset("json", data_files=a["data"], split="train")
 losses = []
 
 class Keep(TrainerCallback):
-    """Times the loop as FineTune Lab's reporting callback does: train begin to the last logged step."""
+    """Times the loop as FineTune Lab's reporting callback does: train begin to each logged step."""
+    steps = []  # (seconds since train begin, real tokens seen) at each logged step
     def on_train_begin(self, args, state, control, **kw):
         self.begin = self.last = time.monotonic()
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and "loss" in logs:
             losses.append(logs["loss"])
             self.last = time.monotonic()
+            self.steps.append((self.last - self.begin, int(state.num_input_tokens_seen)))
 
 config = SFTConfig(**{**dict(
     output_dir=a["out"], per_device_train_batch_size=a["batch"], gradient_accumulation_steps=a["accum"],
@@ -88,7 +90,9 @@ seconds = keep.last - keep.begin
 print("RESULT " + json.dumps({"seconds": seconds, "tokens": int(trainer.state.num_input_tokens_seen),
                               "final_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
                               "peak_memory_bytes": torch.cuda.max_memory_reserved() if cuda else None,
-                              "parameters": sum(p.numel() for p in trainer.model.parameters())}))
+                              "parameters": sum(p.numel() for p in trainer.model.parameters()),
+                              "step_times": keep.steps,
+                              "lengths": [len(x) for x in trainer.train_dataset["input_ids"]]}))
 '''
 
 
@@ -116,12 +120,14 @@ def bare(model: Path, data: Path, out: Path, args, settings: dict | None = None)
     return result
 
 
-def through_services(model: Path, home: Path, args) -> dict:
+def through_services(model: Path, home: Path, args, server=None) -> dict:
+    """One job through a real `ftlab serve` (started here unless `server` is given)."""
     from ftlab import Client
     from ftlab.v1 import job_pb2
     from helpers import start_server
 
-    server = start_server(home, name="bench")
+    own = server is None
+    server = server or start_server(home, name="bench")
     try:
         with Client(server.address, user="bench") as client:
             started = time.perf_counter()
@@ -134,6 +140,15 @@ def through_services(model: Path, home: Path, args) -> dict:
                 # TRL's defaults for what is not speed, so that the losses compare
                 "lr_scheduler": "linear", "warmup_ratio": 0.0, "lora": {"rank": 16, "alpha": 32, "dropout": 0.0},
                 **json.loads(args.job_settings)}, force=True)
+            first_step = None
+            while first_step is None:  # CreateJob -> the first optimizer step reported, through the public API
+                j = client.get_job(job.name)
+                if any(e.HasField("metrics") for e in client.list_events(job.name)):
+                    first_step = time.perf_counter() - started
+                elif j.state in (job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED):
+                    break
+                else:
+                    time.sleep(0.05)
             done = client.wait(job.name, timeout=7200)
             end_to_end = time.perf_counter() - started
             services_cpu = _cpu_seconds(server.proc.pid) - services_cpu
@@ -142,13 +157,27 @@ def through_services(model: Path, home: Path, args) -> dict:
             raise RuntimeError(f"job {done.state_reason}: {done.error.message}")
         last = metrics[-1]
         return {"seconds": last.elapsed_seconds, "tokens": last.tokens_seen, "final_loss": last.loss,
-                "steps": last.step, "end_to_end_seconds": end_to_end,
+                "steps": last.step, "end_to_end_seconds": end_to_end, "first_step_seconds": first_step,
+                "step_times": [(m.elapsed_seconds, m.tokens_seen) for m in metrics],
                 "peak_memory_bytes": max((m.gpu_memory_peak_reserved_bytes for m in metrics), default=0) or None,
+                "preflight_estimate_bytes": done.preflight.estimated_gpu_memory_bytes,
                 "settings": {t.field: t.value for t in done.tuning},
-                "services_cpu_seconds": services_cpu,
+                "tuning_reasons": {t.field: t.reason for t in done.tuning},
+                "services_cpu_seconds": services_cpu, "job": done.name,
                 "effective": json_format.MessageToDict(done.effective_config, preserving_proto_field_name=True)}
     finally:
-        server.stop()
+        if own:
+            server.stop()
+
+
+def steady(result: dict, warmup: int) -> float:
+    """Real tokens/s after the first `warmup` logged steps (CUDA start-up, allocator growth and the
+    first kernels' tuning stay out of it); the whole loop when there are too few steps."""
+    times = result.get("step_times") or []
+    if warmup <= 0 or len(times) < warmup + 3:
+        return result["tokens"] / result["seconds"]
+    (t0, n0), (t1, n1) = times[warmup - 1], times[-1]
+    return (n1 - n0) / (t1 - t0)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -193,6 +222,8 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--warmup-steps", type=int, default=0, help="leave the first N optimizer steps out of the "
+                        "timing (0: train begin to the last step)")
     parser.add_argument("--repeats", type=int, default=1, help="run each arm this many times, in rotating order, "
                         "and report the median (CPU timings vary by several percent from run to run)")
     parser.add_argument("--job-settings", default="{}", help="JSON config fields added to the job, e.g. "
@@ -231,7 +262,7 @@ def main() -> int:
         for r in results:
             r.pop("parameters", None)
             r.pop("effective", None)
-            r["tokens_per_second"] = r["tokens"] / r["seconds"]
+            r["tokens_per_second"] = steady(r, args.warmup_steps)
         ranked = sorted(results, key=lambda r: r["tokens_per_second"])
         rows[name] = {**ranked[len(ranked) // 2], "all_tokens_per_second": [r["tokens_per_second"] for r in results]}
     a, b, c = rows["bare_trl"], rows["ftlab"], rows["bare_trl_same_settings"]
