@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU proof in one command, on a GPU machine that lacks some packages (see ../shared/device.md):
 #   bash bench/gpu_proof.sh [BUDGET_SECONDS] [PARTS...]
-# Installs the carried wheels (.whl) when there are any, prints the versions, then runs
+# Installs the carried wheels (.whl, made by bench/gpu_wheels.sh) when there are any, prints the versions, then runs
 # bench/gpu_proof.py with a wall-clock budget (default 330 s). Figures and logs land in $OUT
 # (or bench/results/gpu_proof when OUT is unset): gpu_proof.json, logs.tgz, pip.txt.
 set -u
