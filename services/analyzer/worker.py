@@ -63,12 +63,13 @@ def _answer(message: dict, template_seconds: float) -> dict:
     from ftlab.v1 import analyzer_pb2
     from services.analyzer.preflight import preflight_request
     from services.common.errors import DomainError
+    from services.common.status import code_of
 
     request = analyzer_pb2.PreflightRequest.FromString(base64.b64decode(message["request"]))
     try:
         response = preflight_request(request, message.get("owner", ""), template_seconds)
     except DomainError as exc:
-        return _error(exc.code.name, exc.message, exc.reason,
+        return _error(code_of(exc).name, exc.message, exc.reason,
                       [(v.field, v.description) for v in getattr(exc, "violations", [])])
     except MemoryError:
         return _error("RESOURCE_EXHAUSTED", "pre-flight needed more memory than it may use", "PREFLIGHT_MEMORY")

@@ -1,21 +1,13 @@
-"""Domain errors, and the one place where they become gRPC status codes.
+"""Domain errors: what a caller can act on, in the domain's words.
 
-Domain code raises these and knows nothing of gRPC. `ErrorInterceptor` turns them into a status
-with `google.rpc` details (BadRequest field violations, ErrorInfo) that clients read back with
-`grpc_status.rpc_status.from_call`. Anything else becomes INTERNAL with a generic message.
+Domain code raises these and knows nothing of gRPC: services/common/status.py, used by the
+interceptors, is the one place where each becomes a gRPC status with `google.rpc` details.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
-import grpc
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
-
-log = logging.getLogger(__name__)
 DOMAIN = "ftlab.dev"
 
 
@@ -25,7 +17,6 @@ class DomainError(Exception):
 
     message: str
     reason: str = ""
-    code: grpc.StatusCode = field(default=grpc.StatusCode.INTERNAL, init=False)
 
     def __str__(self) -> str:
         return self.message
@@ -41,13 +32,14 @@ class FieldViolation:
 
 @dataclass
 class InvalidArgument(DomainError):
+    """A request value that is wrong whatever the state: each bad field named."""
+
     violations: list[FieldViolation] = field(default_factory=list)
-    code: grpc.StatusCode = field(default=grpc.StatusCode.INVALID_ARGUMENT, init=False)
 
 
 @dataclass
 class NotFound(DomainError):
-    code: grpc.StatusCode = field(default=grpc.StatusCode.NOT_FOUND, init=False)
+    """No such resource, or not one the caller may see."""
 
 
 @dataclass
@@ -61,94 +53,31 @@ class Precondition:
 
 @dataclass
 class FailedPrecondition(DomainError):
+    """A request the current state does not allow: each unmet condition named."""
+
     preconditions: list[Precondition] = field(default_factory=list)
-    code: grpc.StatusCode = field(default=grpc.StatusCode.FAILED_PRECONDITION, init=False)
 
 
 @dataclass
 class ResourceExhausted(DomainError):
-    code: grpc.StatusCode = field(default=grpc.StatusCode.RESOURCE_EXHAUSTED, init=False)
+    """A limit or a full resource: a quota, a disk, a busy pool."""
 
 
 @dataclass
 class Unauthenticated(DomainError):
-    code: grpc.StatusCode = field(default=grpc.StatusCode.UNAUTHENTICATED, init=False)
+    """The caller's identity is missing or not accepted."""
 
 
 @dataclass
 class PermissionDenied(DomainError):
-    code: grpc.StatusCode = field(default=grpc.StatusCode.PERMISSION_DENIED, init=False)
+    """The caller is known but may not do this."""
 
 
 @dataclass
 class Aborted(DomainError):
-    code: grpc.StatusCode = field(default=grpc.StatusCode.ABORTED, init=False)
+    """A conflict with a concurrent change; trying again may succeed."""
 
 
 @dataclass
 class Unavailable(DomainError):
-    code: grpc.StatusCode = field(default=grpc.StatusCode.UNAVAILABLE, init=False)
-
-
-def to_status(err: DomainError) -> grpc.Status:
-    from services.common.settings import redact
-
-    details = []
-    if isinstance(err, InvalidArgument) and err.violations:
-        bad = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=redact(v.description))
-                for v in err.violations
-            ]
-        )
-        details.append(bad)
-    if isinstance(err, FailedPrecondition) and err.preconditions:
-        details.append(error_details_pb2.PreconditionFailure(violations=[
-            error_details_pb2.PreconditionFailure.Violation(type=v.type, subject=v.subject,
-                                                            description=redact(v.description))
-            for v in err.preconditions]))
-    if err.reason:
-        details.append(error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN))
-    packed = []
-    for d in details:
-        a = any_pb2.Any()
-        a.Pack(d)
-        packed.append(a)
-    status = status_pb2.Status(code=getattr(code_pb2, err.code.name), message=redact(err.message)[:2000],
-                               details=packed)
-    return rpc_status.to_status(status)
-
-
-async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> grpc.StatusCode:
-    """Abort the call for `exc`: DomainError with its code and details, anything else INTERNAL."""
-    if isinstance(exc, DomainError):
-        status = to_status(exc)
-        await context.abort(status.code, status.details, status.trailing_metadata)
-    log.error("internal error in %s", method, exc_info=exc)
-    await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
-    raise AssertionError("unreachable")  # context.abort raises
-
-
-def abort_with_sync(context, exc: BaseException, method: str) -> None:
-    """`abort_with` for handlers running in the server's thread pool (their context aborts by raising)."""
-    if isinstance(exc, DomainError):
-        status = to_status(exc)
-        context.abort(status.code, status.details, status.trailing_metadata)
-    log.error("internal error in %s", method, exc_info=exc)
-    context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
-
-
-def details_of(exc: grpc.RpcError) -> tuple[str, list[tuple[str, str]]]:
-    """(the ErrorInfo reason, the BadRequest field violations) another service sent with its error."""
-    try:
-        status = rpc_status.from_call(exc)
-    except ValueError:
-        return "", []
-    reason, violations = "", []
-    for detail in status.details if status is not None else ():
-        info, bad = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
-        if detail.Unpack(info):
-            reason = info.reason
-        elif detail.Unpack(bad):
-            violations += [(v.field, v.description) for v in bad.field_violations]
-    return reason, violations
+    """A service or store that cannot be reached right now."""

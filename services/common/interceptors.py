@@ -2,7 +2,7 @@
 and metrics.
 
 grpc.aio interceptors see only the handler, so this one wraps each behaviour (unary or streaming)
-in a function that times the call, maps exceptions through `errors.abort_with`, and counts the
+in a function that times the call, maps exceptions through `status.abort_with`, and counts the
 outcome by service, method and code.
 """
 
@@ -14,7 +14,7 @@ import time
 
 import grpc
 
-from services.common import auth, errors, metrics, validate
+from services.common import auth, metrics, status, validate
 from services.common.errors import FieldViolation, InvalidArgument
 
 
@@ -69,7 +69,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             code, abort = _outcome(context, exc)
             try:
                 if abort:
-                    await errors.abort_with(context, exc, handler_call_details.method)
+                    await status.abort_with(context, exc, handler_call_details.method)
             finally:
                 metrics.record_rpc(service, name, _code_name(code), time.perf_counter() - started)
 
@@ -92,7 +92,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             code, abort = _outcome(context, exc)
             try:
                 if abort:
-                    errors.abort_with_sync(context, exc, handler_call_details.method)
+                    status.abort_with_sync(context, exc, handler_call_details.method)
             finally:
                 metrics.record_rpc(service, name, _code_name(code), time.perf_counter() - started)
 
@@ -149,7 +149,7 @@ def _outcome(context, exc: BaseException | None) -> tuple[grpc.StatusCode, bool]
         return context.code() or grpc.StatusCode.UNKNOWN, False
     if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
         return grpc.StatusCode.CANCELLED, False
-    return (exc.code if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL), True
+    return status.code_of(exc), True
 
 
 def _code_name(code) -> str:

@@ -11,7 +11,8 @@ from google.protobuf import json_format
 
 from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc, job_pb2
 from services.common.channels import internal_channel
-from services.common.errors import FieldViolation, InvalidArgument, ResourceExhausted, details_of
+from services.common.errors import FieldViolation, InvalidArgument, ResourceExhausted
+from services.common.status import details_of
 from services.scheduler import convert
 from services.scheduler.store.models import JobRow
 from services.scheduler.store.repository import JobStore

@@ -16,7 +16,7 @@ import grpc
 
 from ftlab.v1 import trainer_service_pb2
 from services.common.auth import service_metadata
-from services.common.errors import details_of
+from services.common.status import details_of
 from services.scheduler import convert, resume_changes, states
 from services.scheduler.jobs import JobManager
 from services.scheduler.registry import Worker, WorkerRegistry

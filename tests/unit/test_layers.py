@@ -20,7 +20,7 @@ DOMAIN = [
     "services/analyzer/priors.py", "services/analyzer/suggestions.py", "services/analyzer/logparse.py",
     "services/analyzer/library.py", "services/analyzer/memory.py",
     "services/common/datasets.py", "services/common/columns.py", "services/common/checkpoints.py",
-    "services/common/chat_templates.py",
+    "services/common/chat_templates.py", "services/common/errors.py",
 ]
 FORBIDDEN = ("grpc", "grpc_status", "grpc_health", "grpc_reflection", "sqlalchemy")
 
