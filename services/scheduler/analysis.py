@@ -22,11 +22,10 @@ RECENT_METRICS = 20
 
 
 class FailureAnalyst:
-    def __init__(self, store: JobStore, address: str, on_analyzed=None, hardware_of=None, metrics=None) -> None:
+    def __init__(self, store: JobStore, address: str, hardware_of=None, metrics=None) -> None:
         self.store = store
         self.metrics = metrics
         self.hardware_of = hardware_of  # worker id -> analyzer_pb2.Hardware it ran on
-        self.on_analyzed = on_analyzed  # async callback(job_id) once the analysis is kept (auto-recovery)
         self.address = address
         self._channel: grpc.aio.Channel | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -37,8 +36,10 @@ class FailureAnalyst:
             self._channel = internal_channel(self.address)
         return analyzer_pb2_grpc.AnalyzerServiceStub(self._channel)
 
-    def job_failed(self, job_id: str) -> None:
-        task = asyncio.create_task(self._analyze(job_id), name=f"analyze-{job_id}")
+    def job_failed(self, job_id: str, then=None) -> None:
+        """Analyze the failed job in the background and keep the diagnosis; then await `then(job_id)`
+        (the job domain's auto-recovery), which sees the analysis."""
+        task = asyncio.create_task(self._analyze(job_id, then), name=f"analyze-{job_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -58,7 +59,7 @@ class FailureAnalyst:
         request.recent_metrics.extend(metrics)
         return request
 
-    async def _analyze(self, job_id: str) -> None:
+    async def _analyze(self, job_id: str, then=None) -> None:
         try:
             row = await asyncio.to_thread(self.store.get_job, job_id)
             request = await asyncio.to_thread(self._request, row)
@@ -78,9 +79,9 @@ class FailureAnalyst:
         if self.metrics is not None:
             self.metrics.job_failed(analyzer_pb2.FailureCategory.Name(reply.analysis.category)
                                     .removeprefix("FAILURE_CATEGORY_"))
-        if self.on_analyzed is not None:
+        if then is not None:
             try:
-                await self.on_analyzed(job_id)
+                await then(job_id)
             except Exception:
                 log.exception("automatic recovery of job %s failed", job_id)
 

@@ -12,6 +12,7 @@ from services.scheduler.hub import EventHub
 from services.scheduler.jobs import JobManager
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.registry import WorkerRegistry
+from services.scheduler.run_control import RunControl
 from services.scheduler.servicer import JobService, WorkerRegistryService
 from services.scheduler.store import db
 from services.scheduler.store.repository import JobStore
@@ -25,18 +26,19 @@ class SchedulerApp:
         db.upgrade(self.engine)
         self.store = JobStore(self.engine)
         self.metrics = SchedulerMetrics(self.store.count_by_state)
+        self.registry = WorkerRegistry(heartbeat_interval=heartbeat_interval, lease_seconds=lease_seconds)
+        self.control = RunControl(self.registry)
         self.jobs = JobManager(self.store, EventHub(), self.metrics, max_running_per_user=max_running_per_user,
                                scheduler_id=scheduler_id or socket.gethostname(),
-                               fence_seconds=lease_seconds + 2 * heartbeat_interval + 2.5)
-        self.registry = WorkerRegistry(heartbeat_interval=heartbeat_interval, lease_seconds=lease_seconds)
-        self.dispatcher = Dispatcher(self.jobs, self.registry, interval=dispatch_interval)
+                               fence_seconds=lease_seconds + 2 * heartbeat_interval + 2.5, controller=self.control)
+        self.dispatcher = Dispatcher(self.jobs, self.control, interval=dispatch_interval)
         self._task: asyncio.Task | None = None
 
     def analyze_failures_at(self, address: str) -> None:
         """Send every failed job to the AnalyzerService at `address` and keep its diagnosis."""
         from services.scheduler.analysis import FailureAnalyst, Preflighter
 
-        self.jobs.analyst = FailureAnalyst(self.store, address, on_analyzed=self.jobs.auto_recover,
+        self.jobs.analyst = FailureAnalyst(self.store, address,
                                            hardware_of=self.worker_hardware, metrics=self.metrics)
         self.jobs.preflighter = Preflighter(self.jobs.analyst.stub, self.target_hardware)
 

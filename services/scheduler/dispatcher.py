@@ -19,7 +19,8 @@ from services.common.auth import service_metadata
 from services.common.status import details_of
 from services.scheduler import convert, resume_changes, states
 from services.scheduler.jobs import JobManager
-from services.scheduler.registry import Worker, WorkerRegistry
+from services.scheduler.registry import Worker
+from services.scheduler.run_control import RunControl
 
 log = logging.getLogger(__name__)
 START_TIMEOUT = 30.0
@@ -28,18 +29,17 @@ REFUSALS = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INVALI
 
 
 class Dispatcher:
-    def __init__(self, jobs: JobManager, registry: WorkerRegistry, interval: float = 1.0) -> None:
+    def __init__(self, jobs: JobManager, control: RunControl, interval: float = 1.0) -> None:
         self.jobs = jobs
-        self.registry = registry
+        self.control = control
+        self.registry = control.registry
         self.interval = interval
-        self._wake = asyncio.Event()
         self._followers: dict[str, asyncio.Task] = {}
         self._starting: set[str] = set()  # runs whose StartRun is in flight (followed once it returns)
         self._background: set[asyncio.Task] = set()
-        jobs.controller = self
 
     def wake(self) -> None:
-        self._wake.set()
+        self.control.wake()
 
     async def run(self) -> None:
         await self._expect_workers_of_active_jobs()
@@ -50,11 +50,7 @@ class Dispatcher:
                 await self.reconcile()
             except Exception:
                 log.exception("dispatch failed; retrying")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
+            await self.control.woken(self.interval)
 
     async def _active_jobs(self, worker_id: str | None = None):
         rows = await asyncio.to_thread(self.jobs.store.jobs_in_states, states.ACTIVE)
@@ -201,17 +197,7 @@ class Dispatcher:
             self.follow(worker, row.id, row.run_id, row.run_cursor)
 
     async def stop_run(self, worker_id: str, run_id: str, pause: bool, grace_seconds: float | None) -> None:
-        worker = self.registry.get(worker_id)
-        if worker is None or not worker.address:
-            return
-        request = trainer_service_pb2.StopRunRequest(
-            run_id=run_id, mode=trainer_service_pb2.STOP_MODE_PAUSE if pause else trainer_service_pb2.STOP_MODE_CANCEL)
-        if grace_seconds is not None:
-            request.grace_seconds = grace_seconds
-        try:
-            await worker.stub().StopRun(request, timeout=10)
-        except grpc.aio.AioRpcError as exc:
-            log.warning("could not stop run %s on %s: %s", run_id, worker_id, exc.details())
+        await self.control.stop_run(worker_id, run_id, pause, grace_seconds)
 
     async def close(self) -> None:
         tasks = list(self._followers.values()) + list(self._background)

@@ -42,18 +42,20 @@ class RunController(Protocol):
 
     async def stop_run(self, worker: str, run_id: str, pause: bool, grace_seconds: float | None) -> None: ...
 
+    def free_slots(self) -> int: ...
+
 
 class JobManager(Queries, Retries):
     def __init__(self, store: JobStore, hub: EventHub, metrics: SchedulerMetrics | None = None,
                  max_running_per_user: int = 0, scheduler_id: str = "", fence_seconds: float = 0.0,
-                 access: Policy | None = None) -> None:
+                 access: Policy | None = None, controller: RunController | None = None) -> None:
         self.fence_seconds = fence_seconds  # a lost worker's runs may take this long to stop themselves
         self.store = store
         self.scheduler_id = scheduler_id
         self.max_running_per_user = max_running_per_user
         self.hub = hub
         self.metrics = metrics
-        self.controller: RunController | None = None
+        self.controller = controller  # wakes the dispatcher and stops runs (RunControl); None in unit tests
         self.analyst = None  # FailureAnalyst: told of every job that fails
         self.preflighter = None  # Preflighter: asked whether a new job can run
         self.access = access or Policy.current()  # which files a job may name
@@ -250,7 +252,7 @@ class JobManager(Queries, Retries):
         _, events = await self._db(self.store.update, job_id, mutate)
         await self._publish(job_id, events)
         if events and self.analyst is not None:
-            self.analyst.job_failed(job_id)
+            self.analyst.job_failed(job_id, then=self.auto_recover)
 
     async def apply_run_event(self, job_id: str, run_id: str, run_event: events_pb2.RunEvent) -> bool:
         """Record one event of a job's run; returns True when the run has ended."""
@@ -267,5 +269,5 @@ class JobManager(Queries, Retries):
             self.metrics.observe_job(row)
         if self.analyst is not None and any(
                 e.HasField("state_changed") and e.state_changed.to_state == job_pb2.JOB_STATE_FAILED for e in events):
-            self.analyst.job_failed(job_id)
+            self.analyst.job_failed(job_id, then=self.auto_recover)
         return kind == "finished"

@@ -51,7 +51,7 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
         return pb.ListCheckpointsResponse(checkpoints=await self.jobs.checkpoints(caller(context), request.name))
 
     async def GetQueue(self, request, context):
-        free = self.jobs.controller.registry.free_slots() if self.jobs.controller is not None else 0
+        free = self.jobs.controller.free_slots() if self.jobs.controller is not None else 0
         return await self.jobs.queue(caller(context), free)
 
     async def SetJobPriority(self, request, context):

@@ -51,8 +51,7 @@ class JobMachine(RuleBasedStateMachine):
         db.upgrade(engine)
         self.store = JobStore(engine)
         self.loop = asyncio.new_event_loop()
-        self.jobs = JobManager(self.store, EventHub())
-        self.jobs.controller = Controller()
+        self.jobs = JobManager(self.store, EventHub(), controller=Controller())
         self.ids: list[str] = []
         self.run_seq: dict[str, int] = {}
         self.saved: dict[str, set[str]] = {}
