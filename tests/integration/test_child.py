@@ -180,10 +180,12 @@ def test_chats_at_learning_rate_1_fail_as_diverged(tmp_path, tiny_model):
 
 
 def test_a_run_that_ends_worse_than_it_began_fails_as_diverged(tmp_path, tiny_model):
-    """Full fine-tuning at learning rate 0.6 with clipping: the loss leaps from 6.3 to about 20 and is
-    coming down, never 5x its best, but after 25 steps it is still far above where it began. Such a
-    run must not succeed: it fails as diverged when training ends, saying how it ended."""
-    rc, events, _ = full_fine_tuning_of_sums(tmp_path, tiny_model, max_steps=25, learning_rate=0.6, max_grad_norm=1.0)
+    """Full fine-tuning at learning rate 0.6 with clipping at 0.5: the loss leaps from 6.3 to about 20
+    and is coming down, never 5x its best (3.5x), but after 25 steps it is still about twice where it
+    began. Such a run must not succeed: it fails as diverged when training ends, saying how it ended.
+    (Clipping at 1.0 climbed past 5x its best by step 7 with today's packages, tripping the step-wise
+    check instead: 0.5 leaves margin on both sides.)"""
+    rc, events, _ = full_fine_tuning_of_sums(tmp_path, tiny_model, max_steps=25, learning_rate=0.6, max_grad_norm=0.5)
     seen = losses(events)
     print("losses:", [round(x, 2) for x in seen])
     assert len(seen) == 25, "it trained to the end: no step-wise check tripped"
