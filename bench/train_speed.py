@@ -63,9 +63,9 @@ losses = []
 
 class Keep(TrainerCallback):
     """Times the loop as FineTune Lab's reporting callback does: train begin to each logged step."""
-    steps = []  # (seconds since train begin, real tokens seen) at each logged step
     def on_train_begin(self, args, state, control, **kw):
         self.begin = self.last = time.monotonic()
+        self.steps = []  # (seconds since train begin, real tokens seen) at each logged step
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and "loss" in logs:
             losses.append(logs["loss"])
@@ -205,6 +205,11 @@ def replay(effective: dict) -> dict:
     return {"args": args, "model": {"attn_implementation": effective["attn_implementation"]}}
 
 
+def peak_flops(device: str) -> float | None:
+    """The GPU's dense bf16 peak, by its name; None for a CPU or an unknown GPU."""
+    return next((v for k, v in BF16_PEAK_FLOPS.items() if k in device), None)
+
+
 def flops_per_token(shape: dict, adapter: str, seq: float) -> float:
     n = shape["parameters"]
     attention = 12 * shape["layers"] * shape["hidden"] * seq
@@ -268,7 +273,7 @@ def main() -> int:
     a, b, c = rows["bare_trl"], rows["ftlab"], rows["bare_trl_same_settings"]
     for r in rows.values():
         if cuda:
-            peak = next((v for k, v in BF16_PEAK_FLOPS.items() if k in device), None)
+            peak = peak_flops(device)
             seq = r["tokens"] / max(1, args.rows)
             r["mfu"] = r["tokens_per_second"] * flops_per_token(shape, args.adapter, seq) / peak if peak else None
     result = {"device": device, "shape": args.shape, "adapter": args.adapter, "rows": args.rows,

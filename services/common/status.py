@@ -1,6 +1,6 @@
 """Where domain errors become gRPC statuses: the one table of status codes, and the rich details.
 
-`ErrorInterceptor` (services/common/interceptors.py) aborts a call through `abort_with`: a
+`ServiceInterceptor` (services/common/interceptors.py) aborts a call through `abort_with`: a
 DomainError becomes its status with `google.rpc` details (BadRequest field violations,
 PreconditionFailure, ErrorInfo) that clients read back with `grpc_status.rpc_status.from_call`;
 anything else becomes INTERNAL with a generic message, and the traceback goes to the server's log.

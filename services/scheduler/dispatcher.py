@@ -38,9 +38,6 @@ class Dispatcher:
         self._starting: set[str] = set()  # runs whose StartRun is in flight (followed once it returns)
         self._background: set[asyncio.Task] = set()
 
-    def wake(self) -> None:
-        self.control.wake()
-
     async def run(self) -> None:
         await self._expect_workers_of_active_jobs()
         while True:
@@ -75,11 +72,11 @@ class Dispatcher:
         for run_id in set(worker.info.running_runs) - expected:
             log.warning("worker %s still runs %s, which no job expects of it: stopping it", worker.worker_id, run_id)
             # in the background: the worker's registration does not wait on calls to it (it may be unreachable)
-            task = asyncio.create_task(self.stop_run(worker.worker_id, run_id, pause=False, grace_seconds=None),
+            task = asyncio.create_task(self.control.stop_run(worker.worker_id, run_id, pause=False, grace_seconds=None),
                                        name=f"stop-stale-{run_id}")
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        self.wake()
+        self.control.wake()
 
     async def reap(self) -> None:
         """Jobs on workers whose lease ran out are lost."""
@@ -133,7 +130,7 @@ class Dispatcher:
         self.follow(worker, row.id, row.run_id, row.run_cursor)
         current = await asyncio.to_thread(self.jobs.store.get_job, row.id)
         if current.state in (states.CANCELLING, states.PAUSING):  # asked while the run was being started
-            await self.stop_run(worker.worker_id, row.run_id, pause=current.state == states.PAUSING, grace_seconds=None)
+            await self.control.stop_run(worker.worker_id, row.run_id, pause=current.state == states.PAUSING, grace_seconds=None)
 
     def follow(self, worker: Worker, job_id: str, run_id: str, cursor: int) -> None:
         task = asyncio.create_task(self._follow(worker, job_id, run_id, cursor), name=f"follow-{run_id}")
@@ -178,7 +175,7 @@ class Dispatcher:
                 worker = current
         finally:
             worker.assigned.discard(run_id)
-            self.wake()
+            self.control.wake()
 
     async def reconcile(self) -> None:
         """The follower watchdog: every run of this scheduler's active jobs whose worker is alive must
@@ -195,9 +192,6 @@ class Dispatcher:
                         row.run_id, row.id, row.run_cursor)
             worker.assigned.add(row.run_id)
             self.follow(worker, row.id, row.run_id, row.run_cursor)
-
-    async def stop_run(self, worker_id: str, run_id: str, pause: bool, grace_seconds: float | None) -> None:
-        await self.control.stop_run(worker_id, run_id, pause, grace_seconds)
 
     async def close(self) -> None:
         tasks = list(self._followers.values()) + list(self._background)
