@@ -13,6 +13,7 @@ Add a case by adding a row; never edit a log it produced.
 from __future__ import annotations
 
 import failure_round5
+import failure_round6
 from failure_cases import FOURTH_ROUND
 
 BASE_ARGS = {"max_steps": 3, "per_device_train_batch_size": 2, "logging_steps": 1, "report_to": [],
@@ -27,12 +28,12 @@ def bare(name, cause, category, phase, how, args=None, data="chat.jsonl", model=
                 data=data, model=model, trainer=trainer, peft=peft, **extra)
 
 
-def fifth(name, cause, category, phase, how, extra):
-    """A row of scripts/failure_round5.py as a bare case."""
+def fifth(name, cause, category, phase, how, extra, module=failure_round5):
+    """A row of a later round's table (scripts/failure_round5.py, ...) as a bare case."""
     extra = dict(extra)
     args = {"max_steps": 200} if "act" in extra and extra["act"][0] == "signal" else \
         {"max_steps": 4} if "resume" in extra else {}
-    return bare(name, cause, category, phase, how, args={**args, **extra.pop("args", {})}, round=failure_round5.ROUND,
+    return bare(name, cause, category, phase, how, args={**args, **extra.pop("args", {})}, round=module.ROUND,
                 **extra)
 
 
@@ -198,4 +199,6 @@ CASES = [
          peft=None, args={"max_steps": 4}),
     # the fifth round
     *[fifth(*row) for row in failure_round5.SHARED + failure_round5.BARE],
+    # the sixth round
+    *[fifth(*row, module=failure_round6) for row in failure_round6.SHARED + failure_round6.BARE],
 ]

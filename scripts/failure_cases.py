@@ -20,6 +20,7 @@ Add a case by adding a row; never edit a log it produced.
 from __future__ import annotations
 
 import failure_round5
+import failure_round6
 
 BASE = {"max_steps": 3, "logging_steps": 1, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
         "max_seq_length": 64, "save_steps": 0, "eval_strategy": "no"}
@@ -35,14 +36,14 @@ def later(*args, round=2, **kwargs):
     return case(*args, round=round, **kwargs)
 
 
-def fifth(name, cause, category, phase, how, extra):
-    """A row of scripts/failure_round5.py as a case: a signalled run long enough to be signalled, a
-    resumed one a step past its checkpoint."""
+def fifth(name, cause, category, phase, how, extra, module=failure_round5):
+    """A row of a later round's table (scripts/failure_round5.py, ...) as a case: a signalled run long
+    enough to be signalled, a resumed one a step past its checkpoint."""
     extra = dict(extra)
     config = {"max_steps": 40} if "act" in extra and extra["act"][0] == "signal" else \
         {"max_steps": 4} if "resume" in extra else {}
     extra["config"] = {**config, **extra.get("config", {})}
-    return later(name, cause, category, phase, how, round=failure_round5.ROUND, **extra)
+    return later(name, cause, category, phase, how, round=module.ROUND, **extra)
 
 
 # The fourth round's causes that run on any runner as they are (this table and scripts/bare_trl_cases.py
@@ -279,4 +280,6 @@ CASES = [
           config={"adapter": "full", "max_steps": 4}),
     # the fifth round
     *[fifth(*row) for row in failure_round5.SHARED + failure_round5.TRAINER],
+    # the sixth round
+    *[fifth(*row, module=failure_round6) for row in failure_round6.SHARED + failure_round6.TRAINER],
 ]

@@ -32,6 +32,7 @@ sys.path[:0] = [str(REPO), str(REPO / "sdk" / "python"), str(REPO / "scripts")]
 
 import capture_failure  # noqa: E402
 import failure_round5  # noqa: E402
+import failure_round6  # noqa: E402
 from failure_cases import CASES  # noqa: E402
 
 
@@ -106,6 +107,7 @@ def write_datasets(root: Path) -> None:
     (root / "folder.jsonl").mkdir(exist_ok=True)
     (root / "folder.jsonl" / "part-0.jsonl").write_text((root / "chat.jsonl").read_text())
     failure_round5.write_datasets(root)
+    failure_round6.write_datasets(root)
 
 
 def write_models(root: Path) -> dict[str, str]:
@@ -170,6 +172,7 @@ def write_models(root: Path) -> dict[str, str]:
                                        if f.name.startswith(("tokenizer", "special_tokens", "chat_template", "vocab",
                                                              "merges"))])
     failure_round5.write_models(root, tiny, variant, models)
+    failure_round6.write_models(root, tiny, variant, models)
     return models
 
 
@@ -187,7 +190,7 @@ def checkpoint_for(case: dict, workdir: Path, model: str, data: str) -> str:
 
 def damage(ckpt: Path, how: str) -> None:
     """Damage a real checkpoint folder as a case names it."""
-    if failure_round5.damage(ckpt, how):
+    if failure_round5.damage(ckpt, how) or failure_round6.damage(ckpt, how):
         return
     if how == "optimizer":
         f = ckpt / "optimizer.pt"
