@@ -27,7 +27,7 @@ DISTRIBUTIONS = {"huggingface_hub": "huggingface-hub"}
 # parts of the big libraries that a fine-tuning run goes through (torch's compiler, ONNX and the
 # per-model files of transformers raise thousands of messages a training job never meets)
 KEEP = {
-    "torch": ("torch/utils/data/", "torch/serialization.py", "torch/cuda/", "torch/nn/modules/module.py",
+    "torch": ("torch/utils/data/", "torch/serialization.py", "torch/cuda/", "torch/nn/modules/",
               "torch/optim/", "torch/amp/", "torch/nn/functional.py", "torch/_tensor.py", "torch/storage.py"),
     "transformers": ("transformers/",),
 }
@@ -39,12 +39,16 @@ ALLOW_MODELS = ("transformers/models/auto/",)
 MAPPING: list[tuple[str, str, str, str]] = [
     ("", r"out of memory", "CUDA_OOM", ""),
     ("", r"no space left|disk quota", "DISK_FULL", ""),
-    ("", r"chat[ _]template", "CHAT_TEMPLATE_MISSING", "DATA_PREP"),
+    ("", r"chat[ _]template (is not set|not set|is missing|not found|is None)|no chat template|does not have a chat "
+         r"template", "CHAT_TEMPLATE_MISSING", "DATA_PREP"),
+    ("", r"chat[ _]template", "CHAT_TEMPLATE_INCOMPATIBLE", "DATA_PREP"),
     ("", r"generation.*(marker|keyword)|assistant_only_loss|assistant mask", "CHAT_TEMPLATE_INCOMPATIBLE", "DATA_PREP"),
     ("", r"target.?modules?", "LORA_TARGET_MODULES", "MODEL_LOAD"),
     ("", r"bitsandbytes|quantiz|4.?bit|8.?bit", "QUANTIZATION_UNSUPPORTED", "MODEL_LOAD"),
     ("", r"bf16|bfloat16|fp16|float16|mixed precision|half precision", "PRECISION_UNSUPPORTED", "STARTUP"),
-    ("", r"cuda (is not|not) available|no cuda|no gpu|requires a gpu|accelerator", "GPU_UNAVAILABLE", ""),
+    # "accelerator" alone names accelerate's Accelerator class far more often than a missing device
+    ("", r"cuda (is not|not) available|no cuda|no gpu|requires a gpu|gpu (is )?not available|no accelerator|"
+         r"accelerator (is not|not) available|not compiled with cuda|invalid device ordinal", "GPU_UNAVAILABLE", ""),
     ("", r"(is not installed|pip install|requires the .* library|package .* not found)", "DEPENDENCY_MISSING", ""),
     ("", r"eval_dataset|evaluation strategy|eval_strategy", "EVAL_CONFIG", "STARTUP"),
     ("", r"checkpoint.*(not found|does not exist|no valid)|can't find a valid checkpoint", "CHECKPOINT_NOT_FOUND",
@@ -68,6 +72,8 @@ MAPPING: list[tuple[str, str, str, str]] = [
     ("torch/utils/data/", r"should be|must be|expected|invalid", "INVALID_CONFIG", ""),
     ("torch/optim/", r"invalid|must be|expected", "INVALID_CONFIG", "STARTUP"),
     ("peft/", r"must be|should be|invalid|not supported|expected", "INVALID_CONFIG", "MODEL_LOAD"),
+    # torch's layers refusing a constructor argument (a dropout above 1, a negative size)
+    ("torch/nn/modules/", r"has to be|must be|should be|invalid|expected|cannot be", "INVALID_CONFIG", ""),
     # a config.json without its model_type: the model folder's own file is incomplete
     ("transformers/models/auto/", r"should have a `?model_type`? key", "CHECKPOINT_CORRUPT", "MODEL_LOAD"),
     ("transformers/models/auto/", r"unrecognized|does not recognize|model type", "INVALID_CONFIG", "MODEL_LOAD"),

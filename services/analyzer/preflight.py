@@ -77,8 +77,10 @@ def _dataset_checks(out, c, policy: Policy, owner, tokenizer, shape, template_se
             continue
         except (DatasetError, UnicodeDecodeError, ValueError) as exc:
             found_columns = columns.from_message(str(exc))
+            cause = "columns_absent" if str(exc).startswith("dataset.columns maps") else ""
             out.checks.append(_check(name, FAIL, f"{uri}: {exc}", suggestions.suggest(
-                "DATASET_SCHEMA", "", c, False, facts={"columns": found_columns}) if found_columns else []))
+                "DATASET_SCHEMA", "", c, False, facts={"columns": found_columns, "cause": cause})
+                if found_columns else []))
             continue
         lengths = None
         if tokenizer is not None and found.rows:

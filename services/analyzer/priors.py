@@ -21,6 +21,7 @@ PRIORS: list[tuple[str, str, str, str]] = [
     ("torch/optim/", "__init__", "INVALID_CONFIG", "STARTUP"),
     ("transformers/generation/configuration_utils.py", "", "INVALID_CONFIG", ""),
     ("peft/config.py", "", "INVALID_CONFIG", "MODEL_LOAD"),
+    ("torch/nn/modules/", "__init__", "INVALID_CONFIG", ""),  # a layer refusing its size or rate
     ("transformers/optimization.py", "", "INVALID_CONFIG", "STARTUP"),  # the learning-rate schedules
     # reading data
     ("datasets/packaged_modules/", "", "DATASET_FORMAT", "DATA_PREP"),
@@ -33,6 +34,7 @@ PRIORS: list[tuple[str, str, str, str]] = [
     ("pandas/io/", "", "DATASET_FORMAT", "DATA_PREP"),
     ("json/decoder.py", "", "DATASET_FORMAT", "DATA_PREP"),
     ("csv.py", "", "DATASET_FORMAT", "DATA_PREP"),
+    ("trl/data_utils.py", "", "DATASET_FORMAT", "DATA_PREP"),  # TRL reading a row's shape (a missing key: above)
     # templates
     ("jinja2/", "", "CHAT_TEMPLATE_INCOMPATIBLE", "DATA_PREP"),
     ("transformers/utils/chat_template_utils.py", "", "CHAT_TEMPLATE_INCOMPATIBLE", "DATA_PREP"),
@@ -59,6 +61,9 @@ PRIORS: list[tuple[str, str, str, str]] = [
     ("torch/cuda/__init__.py", "_lazy_init", "GPU_UNAVAILABLE", ""),
     ("accelerate/state.py", "", "GPU_UNAVAILABLE", "STARTUP"),
     ("transformers/utils/import_utils.py", "", "DEPENDENCY_MISSING", ""),
+    ("transformers/utils/versions.py", "", "DEPENDENCY_MISSING", ""),  # require_version
+    ("transformers/dependency_versions_check.py", "", "DEPENDENCY_MISSING", ""),
+    ("importlib/metadata/", "", "DEPENDENCY_MISSING", ""),
     ("transformers/integrations/sdpa_attention.py", "", "", ""),  # the forward pass: says nothing
 ]
 

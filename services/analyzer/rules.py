@@ -132,13 +132,20 @@ def _diverged(f: Facts, factor: float = 5.0) -> bool:
 RULES: list[Rule] = [
     Rule("STUCK", 0.95, lambda f: f.error_type == "Stuck" or f.log.has_line(r"^ftlab watchdog: no progress")),
     Rule("NAN_OR_DIVERGENCE", 0.9, lambda f: _exc("DivergenceError")(f) or _msg(r"training diverged")(f)),
-    Rule("CUDA_OOM", 0.95, lambda f: _exc("OutOfMemoryError")(f) or _msg(r"CUDA out of memory")(f)),
-    Rule("HOST_OOM", 0.9, _msg(r"DefaultCPUAllocator: can't allocate memory|Cannot allocate memory|std::bad_alloc")),
-    Rule("HOST_OOM", 0.8, _exc("MemoryError")),
+    # torch's own class, and the allocators of cuBLAS, cuDNN and the other device backends
+    Rule("CUDA_OOM", 0.95, lambda f: _exc("OutOfMemoryError")(f) or _msg(
+        r"CUDA out of memory|CUBLAS_STATUS_ALLOC_FAILED|CUDNN_STATUS_(ALLOC_FAILED|NOT_ENOUGH_WORKSPACE)|"
+        r"(HIP|XPU|MPS backend) out of memory")(f)),
+    Rule("HOST_OOM", 0.9, _msg(r"DefaultCPUAllocator: can't allocate memory|Cannot allocate memory|std::bad_alloc|"
+                               r"malloc of size \d+ failed|Unable to allocate [\d.]+ \w*B for an array")),
+    # Python's, NumPy's and Arrow's classes for an allocation that failed
+    Rule("HOST_OOM", 0.8, _exc("MemoryError", "_ArrayMemoryError", "ArrowMemoryError")),
     # the trainer's own word: a kill counter of the run's memory cgroup or the kernel went up
     Rule("HOST_OOM", 0.95, lambda f: f.log.has_line(r"^ftlab trainer: the kernel's out-of-memory killer")),
     Rule("DISK_FULL", 0.95, _msg(r"No space left on device|Errno 28|Disk quota exceeded")),
     Rule("DISK_FULL", 0.9, _disk_errno),
+    # torch.save's zip writer reports a short write without its errno: a full disk, nearly always
+    Rule("DISK_FULL", 0.8, _msg(r"PytorchStreamWriter failed writing|unexpected pos \d+ vs \d+")),
     # the trainer's own word: it found the job's disk full when the run failed, whatever the library said
     Rule("DISK_FULL", 0.9, lambda f: f.log.has_line(r"^ftlab trainer: the disk holding the job's folder is full")),
     Rule("DATASET_NOT_FOUND", 0.9, _both(_exc("FileNotFoundError", "DatasetNotFoundError"),
@@ -174,14 +181,16 @@ RULES: list[Rule] = [
                                                r"requires)|quantiz.*not supported")),
     # the trainer's own check of the job's experiment trackers (services/trainer/recipe.py)
     Rule("DEPENDENCY_MISSING", 0.95, _msg(r"^report_to \w+: the \S+ package is not installed"), cause="tracker"),
-    Rule("DEPENDENCY_MISSING", 0.9, lambda f: _exc("ImportError", "ModuleNotFoundError")(f)
+    Rule("DEPENDENCY_MISSING", 0.9, lambda f: _exc("ImportError", "ModuleNotFoundError", "PackageNotFoundError")(f)
          or _msg(r"package .* (doesn't seem to be|is not) installed")(f)),
     Rule("GPU_UNAVAILABLE", 0.85, _msg(r"no CUDA GPUs are available|Torch not compiled with CUDA|"
                                        r"CUDA driver initialization failed|requires a GPU|"
                                        r"Cannot access accelerator device when none is available|"
-                                       r"Found no NVIDIA driver|CUDA-capable device\(s\) is/are busy or unavailable")),
+                                       r"Found no NVIDIA driver|CUDA-capable device\(s\) is/are busy or unavailable|"
+                                       r"invalid device ordinal")),
     Rule("PRECISION_UNSUPPORTED", 0.85, _msg(r"unscale FP16 gradients|bf16.*(not supported|requires)|"
-                                             r"Bfloat16 is only supported|fp16.*only.*(GPU|CUDA)")),
+                                             r"Bfloat16 is only supported|fp16.*only.*(GPU|CUDA)|"
+                                             r"not implemented for '(Half|BFloat16)'")),
     # an index past a learned position table (GPT-2's wpe, OPT's embed_positions): the sequence is too long
     Rule("SEQUENCE_TOO_LONG", 0.85, lambda f: _exc("IndexError", "RuntimeError")(f)
          and ("index out of range in self" in f.msg or "device-side assert" in f.msg)
@@ -191,7 +200,8 @@ RULES: list[Rule] = [
          and f.log.has_line(r"Dropping fully (truncated|masked) examples"), cause="dropped"),
     Rule("TOKEN_ID_OUT_OF_RANGE", 0.85, _both(_exc("IndexError", "RuntimeError"),
                                               lambda f: "index out of range in self" in f.msg
-                                              or "device-side assert" in f.msg)),
+                                              or "device-side assert" in f.msg
+                                              or "srcIndex < srcSelectDimSize" in f.msg)),
     Rule("SEQUENCE_TOO_LONG", 0.8, _msg(r"sequence length is longer than|exceeds the maximum|max_position_embeddings|"
                                         r"Token indices sequence length")),
     Rule("EVAL_CONFIG", 0.9, _msg(r"eval_strategy.*eval_dataset|evaluation requires an eval_dataset|"
@@ -201,6 +211,8 @@ RULES: list[Rule] = [
                                       r"named config.json|Can't load (the )?(config|tokenizer) for")),
     Rule("DATASET_SCHEMA", 0.85, _both(_exc("KeyError"), lambda f: bool(f.funcs() & {
         "tokenize_fn", "tokenize", "_tokenize", "_prepare_dataset", "apply_function", "map"}))),
+    # the job's dataset.columns names a column no row has (services/common/datasets.py)
+    Rule("DATASET_SCHEMA", 0.9, _msg(r"^dataset\.columns maps .* but no row has"), cause="columns_absent"),
     Rule("DATASET_SCHEMA", 0.85, _msg(r"does not fit method"), cause="method"),
     Rule("DATASET_SCHEMA", 0.85, _msg(r"cannot tell the dataset format|does not fit the \w+ format|columns")),
     # a row without a column its format needs, as our data preparation converts the rows
@@ -227,7 +239,9 @@ RULES: list[Rule] = [
     *[Rule(category, 0.6, _prior(category), cause="prior", generic=True) for category in
       dict.fromkeys(row[2] for row in priors.PRIORS if row[2])],
     Rule("INVALID_CONFIG", 0.75, lambda f: _exc("ValueError", "TypeError")(f) and bool(
-        re.search(r"Invalid|must be|expected|not a valid|unsupported", f.msg, re.I)), generic=True),
+        re.search(r"Invalid|must be|has to be|should be|cannot be|can't be|expected|not a valid|unsupported|"
+                  r"not supported|out of range|only (supports?|accepts?)|unexpected keyword argument", f.msg, re.I)),
+         generic=True),
     Rule("KILLED_BY_SIGNAL", 0.7, lambda f: f.signal is not None or (f.exit_code is not None and f.exit_code < 0)
          or f.error_type == "Signal", generic=True),
 ]

@@ -162,6 +162,14 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
                               "keep fewer checkpoints on disk", "disk use of one checkpoint"))
         if c.save_steps:
             out.append(patch("save_steps", c.save_steps, c.save_steps * 2, "save half as often", ""))
+    elif category == "DATASET_SCHEMA" and facts.get("cause") == "columns_absent":
+        present = facts.get("columns") or []
+        mapping = columns.guess(present) or {}
+        out.append(patch("dataset.columns", columns.as_text(dict(c.dataset.columns)), columns.as_text(mapping),
+                          "the mapping names columns the rows do not have; "
+                          + (f"read {', '.join(f'{t} as {s}' for s, t in mapping.items())}" if mapping else
+                             f"the rows' own columns ({', '.join(present)}) are read as they are"),
+                          "the rows are read in the format their columns make up"))
     elif category == "DATASET_SCHEMA" and facts.get("cause") == "method":
         dpo = c.method == C.METHOD_DPO
         out.append(patch("method", _enum(c, "method"), "METHOD_SFT" if dpo else "METHOD_DPO",

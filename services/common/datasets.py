@@ -167,7 +167,8 @@ def scan(path: str | Path, fmt: str | None = None, columns: dict[str, str] | Non
         objects = [(first_line + i, row) for i, row in enumerate(load_rows(p))]
     if not objects:
         raise DatasetError(f"dataset {p.name} has no rows" if not bad else f"dataset {p.name} has no readable rows")
-    objects = [(number, rename(row, columns or {})) for number, row in objects]
+    renamed = mapped([row for _, row in objects], columns or {})
+    objects = [(number, row) for (number, _), row in zip(objects, renamed, strict=True)]
     fmt = fmt or detect_format(r for _, r in objects)
     convert = _CONVERTERS[fmt]
     rows = []
@@ -179,6 +180,21 @@ def scan(path: str | Path, fmt: str | None = None, columns: dict[str, str] | Non
         except (TypeError, ValueError) as exc:
             bad.append((number, f"not valid {fmt} data: {exc}"))
     return Scan(fmt, rows, sorted(bad))
+
+
+def mapped(rows: list[dict[str, Any]], columns: dict[str, str]) -> list[dict[str, Any]]:
+    """`rows` with `columns` (dataset.columns) renamed. Raises DatasetError where the mapping names a
+    column that no row has: the job meant other data, or the mapping is out of date."""
+    if not columns:
+        return rows
+    present = {str(k) for row in rows if isinstance(row, dict) for k in row}
+    absent = {standard: theirs for standard, theirs in columns.items() if theirs not in present}
+    if absent:
+        named = ", ".join(f"{standard!r} to {theirs!r}" for standard, theirs in sorted(absent.items()))
+        raise DatasetError(f"dataset.columns maps {named}, but no row has "
+                           f"{'that column' if len(absent) == 1 else 'those columns'} "
+                           f"(its columns: {', '.join(sorted(present))})")
+    return [rename(row, columns) for row in rows]
 
 
 def detect_format(rows: Iterable[dict[str, Any]]) -> str:

@@ -30,10 +30,9 @@ from services.trainer.process import EventSink, across_ranks, die_with_parent, p
 def _load_split(uri: str, fmt: str | None, columns: dict[str, str]):
     import datasets
 
-    from services.common.columns import rename
-    from services.common.datasets import load_rows, normalize
+    from services.common.datasets import load_rows, mapped, normalize
 
-    fmt, rows = normalize([rename(row, columns) for row in load_rows(uri)], fmt)
+    fmt, rows = normalize(mapped(load_rows(uri), columns), fmt)
     return fmt, datasets.Dataset.from_list(rows)
 
 

@@ -124,3 +124,19 @@ def test_the_lora_check_suggests_the_modules_meant(tiny_model):
                                                  "lora": {"target_modules": ["q_proj", "v_prj"]}}))
     assert check.status == FAIL
     assert [(p.field, p.suggested) for p in check.suggestions] == [("lora.target_modules", '["q_proj", "v_proj"]')]
+
+
+def test_a_column_mapping_that_names_absent_columns_is_refused_with_the_mapping_dropped(server, job_config):
+    """The job's rows hold messages; dataset.columns maps question/answer, which no row has. Before,
+    the mapping was ignored and the job trained on the messages as if nothing were wrong."""
+    config = {**job_config, "dataset": {**job_config["dataset"],
+                                        "columns": {"prompt": "question", "completion": "answer"}}}
+    with Client(server.address, user="pf-columns") as client:
+        with pytest.raises(FtlabError) as err:
+            client.create_job(config)
+        assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert "dataset.columns maps 'completion' to 'answer', 'prompt' to 'question'" in str(err.value)
+        dry = client.create_job(config, validate_only=True)
+    (check,) = [c for c in dry.preflight.checks if c.name == "dataset"]
+    assert check.status == FAIL
+    assert [(s.field, s.suggested) for s in check.suggestions] == [("dataset.columns", "{}")]

@@ -53,3 +53,28 @@ def test_a_retry_replaces_the_mapping_whole():
     parent = config_from_dict({"dataset": {"uri": "d", "columns": {"prompt": "q", "completion": "a"}}})
     changed = jobconfig.overlay(parent, config_from_dict({"dataset": {"columns": {"messages": "chat"}}}))
     assert dict(changed.dataset.columns) == {"messages": "chat"} and changed.dataset.uri == "d"
+
+
+
+def test_a_mapping_naming_columns_no_row_has_is_refused_and_the_fix_is_to_drop_it(tmp_path):
+    """The rows hold messages; a mapping from question/answer would otherwise be ignored silently and
+    the job would train on something other than what its file says."""
+    from services.analyzer import suggestions
+
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                             {"role": "assistant", "content": "hello"}]}) + "\n")
+    mapping = {"prompt": "question", "completion": "answer"}
+    with pytest.raises(DatasetError, match=r"^dataset\.columns maps 'completion' to 'answer', 'prompt' to "
+                                           r"'question', but no row has those columns \(its columns: messages\)"):
+        scan(path, None, mapping)
+    with pytest.raises(DatasetError, match=r"maps 'prompt' to 'question_typo', but no row has that column "
+                                           r"\(its columns: answer, question\)"):
+        scan(_qa(tmp_path / "qa.jsonl"), None, {"prompt": "question_typo", "completion": "answer"})
+    config = config_from_dict({"base_model": "m", "dataset": {"uri": "d.jsonl", "columns": mapping}})
+    (fix,) = suggestions.suggest("DATASET_SCHEMA", "DATA_PREP", config, False,
+                                 facts={"cause": "columns_absent", "columns": ["messages"]})
+    assert (fix.field, json.loads(fix.current), fix.suggested) == ("dataset.columns", mapping, "{}")
+    (fix,) = suggestions.suggest("DATASET_SCHEMA", "DATA_PREP", config, False,
+                                 facts={"cause": "columns_absent", "columns": ["q", "answer"]})
+    assert (fix.field, fix.suggested) == ("dataset.columns", '{"prompt":"q","completion":"answer"}')
