@@ -33,6 +33,7 @@ sys.path[:0] = [str(REPO), str(REPO / "sdk" / "python"), str(REPO / "scripts")]
 import capture_failure  # noqa: E402
 import failure_round5  # noqa: E402
 import failure_round6  # noqa: E402
+import failure_round7  # noqa: E402
 from failure_cases import CASES  # noqa: E402
 
 
@@ -108,6 +109,7 @@ def write_datasets(root: Path) -> None:
     (root / "folder.jsonl" / "part-0.jsonl").write_text((root / "chat.jsonl").read_text())
     failure_round5.write_datasets(root)
     failure_round6.write_datasets(root)
+    failure_round7.write_datasets(root)
 
 
 def write_models(root: Path) -> dict[str, str]:
@@ -173,6 +175,7 @@ def write_models(root: Path) -> dict[str, str]:
                                                              "merges"))])
     failure_round5.write_models(root, tiny, variant, models)
     failure_round6.write_models(root, tiny, variant, models)
+    failure_round7.write_models(root, tiny, variant, models)
     return models
 
 
@@ -190,7 +193,7 @@ def checkpoint_for(case: dict, workdir: Path, model: str, data: str) -> str:
 
 def damage(ckpt: Path, how: str) -> None:
     """Damage a real checkpoint folder as a case names it."""
-    if failure_round5.damage(ckpt, how) or failure_round6.damage(ckpt, how):
+    if failure_round5.damage(ckpt, how) or failure_round6.damage(ckpt, how) or failure_round7.damage(ckpt, how):
         return
     if how == "optimizer":
         f = ckpt / "optimizer.pt"
