@@ -65,3 +65,25 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+class NotEnoughGpus(Exception):
+    """The job asks for more GPUs than this machine has (`free` False) or has free now (`free` True)."""
+
+    def __init__(self, message: str, free: bool) -> None:
+        super().__init__(message)
+        self.free = free
+
+
+def allocate(indices: list[int], held: set[int], wanted: int) -> list[int]:
+    """GPUs for a new run: `wanted` of `indices` (NVML's order) that no active run holds. A CPU
+    machine has none to give (a run there uses `wanted` CPU processes)."""
+    if not indices:
+        return []
+    if wanted > len(indices):
+        raise NotEnoughGpus(f"the job asks for {wanted} GPUs (num_gpus) and this trainer has {len(indices)}",
+                            free=False)
+    free = [i for i in indices if i not in held]
+    if wanted > len(free):
+        raise NotEnoughGpus(f"{len(free)} of {len(indices)} GPUs are free and the job needs {wanted}", free=True)
+    return free[:wanted]

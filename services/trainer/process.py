@@ -15,6 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import json_format
+
+from ftlab.v1 import events_pb2  # the generated messages alone: no gRPC, which the zygote must never hold
+
 
 def die_with_parent() -> None:
     """Be killed when the parent named by FTLAB_PARENT_PID dies, so a lost trainer leaves no run behind
@@ -86,11 +90,6 @@ class EventSink:
         payload["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1e6):06d}Z"
         line = json.dumps(payload, separators=(",", ":"), default=str)
         if "result" not in payload:
-            # here, not at the top: `ftlab` imports its gRPC client, which the zygote must never hold
-            from google.protobuf import json_format
-
-            from ftlab.v1 import events_pb2
-
             event = json_format.ParseDict(_text(json.loads(line)), events_pb2.RunEvent())
             line = json_format.MessageToJson(event, preserving_proto_field_name=True, indent=None)
         with self._lock:

@@ -19,7 +19,6 @@ import re
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -30,61 +29,15 @@ from services.common import checkpoints, safefs
 from services.common.access import Policy, Roots
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
 from services.common.settings import Paths
-from services.trainer import oom
+from services.trainer import gpu, launchers, oom, outcome
+from services.trainer.runs import Run, disk_note, log_tail, open_log
+from services.trainer.runspec import RunSpec
 from services.trainer.watchdog import Limits, Progress
-from services.trainer.zygote import ForkedProcess, Unavailable, Zygote, command_line
+from services.trainer.zygote import Zygote
 
 log = logging.getLogger(__name__)
-LOG_TAIL_LINES = 80
-KEEP_FINISHED_RUNS = 256
-EVAL_PROGRESS_KEPT_SECONDS = 10.0  # ended runs whose events stay streamable from memory
+KEEP_FINISHED_RUNS = 256  # ended runs whose events stay streamable from memory
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-@dataclass
-class Run:
-    run_id: str
-    job_id: str
-    run_dir: Path
-    log_path: Path
-    process: asyncio.subprocess.Process | ForkedProcess | None = None
-    events: list[events_pb2.RunEvent] = field(default_factory=list)
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    phase: int = events_pb2.PHASE_STARTUP
-    result: dict | None = None
-    error_seen: bool = False
-    stop_mode: str = ""  # "", "pause" or "cancel"
-    done: bool = False
-    progress: Progress | None = None
-    stuck: str = ""  # why the watchdog killed it
-    processes: int = 1  # more than one: torchrun
-    gpus: list[int] = field(default_factory=list)  # the GPUs it holds (CUDA_VISIBLE_DEVICES)
-
-    last_progress_kept: float = 0.0
-    oom_before: dict = field(default_factory=dict)  # out-of-memory kill counters when it started
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid if self.process else 0
-
-    def keep_progress(self, p: events_pb2.EvalProgress, now: float) -> bool:
-        """Whether an evaluation progress event goes into the run's history: the first of an
-        evaluation, the last, and one every EVAL_PROGRESS_KEPT_SECONDS."""
-        if p.batches_done <= 1 or p.batches_done == p.batches_total or now - self.last_progress_kept >= \
-                EVAL_PROGRESS_KEPT_SECONDS:
-            self.last_progress_kept = now
-            return True
-        return False
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64 * 1024))
-            return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 class RunSupervisor:
@@ -122,19 +75,13 @@ class RunSupervisor:
         return [r for r in self.runs.values() if not r.done]
 
     def allocate_gpus(self, wanted: int) -> list[int]:
-        """GPUs for a new run: `wanted` of those no active run holds. A CPU machine has none to give (a
-        run there uses `wanted` CPU processes)."""
-        if not self.gpu_indices:
-            return []
-        if wanted > len(self.gpu_indices):
-            raise FailedPrecondition(f"the job asks for {wanted} GPUs (num_gpus) and this trainer has "
-                                     f"{len(self.gpu_indices)}", reason="NOT_ENOUGH_GPUS")
-        held = {i for r in self.active() for i in r.gpus}
-        free = [i for i in self.gpu_indices if i not in held]
-        if wanted > len(free):
-            raise ResourceExhausted(f"{len(free)} of {len(self.gpu_indices)} GPUs are free and the job needs {wanted}",
-                                    reason="WORKER_FULL")
-        return free[:wanted]
+        """GPUs for a new run that no active run holds (services/trainer/gpu.py)."""
+        try:
+            return gpu.allocate(self.gpu_indices, {i for r in self.active() for i in r.gpus}, wanted)
+        except gpu.NotEnoughGpus as exc:
+            if exc.free:
+                raise ResourceExhausted(str(exc), reason="WORKER_FULL") from None
+            raise FailedPrecondition(str(exc), reason="NOT_ENOUGH_GPUS") from None
 
     def checkpoint_path(self, job_dir: Path, ref: str) -> Path:
         """A checkpoint of this job ("checkpoint-N") or of its parent ("jobs/{id}/checkpoints/checkpoint-N"),
@@ -179,18 +126,19 @@ class RunSupervisor:
         for name in ("model", "adapter"):  # where the run saves its result
             if (job_dir / name).is_symlink():
                 raise safefs.LinkRefused(f"{name}: a link")
-        cfg = json_format.MessageToDict(config, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
         # the scheduler checked the job's files as its owner; here only the store itself stays out of reach
         access = Policy(self.paths, Roots((Path("/"),), (Path("/"),)))
-        cfg["base_model"] = access.model(config.base_model, "config.base_model")
-        cfg["dataset"]["uri"] = str(access.dataset(config.dataset.uri, "config.dataset.uri", None))
+        resolved = config_pb2.TrainingConfig()
+        resolved.CopyFrom(config)
+        resolved.base_model = access.model(config.base_model, "config.base_model")
+        resolved.dataset.uri = str(access.dataset(config.dataset.uri, "config.dataset.uri", None))
         if config.dataset.eval_uri:
-            cfg["dataset"]["eval_uri"] = str(access.dataset(config.dataset.eval_uri, "config.dataset.eval_uri", None))
-        resume = str(self.checkpoint_path(job_dir, resume_checkpoint)) if resume_checkpoint else ""
-        spec = {"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints"),
-                "run_dir": str(run_dir), "job_id": job_id,
-                "resume_from": resume, "resume_weights_only": weights_only}
-        safefs.write_file(store, run_dir / "spec.json", json.dumps(spec, indent=2).encode())
+            resolved.dataset.eval_uri = str(access.dataset(config.dataset.eval_uri, "config.dataset.eval_uri", None))
+        spec = RunSpec.build(
+            resolved, job_dir=str(job_dir), checkpoints_dir=str(job_dir / "checkpoints"), run_dir=str(run_dir),
+            job_id=job_id, resume_from=str(self.checkpoint_path(job_dir, resume_checkpoint)) if resume_checkpoint else "",
+            resume_weights_only=weights_only)
+        safefs.write_file(store, run_dir / "spec.json", spec.to_json())
         run = Run(run_id, job_id, run_dir, run_dir / "train.log", processes=max(1, config.num_gpus), gpus=gpus)
         run.progress = Progress(Limits.from_proto(watchdog or job_pb2.WatchdogConfig()), time.monotonic())
         self.runs[run_id] = run
@@ -204,25 +152,12 @@ class RunSupervisor:
             env["FTLAB_CPU_THREADS"] = str(max(1, self.cpu_threads // run.processes))
         if run.gpus:  # each run sees only its own GPUs, numbered as NVML numbers them
             env.update(CUDA_DEVICE_ORDER="PCI_BUS_ID", CUDA_VISIBLE_DEVICES=",".join(map(str, run.gpus)))
-        spec = str(run.run_dir / "spec.json")
-        how = "exec"
-        with _append(run.log_path) as logf:
+        ways = launchers.launchers_for(run.processes, self.python, self.zygote)
+        with open_log(run.log_path) as logf:
             try:
-                if run.processes == 1 and self.zygote is not None:
-                    try:
-                        run.process = await self.zygote.spawn(spec, env, str(run.run_dir), logf.fileno(), write_fd)
-                        how = "forked from the zygote"
-                    except Unavailable as exc:
-                        log.info("run %s: %s; starting it with exec", run.run_id, exc)
-                if run.process is None:
-                    # one process, or torchrun's (services.trainer.launch) for a job on several GPUs
-                    argv = command_line(spec, write_fd, self.python) if run.processes == 1 else [
-                        self.python, "-m", "services.trainer.launch", "--nproc", str(run.processes),
-                        "--spec", spec, "--events-fd", str(write_fd)]
-                    run.process = await asyncio.create_subprocess_exec(
-                        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=asyncio.subprocess.STDOUT,
-                        pass_fds=(write_fd,), start_new_session=True, env=env, cwd=str(run.run_dir),
-                    )
+                run.process, how = await launchers.launch(
+                    ways, str(run.run_dir / "spec.json"), env, str(run.run_dir), logf.fileno(), write_fd,
+                    on_unavailable=lambda exc: log.info("run %s: %s; starting it with exec", run.run_id, exc))
             finally:
                 os.close(write_fd)
         run.oom_before = oom.counters(run.pid)
@@ -249,7 +184,7 @@ class RunSupervisor:
                          f"(limit {run.progress.limit():.0f}s); the run was killed")
             log.warning("run %s is stuck: %s", run.run_id, run.stuck)
             try:
-                with _append(run.log_path) as logf:  # the run's own log says why it ended
+                with open_log(run.log_path) as logf:  # the run's own log says why it ended
                     logf.write(f"\nftlab watchdog: {run.stuck}\n".encode())
             except OSError as exc:
                 log.warning("could not write to the log of run %s: %s", run.run_id, exc)
@@ -296,7 +231,7 @@ class RunSupervisor:
                 continue
             if "error" in payload:
                 run.error_seen = True
-                payload["error"]["log_tail"] = log_tail(run.log_path) + self._disk_note(run)
+                payload["error"]["log_tail"] = log_tail(run.log_path) + disk_note(run.run_dir)
             await self._append(run, payload)
 
     async def _supervise(self, run: Run, reader: asyncio.StreamReader) -> None:
@@ -310,39 +245,15 @@ class RunSupervisor:
         await self._finish(run, rc)
 
     async def _finish(self, run: Run, rc: int) -> None:
-        finished: dict = {}
-        if rc < 0:
-            finished["signal"] = -rc
-        else:
-            finished["exit_code"] = rc
-        result = run.result or {}
-        if run.stop_mode == "shutdown" and result.get("outcome") != "RUN_OUTCOME_SUCCEEDED":
-            finished["outcome"] = "RUN_OUTCOME_LOST"  # its worker is going away: the job goes on elsewhere
-            if rc == 0 and result.get("resume_checkpoint"):
-                finished["resume_checkpoint"] = result["resume_checkpoint"]
-        elif rc == 0 and result:
-            finished.update({k: v for k, v in result.items() if k in ("outcome", "output", "train_loss", "resume_checkpoint")})
-        elif run.stop_mode == "cancel":
-            finished["outcome"] = "RUN_OUTCOME_CANCELLED"
-        else:
-            finished["outcome"] = "RUN_OUTCOME_FAILED"
-            status = {k: v for k, v in finished.items() if k in ("exit_code", "signal")}  # RunError's own fields
-            if run.stuck:
-                await self._append(run, {"error": {
-                    "type": "Stuck", "message": run.stuck, "phase": events_pb2.Phase.Name(run.phase),
-                    "log_tail": log_tail(run.log_path), **status}})
-            elif not run.error_seen:
-                name = signal.Signals(-rc).name if rc < 0 and -rc in signal.valid_signals() else ""
-                killer = oom.killed(run.oom_before) if rc == -signal.SIGKILL else ""
-                await self._append(run, {"error": {
-                    "type": "Signal" if rc < 0 else "ExitCode",
-                    "message": f"the training process was killed by {name or -rc}" + (f": {killer}" if killer else "")
-                    if rc < 0 else f"the training process exited with code {rc} without reporting an error",
-                    "phase": events_pb2.Phase.Name(run.phase),
-                    "log_tail": log_tail(run.log_path) + self._disk_note(run)
-                    + (f"\nftlab trainer: {killer}" if killer else ""),
-                    **status,
-                }})
+        finished = outcome.finished(rc, run.result, run.stop_mode)
+        if finished["outcome"] == outcome.FAILED:
+            killer = oom.killed(run.oom_before) if rc == -signal.SIGKILL and not run.stuck else ""
+            error = outcome.error(rc, stuck=run.stuck, error_seen=run.error_seen,
+                                  phase=events_pb2.Phase.Name(run.phase), oom_killer=killer)
+            if error is not None:
+                error["log_tail"] = log_tail(run.log_path) + ("" if run.stuck else disk_note(run.run_dir)) + (
+                    f"\nftlab trainer: {killer}" if killer else "")
+                await self._append(run, {"error": error})
         await self._append(run, {"finished": finished})
         run.done = True
         async with run.changed:
@@ -351,21 +262,6 @@ class RunSupervisor:
         ended = [r for r in self.runs.values() if r.done]
         for old in ended[: max(0, len(ended) - KEEP_FINISHED_RUNS)]:
             del self.runs[old.run_id]
-
-    @staticmethod
-    def _disk_note(run: Run) -> str:
-        """A line for a failed run's log tail when the disk holding its job's folder is full: the
-        evidence the analyzer needs when the library's own message does not say so, or the log
-        could not be written."""
-        try:
-            st = os.statvfs(run.run_dir)
-        except OSError:
-            return ""
-        free, total = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
-        if total and free < min(64 << 20, total // 100):
-            return (f"\nftlab trainer: the disk holding the job's folder is full "
-                    f"({free:,} of {total:,} bytes free)")
-        return ""
 
     async def stop(self, run_id: str, mode: str, grace: float | None) -> bool:
         run = self.runs.get(run_id)
@@ -443,11 +339,6 @@ class RunSupervisor:
 
 
 _JOB_ID = re.compile(r"^[0-9a-f]{16}$")
-
-
-def _append(path: Path):
-    """A run's log, opened to append, never through a link of that name."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644), "ab")
 
 
 def _check_start(run_id: str, job_id: str, config: config_pb2.TrainingConfig) -> None:

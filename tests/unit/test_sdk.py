@@ -80,3 +80,18 @@ def test_enum_values_have_names_a_person_reads():
     assert state_name(job_pb2.JOB_STATE_SUCCEEDED) == state_name("JOB_STATE_SUCCEEDED") == "succeeded"
     assert phase_name(events_pb2.PHASE_DATA_PREP) == "data prep"
     assert category_name(analyzer_pb2.FAILURE_CATEGORY_DATASET_FORMAT) == "DATASET_FORMAT"
+
+
+def test_the_generated_messages_load_without_grpc_and_the_client_with_it():
+    """The training child and its zygote hold RunEvent and TrainingConfig; gRPC does not survive fork()."""
+    code = ("import sys\n"
+            "from ftlab.v1 import config_pb2, events_pb2\n"
+            "import ftlab, ftlab.config, ftlab.names\n"
+            "assert 'grpc' not in sys.modules, 'messages pulled in grpc'\n"
+            "assert ftlab.Client.__module__ == 'ftlab.client' and 'grpc' in sys.modules\n"
+            "assert ftlab.state_name(1) and sorted(dir(ftlab)) and 'Client' in ftlab.__all__\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(AttributeError, match="no attribute 'Clint'"):
+        import ftlab
+
+        ftlab.Clint  # noqa: B018

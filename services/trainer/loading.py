@@ -1,0 +1,98 @@
+"""What a run trains on, loaded as the job's config says: the tokenizer (with the job's chat
+template), the model (full, LoRA or QLoRA; from a checkpoint's weights where asked), the datasets
+(columns mapped, format detected or forced, an eval split carved out), and a checkpoint's adapter
+weights. The caller announces each phase first, so a failure here is placed where it happened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from services.common import chat_templates
+from services.trainer import recipe
+
+
+def tokenizer(base: str, cfg: dict[str, Any], remote_code: bool):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(base, trust_remote_code=remote_code)
+    if len(tok) <= 1:  # transformers builds an empty tokenizer for a folder without tokenizer files
+        raise OSError(f"{base} does not appear to have a file named tokenizer.json or tokenizer_config.json: "
+                      f"the tokenizer it gives has {len(tok)} token(s)")
+    if cfg.get("chat_template"):
+        tok.chat_template = chat_templates.resolve(cfg["chat_template"])
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def model(source: str, cfg: dict[str, Any], precision: str, remote_code: bool, local_rank: int):
+    """The base model (or a full checkpoint's weights, `source`), quantized and prepared for k-bit
+    training for QLoRA; full fine-tuning keeps fp32 master weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    quant = recipe.quantization_config(cfg, precision)
+    full = cfg.get("adapter") == "ADAPTER_FULL"
+    loaded = AutoModelForCausalLM.from_pretrained(
+        source,
+        dtype=torch.float32 if full or precision == "fp32" else recipe.torch_dtype(precision),
+        quantization_config=quant,
+        device_map={"": local_rank} if quant is not None else None,
+        attn_implementation=cfg["attn_implementation"],
+        trust_remote_code=remote_code,
+        use_safetensors=True,  # never unpickle weights
+    )
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        loaded = prepare_model_for_kbit_training(
+            loaded, use_gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)))
+    return loaded
+
+
+def datasets(cfg: dict[str, Any]):
+    """(format, train dataset, eval dataset or None) as the job's dataset settings say."""
+    dataset_cfg = cfg["dataset"]
+    mapping = dict(dataset_cfg.get("columns") or {})
+    if mapping:
+        print(f"ftlab: dataset columns mapped: {', '.join(f'{v} -> {k}' for k, v in mapping.items())}", flush=True)
+    fmt, train_ds = _load_split(dataset_cfg["uri"], _dataset_format(cfg), mapping)
+    eval_ds = None
+    if dataset_cfg.get("eval_uri"):
+        _, eval_ds = _load_split(dataset_cfg["eval_uri"], fmt, mapping)
+    elif float(dataset_cfg.get("eval_split", 0.0)) > 0:
+        split = train_ds.train_test_split(test_size=float(dataset_cfg["eval_split"]), seed=int(cfg.get("seed", 42)))
+        train_ds, eval_ds = split["train"], split["test"]
+    return fmt, train_ds, eval_ds
+
+
+def _load_split(uri: str, fmt: str | None, columns: dict[str, str]):
+    import datasets
+
+    from services.common.datasets import load_rows, mapped, normalize
+
+    fmt, rows = normalize(mapped(load_rows(uri), columns), fmt)
+    return fmt, datasets.Dataset.from_list(rows)
+
+
+def _dataset_format(cfg: dict[str, Any]) -> str | None:
+    name = cfg.get("dataset", {}).get("format", "DATASET_FORMAT_AUTO")
+    if name in ("DATASET_FORMAT_AUTO", "DATASET_FORMAT_UNSPECIFIED"):
+        return None
+    return name.removeprefix("DATASET_FORMAT_").lower()
+
+
+def adapter_weights(model, checkpoint: Path) -> None:
+    """A checkpoint's LoRA weights into the fresh adapter (the same rank and targets; LoRA <-> QLoRA)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = checkpoint / "adapter_model.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"checkpoint {checkpoint.name} has no adapter weights ({weights.name})")
+    result = set_peft_model_state_dict(model, load_file(str(weights)))
+    if getattr(result, "unexpected_keys", None):
+        raise ValueError(f"checkpoint {checkpoint.name} does not fit this adapter: {result.unexpected_keys[:3]}")
+    print(f"ftlab: starting from the adapter weights of {checkpoint.name} (optimizer and schedule start afresh)",
+          flush=True)

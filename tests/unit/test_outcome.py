@@ -1,0 +1,58 @@
+"""How a run ended, decided from what the trainer saw, without any process."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from services.trainer import gpu, outcome
+
+
+@pytest.mark.parametrize("rc, result, stop_mode, expected", [
+    (0, {"outcome": outcome.SUCCEEDED, "output": "adapter", "train_loss": 1.5, "extra": 1}, "",
+     {"exit_code": 0, "outcome": outcome.SUCCEEDED, "output": "adapter", "train_loss": 1.5}),
+    (0, {"outcome": "RUN_OUTCOME_PAUSED", "resume_checkpoint": "checkpoint-4"}, "pause",
+     {"exit_code": 0, "outcome": "RUN_OUTCOME_PAUSED", "resume_checkpoint": "checkpoint-4"}),
+    # a worker going away: lost (the job goes on elsewhere), from the checkpoint it saved
+    (0, {"outcome": "RUN_OUTCOME_PAUSED", "resume_checkpoint": "checkpoint-4"}, "shutdown",
+     {"exit_code": 0, "outcome": outcome.LOST, "resume_checkpoint": "checkpoint-4"}),
+    (-signal.SIGKILL, None, "shutdown", {"signal": 9, "outcome": outcome.LOST}),
+    # ...but a run that finished before it went away keeps its success
+    (0, {"outcome": outcome.SUCCEEDED, "output": "model"}, "shutdown",
+     {"exit_code": 0, "outcome": outcome.SUCCEEDED, "output": "model"}),
+    (-signal.SIGTERM, None, "cancel", {"signal": 15, "outcome": outcome.CANCELLED}),
+    (1, None, "", {"exit_code": 1, "outcome": outcome.FAILED}),
+    (0, None, "", {"exit_code": 0, "outcome": outcome.FAILED}),  # exited 0 without a result
+    (-signal.SIGSEGV, None, "pause", {"signal": 11, "outcome": outcome.FAILED}),
+])
+def test_the_finished_event(rc, result, stop_mode, expected):
+    assert outcome.finished(rc, result, stop_mode) == expected
+
+
+def test_the_error_the_trainer_reports_for_a_run_that_reported_none():
+    killed = outcome.error(-9, stuck="", error_seen=False, phase="PHASE_TRAINING",
+                           oom_killer="the kernel's out-of-memory killer ended it")
+    assert killed == {"type": "Signal", "phase": "PHASE_TRAINING", "signal": 9,
+                      "message": "the training process was killed by SIGKILL: the kernel's out-of-memory killer "
+                                 "ended it"}
+    assert outcome.error(-99, stuck="", error_seen=False, phase="PHASE_TRAINING")["message"] == \
+        "the training process was killed by 99"
+    assert outcome.error(3, stuck="", error_seen=False, phase="PHASE_DATA_PREP") == {
+        "type": "ExitCode", "phase": "PHASE_DATA_PREP", "exit_code": 3,
+        "message": "the training process exited with code 3 without reporting an error"}
+    # the child's own error stands; the watchdog's verdict is told even then
+    assert outcome.error(1, stuck="", error_seen=True, phase="PHASE_TRAINING") is None
+    assert outcome.error(-9, stuck="no progress for 30s", error_seen=True, phase="PHASE_EVALUATION") == {
+        "type": "Stuck", "message": "no progress for 30s", "phase": "PHASE_EVALUATION", "signal": 9}
+
+
+def test_gpus_are_allocated_among_runs():
+    assert gpu.allocate([], set(), 4) == []  # a CPU machine: the run uses CPU processes
+    assert gpu.allocate([0, 1, 2, 3], {1}, 2) == [0, 2]
+    with pytest.raises(gpu.NotEnoughGpus, match="asks for 5 GPUs .* has 4") as err:
+        gpu.allocate([0, 1, 2, 3], set(), 5)
+    assert not err.value.free
+    with pytest.raises(gpu.NotEnoughGpus, match="1 of 4 GPUs are free and the job needs 2") as err:
+        gpu.allocate([0, 1, 2, 3], {0, 1, 3}, 2)
+    assert err.value.free
