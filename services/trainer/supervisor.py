@@ -11,11 +11,9 @@ after N misses none. This module knows nothing of gRPC.
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import logging
 import os
-import re
 import signal
 import sys
 import time
@@ -25,13 +23,11 @@ from typing import AsyncIterator
 from google.protobuf import json_format
 
 from ftlab.v1 import config_pb2, events_pb2, job_pb2
-from services.common import checkpoints, safefs
-from services.common.access import Policy, Roots
+from services.common import safefs
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
 from services.common.settings import Paths
-from services.trainer import gpu, launchers, oom, outcome
+from services.trainer import admission, gpu, launchers, oom, outcome
 from services.trainer.runs import Run, disk_note, log_tail, open_log
-from services.trainer.runspec import RunSpec
 from services.trainer.watchdog import Limits, Progress
 from services.trainer.zygote import Zygote
 
@@ -83,20 +79,9 @@ class RunSupervisor:
                 raise ResourceExhausted(str(exc), reason="WORKER_FULL") from None
             raise FailedPrecondition(str(exc), reason="NOT_ENOUGH_GPUS") from None
 
-    def checkpoint_path(self, job_dir: Path, ref: str) -> Path:
-        """A checkpoint of this job ("checkpoint-N") or of its parent ("jobs/{id}/checkpoints/checkpoint-N"),
-        never anything else under or outside the store."""
-        parent = checkpoints.split_parent_ref(ref)
-        if parent:
-            return self.paths.job_dir(parent[0]) / "checkpoints" / parent[1]
-        if not checkpoints.is_own(ref):
-            raise InvalidArgument("invalid checkpoint", violations=[FieldViolation(
-                "resume_checkpoint", "checkpoint-N or jobs/{id}/checkpoints/checkpoint-N")])
-        return job_dir / "checkpoints" / ref
-
     async def start(self, run_id: str, job_id: str, config: config_pb2.TrainingConfig, resume_checkpoint: str,
                     watchdog: job_pb2.WatchdogConfig | None = None, weights_only: bool = False) -> Run:
-        _check_start(run_id, job_id, config)
+        admission.check(run_id, job_id, config)
         if run_id in self.runs:
             return self.runs[run_id]
         if self.closing:
@@ -114,31 +99,11 @@ class RunSupervisor:
                                   reason="STORE_LINK") from None
         except OSError as exc:
             self.runs.pop(run_id, None)
-            raise _refusal(exc) from exc
+            raise admission.refusal(exc) from exc
 
     async def _start(self, run_id: str, job_id: str, config: config_pb2.TrainingConfig, resume_checkpoint: str,
                      watchdog: job_pb2.WatchdogConfig | None, weights_only: bool, gpus: list[int]) -> Run:
-        job_dir = self.paths.job_dir(job_id)
-        run_dir = job_dir / "runs" / run_id
-        store = self.paths.artifacts
-        for folder in (run_dir, job_dir / "checkpoints"):  # every level a folder of the store's, never a link
-            safefs.make_dirs(store, folder)
-        for name in ("model", "adapter"):  # where the run saves its result
-            if (job_dir / name).is_symlink():
-                raise safefs.LinkRefused(f"{name}: a link")
-        # the scheduler checked the job's files as its owner; here only the store itself stays out of reach
-        access = Policy(self.paths, Roots((Path("/"),), (Path("/"),)))
-        resolved = config_pb2.TrainingConfig()
-        resolved.CopyFrom(config)
-        resolved.base_model = access.model(config.base_model, "config.base_model")
-        resolved.dataset.uri = str(access.dataset(config.dataset.uri, "config.dataset.uri", None))
-        if config.dataset.eval_uri:
-            resolved.dataset.eval_uri = str(access.dataset(config.dataset.eval_uri, "config.dataset.eval_uri", None))
-        spec = RunSpec.build(
-            resolved, job_dir=str(job_dir), checkpoints_dir=str(job_dir / "checkpoints"), run_dir=str(run_dir),
-            job_id=job_id, resume_from=str(self.checkpoint_path(job_dir, resume_checkpoint)) if resume_checkpoint else "",
-            resume_weights_only=weights_only)
-        safefs.write_file(store, run_dir / "spec.json", spec.to_json())
+        run_dir = admission.prepare(self.paths, run_id, job_id, config, resume_checkpoint, weights_only)
         run = Run(run_id, job_id, run_dir, run_dir / "train.log", processes=max(1, config.num_gpus), gpus=gpus)
         run.progress = Progress(Limits.from_proto(watchdog or job_pb2.WatchdogConfig()), time.monotonic())
         self.runs[run_id] = run
@@ -336,35 +301,6 @@ class RunSupervisor:
                 _kill_group(run.pid, signal.SIGTERM)
                 escalations.append(self._escalate(run, 2.0))
         await asyncio.gather(*escalations, return_exceptions=True)
-
-
-_JOB_ID = re.compile(r"^[0-9a-f]{16}$")
-
-
-def _check_start(run_id: str, job_id: str, config: config_pb2.TrainingConfig) -> None:
-    """A StartRun is as strict as a public call: ids as the scheduler makes them (they become paths)
-    and a config that names what to train."""
-    v = []
-    if not _JOB_ID.match(job_id):
-        v.append(FieldViolation("job_id", "16 hex digits"))
-    if not re.fullmatch(rf"{re.escape(job_id)}-[0-9]{{1,9}}", run_id):
-        v.append(FieldViolation("run_id", "{job_id}-{attempt}"))
-    if not config.base_model.strip():
-        v.append(FieldViolation("config.base_model", "required"))
-    if not config.dataset.uri.strip():
-        v.append(FieldViolation("config.dataset.uri", "required"))
-    if v:
-        raise InvalidArgument(f"invalid run: {v[0].field}: {v[0].description}", violations=v)
-
-
-def _refusal(exc: OSError) -> ResourceExhausted | FailedPrecondition:
-    """A run this trainer could not set up: a reasoned refusal (the job goes back to the queue), never
-    an unknown outcome that would count as a lost worker."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ResourceExhausted("this trainer's disk is full: the run's folder cannot be written",
-                                 reason="TRAINER_DISK_FULL")
-    return FailedPrecondition(f"this trainer cannot set up the run: {exc.strerror or type(exc).__name__}",
-                              reason="TRAINER_SETUP_FAILED")
 
 
 def _kill_group(pid: int, sig: int) -> None:
