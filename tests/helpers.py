@@ -162,18 +162,9 @@ def channel_ready(address: str, timeout: float = 10.0) -> grpc.Channel:
 
 def write_chat_dataset(path: Path, rows: int = 128, seed: int = 0, padding: int = 0) -> Path:
     """Chat rows asking a sum; padding adds that many words of preamble to each question."""
-    import random
+    from services.common.arithmetic_chat import write_arithmetic_chat
 
-    rng = random.Random(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
-        for _ in range(rows):
-            a, b = rng.randint(0, 99), rng.randint(0, 99)
-            preamble = " ".join(f"n{rng.randint(0, 999)}" for _ in range(padding))
-            question = f"{preamble} What is {a} plus {b}?".lstrip()
-            f.write(json.dumps({"messages": [{"role": "user", "content": question},
-                                             {"role": "assistant", "content": f"{a} plus {b} is {a + b}."}]}) + "\n")
-    return path
+    return write_arithmetic_chat(path, rows, seed, padding)
 
 
 def training_children() -> list[tuple[int, str, str]]:

@@ -1,4 +1,4 @@
-"""How the CLI shows jobs, events and checkpoints (rich)."""
+"""How the CLI shows what it prints (rich): jobs, checkpoints, artifacts, datasets, the queue, templates, analyses."""
 
 from __future__ import annotations
 
@@ -86,6 +86,31 @@ def preflight_findings(console: Console, job: job_pb2.Job) -> None:
                               + (f"  [dim]{p.reason}[/]" if p.reason and p.reason not in check.message else ""))
 
 
+def dry_run_panel(console: Console, job: job_pb2.Job) -> None:
+    """What `submit --dry-run` would queue: the resolved config and every pre-flight finding."""
+    from ftlab.config import to_dict
+
+    console.print(f"dry run: nothing was created; template {job.template or 'basic'}, resolved config:")
+    console.print(json.dumps(in_words(to_dict(job.config)), indent=2))
+    passed = [c.name for c in job.preflight.checks if c.status == 1]
+    if passed:
+        console.print(f"pre-flight passed: {', '.join(passed)}")
+    preflight_findings(console, job)
+    console.print("pre-flight: it can run" if job.preflight.ok else
+                  "pre-flight: it would be refused (add --force to queue it anyway)")
+
+
+def retry_panel(console: Console, job: job_pb2.Job, parent: job_pb2.Job, events: list[job_pb2.JobEvent]) -> None:
+    """A retry or continuation just made: what it was made from, what it changed, and why it was queued."""
+    kind = "continuation" if parent.state == job_pb2.JOB_STATE_SUCCEEDED else "retry"
+    console.print(f"{job.name} ({kind} of {job.parent}"
+                  + (f" from {job.resume_checkpoint.rsplit('/', 1)[-1]})" if job.resume_checkpoint else ")"))
+    for c in job.changes:
+        console.print(f"  {c.field}: {words(c.current)} -> [bold]{words(c.suggested)}[/bold]  [dim]{c.reason}[/dim]")
+    if events:
+        console.print(f"  [dim]{events[0].state_changed.reason}[/dim]")
+
+
 def job_panel(console: Console, job: job_pb2.Job) -> None:
     console.print(f"[bold]{job.name}[/] {job.display_name}  [bold]{state_name(job.state)}[/]  ({job.state_reason})")
     p = job.progress
@@ -133,6 +158,52 @@ def datasets_table(datasets) -> Table:
         table.add_row(d.name, d.filename, d.format, f"{d.rows:,}", f"{d.bad_row_count:,}", human_bytes(d.size_bytes),
                       d.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") if d.HasField("create_time") else "")
     return table
+
+
+def dataset_report(console: Console, dataset) -> None:
+    """An uploaded dataset: its size, format, usable and bad rows (the first 20 of them), and how a job names it."""
+    console.print(f"[bold]{dataset.name}[/]  ({dataset.filename}, {dataset.size_bytes:,} bytes)")
+    console.print(f"format {dataset.format}, {dataset.rows:,} rows usable, {dataset.bad_row_count:,} bad")
+    for bad in dataset.bad_rows[:20]:
+        console.print(f"  line {bad.line}: {bad.reason}")
+    if dataset.bad_row_count > 20:
+        console.print(f"  ... and {dataset.bad_row_count - 20:,} more")
+    console.print(f"use it in a job as: \"dataset\": {{\"uri\": \"{dataset.name}\"}}")
+
+
+def artifacts_table(artifacts) -> Table:
+    """What a job produced: kind, size, step and eval loss, with the best and latest marked."""
+    from ftlab.v1 import artifact_service_pb2 as apb
+
+    table = Table("NAME", "KIND", "SIZE", "STEP", "EVAL LOSS", "", box=None)
+    for a in artifacts:
+        marks = ", ".join(m for m, on in (("best", a.is_best), ("latest", a.is_latest)) if on)
+        table.add_row(a.name, apb.ArtifactKind.Name(a.kind).removeprefix("ARTIFACT_KIND_").lower(),
+                      human_bytes(a.size_bytes), str(a.step or ""),
+                      f"{a.eval_loss:.4f}" if a.HasField("eval_loss") else "", marks)
+    return table
+
+
+def queue_panel(console: Console, queue) -> None:
+    """How many run, wait and could start, then each queued job: order, waiting time, estimated start."""
+    console.print(f"{queue.running} running, {len(queue.entries)} queued, {queue.free_slots} free slot(s)")
+    table = Table("#", "JOB", "OWNER", "PRIORITY", "WAITING", "STARTS IN", box=None)
+    for e in queue.entries:
+        table.add_row(str(e.position), e.job.removeprefix("jobs/") or "(another user's)", e.owner or "-",
+                      str(e.priority), duration(e.wait_seconds),
+                      duration(e.estimated_start_seconds) if e.HasField("estimated_start_seconds") else "?")
+    console.print(table)
+
+
+def templates_panel(console: Console, templates, verbose: bool) -> None:
+    """Each template's name and description; verbose adds its values as a job file writes them ("lora", "steps",
+    not ADAPTER_LORA)."""
+    from ftlab.config import to_dict
+
+    for t in templates:
+        console.print(f"[bold]{t.name}[/]: {t.description}")
+        if verbose:
+            console.print(json.dumps(in_words(to_dict(t.config)), indent=2))
 
 
 def checkpoints_table(checkpoints: list[job_pb2.Checkpoint]) -> Table:
