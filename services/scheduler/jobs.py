@@ -262,10 +262,9 @@ class JobManager(Queries, Retries):
         def mutate(r: JobRow, tx):
             return run_events.apply(r, tx, run_id, run_event, self.fence_seconds)
 
-        _, events = await self._db(self.store.update, job_id, mutate)
+        row, events = await self._db(self.store.update, job_id, mutate)
         await self._publish(job_id, events)
-        if self.metrics:
-            row = await self._db(self.store.get_job, job_id)
+        if self.metrics:  # the row as this event left it: no second read of the database
             self.metrics.observe_job(row)
         if self.analyst is not None and any(
                 e.HasField("state_changed") and e.state_changed.to_state == job_pb2.JOB_STATE_FAILED for e in events):

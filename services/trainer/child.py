@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             "phase": sink.phase,
         })
         return 1
-    sink.emit(result=result)
+    sink.result(**result)
     return 0
 
 

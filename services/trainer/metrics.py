@@ -37,10 +37,6 @@ class TrainerMetrics:
         self.active = Gauge("ftlab_trainer_active_runs", "Training runs this trainer is running.", registry=registry)
         self.started = Counter("ftlab_trainer_runs_started", "Training runs started.", registry=registry)
         self.ended = Counter("ftlab_trainer_runs_ended", "Training runs ended, by outcome.", ["outcome"], registry=registry)
-        self.tokens = Gauge("ftlab_run_tokens_per_second", "Non-padding input tokens per second of a running run.",
-                            ["run", "job_id"], registry=registry)
-        self.samples = Gauge("ftlab_run_samples_per_second", "Training samples per second of a running run.",
-                             ["run", "job_id"], registry=registry)
         self.gpu_memory = Gauge("ftlab_run_gpu_memory_bytes",
                                 "GPU memory of a running run: allocated, reserved or peak (CUDA only).",
                                 ["run", "job_id", "kind"], registry=registry)
@@ -57,7 +53,7 @@ class TrainerMetrics:
             self.ended.labels(outcome.removeprefix("RUN_OUTCOME_").lower())
         self._gpus = GpuCollector()
         registry.register(self._gpus)
-        self._all = (self.active, self.started, self.ended, self.tokens, self.samples, self.gpu_memory, self.stuck,
+        self._all = (self.active, self.started, self.ended, self.gpu_memory, self.stuck,
                      self.checkpoint_save, self.gpus, self._gpus)
 
     def close(self) -> None:
@@ -71,8 +67,6 @@ class TrainerMetrics:
             self.started.inc()
         if kind == "metrics":
             m = event.metrics
-            self.tokens.labels(*labels).set(m.tokens_per_second)
-            self.samples.labels(*labels).set(m.samples_per_second)
             for field, name in (("gpu_memory_allocated_bytes", "allocated"), ("gpu_memory_reserved_bytes", "reserved"),
                                 ("gpu_memory_peak_bytes", "peak")):
                 if m.HasField(field):
@@ -81,8 +75,6 @@ class TrainerMetrics:
             self.checkpoint_save.observe(event.checkpoint_saved.save_seconds)
         elif kind == "finished":
             self.ended.labels(events_pb2.RunOutcome.Name(event.finished.outcome).removeprefix("RUN_OUTCOME_").lower()).inc()
-            for gauge in (self.tokens, self.samples):
-                _remove(gauge, *labels)
             for name in ("allocated", "reserved", "peak"):
                 _remove(self.gpu_memory, *labels, name)
 

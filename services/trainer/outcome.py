@@ -5,40 +5,42 @@ from __future__ import annotations
 
 import signal
 
-SUCCEEDED, FAILED, CANCELLED, LOST = ("RUN_OUTCOME_SUCCEEDED", "RUN_OUTCOME_FAILED", "RUN_OUTCOME_CANCELLED",
-                                      "RUN_OUTCOME_LOST")
-_RESULT_FIELDS = ("outcome", "output", "train_loss", "resume_checkpoint")
+from ftlab.v1 import events_pb2
+
+E = events_pb2
 
 
-def finished(rc: int, result: dict | None, stop_mode: str) -> dict:
+def finished(rc: int, result: events_pb2.RunFinished | None, stop_mode: str) -> events_pb2.RunFinished:
     """The run's `finished` event: its exit status and outcome (rc < 0: killed by signal -rc)."""
-    out: dict = {"signal": -rc} if rc < 0 else {"exit_code": rc}
-    result = result or {}
-    if stop_mode == "shutdown" and result.get("outcome") != SUCCEEDED:
-        out["outcome"] = LOST  # its worker is going away: the job goes on elsewhere
-        if rc == 0 and result.get("resume_checkpoint"):
-            out["resume_checkpoint"] = result["resume_checkpoint"]
-    elif rc == 0 and result:
-        out.update({k: v for k, v in result.items() if k in _RESULT_FIELDS})
+    out = E.RunFinished(signal=-rc) if rc < 0 else E.RunFinished(exit_code=rc)
+    told = result is not None and result.outcome != E.RUN_OUTCOME_UNSPECIFIED
+    if stop_mode == "shutdown" and not (told and result.outcome == E.RUN_OUTCOME_SUCCEEDED):
+        out.outcome = E.RUN_OUTCOME_LOST  # its worker is going away: the job goes on elsewhere
+        if rc == 0 and told and result.resume_checkpoint:
+            out.resume_checkpoint = result.resume_checkpoint
+    elif rc == 0 and told:
+        out.MergeFrom(result)  # its outcome, output, train loss and checkpoint; the exit status is ours
+        out.ClearField("signal")
+        out.exit_code = 0
     elif stop_mode == "cancel":
-        out["outcome"] = CANCELLED
+        out.outcome = E.RUN_OUTCOME_CANCELLED
     else:
-        out["outcome"] = FAILED
+        out.outcome = E.RUN_OUTCOME_FAILED
     return out
 
 
-def error(rc: int, *, stuck: str, error_seen: bool, phase: str, oom_killer: str = "") -> dict | None:
+def error(rc: int, *, stuck: str, error_seen: bool, phase: str, oom_killer: str = "") -> events_pb2.RunError | None:
     """The error the trainer reports for a failed run that did not report its own (None when it did):
     the watchdog's verdict, or the signal or exit code, with the kernel's out-of-memory kill when that
-    is what the signal was. Carries RunError's own fields only; the caller adds the log tail."""
+    is what the signal was. The caller adds the log tail."""
     status = {"signal": -rc} if rc < 0 else {"exit_code": rc}
     if stuck:
-        return {"type": "Stuck", "message": stuck, "phase": phase, **status}
+        return E.RunError(type="Stuck", message=stuck, phase=E.Phase.Value(phase), **status)
     if error_seen:
         return None
     if rc < 0:
         name = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
         message = f"the training process was killed by {name}" + (f": {oom_killer}" if oom_killer else "")
-        return {"type": "Signal", "message": message, "phase": phase, **status}
-    return {"type": "ExitCode", "message": f"the training process exited with code {rc} without reporting an error",
-            "phase": phase, **status}
+        return E.RunError(type="Signal", message=message, phase=E.Phase.Value(phase), **status)
+    return E.RunError(type="ExitCode", message=f"the training process exited with code {rc} without reporting an error",
+                      phase=E.Phase.Value(phase), **status)

@@ -1,19 +1,20 @@
 """Process plumbing shared by the training child and the torchrun launcher (Linux): dying with the
 parent, the event pipe, and agreeing across the processes of a run.
 
-Each event is one JSON line on an inherited pipe, shaped like a `RunEvent` payload (field names as
-in the proto), so the trainer service can parse it with `json_format.ParseDict`."""
+The pipe carries `RunReport` messages (ftlab.v1), each as a 4-byte big-endian length and its
+serialized bytes: the run's events, then its own result. They are built as protos where they are
+made, so a field the proto lacks fails in the child, and the trainer reads them without parsing text."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import struct
 import sys
 import threading
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 from google.protobuf import json_format
 
@@ -73,33 +74,63 @@ def _text(value: Any) -> Any:
 
 
 class EventSink:
-    """Writes events to the pipe inherited from the trainer service (or discards them)."""
+    """Writes the run's reports to the pipe inherited from the trainer service (or discards them)."""
 
     def __init__(self, fd: int | None) -> None:
-        self._file = os.fdopen(fd, "w", buffering=1, encoding="utf-8") if fd is not None else None
+        self._file = os.fdopen(fd, "wb", buffering=0) if fd is not None else None
         self._lock = threading.Lock()
         self.phase = "PHASE_STARTUP"
 
     def emit(self, **payload: Any) -> None:
-        """One RunEvent (its payload field as keyword, e.g. metrics={...}), checked against the proto
-        here, where it is made: a field that RunEvent does not have raises at once, in the child,
-        instead of being dropped by the trainer. `result` (the run's own outcome) is the one other line."""
+        """One RunEvent, its payload field as keyword (e.g. metrics={...}, in the proto's JSON shape),
+        checked against the proto here, where it is made: a field that RunEvent does not have raises
+        at once, in the child, instead of being lost on the way."""
         if self._file is None:
             return
-        stamp = time.time()
-        payload["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1e6):06d}Z"
-        line = json.dumps(payload, separators=(",", ":"), default=str)
-        if "result" not in payload:
-            event = json_format.ParseDict(_text(json.loads(line)), events_pb2.RunEvent())
-            line = json_format.MessageToJson(event, preserving_proto_field_name=True, indent=None)
+        # through JSON first: values such as numpy floats become plain numbers, text valid UTF-8
+        event = json_format.ParseDict(_text(json.loads(json.dumps(payload, default=str))), events_pb2.RunEvent())
+        event.time.GetCurrentTime()
+        self._write(events_pb2.RunReport(event=event))
+
+    def result(self, **finished: Any) -> None:
+        """The run's own account of how it ended (RunFinished's fields), its last report."""
+        if self._file is not None:
+            self._write(events_pb2.RunReport(result=json_format.ParseDict(_text(finished), events_pb2.RunFinished())))
+
+    def _write(self, report: events_pb2.RunReport) -> None:
+        data = report.SerializeToString()
         with self._lock:
-            self._file.write(line + "\n")
-            self._file.flush()
+            self._file.write(FRAME.pack(len(data)) + data)
 
     def set_phase(self, phase: str, detail: str = "") -> None:
         if phase != self.phase or detail:
             self.phase = phase
             self.emit(phase_changed={"phase": phase, "detail": detail})
+
+
+FRAME = struct.Struct(">I")
+MAX_REPORT = 16 << 20  # a longer length is a broken pipe, not a report
+
+
+def read_reports(stream: BinaryIO) -> Iterator[events_pb2.RunReport]:
+    """The reports on a pipe's read end, until it closes (for tools and tests; the trainer reads them
+    with asyncio, see supervisor.py)."""
+    while header := stream.read(FRAME.size):
+        (size,) = FRAME.unpack(header)
+        if len(header) < FRAME.size or size > MAX_REPORT:
+            raise ValueError(f"a broken report on the run's pipe (length {size})")
+        yield events_pb2.RunReport.FromString(stream.read(size))
+
+
+def read_events(stream: BinaryIO) -> list[dict[str, Any]]:
+    """Every report on a pipe as the proto's JSON shape ({"metrics": {...}}, ..., {"result": {...}})."""
+    out = []
+    for report in read_reports(stream):
+        kind = report.WhichOneof("report")
+        message = report.event if kind == "event" else report.result
+        as_dict = json_format.MessageToDict(message, preserving_proto_field_name=True)
+        out.append(as_dict if kind == "event" else {"result": as_dict})
+    return out
 
 
 def across_ranks(value: int, op: str, device) -> int:

@@ -11,7 +11,6 @@ after N misses none. This module knows nothing of gRPC.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -21,12 +20,14 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 
 from ftlab.v1 import config_pb2, events_pb2, job_pb2
 from services.common import safefs
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
 from services.common.settings import Paths
 from services.trainer import admission, gpu, launchers, oom, outcome
+from services.trainer.process import FRAME, MAX_REPORT
 from services.trainer.runs import Run, disk_note, log_tail, open_log
 from services.trainer.watchdog import Limits, Progress
 from services.trainer.zygote import Zygote
@@ -157,9 +158,7 @@ class RunSupervisor:
                 self.on_stuck(run, phase)
             _kill_group(run.pid, signal.SIGKILL)
 
-    async def _append(self, run: Run, payload: dict) -> None:
-        event = events_pb2.RunEvent()
-        json_format.ParseDict(payload, event)  # the child checked it against RunEvent (process.EventSink)
+    async def _append(self, run: Run, event: events_pb2.RunEvent) -> None:
         if event.HasField("eval_progress") and not run.keep_progress(event.eval_progress, time.monotonic()):
             if run.progress is not None:  # the watchdog hears it; the job's history keeps one every few seconds
                 run.progress.saw(event, time.monotonic())
@@ -185,19 +184,26 @@ class RunSupervisor:
             self.on_event(run, event)
 
     async def _pump(self, run: Run, reader: asyncio.StreamReader) -> None:
-        while line := await reader.readline():
-            try:
-                payload = json.loads(line)
-            except ValueError:
-                log.warning("run %s sent a line that is not JSON: %r", run.run_id, line[:200])
-                continue
-            if "result" in payload:
-                run.result = payload["result"]
-                continue
-            if "error" in payload:
-                run.error_seen = True
-                payload["error"]["log_tail"] = log_tail(run.log_path) + disk_note(run.run_dir)
-            await self._append(run, payload)
+        """The run's reports, as the child frames them (process.EventSink), until its pipe closes."""
+        try:
+            while True:
+                (size,) = FRAME.unpack(await reader.readexactly(FRAME.size))
+                if size > MAX_REPORT:
+                    log.warning("run %s sent a report of %d bytes; reading no more of its pipe", run.run_id, size)
+                    return
+                report = events_pb2.RunReport.FromString(await reader.readexactly(size))
+                if report.HasField("result"):
+                    run.result = report.result
+                    continue
+                event = report.event
+                if event.HasField("error"):
+                    run.error_seen = True
+                    event.error.log_tail = log_tail(run.log_path) + disk_note(run.run_dir)
+                await self._append(run, event)
+        except asyncio.IncompleteReadError:  # the pipe closed: the run's process and its children are gone
+            return
+        except DecodeError as exc:
+            log.warning("run %s sent a report that is not a RunReport (%s); reading no more of its pipe", run.run_id, exc)
 
     async def _supervise(self, run: Run, reader: asyncio.StreamReader) -> None:
         pump = asyncio.create_task(self._pump(run, reader))
@@ -211,19 +217,19 @@ class RunSupervisor:
 
     async def _finish(self, run: Run, rc: int) -> None:
         finished = outcome.finished(rc, run.result, run.stop_mode)
-        if finished["outcome"] == outcome.FAILED:
+        if finished.outcome == events_pb2.RUN_OUTCOME_FAILED:
             killer = oom.killed(run.oom_before) if rc == -signal.SIGKILL and not run.stuck else ""
             error = outcome.error(rc, stuck=run.stuck, error_seen=run.error_seen,
                                   phase=events_pb2.Phase.Name(run.phase), oom_killer=killer)
             if error is not None:
-                error["log_tail"] = log_tail(run.log_path) + ("" if run.stuck else disk_note(run.run_dir)) + (
+                error.log_tail = log_tail(run.log_path) + ("" if run.stuck else disk_note(run.run_dir)) + (
                     f"\nftlab trainer: {killer}" if killer else "")
-                await self._append(run, {"error": error})
-        await self._append(run, {"finished": finished})
+                await self._append(run, events_pb2.RunEvent(error=error))
+        await self._append(run, events_pb2.RunEvent(finished=finished))
         run.done = True
         async with run.changed:
             run.changed.notify_all()
-        log.info("run %s ended: %s", run.run_id, finished)
+        log.info("run %s ended: %s", run.run_id, json_format.MessageToDict(finished))
         ended = [r for r in self.runs.values() if r.done]
         for old in ended[: max(0, len(ended) - KEEP_FINISHED_RUNS)]:
             del self.runs[old.run_id]

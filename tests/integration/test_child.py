@@ -14,6 +14,7 @@ from google.protobuf import json_format
 from ftlab.config import config_from_dict
 from ftlab.v1 import events_pb2
 from services.scheduler import jobconfig
+from services.trainer.process import read_events
 from services.trainer.zygote import Zygote
 
 pytestmark = pytest.mark.slow
@@ -51,8 +52,8 @@ def run_child(tmp_path: Path, config: dict, rows: list[dict]) -> tuple[int, list
     with (tmp_path / "train.log").open("wb") as log:
         child = loop.run_until_complete(forker.spawn(str(spec), dict(os.environ), str(ROOT), log.fileno(), write_fd))
     os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        events = [json.loads(line) for line in pipe]
+    with os.fdopen(read_fd, "rb") as pipe:
+        events = read_events(pipe)
     return loop.run_until_complete(asyncio.wait_for(child.wait(), 300)), events, job_dir
 
 

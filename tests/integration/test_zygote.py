@@ -18,6 +18,7 @@ from ftlab.v1 import events_pb2
 from helpers import write_chat_dataset
 from services.common.settings import Paths
 from services.scheduler import jobconfig
+from services.trainer.process import read_events, read_reports
 from services.trainer.supervisor import RunSupervisor
 from services.trainer.zygote import ForkedProcess, Zygote, command_line
 
@@ -74,7 +75,7 @@ def test_a_forked_run_is_set_up_like_an_execd_one(tmp_path, tiny_model):
             await asyncio.sleep(0.05)
         seen = {"cmdline": cmdline(child.pid), "session": os.getsid(child.pid),
                 "cwd": os.readlink(f"/proc/{child.pid}/cwd"), "parent": int(open(f"/proc/{child.pid}/stat").read().split()[3])}
-        events = [json.loads(line) for line in await asyncio.to_thread(lambda: os.fdopen(read_fd).readlines())]
+        events = await asyncio.to_thread(lambda: read_events(os.fdopen(read_fd, "rb")))
         code = await child.wait()
         await zygote.close()
         return child, seen, events, code, zygote
@@ -103,8 +104,9 @@ def test_runs_die_with_the_zygote_and_the_next_run_starts_with_exec_on_its_share
         with (spec.parent / "train.log").open("ab") as log:
             forked = await supervisor.zygote.spawn(str(spec), dict(os.environ), str(spec.parent), log.fileno(), write_fd)
         os.close(write_fd)
-        with os.fdopen(read_fd) as pipe:  # wait until it trains
-            while "metrics" not in json.loads(await asyncio.to_thread(pipe.readline)):
+        with os.fdopen(read_fd, "rb") as pipe:  # wait until it trains
+            reports = read_reports(pipe)
+            while not (await asyncio.to_thread(next, reports)).event.HasField("metrics"):
                 pass
             supervisor.zygote.process.send_signal(signal.SIGKILL)
             code = await asyncio.wait_for(forked.wait(), 30)

@@ -93,13 +93,20 @@ def test_the_childs_events_are_checked_against_the_proto_where_they_are_made():
     import pytest
     from google.protobuf.json_format import ParseError
 
-    from services.trainer.process import EventSink
+    from services.trainer.process import EventSink, read_reports
 
     read, write = os.pipe()
     sink = EventSink(write)
     sink.emit(error={"type": "OSError", "message": "no file b'\\xff' \udcff", "phase": "PHASE_DATA_PREP"})
     with pytest.raises(ParseError, match="stepp"):
         sink.emit(metrics={"stepp": 1})  # a misspelled field fails in the child, not silently in the trainer
+    with pytest.raises(ParseError, match="outcom"):
+        sink.result(outcom="RUN_OUTCOME_SUCCEEDED")
+    sink.result(outcome="RUN_OUTCOME_SUCCEEDED", output="adapter", train_loss=1.5)
     sink._file.close()
-    (line,) = os.read(read, 10000).decode().splitlines()
-    assert json.loads(line)["error"]["message"] == "no file b'\\xff' \\udcff"  # the bytes kept, as escapes
+    with os.fdopen(read, "rb") as pipe:
+        first, last = read_reports(pipe)
+    assert first.event.error.message == "no file b'\\xff' \\udcff"  # the bytes kept, as escapes
+    assert first.event.error.phase == events_pb2.PHASE_DATA_PREP and first.event.HasField("time")
+    assert (last.result.outcome, last.result.output, last.result.train_loss) == (
+        events_pb2.RUN_OUTCOME_SUCCEEDED, "adapter", 1.5)

@@ -706,3 +706,37 @@ class RunEvent(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
 Global___RunEvent: _TypeAlias = RunEvent  # noqa: Y015
+
+@_typing.final
+class RunReport(_message.Message):
+    """What a run's process tells its trainer, over the run's pipe: each message is its serialized bytes
+    after a 4-byte big-endian length. The trainer numbers the events and adds the exit status.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event(self) -> Global___RunEvent:
+        """An event of the run (sequence unset: the trainer numbers it)."""
+
+    @_builtins.property
+    def result(self) -> Global___RunFinished:
+        """The run's own account of how it ended, sent last when it exits by itself."""
+
+    def __init__(
+        self,
+        *,
+        event: Global___RunEvent | None = ...,
+        result: Global___RunFinished | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "report", b"report", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "report", b"report", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_report: _TypeAlias = _typing.Literal["event", "result"]  # noqa: Y015
+    _WhichOneofArgType_report: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_report) -> _WhichOneofReturnType_report | None: ...
+
+Global___RunReport: _TypeAlias = RunReport  # noqa: Y015

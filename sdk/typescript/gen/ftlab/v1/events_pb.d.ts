@@ -685,6 +685,43 @@ export declare type RunEvent = Message<"ftlab.v1.RunEvent"> & {
 export declare const RunEventSchema: GenMessage<RunEvent>;
 
 /**
+ * What a run's process tells its trainer, over the run's pipe: each message is its serialized bytes
+ * after a 4-byte big-endian length. The trainer numbers the events and adds the exit status.
+ *
+ * @generated from message ftlab.v1.RunReport
+ */
+export declare type RunReport = Message<"ftlab.v1.RunReport"> & {
+  /**
+   * One report.
+   *
+   * @generated from oneof ftlab.v1.RunReport.report
+   */
+  report: {
+    /**
+     * An event of the run (sequence unset: the trainer numbers it).
+     *
+     * @generated from field: ftlab.v1.RunEvent event = 1;
+     */
+    value: RunEvent;
+    case: "event";
+  } | {
+    /**
+     * The run's own account of how it ended, sent last when it exits by itself.
+     *
+     * @generated from field: ftlab.v1.RunFinished result = 2;
+     */
+    value: RunFinished;
+    case: "result";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message ftlab.v1.RunReport.
+ * Use `create(RunReportSchema)` to create a new message.
+ */
+export declare const RunReportSchema: GenMessage<RunReport>;
+
+/**
  * Where a run is in its life; also the phase a failure is attributed to.
  *
  * @generated from enum ftlab.v1.Phase
