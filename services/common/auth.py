@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.common import settings
 from services.common.errors import FieldViolation, InvalidArgument, PermissionDenied, Unauthenticated
 
 AUTHORIZATION = "authorization"
@@ -62,7 +62,8 @@ class Tokens:
     @classmethod
     def from_env(cls) -> "Tokens":
         out: dict[str, Caller] = {}
-        path = os.environ.get("FTLAB_TOKENS_FILE")
+        configured = settings.tokens()
+        path = configured.file
         if path:
             text = Path(path).read_text()
             if path.endswith((".yaml", ".yml")):
@@ -74,10 +75,10 @@ class Tokens:
             for entry in data.get("tokens", []):
                 digest = entry.get("sha256") or _digest(entry["token"])
                 out[digest] = _caller(entry["user"], entry.get("role", "user"))
-        for item in filter(None, (os.environ.get("FTLAB_TOKENS") or "").split(",")):
+        for item in filter(None, configured.inline.split(",")):
             user, role, token = item.strip().split(":", 2)
             out[_digest(token)] = _caller(user, role)
-        service = os.environ.get("FTLAB_SERVICE_TOKEN")
+        service = configured.service
         if service and out:
             out.setdefault(_digest(service), Caller("ftlab-service", "service"))
         return cls(out)
@@ -144,5 +145,5 @@ def caller(context) -> Caller:
 
 def service_metadata() -> tuple[tuple[str, str], ...]:
     """What this process sends when it calls another service: its service token, when auth is on."""
-    token = os.environ.get("FTLAB_SERVICE_TOKEN")
+    token = settings.tokens().service
     return ((AUTHORIZATION, f"Bearer {token}"),) if token else ()

@@ -5,11 +5,11 @@ with a certificate of its own: mutual TLS)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import grpc
 
+from services.common import settings
 from services.common.auth import service_metadata
 
 
@@ -41,10 +41,11 @@ def client_credentials() -> grpc.ChannelCredentials | None:
     """TLS for calls to other services: trusting FTLAB_TLS_CA, or, in a deployment whose services
     serve TLS (FTLAB_TLS_CERT) and name no CA, their own certificate (which works when it is
     self-signed, and otherwise fails with a reason that says what to set)."""
-    ca = os.environ.get("FTLAB_TLS_CA") or os.environ.get("FTLAB_TLS_CERT")
+    tls = settings.tls()
+    ca = tls.ca or tls.cert
     if not ca:
         return None
-    cert, key = os.environ.get("FTLAB_TLS_CLIENT_CERT"), os.environ.get("FTLAB_TLS_CLIENT_KEY")
+    cert, key = tls.client_cert, tls.client_key
     return grpc.ssl_channel_credentials(
         root_certificates=Path(ca).read_bytes(),
         private_key=Path(key).read_bytes() if key else None,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from concurrent import futures
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common import settings
 from services.common.interceptors import ServiceInterceptor
 
 log = logging.getLogger(__name__)
@@ -75,10 +75,11 @@ def build_server(services: list[Registration], address: str, max_concurrent_rpcs
 def server_credentials() -> grpc.ServerCredentials | None:
     """TLS when FTLAB_TLS_CERT and FTLAB_TLS_KEY are set; with FTLAB_TLS_CLIENT_CA too, callers must
     present a certificate that CA signed (mutual TLS, e.g. on trainers, which only services call)."""
-    cert, key = os.environ.get("FTLAB_TLS_CERT"), os.environ.get("FTLAB_TLS_KEY")
+    tls = settings.tls()
+    cert, key = tls.cert, tls.key
     if not (cert and key):
         return None
-    client_ca = os.environ.get("FTLAB_TLS_CLIENT_CA")
+    client_ca = tls.client_ca
     return grpc.ssl_server_credentials([(Path(key).read_bytes(), Path(cert).read_bytes())],
                                        root_certificates=Path(client_ca).read_bytes() if client_ca else None,
                                        require_client_auth=bool(client_ca))

@@ -1,10 +1,40 @@
-"""Where things live, from the environment: FTLAB_HOME (data directory) and friends."""
+"""The process-wide settings every service reads from the environment, in one place: where things
+live (FTLAB_HOME, FTLAB_DATABASE_URL), TLS and tokens, and the limits an administrator sets. The
+settings of each service's own flags are in services/serve_settings.py."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Tls:
+    cert: str | None  # this server's certificate (FTLAB_TLS_CERT) and key (FTLAB_TLS_KEY): TLS on
+    key: str | None
+    client_ca: str | None  # callers must present a certificate this CA signed (FTLAB_TLS_CLIENT_CA)
+    ca: str | None  # the CA that signed the services' certificates, for calls to them (FTLAB_TLS_CA)
+    client_cert: str | None  # this process's certificate for mutual TLS (FTLAB_TLS_CLIENT_CERT, _KEY)
+    client_key: str | None
+
+
+def tls() -> Tls:
+    get = os.environ.get
+    return Tls(get("FTLAB_TLS_CERT"), get("FTLAB_TLS_KEY"), get("FTLAB_TLS_CLIENT_CA"), get("FTLAB_TLS_CA"),
+               get("FTLAB_TLS_CLIENT_CERT"), get("FTLAB_TLS_CLIENT_KEY"))
+
+
+@dataclass(frozen=True)
+class Tokens:
+    file: str | None  # a JSON or YAML file of tokens (FTLAB_TOKENS_FILE)
+    inline: str  # user:role:token,... (FTLAB_TOKENS)
+    service: str | None  # the token services present to each other (FTLAB_SERVICE_TOKEN)
+
+
+def tokens() -> Tokens:
+    return Tokens(os.environ.get("FTLAB_TOKENS_FILE"), os.environ.get("FTLAB_TOKENS") or "",
+                  os.environ.get("FTLAB_SERVICE_TOKEN"))
 
 
 def max_upload_bytes() -> int:

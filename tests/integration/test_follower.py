@@ -12,7 +12,7 @@ import grpc
 from ftlab.config import config_from_dict
 from ftlab.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from helpers import write_chat_dataset
-from services import runner
+from services import runner, serve_settings
 
 pb = job_service_pb2
 
@@ -21,14 +21,14 @@ def test_a_run_whose_follower_died_is_followed_again(tmp_path, tiny_model, monke
     home = tmp_path / "home"
     write_chat_dataset(home / "datasets" / "chat.jsonl", rows=64)
     monkeypatch.setenv("FTLAB_HOME", str(home))
-    args = runner.parser_for(list(runner.COMPONENTS)).parse_args(
-        ["--port", "0", "--metrics-port", "0", "--cpu-threads", "1", "--shutdown-grace", "2"])
+    settings = serve_settings.from_args(runner.parser_for(list(runner.COMPONENTS)).parse_args(
+        ["--port", "0", "--metrics-port", "0", "--cpu-threads", "1", "--shutdown-grace", "2"]))
     config = config_from_dict({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 20,
                                "per_device_train_batch_size": 2, "max_seq_length": 64, "logging_steps": 1,
                                "save_steps": 1000, "eval_strategy": "no"})
 
     async def scenario() -> tuple[job_pb2.Job, list[int]]:
-        running = await runner.start(list(runner.COMPONENTS), args)
+        running = await runner.start(list(runner.COMPONENTS), settings)
         dispatcher = running.apps["scheduler"].dispatcher
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
