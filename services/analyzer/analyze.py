@@ -6,7 +6,7 @@ import re
 
 from google.protobuf import json_format
 
-from ftlab.v1 import analyzer_pb2, config_pb2, events_pb2
+from ftlab.v1 import analyzer_pb2, config_pb2, events_pb2, job_pb2
 from services.analyzer import logparse, phases, priors, rules, suggestions
 from services.common import columns
 from services.common.errors import FieldViolation, InvalidArgument
@@ -37,6 +37,20 @@ _SUMMARY = {
     "INVALID_CONFIG": "A setting is invalid",
     "UNKNOWN": "The run failed for a reason the analyzer does not recognise",
 }
+
+
+def error_log(error: job_pb2.JobError) -> str:
+    """What the analyzer reads of a job's recorded error: its log tail and traceback, or its message."""
+    return ("\n".join(p for p in (error.log_tail, error.traceback) if p) or error.message).replace("\x00", "")
+
+
+def category_of(error: job_pb2.JobError) -> str:
+    """The failure category of a recorded error, by the same rules as `analyze` (without the metrics
+    and config a full analysis weighs): the scheduler's retry limits by category use it at once,
+    before the full analysis arrives."""
+    facts = rules.Facts(logparse.parse(error_log(error)), error.exit_code if error.HasField("exit_code") else None,
+                        error.signal if error.HasField("signal") else None, error.type)
+    return rules.classify(facts)[0]
 
 
 def _config(request: analyzer_pb2.AnalyzeFailureRequest) -> config_pb2.TrainingConfig:

@@ -10,6 +10,7 @@ import grpc
 from google.protobuf import json_format
 
 from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc, job_pb2
+from services.analyzer.analyze import error_log
 from services.common.channels import internal_channel
 from services.common.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from services.common.status import details_of
@@ -46,7 +47,7 @@ class FailureAnalyst:
     def _request(self, row: JobRow) -> analyzer_pb2.AnalyzeFailureRequest:
         error = json_format.Parse(row.error_json, job_pb2.JobError())
         request = analyzer_pb2.AnalyzeFailureRequest(
-            log=("\n".join(p for p in (error.log_tail, error.traceback) if p) or error.message).replace("\x00", ""),
+            log=error_log(error),
             config_json=json_format.MessageToJson(convert.config_of(row)), phase=error.phase, error_type=error.type)
         if self.hardware_of is not None and row.worker:
             request.hardware.CopyFrom(self.hardware_of(row.worker))

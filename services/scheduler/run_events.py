@@ -11,9 +11,9 @@ from datetime import timedelta
 from google.protobuf import json_format
 
 from ftlab.v1 import events_pb2, job_pb2
+from services.analyzer.analyze import category_of
 from services.scheduler import convert, jobconfig, states
 from services.scheduler.clock import utcnow
-from services.scheduler.failures import failure_class
 from services.scheduler.transitions import state_event
 
 DEFAULT_MAX_ATTEMPTS = 1
@@ -118,7 +118,7 @@ def finish(r, tx, f: events_pb2.RunFinished, fence_seconds: float) -> list[job_p
         target, reason = states.FAILED, f"{error.type or 'run failed'}: {error.message}"[:500]
         r.error_json = convert.to_json(error)
         r.failures += 1
-        category = failure_class(error)
+        category = category_of(error)  # the analyzer's rules; its full analysis follows
         counts = json.loads(r.failure_counts_json or "{}")
         counts[category] = counts.get(category, 0) + 1
         r.failure_counts_json = json.dumps(counts, sort_keys=True)

@@ -126,7 +126,7 @@ def test_failures_retry_per_policy_with_backoff(server, job_config):
     gap = done.attempts[1].start_time.ToDatetime() - done.attempts[0].end_time.ToDatetime()
     assert gap.total_seconds() >= 1.0
     states = [e.state_changed for e in client_events(server, job.name) if e.HasField("state_changed")]
-    assert any("UNKNOWN failure 1 of 2 allowed" in s.reason for s in states)
+    assert any("DATASET_NOT_FOUND failure 1 of 2 allowed" in s.reason for s in states), [s.reason for s in states]
 
 
 def client_events(server, name):

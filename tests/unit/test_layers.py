@@ -15,7 +15,6 @@ DOMAIN = [
     "services/scheduler/queue_estimate.py", "services/scheduler/clock.py", "services/scheduler/states.py",
     "services/scheduler/jobconfig.py", "services/scheduler/resume_changes.py", "services/scheduler/retries.py", "services/scheduler/rows.py",
     "services/scheduler/queries.py", "services/scheduler/templates.py",
-    "services/scheduler/failures.py",
     "services/analyzer/analyze.py", "services/analyzer/rules.py", "services/analyzer/phases.py",
     "services/analyzer/priors.py", "services/analyzer/suggestions.py", "services/analyzer/logparse.py",
     "services/analyzer/library.py", "services/analyzer/memory.py",

@@ -110,3 +110,24 @@ def test_the_childs_events_are_checked_against_the_proto_where_they_are_made():
     assert first.event.error.phase == events_pb2.PHASE_DATA_PREP and first.event.HasField("time")
     assert (last.result.outcome, last.result.output, last.result.train_loss) == (
         events_pb2.RUN_OUTCOME_SUCCEEDED, "adapter", 1.5)
+
+def test_retry_limits_count_failures_by_the_analyzers_category():
+    """One classifier: the retry policy's categories are the analyzer's, not a first cut beside it."""
+    row, tx = _running('{"max_attempts": 1, "backoff_seconds": 0, "max_attempts_by_category": {"HOST_OOM": 2}}'), Tx()
+    row.state = states.RUNNING
+    killed = events_pb2.RunError(type="Signal", message="the training process was killed by SIGKILL", signal=9,
+                                 log_tail="ftlab trainer: the kernel's out-of-memory killer ended the run")
+    run_events.apply(row, tx, "run-1", _event(1, error=killed), fence_seconds=0)
+    out = run_events.apply(row, tx, "run-1", _event(2, finished=events_pb2.RunFinished(
+        outcome=events_pb2.RUN_OUTCOME_FAILED, signal=9)), fence_seconds=0)
+    assert row.state == states.QUEUED and "HOST_OOM failure 1 of 2 allowed" in out[-1].state_changed.reason
+    assert json.loads(row.failure_counts_json) == {"HOST_OOM": 1}
+    row, tx = _running('{"max_attempts": 2, "backoff_seconds": 0}'), Tx()
+    row.state = states.RUNNING
+    missing = events_pb2.RunError(type="FileNotFoundError", message="dataset file not found: d.jsonl",
+                                  traceback='  File "<repo>/services/common/datasets.py", line 40, in load_rows\n'
+                                            "FileNotFoundError: dataset file not found: d.jsonl")
+    run_events.apply(row, tx, "run-1", _event(1, error=missing), fence_seconds=0)
+    out = run_events.apply(row, tx, "run-1", _event(2, finished=events_pb2.RunFinished(
+        outcome=events_pb2.RUN_OUTCOME_FAILED, exit_code=1)), fence_seconds=0)
+    assert "DATASET_NOT_FOUND failure 1 of 2 allowed" in out[-1].state_changed.reason
