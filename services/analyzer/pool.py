@@ -24,8 +24,6 @@ from services.common import errors
 from services.common.errors import FieldViolation
 
 log = logging.getLogger(__name__)
-_ERRORS = {"INVALID_ARGUMENT": errors.InvalidArgument, "NOT_FOUND": errors.NotFound,
-           "FAILED_PRECONDITION": errors.FailedPrecondition, "RESOURCE_EXHAUSTED": errors.ResourceExhausted}
 
 
 class Busy(errors.ResourceExhausted):
@@ -141,8 +139,8 @@ class PreflightPool:
             self._waiting -= 1
         if "error" in reply:
             e = reply["error"]
-            kind = _ERRORS.get(e["code"])
-            if kind is None:
+            kind = getattr(errors, e["kind"], None) if e["kind"] else None  # a domain error, by its class's name
+            if not (isinstance(kind, type) and issubclass(kind, errors.DomainError)):
                 raise RuntimeError(f"pre-flight worker error: {e['message']}")
             if kind is errors.InvalidArgument:
                 raise kind(e["message"], reason=e["reason"], violations=[FieldViolation(f, d) for f, d in e["violations"]])

@@ -11,7 +11,7 @@ another. Model and tokenizer facts are cached per model folder for the next chec
 Protocol on stdin/stdout, one frame each way per check (4-byte big-endian length, then JSON):
     analyzer -> worker  {"request": base64 PreflightRequest, "owner": user}
     worker -> analyzer  {"ready": pid} once, then per check
-                        {"response": base64 PreflightResponse} or {"error": {code, message, reason, violations}}
+                        {"response": base64 PreflightResponse} or {"error": {kind, message, reason, violations}}
 """
 
 from __future__ import annotations
@@ -55,29 +55,29 @@ def _limit_memory(extra: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (size + extra, resource.RLIM_INFINITY))
 
 
-def _error(code: str, message: str, reason: str = "", violations=()) -> dict:
-    return {"error": {"code": code, "message": message, "reason": reason, "violations": [list(v) for v in violations]}}
+def _error(kind: str, message: str, reason: str = "", violations=()) -> dict:
+    """A refusal, named by its domain error class (services/common/errors.py; "" for an internal error)."""
+    return {"error": {"kind": kind, "message": message, "reason": reason, "violations": [list(v) for v in violations]}}
 
 
 def _answer(message: dict, template_seconds: float) -> dict:
     from ftlab.v1 import analyzer_pb2
     from services.analyzer.preflight import preflight_request
-    from services.common.errors import DomainError
-    from services.common.status import code_of
+    from services.common import errors
 
     request = analyzer_pb2.PreflightRequest.FromString(base64.b64decode(message["request"]))
     try:
         response = preflight_request(request, message.get("owner", ""), template_seconds)
-    except DomainError as exc:
-        return _error(code_of(exc).name, exc.message, exc.reason,
-                      [(v.field, v.description) for v in getattr(exc, "violations", [])])
+    except errors.DomainError as exc:
+        kind = next(c.__name__ for c in type(exc).__mro__ if getattr(errors, c.__name__, None) is c)
+        return _error(kind, exc.message, exc.reason, [(v.field, v.description) for v in getattr(exc, "violations", [])])
     except MemoryError:
-        return _error("RESOURCE_EXHAUSTED", "pre-flight needed more memory than it may use", "PREFLIGHT_MEMORY")
+        return _error("ResourceExhausted", "pre-flight needed more memory than it may use", "PREFLIGHT_MEMORY")
     except Exception:
         import traceback
 
         traceback.print_exc()  # to the analyzer's log
-        return _error("INTERNAL", "pre-flight failed")
+        return _error("", "pre-flight failed")
     return {"response": base64.b64encode(response.SerializeToString()).decode()}
 
 

@@ -23,13 +23,24 @@ RECENT_METRICS = 20
 
 
 class FailureAnalyst:
-    def __init__(self, store: JobStore, address: str, hardware_of=None, metrics=None) -> None:
+    """Sends every failed job to the AnalyzerService and keeps its diagnosis. Built with the rest of
+    the scheduler; it works once it knows the analyzer's address (`connect`), which an analyzer in
+    the same process has only when the server has bound its port."""
+
+    def __init__(self, store: JobStore, address: str | None = None, hardware_of=None, metrics=None) -> None:
         self.store = store
         self.metrics = metrics
         self.hardware_of = hardware_of  # worker id -> analyzer_pb2.Hardware it ran on
         self.address = address
         self._channel: grpc.aio.Channel | None = None
         self._tasks: set[asyncio.Task] = set()
+
+    def connect(self, address: str) -> None:
+        self.address = address
+
+    @property
+    def ready(self) -> bool:
+        return self.address is not None
 
     def stub(self) -> analyzer_pb2_grpc.AnalyzerServiceStub:
         """The analyzer's stub on one channel, shared with pre-flight."""
@@ -101,11 +112,16 @@ class Preflighter:
 
     TIMEOUT = 60.0
 
-    def __init__(self, stub, hardware, per_user: int = 2) -> None:
-        self.stub = stub  # () -> AnalyzerServiceStub
+    def __init__(self, analyst: FailureAnalyst, hardware, per_user: int = 2) -> None:
+        self.analyst = analyst  # its channel to the analyzer is shared
+        self.stub = analyst.stub  # () -> AnalyzerServiceStub
         self.hardware = hardware  # () -> analyzer_pb2.Hardware of the target
         self.per_user = per_user
         self._in_flight: dict[str, int] = {}
+
+    @property
+    def ready(self) -> bool:
+        return self.analyst.ready
 
     async def check(self, config, owner: str) -> analyzer_pb2.PreflightResponse:
         if self._in_flight.get(owner, 0) >= self.per_user:

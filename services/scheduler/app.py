@@ -7,6 +7,7 @@ import socket
 
 from ftlab.v1 import analyzer_pb2, job_service_pb2, job_service_pb2_grpc, trainer_service_pb2, trainer_service_pb2_grpc
 from services.common.server import Registration
+from services.scheduler.analysis import FailureAnalyst, Preflighter
 from services.scheduler.dispatcher import Dispatcher
 from services.scheduler.hub import EventHub
 from services.scheduler.jobs import JobManager
@@ -28,19 +29,17 @@ class SchedulerApp:
         self.metrics = SchedulerMetrics(self.store.count_by_state)
         self.registry = WorkerRegistry(heartbeat_interval=heartbeat_interval, lease_seconds=lease_seconds)
         self.control = RunControl(self.registry)
+        self.analyst = FailureAnalyst(self.store, hardware_of=self.worker_hardware, metrics=self.metrics)
         self.jobs = JobManager(self.store, EventHub(), self.metrics, max_running_per_user=max_running_per_user,
                                scheduler_id=scheduler_id or socket.gethostname(),
-                               fence_seconds=lease_seconds + 2 * heartbeat_interval + 2.5, controller=self.control)
+                               fence_seconds=lease_seconds + 2 * heartbeat_interval + 2.5, controller=self.control,
+                               analyst=self.analyst, preflighter=Preflighter(self.analyst, self.target_hardware))
         self.dispatcher = Dispatcher(self.jobs, self.control, interval=dispatch_interval)
         self._task: asyncio.Task | None = None
 
     def analyze_failures_at(self, address: str) -> None:
-        """Send every failed job to the AnalyzerService at `address` and keep its diagnosis."""
-        from services.scheduler.analysis import FailureAnalyst, Preflighter
-
-        self.jobs.analyst = FailureAnalyst(self.store, address,
-                                           hardware_of=self.worker_hardware, metrics=self.metrics)
-        self.jobs.preflighter = Preflighter(self.jobs.analyst.stub, self.target_hardware)
+        """Send every failed job (and every new one, for pre-flight) to the AnalyzerService at `address`."""
+        self.analyst.connect(address)
 
     def target_hardware(self) -> analyzer_pb2.Hardware:
         """What a new job would run on: the registered trainer with the most GPU memory."""
@@ -82,8 +81,7 @@ class SchedulerApp:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.dispatcher.close()
-        if self.jobs.analyst is not None:
-            await self.jobs.analyst.close()
+        await self.analyst.close()
         await self.registry.close()
         self.metrics.close()
         self.engine.dispose()

@@ -48,7 +48,8 @@ class RunController(Protocol):
 class JobManager(Queries, Retries):
     def __init__(self, store: JobStore, hub: EventHub, metrics: SchedulerMetrics | None = None,
                  max_running_per_user: int = 0, scheduler_id: str = "", fence_seconds: float = 0.0,
-                 access: Policy | None = None, controller: RunController | None = None) -> None:
+                 access: Policy | None = None, controller: RunController | None = None, analyst=None,
+                 preflighter=None) -> None:
         self.fence_seconds = fence_seconds  # a lost worker's runs may take this long to stop themselves
         self.store = store
         self.scheduler_id = scheduler_id
@@ -56,8 +57,8 @@ class JobManager(Queries, Retries):
         self.hub = hub
         self.metrics = metrics
         self.controller = controller  # wakes the dispatcher and stops runs (RunControl); None in unit tests
-        self.analyst = None  # FailureAnalyst: told of every job that fails
-        self.preflighter = None  # Preflighter: asked whether a new job can run
+        self.analyst = analyst  # FailureAnalyst: told of every job that fails, once it is ready
+        self.preflighter = preflighter  # Preflighter: asked whether a new job can run, once it is ready
         self.access = access or Policy.current()  # which files a job may name
 
     async def _publish(self, job_id: str, events: list[job_pb2.JobEvent]) -> None:
@@ -119,7 +120,7 @@ class JobManager(Queries, Retries):
     async def preflight(self, config, owner: str, force: bool):
         """The analyzer's pre-flight findings (None without an analyzer); refuses a job that cannot run
         with FAILED_PRECONDITION naming each failed check, unless forced."""
-        if self.preflighter is None:
+        if self.preflighter is None or not self.preflighter.ready:
             return None
         checks = await self.preflighter.check(config, owner)
         if checks is not None and not checks.ok and not force:
@@ -251,7 +252,7 @@ class JobManager(Queries, Retries):
 
         _, events = await self._db(self.store.update, job_id, mutate)
         await self._publish(job_id, events)
-        if events and self.analyst is not None:
+        if events and self.analyst is not None and self.analyst.ready:
             self.analyst.job_failed(job_id, then=self.auto_recover)
 
     async def apply_run_event(self, job_id: str, run_id: str, run_event: events_pb2.RunEvent) -> bool:
@@ -266,7 +267,7 @@ class JobManager(Queries, Retries):
         await self._publish(job_id, events)
         if self.metrics:  # the row as this event left it: no second read of the database
             self.metrics.observe_job(row)
-        if self.analyst is not None and any(
+        if self.analyst is not None and self.analyst.ready and any(
                 e.HasField("state_changed") and e.state_changed.to_state == job_pb2.JOB_STATE_FAILED for e in events):
             self.analyst.job_failed(job_id, then=self.auto_recover)
         return kind == "finished"
