@@ -26,14 +26,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "sdk" / "python"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "sdk" / "python")]
 
 import grpc  # noqa: E402
 
 from ftlab import Client  # noqa: E402
 from ftlab.v1 import artifact_service_pb2 as apb  # noqa: E402
 from ftlab.v1 import artifact_service_pb2_grpc  # noqa: E402
-from helpers import start_server, write_chat_dataset  # noqa: E402
+from tests.helpers import start_server, write_chat_dataset  # noqa: E402
 
 UNITS = {"M": 10**6, "G": 10**9}
 MIB = 1 << 20
@@ -110,7 +110,7 @@ def main() -> int:
     args = parser.parse_args()
     import subprocess
 
-    from helpers import free_port
+    from tests.helpers import free_port
 
     rows = []
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:

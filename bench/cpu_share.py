@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 from ftlab import Client  # noqa: E402
 from ftlab.v1 import job_pb2  # noqa: E402
-from helpers import start_server, wait_for, write_chat_dataset  # noqa: E402
+from tests.helpers import start_server, wait_for, write_chat_dataset  # noqa: E402
 
 
 def measure(threads: int, runs: int, steps: int, tiny_model: Path, workdir: Path) -> dict:

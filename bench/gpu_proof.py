@@ -29,7 +29,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "sdk" / "python"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "sdk" / "python")]
 
 import train_speed  # noqa: E402
 
@@ -131,7 +131,7 @@ class Proof:
 
     def analysis(self, client, name: str) -> dict:
         from ftlab.v1 import analyzer_pb2, events_pb2
-        from helpers import wait_for
+        from tests.helpers import wait_for
 
         job = wait_for(lambda: (j := client.get_job(name)).analysis.category and j, timeout=min(60, self.left()),
                        what="the analysis")
@@ -164,7 +164,7 @@ class Proof:
 
     def train_oom(self, client, model: Path) -> None:
         from ftlab.v1 import job_pb2
-        from helpers import wait_for
+        from tests.helpers import wait_for
 
         config = {"base_model": str(model), "dataset": {"uri": "long.jsonl"}, "adapter": "full",
                   "per_device_train_batch_size": 64, "gradient_accumulation_steps": 1, "auto_micro_batch": "SWITCH_OFF",
@@ -185,7 +185,7 @@ class Proof:
 
     def cancel(self, client, model: Path) -> None:
         from ftlab.v1 import job_pb2
-        from helpers import wait_for
+        from tests.helpers import wait_for
 
         idle = gpu_used()
         config = {"base_model": str(model), "dataset": {"uri": "chat.jsonl"}, "adapter": "full",
@@ -214,8 +214,8 @@ class Proof:
     def run(self, parts: list[str], rows: int) -> None:
         import torch
 
-        from helpers import start_server
         from services.trainer.tiny import make_tiny_model
+        from tests.helpers import start_server
 
         self.rows = rows
         cuda = torch.cuda.is_available()

@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 from ftlab import Client, FtlabError  # noqa: E402
-from helpers import start_server, write_chat_dataset  # noqa: E402
+from tests.helpers import start_server, write_chat_dataset  # noqa: E402
 
 
 def quantile(values: list[float], q: float) -> float:

@@ -26,14 +26,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "scripts")]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from failure_cases import CASES  # noqa: E402
 from failure_corpus import split_of, write_datasets, write_models  # noqa: E402
 
 from ftlab import Client, FtlabError  # noqa: E402
 from ftlab.v1 import analyzer_pb2, job_pb2  # noqa: E402
-from helpers import start_server  # noqa: E402
+from tests.helpers import start_server  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "suggestion_fixes.json"
 

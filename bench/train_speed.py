@@ -35,7 +35,7 @@ from pathlib import Path
 from google.protobuf import json_format
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "sdk" / "python"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "sdk" / "python")]
 
 BF16_PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}  # dense bf16, per GPU
 
@@ -124,7 +124,7 @@ def through_services(model: Path, home: Path, args, server=None) -> dict:
     """One job through a real `ftlab serve` (started here unless `server` is given)."""
     from ftlab import Client
     from ftlab.v1 import job_pb2
-    from helpers import start_server
+    from tests.helpers import start_server
 
     own = server is None
     server = server or start_server(home, name="bench")
@@ -236,8 +236,8 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
-    from helpers import write_chat_dataset  # noqa: F401  (tests' helpers on the path for start_server)
     from services.trainer.tiny import make_tiny_model
+    from tests.helpers import write_chat_dataset  # noqa: F401  (tests' helpers on the path for start_server)
 
     cuda = torch.cuda.is_available()
     device = torch.cuda.get_device_name(0) if cuda else "cpu"

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from helpers import CANARY, SERVICE_TOKEN, TOKENS, start_server, write_chat_dataset  # noqa: E402
+from tests.helpers import CANARY, SERVICE_TOKEN, TOKENS, start_server, write_chat_dataset
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -18,7 +18,7 @@ import pytest
 from ftlab import Client
 from ftlab.config import config_from_dict
 from ftlab.v1 import job_pb2, job_service_pb2
-from helpers import free_port, start_server, training_children, wait_for, write_chat_dataset
+from tests.helpers import free_port, start_server, training_children, wait_for, write_chat_dataset
 
 pytestmark = pytest.mark.slow
 TRIALS = int(os.environ.get("FTLAB_CHAOS_TRIALS", "2"))

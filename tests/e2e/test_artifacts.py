@@ -18,7 +18,7 @@ from ftlab import Client, FtlabError
 from ftlab.download import MANIFEST, request_for
 from ftlab.v1 import artifact_service_pb2 as apb
 from ftlab.v1 import artifact_service_pb2_grpc, job_pb2
-from helpers import TcpProxy
+from tests.helpers import TcpProxy
 
 pytestmark = pytest.mark.slow
 USER = "art"

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from ftlab.v1 import analyzer_pb2, artifact_service_pb2, job_service_pb2
-from helpers import ROOT
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow
 BUF = ROOT / ".tools" / "node_modules" / ".bin" / "buf"

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from helpers import free_port
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
 

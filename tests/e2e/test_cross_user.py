@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from ftlab import Client, FtlabError
 from ftlab.config import config_from_dict
 from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc
-from helpers import CANARY
+from tests.helpers import CANARY
 
 pytestmark = pytest.mark.slow
 

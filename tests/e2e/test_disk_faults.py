@@ -9,7 +9,7 @@ import pytest
 
 from ftlab import Client, FtlabError
 from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2
-from helpers import SmallDisk, start_server, wait_for, write_chat_dataset
+from tests.helpers import SmallDisk, start_server, wait_for, write_chat_dataset
 
 pytestmark = pytest.mark.slow
 

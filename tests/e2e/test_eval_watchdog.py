@@ -11,7 +11,7 @@ import pytest
 
 from ftlab import Client
 from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2
-from helpers import start_server, training_children, wait_for, write_chat_dataset
+from tests.helpers import start_server, training_children, wait_for, write_chat_dataset
 
 pytestmark = pytest.mark.slow
 ALLOWANCE = 2.0  # seconds of silence an evaluation is allowed

@@ -13,7 +13,7 @@ import pytest
 
 from ftlab import Client
 from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2
-from helpers import child_pid, wait_for
+from tests.helpers import child_pid, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import pytest
 from ftlab import Client
 from ftlab.config import config_from_dict
 from ftlab.v1 import events_pb2, job_pb2, job_service_pb2
-from helpers import child_pid, free_port, start_server, training_children, wait_for, write_chat_dataset
+from tests.helpers import child_pid, free_port, start_server, training_children, wait_for, write_chat_dataset
 
 pytestmark = pytest.mark.slow
 SCHEDULER_ARGS = ["--lease-seconds", "3", "--heartbeat-seconds", "0.5"]
@@ -138,7 +138,7 @@ def test_retry_limits_by_failure_category(server, job_config):
     """A stuck run is retried (STUCK allows 2 attempts) while other failures are not (max_attempts 1)."""
     import time as _time
 
-    from helpers import wait_for as _wait
+    from tests.helpers import wait_for as _wait
 
     with Client(server.address, user="retry-cat") as client:
         request = job_service_pb2.CreateJobRequest(config=config_from_dict(

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from ftlab import Client
 from ftlab.v1 import analyzer_pb2, artifact_service_pb2, job_service_pb2, trainer_service_pb2
-from helpers import start_server, write_chat_dataset
+from tests.helpers import start_server, write_chat_dataset
 
 pytestmark = pytest.mark.slow
 FILES = (job_service_pb2, artifact_service_pb2, analyzer_pb2, trainer_service_pb2)

@@ -136,7 +136,7 @@ def test_a_worker_registering_with_stale_runs_at_an_unreachable_address_is_answe
 
     from ftlab.v1 import trainer_service_pb2 as tpb
     from ftlab.v1 import trainer_service_pb2_grpc
-    from helpers import start_server
+    from tests.helpers import start_server
 
     silent = socket.socket()  # takes connections and never answers: each call to it waits for its deadline
     silent.bind(("127.0.0.1", 0))
@@ -167,7 +167,7 @@ def test_jsonl_with_bytes_that_are_not_utf8_reports_the_line_as_bad(server, tmp_
 
 @pytest.mark.postgres
 def test_nul_characters_never_reach_postgresql(tmp_path, pg_schema, tiny_model):
-    from helpers import start_server
+    from tests.helpers import start_server
 
     url, schema = pg_schema
     scheduler = start_server(tmp_path / "home", module="services.scheduler", name="pg-nul",

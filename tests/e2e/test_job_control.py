@@ -6,7 +6,7 @@ import pytest
 
 from ftlab import Client
 from ftlab.v1 import job_pb2
-from helpers import wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from grpc_status import rpc_status
 from ftlab import Client, FtlabError
 from ftlab.config import config_from_dict
 from ftlab.v1 import config_pb2, job_pb2, job_service_pb2, job_service_pb2_grpc
-from helpers import TcpProxy, wait_for
+from tests.helpers import TcpProxy, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from ftlab.config import config_from_dict
 from ftlab.v1 import artifact_service_pb2 as apb
 from ftlab.v1 import artifact_service_pb2_grpc, job_pb2, trainer_service_pb2_grpc
 from ftlab.v1 import trainer_service_pb2 as tpb
-from helpers import start_server, write_chat_dataset
+from tests.helpers import start_server, write_chat_dataset
 
 pytestmark = pytest.mark.slow
 CANARY = b"canary-outside-the-store-" + os.urandom(6).hex().encode()

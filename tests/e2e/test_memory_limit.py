@@ -12,7 +12,7 @@ import pytest
 
 from ftlab import Client
 from ftlab.v1 import analyzer_pb2, job_pb2
-from helpers import start_server, wait_for
+from tests.helpers import start_server, wait_for
 
 pytestmark = pytest.mark.slow
 CGROUP_V1 = Path("/sys/fs/cgroup/memory")

@@ -12,7 +12,7 @@ import pytest
 
 from ftlab import Client, FtlabError
 from ftlab.v1 import analyzer_pb2
-from helpers import start_server
+from tests.helpers import start_server
 
 LOOP = "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"
 GREEDY = "{{ messages[0]['content'] * 3000000000 }}"  # gigabytes at once: the memory budget, not the clock
@@ -66,7 +66,7 @@ def test_templates_that_grow_without_bound_or_do_not_compile_fail_the_check(serv
 
 
 def test_a_preflight_that_could_not_run_is_recorded(tmp_path, tiny_model, job_config):
-    from helpers import free_port, write_chat_dataset
+    from tests.helpers import free_port, write_chat_dataset
 
     home = tmp_path / "home"
     write_chat_dataset(home / "datasets" / "chat.jsonl", rows=16)

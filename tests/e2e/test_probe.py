@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from helpers import ROOT, free_port
+from tests.helpers import ROOT, free_port
 
 
 def probe(*args):

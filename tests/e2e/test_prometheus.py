@@ -18,7 +18,7 @@ import pytest
 
 from ftlab import Client
 from ftlab.v1 import job_pb2
-from helpers import ROOT, free_port, start_server, wait_for, write_chat_dataset
+from tests.helpers import ROOT, free_port, start_server, wait_for, write_chat_dataset
 
 pytestmark = pytest.mark.slow
 sys.path.insert(0, str(ROOT / "scripts"))

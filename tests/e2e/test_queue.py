@@ -6,7 +6,7 @@ import pytest
 
 from ftlab import Client, FtlabError
 from ftlab.v1 import job_pb2
-from helpers import start_server, wait_for, write_chat_dataset
+from tests.helpers import start_server, wait_for, write_chat_dataset
 
 pytestmark = pytest.mark.slow
 

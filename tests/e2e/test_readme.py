@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import pytest
 
 from ftlab import Client
 from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2
-from helpers import wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 

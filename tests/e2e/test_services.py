@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from ftlab import Client
 from ftlab.v1 import job_pb2, trainer_service_pb2, trainer_service_pb2_grpc
-from helpers import free_port, start_server, wait_for, write_chat_dataset
+from tests.helpers import free_port, start_server, wait_for, write_chat_dataset
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import pytest
 
 from ftlab import Client, FtlabError
 from ftlab.v1 import job_pb2
-from helpers import start_server, wait_for, write_chat_dataset
+from tests.helpers import start_server, wait_for, write_chat_dataset
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")]

@@ -6,7 +6,7 @@ import pytest
 
 from ftlab import Client
 from ftlab.v1 import job_pb2
-from helpers import start_server, wait_for, write_chat_dataset
+from tests.helpers import start_server, wait_for, write_chat_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def test_two_schedulers_share_one_queue_and_start_each_job_once(tmp_path, tiny_m
 def test_one_of_two_schedulers_killed_and_restarted_loses_nothing(tmp_path, tiny_model, pg_schema):
     import signal
 
-    from helpers import free_port
+    from tests.helpers import free_port
 
     url, schema = pg_schema
     database = f"{url}?options=-csearch_path%3D{schema}"

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from helpers import ROOT
+from tests.helpers import ROOT
 
 SDK = ROOT / "sdk" / "typescript"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js")]

@@ -16,10 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import UPLOAD_LIMIT
 from ftlab import Client
 from ftlab.v1 import artifact_service_pb2 as apb
 from ftlab.v1 import artifact_service_pb2_grpc, job_pb2
+from tests.conftest import UPLOAD_LIMIT
 
 pytestmark = pytest.mark.slow
 CHAT = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}]

@@ -11,8 +11,8 @@ import grpc
 
 from ftlab.config import config_from_dict
 from ftlab.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
-from helpers import write_chat_dataset
 from services import runner, serve_settings
+from tests.helpers import write_chat_dataset
 
 pb = job_service_pb2
 

@@ -9,7 +9,7 @@ import venv
 
 import pytest
 
-from helpers import ROOT
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow
 

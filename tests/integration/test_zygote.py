@@ -15,12 +15,12 @@ from google.protobuf import json_format
 
 from ftlab.config import config_from_dict
 from ftlab.v1 import events_pb2
-from helpers import write_chat_dataset
 from services.common.settings import Paths
 from services.scheduler import jobconfig
 from services.trainer.process import read_events, read_reports
 from services.trainer.supervisor import RunSupervisor
 from services.trainer.zygote import ForkedProcess, Zygote, command_line
+from tests.helpers import write_chat_dataset
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from helpers import ROOT
+from tests.helpers import ROOT
 
 
 def test_dashboards_are_up_to_date():

