@@ -55,9 +55,11 @@ test: venv tools
 test-fast: venv
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests/unit tests/integration $(PYTEST_ARGS)
 
-# ruff's lint rules and import order (pyproject.toml), on everything but generated code.
+# ruff's lint rules and import order, and mypy --strict on services/ and the SDK (pyproject.toml), on
+# everything but generated code.
 lint: venv
 	$(VENV)/bin/ruff check services sdk/python tests bench scripts
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) .tools .demo

@@ -9,18 +9,37 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 from services import serve_settings
 from services.common import metrics as common_metrics
 from services.common import server as bootstrap
 from services.common import settings as common_settings
+from services.common.settings import Paths
 from services.serve_settings import Settings
 
-COMPONENTS = ("scheduler", "trainer", "analyzer", "artifacts")
+if TYPE_CHECKING:  # each is imported when its component is asked for
+    from services.analyzer.app import AnalyzerApp
+    from services.artifacts.app import ArtifactsApp
+    from services.scheduler.app import SchedulerApp
+    from services.scheduler.gateway import Forwarder
+    from services.trainer.app import TrainerApp
+
+Component = Literal["scheduler", "trainer", "analyzer", "artifacts"]
+COMPONENTS: tuple[Component, ...] = ("scheduler", "trainer", "analyzer", "artifacts")
 log = logging.getLogger("ftlab")
 
 
-def _local_socket(built, components: int) -> str:
+class Apps(TypedDict, total=False):
+    """The apps of one process, by component."""
+
+    scheduler: SchedulerApp
+    trainer: TrainerApp
+    analyzer: AnalyzerApp
+    artifacts: ArtifactsApp
+
+
+def _local_socket(built: bootstrap.Built, components: int) -> str:
     """With TLS on and no CA to verify it by (FTLAB_TLS_CA unset), components in one process could not
     trust each other over TCP: they talk over a Unix socket only this user can open instead."""
     tls = common_settings.tls()
@@ -41,10 +60,10 @@ def _local_socket(built, components: int) -> str:
 class Running:
     """The services of one process, started: its server, port and apps."""
 
-    def __init__(self, built, apps: dict[str, object], metrics_port: int, paths, local: str = "") -> None:
+    def __init__(self, built: bootstrap.Built, apps: Apps, metrics_port: int, paths: Paths, local: str = "") -> None:
         self.built, self.apps, self.metrics_port, self.paths = built, apps, metrics_port, paths
         self.local = local  # the private socket of this process's components, if any
-        self.forwarders: list = []  # public services of other processes, served here (gateway.py)
+        self.forwarders: list[Forwarder] = []  # public services of other processes, served here (gateway.py)
 
     @property
     def port(self) -> int:
@@ -71,7 +90,7 @@ class Running:
             shutil.rmtree(Path(self.local.removeprefix("unix:")).parent, ignore_errors=True)
 
 
-def _forwarders(components: list[str], s: Settings) -> list:
+def _forwarders(components: list[str], s: Settings) -> list[Forwarder]:
     """A scheduler without the analyzer or the artifacts service in its process serves their public
     APIs by forwarding to them (--analyzer, --artifacts): users need the scheduler's address only."""
     if "scheduler" not in components:
@@ -90,7 +109,7 @@ def _forwarders(components: list[str], s: Settings) -> list:
 
 async def start(components: list[str], s: Settings) -> Running:
     paths = s.paths.ensure()
-    apps: dict[str, object] = {}
+    apps: Apps = {}
     if "scheduler" in components:
         from services.scheduler.app import SchedulerApp
 
@@ -112,7 +131,7 @@ async def start(components: list[str], s: Settings) -> Running:
 
         apps["artifacts"] = ArtifactsApp(paths)
 
-    by_app = {name: app.registrations() for name, app in apps.items()}
+    by_app = {name: apps[name].registrations() for name in COMPONENTS if name in apps}
     forwarders = _forwarders(components, s)
     if forwarders:  # the scheduler as the one public address of services run apart
         by_app["scheduler"] = by_app["scheduler"] + [f.registration() for f in forwarders]

@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
+from typing import TypeVar, overload
 
 from services.common.settings import Paths
 from services.common.settings import paths as default_paths
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,11 @@ class Settings:
     log_level: str = "INFO"
 
 
-def _env(name: str, default=None):
+@overload
+def _env(name: str) -> str | None: ...
+@overload
+def _env(name: str, default: T) -> str | T: ...
+def _env(name: str, default: object = None) -> object:
     return os.environ.get(name) or default
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 
 class OverBudget(Exception):
@@ -14,12 +16,12 @@ class OverBudget(Exception):
 
 
 @contextmanager
-def time_budget(seconds: float | None):
+def time_budget(seconds: float | None) -> Iterator[None]:
     if not seconds or threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def expired(_signum, _frame):
+    def expired(_signum: int, _frame: FrameType | None) -> None:
         raise OverBudget(f"over its budget of {seconds:g}s")
 
     previous = signal.signal(signal.SIGALRM, expired)

@@ -7,11 +7,14 @@ import bisect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ftlab.v1 import dataset_pb2
 from services.common import chat_templates, settings
 from services.common.datasets import Scan
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 MAX_MEASURED = 2000  # rows tokenized for lengths: all, or an even sample of this many
@@ -24,11 +27,12 @@ class Lengths:
     template_missing: bool = False
 
 
-_TOKENIZERS: dict[tuple, tuple[Any, Any]] = {}  # (model, files' mtimes) -> (tokenizer, its own template)
+# (model, files' mtimes) -> (tokenizer, its own template)
+_TOKENIZERS: dict[tuple[object, ...], tuple[PreTrainedTokenizerBase, str | None]] = {}
 CACHED_TOKENIZERS = 4
 
 
-def _stamp(base_model: str) -> tuple:
+def _stamp(base_model: str) -> tuple[object, ...]:
     """What a cached tokenizer of `base_model` is valid for: its local files' modification times."""
     folder = Path(base_model)
     if not folder.is_dir():
@@ -36,7 +40,7 @@ def _stamp(base_model: str) -> tuple:
     return (base_model, *((f.name, f.stat().st_mtime_ns) for f in sorted(folder.glob("tokenizer*"))))
 
 
-def load_tokenizer(base_model: str, chat_template: str = ""):
+def load_tokenizer(base_model: str, chat_template: str = "") -> PreTrainedTokenizerBase | None:
     """The model's tokenizer from a local folder or the Hugging Face cache (never downloads), or None;
     kept for the next check of the same model, with the job's chat template applied."""
     try:
@@ -78,7 +82,7 @@ def _conversation(row: dict[str, Any]) -> list[list[dict[str, str]]]:
     return [prompt + row["chosen"], prompt + row["rejected"]]
 
 
-def token_lengths(rows: list[dict[str, Any]], tokenizer) -> Lengths:
+def token_lengths(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase) -> Lengths:
     """Token length of each sampled row (the longer side of a preference pair)."""
     if tokenizer.chat_template is None:
         texts = [["\n".join(m["content"] for m in conv) for conv in _conversation(r)] for r in _sample(rows)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +24,8 @@ class Known:
 
 
 @functools.lru_cache(maxsize=1)
-def _index() -> dict[str, list[tuple[re.Pattern, Known, int]]]:
-    out: dict[str, list] = {}
+def _index() -> dict[str, list[tuple[re.Pattern[str], Known, int]]]:
+    out: dict[str, list[tuple[re.Pattern[str], Known, int]]] = {}
     for e in json.loads(DATA.read_text())["entries"]:
         try:
             rx = re.compile(e["pattern"], re.S)
@@ -39,10 +40,11 @@ def _index() -> dict[str, list[tuple[re.Pattern, Known, int]]]:
 
 
 def versions() -> dict[str, str]:
-    return json.loads(DATA.read_text())["versions"]
+    mined: dict[str, str] = json.loads(DATA.read_text())["versions"]
+    return mined
 
 
-def lookup(exception_type: str, message: str, modules: set[str] = frozenset()) -> Known | None:
+def lookup(exception_type: str, message: str, modules: Collection[str] = frozenset()) -> Known | None:
     """The mined message that `message` is, raised as `exception_type` (any module path); one raised
     in a module of the traceback (`modules`, paths inside site-packages) is preferred."""
     name = exception_type.rsplit(".", 1)[-1]

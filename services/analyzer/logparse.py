@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 MAX_METRICS_LINE = 4096  # HF Trainer's metrics lines are a few hundred characters
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
@@ -39,7 +40,7 @@ class ParsedLog:
     message: str = ""
     exception_line: str = ""
     frames: list[Frame] = field(default_factory=list)
-    metrics: list[dict] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # numbers as floats, anything else as printed
     chain: list[Raised] = field(default_factory=list)  # the root cause first, the outermost exception last
 
     def frame_funcs(self) -> set[str]:
@@ -116,7 +117,7 @@ def parse(text: str) -> ParsedLog:
     return log
 
 
-def _number(value):
+def _number(value: Any) -> object:  # a value as ast.literal_eval gives it
     try:
         return float(value)
     except (TypeError, ValueError):

@@ -15,6 +15,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ftlab.v1 import analyzer_pb2, config_pb2
 
@@ -76,7 +77,7 @@ class Shape:
         return self.linear_params + self.embedding_params + self.norm_params
 
 
-def shape_from_config(cfg: dict) -> Shape:
+def shape_from_config(cfg: dict[str, Any]) -> Shape:
     """Read a Hugging Face config.json (Llama/Qwen2/Mistral or GPT-2 key names)."""
     hidden = int(cfg.get("hidden_size") or cfg["n_embd"])
     heads = int(cfg.get("num_attention_heads") or cfg["n_head"])

@@ -42,10 +42,10 @@ def infer_phase(log: ParsedLog) -> str:
             if frame.func in funcs:
                 return phase
     if log.frames:
-        funcs = log.frame_funcs()
-        if "train" in funcs:
+        called = log.frame_funcs()
+        if "train" in called:
             return "TRAINING"
-        if "__init__" in funcs:
+        if "__init__" in called:
             return "STARTUP"
     if log.has_line(r"^ftlab watchdog: .* in (training|evaluation|checkpoint|model load|data prep|startup)"):
         last = next(ln for ln in reversed(log.lines) if ln.startswith("ftlab watchdog:"))

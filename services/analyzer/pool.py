@@ -19,7 +19,7 @@ import sys
 import time
 
 from ftlab.v1 import analyzer_pb2
-from services.analyzer.worker import frame
+from services.analyzer.worker import Frame, frame
 from services.common import errors
 from services.common.errors import FieldViolation
 
@@ -36,19 +36,22 @@ class Stopped(Exception):
 
 class _Worker:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdin is not None and process.stdout is not None  # _spawn starts it with both pipes
         self.process = process
+        self.stdin, self.stdout = process.stdin, process.stdout
 
-    async def ask(self, message: dict, timeout: float) -> dict:
-        self.process.stdin.write(frame(message))
-        await self.process.stdin.drain()
+    async def ask(self, message: Frame, timeout: float) -> Frame:
+        self.stdin.write(frame(message))
+        await self.stdin.drain()
         return await asyncio.wait_for(self._read(), timeout)
 
-    async def _read(self) -> dict:
+    async def _read(self) -> Frame:
         import json
 
-        header = await self.process.stdout.readexactly(4)
+        header = await self.stdout.readexactly(4)
         (size,) = struct.unpack(">I", header)
-        return json.loads(await self.process.stdout.readexactly(size))
+        reply: Frame = json.loads(await self.stdout.readexactly(size))
+        return reply
 
     def kill(self) -> None:
         if self.process.returncode is None:
@@ -67,7 +70,7 @@ class PreflightPool:
         self._idle: asyncio.Queue[_Worker] | None = None
         self._waiting = 0
         self._all: set[_Worker] = set()
-        self._starting: set[asyncio.Task] = set()
+        self._starting: set[asyncio.Task[None]] = set()
         self.closed = False
 
     def _queue(self) -> asyncio.Queue[_Worker]:
@@ -103,16 +106,16 @@ class PreflightPool:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60)
                 continue
-            if self.closed:
-                worker.kill()
+            if self.closed:  # close() was called during the awaits above
+                worker.kill()  # type: ignore[unreachable]  # mypy keeps the loop's narrowing across awaits
                 return
             self._all.add(worker)
-            self._idle.put_nowait(worker)
+            self._queue().put_nowait(worker)
             return
 
-    async def run(self, request: analyzer_pb2.PreflightRequest, owner: str) -> analyzer_pb2.PreflightResponse:
-        """The pre-flight of `request` as `owner` would be allowed to read; raises a DomainError for
-        bad input, Busy when full, Stopped when it did not finish in time."""
+    async def run(self, request: analyzer_pb2.PreflightRequest, owner: str | None) -> analyzer_pb2.PreflightResponse:
+        """The pre-flight of `request` as `owner` would be allowed to read (None: any upload, for an
+        admin); raises a DomainError for bad input, Busy when full, Stopped when it did not finish in time."""
         idle = self._queue()
         expected = (self._waiting + 1) * self.mean_seconds / self.size
         if self._waiting >= self.max_waiting + self.size or expected > self.hard_seconds / 2:
@@ -125,7 +128,7 @@ class PreflightPool:
         except asyncio.TimeoutError:
             self._waiting -= 1
             raise Stopped(f"no pre-flight worker became free in {self.hard_seconds:.0f}s") from None
-        message = {"request": base64.b64encode(request.SerializeToString()).decode(), "owner": owner}
+        message: Frame = {"request": base64.b64encode(request.SerializeToString()).decode(), "owner": owner}
         asked = asyncio.create_task(worker.ask(message, max(1.0, self.hard_seconds - (time.monotonic() - started))))
         asked.add_done_callback(lambda task: self._returned(worker, task))
         began = time.monotonic()
@@ -147,10 +150,10 @@ class PreflightPool:
             raise kind(e["message"], reason=e["reason"])
         return analyzer_pb2.PreflightResponse.FromString(base64.b64decode(reply["response"]))
 
-    def _returned(self, worker: _Worker, asked: asyncio.Task) -> None:
+    def _returned(self, worker: _Worker, asked: asyncio.Task[Frame]) -> None:
         """A check ended: its worker goes back to the pool, or, if it failed or overran, is replaced."""
         if not asked.cancelled() and asked.exception() is None:
-            self._idle.put_nowait(worker)
+            self._queue().put_nowait(worker)
             return
         worker.kill()
         self._all.discard(worker)

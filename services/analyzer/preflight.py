@@ -4,22 +4,30 @@ Each check passes, warns or fails, with config changes that would make it pass."
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
 from google.protobuf import json_format
 
-from ftlab.v1 import analyzer_pb2, config_pb2
+from ftlab.v1 import analyzer_pb2, config_pb2, dataset_pb2
 from services.analyzer import dataset_report, memory, modules, suggestions
 from services.analyzer.budget import OverBudget, time_budget
 from services.common import columns
 from services.common.access import Policy
-from services.common.datasets import DatasetError, scan
+from services.common.datasets import DatasetError, Scan, scan
 from services.common.errors import FieldViolation, InvalidArgument
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 PASS, WARN, FAIL = analyzer_pb2.CHECK_STATUS_PASS, analyzer_pb2.CHECK_STATUS_WARN, analyzer_pb2.CHECK_STATUS_FAIL
 C = config_pb2
 GIB = memory.GIB
 
 
-def _check(name: str, status: int, message: str, patches=()) -> analyzer_pb2.PreflightCheck:
+def _check(name: str, status: analyzer_pb2.CheckStatus.ValueType, message: str,
+           patches: Iterable[analyzer_pb2.ConfigPatch] = ()) -> analyzer_pb2.PreflightCheck:
     return analyzer_pb2.PreflightCheck(name=name, status=status, message=message, suggestions=list(patches))
 
 
@@ -60,7 +68,9 @@ def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware, pol
     return out
 
 
-def _dataset_checks(out, c, policy: Policy, owner, tokenizer, shape, template_seconds) -> None:
+def _dataset_checks(out: analyzer_pb2.PreflightResponse, c: config_pb2.TrainingConfig, policy: Policy,
+                    owner: str | None, tokenizer: PreTrainedTokenizerBase | None, shape: memory.Shape | None,
+                    template_seconds: float | None) -> None:
     for field, uri in (("dataset.uri", c.dataset.uri), ("dataset.eval_uri", c.dataset.eval_uri)):
         if not uri:
             continue
@@ -115,22 +125,26 @@ def _dataset_checks(out, c, policy: Policy, owner, tokenizer, shape, template_se
 
 # What the last checks found, for the next check of the same data (a sweep submits one dataset many
 # times): scans by file (its size and modification time), lengths by scan, tokenizer and template.
-_SCANS: dict[tuple, object] = {}
-_LENGTHS: dict[tuple, tuple] = {}
+ScanKey: TypeAlias = tuple[str, int, int, str | None, tuple[tuple[str, str], ...]]  # path, mtime, size, format, columns
+Rendered: TypeAlias = tuple[dataset_report.Lengths | None, str]  # (lengths, "") or (None, the template's problem)
+_SCANS: dict[ScanKey, Scan] = {}
+_LENGTHS: dict[tuple[ScanKey, object, str | None], Rendered] = {}  # by scan, tokenizer and template
 CACHED = 8
 CACHED_FILE_BYTES = 64 << 20
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-def _remember(table: dict, key, value) -> None:
+def _remember(table: dict[K, V], key: K, value: V) -> None:
     while len(table) >= CACHED:
         table.pop(next(iter(table)))
     table[key] = value
 
 
-def _scan(path, fmt, columns):
+def _scan(path: Path, fmt: str | None, columns: dict[str, str]) -> tuple[Scan, ScanKey | None]:
     """(the file's Scan, a key for it, or None when it is not kept)."""
     st = path.stat()
-    key = (str(path), st.st_mtime_ns, st.st_size, fmt, tuple(sorted(columns.items())))
+    key: ScanKey = (str(path), st.st_mtime_ns, st.st_size, fmt, tuple(sorted(columns.items())))
     if key in _SCANS:
         return _SCANS[key], key
     found = scan(path, fmt, columns)
@@ -140,7 +154,8 @@ def _scan(path, fmt, columns):
     return found, key
 
 
-def _render_cached(scan_key, rows, tokenizer, seconds):
+def _render_cached(scan_key: ScanKey | None, rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase,
+                   seconds: float | None) -> Rendered:
     if scan_key is None:
         return _render(rows, tokenizer, seconds)
     key = (scan_key, getattr(tokenizer, "ftlab_cache_key", None), tokenizer.chat_template)
@@ -152,7 +167,7 @@ def _render_cached(scan_key, rows, tokenizer, seconds):
     return _LENGTHS[key]
 
 
-def _render(rows, tokenizer, seconds: float | None):
+def _render(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, seconds: float | None) -> Rendered:
     """(token lengths, "") or (None, what is wrong with the chat template): it must compile, render
     each conversation without raising, and render them all within the time budget."""
     import jinja2
@@ -172,7 +187,8 @@ def _render(rows, tokenizer, seconds: float | None):
                      "text without bound"
 
 
-def _length_check(out, c, report, shape) -> None:
+def _length_check(out: analyzer_pb2.PreflightResponse, c: config_pb2.TrainingConfig,
+                  report: dataset_pb2.DatasetReport, shape: memory.Shape | None) -> None:
     limit = c.max_seq_length
     if shape and shape.max_positions and limit > shape.max_positions:
         status = FAIL if shape.learned_positions else WARN
@@ -195,7 +211,8 @@ def _length_check(out, c, report, shape) -> None:
                                  f"(longest {report.max_tokens} tokens)"))
 
 
-def _memory_checks(out, c, hardware: analyzer_pb2.Hardware, shape) -> None:
+def _memory_checks(out: analyzer_pb2.PreflightResponse, c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware,
+                   shape: memory.Shape | None) -> None:
     workers_known = hardware.host_memory_bytes > 0 or hardware.gpu_count > 0
     if c.adapter == C.ADAPTER_QLORA and workers_known and hardware.gpu_count == 0:
         out.checks.append(_check("gpu_required", FAIL, "QLoRA quantizes with bitsandbytes on a GPU and no registered "

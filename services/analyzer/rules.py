@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 import re
 import signal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable
 
 from services.analyzer import library, priors
 from services.analyzer.logparse import Frame, ParsedLog, Raised
@@ -62,8 +62,8 @@ def _exc(*names: str) -> Callable[[Facts], bool]:
     return lambda f: any(f.exc == n or f.exc.endswith("." + n) for n in names)
 
 
-def _both(a, b):
-    return lambda f: a(f) and b(f)
+def _both(a: Callable[[Facts], object], b: Callable[[Facts], object]) -> Callable[[Facts], bool]:
+    return lambda f: bool(a(f) and b(f))
 
 
 def _frames(*funcs: str) -> Callable[[Facts], bool]:
@@ -91,7 +91,7 @@ def _disk_errno(f: Facts) -> bool:
                                                          r"File too large", f.msg))
 
 
-def _mined(f: Facts):
+def _mined(f: Facts) -> library.Known | None:
     modules = {found[0] for frame in f.frames if (found := priors.innermost_library_frame([frame]))}
     return library.lookup(f.exc, f.msg, modules) if f.exc else None
 
@@ -261,7 +261,7 @@ def classify(f: Facts) -> tuple[str, float, str]:
     tried root cause first, each against the specific rules, then each against the generic ones."""
     from dataclasses import replace
 
-    links = f.log.chain or [None]
+    links: Sequence[Raised | None] = f.log.chain or [None]
     for generic in (False, True):
         for raised in links:
             facts = replace(f, raised=raised)

@@ -3,6 +3,8 @@ bounded log); pre-flight runs in the worker pool, as the caller may read files."
 
 from __future__ import annotations
 
+import grpc
+
 from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc
 from services.analyzer.analyze import analyze
 from services.analyzer.pool import PreflightPool, Stopped
@@ -18,15 +20,18 @@ class AnalyzerService(analyzer_pb2_grpc.AnalyzerServiceServicer):
     def __init__(self, pool: PreflightPool) -> None:
         self.pool = pool
 
-    async def AnalyzeFailure(self, request, context):
+    async def AnalyzeFailure(self, request: analyzer_pb2.AnalyzeFailureRequest,
+                             context: grpc.aio.ServicerContext) -> analyzer_pb2.AnalyzeFailureResponse:
         if len(request.log) > MAX_LOG_BYTES:
             raise InvalidArgument("log too long", violations=[FieldViolation("log", "send at most the last 4 MiB")])
         return analyzer_pb2.AnalyzeFailureResponse(analysis=analyze(request))
 
-    async def Preflight(self, request, context):
+    async def Preflight(self, request: analyzer_pb2.PreflightRequest,
+                        context: grpc.aio.ServicerContext) -> analyzer_pb2.PreflightResponse:
         who = caller(context)
         # a service asks for the job's owner (so may anyone without auth, where callers name themselves);
         # anyone else is checked as themselves, and an admin may read every upload
+        owner: str | None
         if request.owner and (who.role == "service" or not tokens().enabled):
             owner = request.owner
         else:

@@ -7,28 +7,44 @@ why, and what to expect. Nothing here is a fixed string that ignores the config:
 
 from __future__ import annotations
 
+from typing import TypedDict
+
+from google.protobuf.message import Message
+
 from ftlab.v1 import analyzer_pb2, config_pb2
 from services.common import chat_templates, columns
 
 C = config_pb2
 
 
-def _enum(config, field: str) -> str:
+class Findings(TypedDict, total=False):
+    """What the log (or the pre-flight) told beyond the category."""
+
+    cause: str  # "positions", "dropped", "columns_absent", "method", "tracker"...
+    max_positions: int | None  # the model's
+    columns: list[str] | None  # the dataset's, where the data reader named them
+    message: str  # the error's own
+
+
+def _enum(config: Message, field: str) -> str:
     value = getattr(config, field)
-    return config.DESCRIPTOR.fields_by_name[field].enum_type.values_by_number[value].name
+    descriptor = config.DESCRIPTOR.fields_by_name[field].enum_type
+    assert descriptor is not None  # `field` is an enum field
+    name: str = descriptor.values_by_number[value].name
+    return name
 
 
-def patch(field, current, suggested, reason, effect="") -> analyzer_pb2.ConfigPatch:
+def patch(field: str, current: object, suggested: object, reason: str, effect: str = "") -> analyzer_pb2.ConfigPatch:
     return analyzer_pb2.ConfigPatch(field=field, current=str(current), suggested=str(suggested), reason=reason,
                                     expected_effect=effect)
 
 
-def _is_set(config, field: str) -> bool:
+def _is_set(config: Message, field: str) -> bool:
     return config.HasField(field) if config.DESCRIPTOR.fields_by_name[field].has_presence else bool(getattr(config, field))
 
 
 def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: bool,
-            facts: dict | None = None) -> list[analyzer_pb2.ConfigPatch]:
+            facts: Findings | None = None) -> list[analyzer_pb2.ConfigPatch]:
     """`facts` are what the log told beyond the category: `cause` ("positions": past the model's
     position table; "dropped": every example cut away), `max_positions` (the model's) and `columns`
     (the dataset's, where the data reader named them)."""
@@ -176,10 +192,10 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
                           "the rows are for supervised fine-tuning; DPO needs prompt/chosen/rejected rows" if dpo else
                           "the rows are preference pairs (chosen/rejected), which DPO trains on",
                           "the method the rows were made for"))
-    elif category == "DATASET_SCHEMA" and (mapping := columns.guess(facts.get("columns") or [])):
-        named = ", ".join(f"{theirs} as {standard}" for standard, theirs in mapping.items())
+    elif category == "DATASET_SCHEMA" and (guessed := columns.guess(facts.get("columns") or [])):
+        named = ", ".join(f"{theirs} as {standard}" for standard, theirs in guessed.items())
         out.append(patch("dataset.columns", columns.as_text(dict(c.dataset.columns)) if c.dataset.columns else "unset",
-                          columns.as_text(mapping), f"the rows hold a format's columns under other names: read {named}",
+                          columns.as_text(guessed), f"the rows hold a format's columns under other names: read {named}",
                           "the rows are read in the format their columns make up"))
     elif category == "DATASET_SCHEMA" and c.dataset.format not in (C.DATASET_FORMAT_UNSPECIFIED,
                                                                       C.DATASET_FORMAT_AUTO):

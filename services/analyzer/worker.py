@@ -22,9 +22,13 @@ import json
 import os
 import struct
 import sys
+from collections.abc import Iterable
+from typing import Any, BinaryIO, TypeAlias
+
+Frame: TypeAlias = dict[str, Any]  # one JSON object of the protocol
 
 
-def _read_exact(stream, size: int) -> bytes:
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
     data = b""
     while len(data) < size:
         piece = stream.read(size - len(data))
@@ -34,15 +38,16 @@ def _read_exact(stream, size: int) -> bytes:
     return data
 
 
-def read_frame(stream) -> dict | None:
+def read_frame(stream: BinaryIO) -> Frame | None:
     header = _read_exact(stream, 4)
     if len(header) < 4:
         return None
     (size,) = struct.unpack(">I", header)
-    return json.loads(_read_exact(stream, size))
+    message: Frame = json.loads(_read_exact(stream, size))
+    return message
 
 
-def frame(message: dict) -> bytes:
+def frame(message: Frame) -> bytes:
     data = json.dumps(message).encode()
     return struct.pack(">I", len(data)) + data
 
@@ -55,12 +60,12 @@ def _limit_memory(extra: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (size + extra, resource.RLIM_INFINITY))
 
 
-def _error(kind: str, message: str, reason: str = "", violations=()) -> dict:
+def _error(kind: str, message: str, reason: str = "", violations: Iterable[tuple[str, str]] = ()) -> Frame:
     """A refusal, named by its domain error class (services/common/errors.py; "" for an internal error)."""
     return {"error": {"kind": kind, "message": message, "reason": reason, "violations": [list(v) for v in violations]}}
 
 
-def _answer(message: dict, template_seconds: float) -> dict:
+def _answer(message: Frame, template_seconds: float) -> Frame:
     from ftlab.v1 import analyzer_pb2
     from services.analyzer.preflight import preflight_request
     from services.common import errors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from ftlab.v1 import artifact_service_pb2, artifact_service_pb2_grpc
 from services.artifacts.export import Exporter
@@ -23,8 +24,8 @@ class ArtifactsApp:
         self.jobs = SchedulerJobs(scheduler_address)  # set once the scheduler's address is known
         self.datasets = DatasetStore(paths, settings.max_upload_bytes())
         self.metrics = ArtifactMetrics()
-        self.on_health = None  # async (serving: bool) -> None, set by whoever serves this app
-        self._watch: asyncio.Task | None = None
+        self.on_health: Callable[[bool], Awaitable[None]] | None = None  # set by whoever serves this app
+        self._watch: asyncio.Task[None] | None = None
 
     def registrations(self) -> list[Registration]:
         return [Registration(artifact_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name,

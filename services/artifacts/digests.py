@@ -8,6 +8,7 @@ import json
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 from services.artifacts.zipstream import Digest
 from services.common import safefs
@@ -27,7 +28,7 @@ class DigestCache:
     def _file(self, job_id: str) -> Path:
         return self.folder / f"{job_id}.json"
 
-    def load(self, job_id: str) -> dict[str, list]:
+    def load(self, job_id: str) -> dict[str, list[Any]]:
         try:
             with safefs.open_file(self.root, self._file(job_id)) as f:
                 table = json.loads(f.read())
@@ -36,7 +37,7 @@ class DigestCache:
             return {}
 
     @staticmethod
-    def lookup(table: dict[str, list], rel: str, entry: safefs.Entry) -> Digest | None:
+    def lookup(table: dict[str, list[Any]], rel: str, entry: safefs.Entry) -> Digest | None:
         found = table.get(rel)
         if isinstance(found, list) and len(found) == 5 and tuple(found[:2]) == (entry.size, entry.mtime_ns):
             return Digest(found[2], found[3], found[4])

@@ -5,9 +5,12 @@ the job's events, metrics history and failure analysis for the logs bundle."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeAlias, TypeVar
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from ftlab.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from services.common.auth import AUTHORIZATION, USER_HEADER
@@ -15,6 +18,8 @@ from services.common.channels import internal_channel
 from services.common.errors import FieldViolation, InvalidArgument, NotFound, Unavailable
 
 TIMEOUT = 30.0
+Credentials: TypeAlias = tuple[tuple[str, str], ...]  # the caller's, to ask the scheduler as the caller
+R = TypeVar("R")
 
 
 class SchedulerJobs:
@@ -27,23 +32,26 @@ class SchedulerJobs:
             self._channel = internal_channel(self.address)
         return job_service_pb2_grpc.JobServiceStub(self._channel)
 
-    async def get(self, job: str, user: tuple) -> job_pb2.Job:
+    async def get(self, job: str, user: Credentials) -> job_pb2.Job:
         """The caller's job, or NotFound (also when it is someone else's)."""
-        reply = await self._ask(self._stub().GetJob, job_service_pb2.GetJobRequest(name=job), user)
+        reply: job_service_pb2.GetJobResponse = await self._ask(
+            self._stub().GetJob, job_service_pb2.GetJobRequest(name=job), user)
         return reply.job
 
-    async def logs(self, job: job_pb2.Job, user: tuple) -> dict[str, bytes]:
+    async def logs(self, job: job_pb2.Job, user: Credentials) -> dict[str, bytes]:
         """The job record, every event, and the metrics history, as files of the logs bundle."""
-        events, token = [], ""
+        events: list[job_pb2.JobEvent] = []
+        token = ""
         while True:
-            page = await self._ask(self._stub().ListJobEvents, job_service_pb2.ListJobEventsRequest(
-                name=job.name, page_size=1000, page_token=token), user)
+            page: job_service_pb2.ListJobEventsResponse = await self._ask(
+                self._stub().ListJobEvents,
+                job_service_pb2.ListJobEventsRequest(name=job.name, page_size=1000, page_token=token), user)
             events.extend(page.events)
             token = page.next_page_token
             if not token:
                 break
 
-        def line(message) -> str:
+        def line(message: Message) -> str:
             return json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True), sort_keys=True)
 
         record = json_format.MessageToDict(job, preserving_proto_field_name=True)
@@ -54,7 +62,7 @@ class SchedulerJobs:
             out["analysis.json"] = (json.dumps(record.get("analysis", {}), indent=2, sort_keys=True) + "\n").encode()
         return out
 
-    async def _ask(self, method, request, user: tuple):
+    async def _ask(self, method: Callable[..., Awaitable[R]], request: Message, user: Credentials) -> R:
         try:
             return await method(request, timeout=TIMEOUT, metadata=user)
         except grpc.aio.AioRpcError as exc:
@@ -70,6 +78,6 @@ class SchedulerJobs:
             await self._channel.close()
 
 
-def credentials(metadata) -> tuple[tuple[str, str], ...]:
+def credentials(metadata: Iterable[tuple[str, str]] | None) -> Credentials:
     """The caller's credentials from a call's metadata, to ask the scheduler as the caller."""
     return tuple((k, v) for k, v in metadata or () if k in (AUTHORIZATION, USER_HEADER))

@@ -5,21 +5,29 @@ event loop."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeAlias, TypeVar
+
+import grpc
 
 from ftlab.v1 import artifact_service_pb2 as pb
-from ftlab.v1 import artifact_service_pb2_grpc
+from ftlab.v1 import artifact_service_pb2_grpc, job_pb2
+from services.artifacts.export import Exporter
 from services.artifacts.jobs import SchedulerJobs, credentials
+from services.artifacts.metrics import ArtifactMetrics
 from services.artifacts.store import ArtifactStore, job_id_of
-from services.artifacts.uploads import DatasetStore
+from services.artifacts.uploads import DatasetStore, Upload
 from services.artifacts.zipstream import CHUNK, ArtifactChanged
 from services.common.auth import caller
 from services.common.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument, Precondition
 
+Context: TypeAlias = grpc.aio.ServicerContext
+T = TypeVar("T")
+
 
 class ArtifactService(artifact_service_pb2_grpc.ArtifactServiceServicer):
-    def __init__(self, store: ArtifactStore, jobs: SchedulerJobs, datasets: DatasetStore, exporter=None,
-                 metrics=None) -> None:
+    def __init__(self, store: ArtifactStore, jobs: SchedulerJobs, datasets: DatasetStore,
+                 exporter: Exporter | None = None, metrics: ArtifactMetrics | None = None) -> None:
         self.loop = asyncio.get_running_loop()  # the server's: where the scheduler's channel lives
         self.store = store
         self.datasets = datasets
@@ -27,17 +35,18 @@ class ArtifactService(artifact_service_pb2_grpc.ArtifactServiceServicer):
         self.exporter = exporter
         self.metrics = metrics
 
-    async def _job(self, job: str, context):
+    async def _job(self, job: str, context: Context) -> job_pb2.Job:
         """The caller's job: a well-formed reference (checked here, and logged if not), owned by the caller
         (the scheduler's word; another user's job is NOT_FOUND)."""
         job_id_of(job)
         return await self.jobs.get(job, credentials(context.invocation_metadata()))
 
-    async def ListArtifacts(self, request, context):
+    async def ListArtifacts(self, request: pb.ListArtifactsRequest, context: Context) -> pb.ListArtifactsResponse:
         await self._job(request.job, context)
         return pb.ListArtifactsResponse(artifacts=await asyncio.to_thread(self.store.list, request.job))
 
-    def DownloadArtifact(self, request, context):
+    def DownloadArtifact(self, request: pb.DownloadArtifactRequest,
+                         context: Context) -> Iterator[pb.DownloadArtifactResponse]:
         """A plain generator: the server runs it in its thread pool (reading, hashing and sending from a
         thread is about twice as fast as from the event loop); the async parts run on the loop."""
         user = credentials(context.invocation_metadata())
@@ -70,8 +79,9 @@ class ArtifactService(artifact_service_pb2_grpc.ArtifactServiceServicer):
             raise Aborted(f"{exc}; download again", reason="ARTIFACT_CHANGED") from None
         self.store.remember(download)
 
-    async def UploadDataset(self, request_iterator, context):
-        upload = None
+    async def UploadDataset(self, request_iterator: AsyncIterator[pb.UploadDatasetRequest],
+                            context: Context) -> pb.UploadDatasetResponse:
+        upload: Upload | None = None
         try:
             async for message in request_iterator:
                 if upload is None:
@@ -94,10 +104,10 @@ class ArtifactService(artifact_service_pb2_grpc.ArtifactServiceServicer):
             raise
         return pb.UploadDatasetResponse(dataset=dataset)
 
-    async def ListDatasets(self, request, context):
+    async def ListDatasets(self, request: pb.ListDatasetsRequest, context: Context) -> pb.ListDatasetsResponse:
         return pb.ListDatasetsResponse(datasets=await asyncio.to_thread(self.datasets.list, caller(context).user))
 
-    def _on_loop(self, coroutine, timeout: float = 120.0):
+    def _on_loop(self, coroutine: Coroutine[Any, Any, T], timeout: float = 120.0) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
 

@@ -5,12 +5,14 @@ left out and logged, and the file is opened the same way when its bytes are sent
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeAlias
 
 from ftlab.v1 import artifact_service_pb2 as pb
 from services.artifacts.digests import DigestCache
@@ -25,6 +27,7 @@ _JOB_ID = re.compile(r"^[a-f0-9]{1,32}$")
 _CHECKPOINT = re.compile(r"^checkpoint-[0-9]{1,12}$")
 _CLEAN = re.compile(r"^[A-Za-z0-9_+=-][A-Za-z0-9._+=-]*$")  # one path component, ASCII, not . or ..
 _DIRS = {pb.ARTIFACT_KIND_MODEL: "model", pb.ARTIFACT_KIND_ADAPTER: "adapter"}
+Picked: TypeAlias = tuple[str, str, Path, safefs.Entry]  # (member name, path in job folder, file, what it was)
 
 
 def job_id_of(job: str) -> str:
@@ -128,13 +131,13 @@ class ArtifactStore:
             raise NotFound(f"job has no checkpoint {validate.short(ref)}", reason="CHECKPOINT_NOT_FOUND")
         return match
 
-    def plan(self, job: str, kind: int, checkpoint: str = "", everything: bool = False,
+    def plan(self, job: str, kind: pb.ArtifactKind.ValueType, checkpoint: str = "", everything: bool = False,
              generated: dict[str, bytes] | None = None, folder: Path | None = None) -> Download:
         """What a download sends. `generated`: logs made elsewhere (job record, events, metrics), by name
         under logs/. `folder`: a folder of the job to send instead of the kind's own (a merged model)."""
         root = self.job_dir(job)
         job_id = root.name
-        picked: list[tuple[str, str, Path]] = []  # (member name, path in job folder, file)
+        picked: list[Picked] = []
 
         def add(prefix: str, base: Path) -> None:
             rel_base = base.relative_to(root).as_posix()
@@ -173,7 +176,7 @@ class ArtifactStore:
         with_logs = everything or kind == pb.ARTIFACT_KIND_LOGS
         return self._download(job_id, what, picked, (generated or {}) if with_logs else {})
 
-    def _download(self, job_id: str, what: str, picked, generated: dict[str, bytes]) -> Download:
+    def _download(self, job_id: str, what: str, picked: builtins.list[Picked], generated: dict[str, bytes]) -> Download:
         table = self.digests.load(job_id)
         members, sources, tag = [], {}, hashlib.sha256()
         for name, rel, path, entry in picked:

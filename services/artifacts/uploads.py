@@ -22,7 +22,9 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from io import BufferedWriter
 from pathlib import Path
+from typing import Any
 
 from ftlab.v1 import artifact_service_pb2 as pb
 from ftlab.v1 import dataset_pb2
@@ -37,7 +39,7 @@ MAX_BAD_LISTED = 100
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _create(path: Path):
+def _create(path: Path) -> BufferedWriter:
     """A new file for an upload's bytes, never through a link of that name."""
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), "wb")
 
@@ -70,7 +72,7 @@ class Upload:
     part: Path
     received: int = 0
     _sha: "hashlib._Hash" = field(default_factory=hashlib.sha256)
-    _file: object = None
+    _file: BufferedWriter | None = None
 
     def write(self, chunk: bytes) -> None:
         if self.received + len(chunk) > self.store.max_bytes:
@@ -199,7 +201,7 @@ class DatasetStore:
         return sorted(out, key=lambda d: (d.create_time.seconds, d.create_time.nanos), reverse=True)
 
     @staticmethod
-    def _dataset(report: dict) -> pb.Dataset:
+    def _dataset(report: dict[str, Any]) -> pb.Dataset:
         d = pb.Dataset(name=report["name"], sha256=report["sha256"], size_bytes=report["size_bytes"],
                        filename=report["filename"], format=report["format"], rows=report["rows"],
                        bad_row_count=report.get("bad_row_count", len(report["bad_rows"])))

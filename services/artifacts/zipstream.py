@@ -58,10 +58,15 @@ class Member:
     digest: Digest | None = None  # known already (cache) or once its bytes have been read
     offset: int = 0  # of its local header, set by Archive
 
+    def known_digest(self) -> Digest:
+        """Its digest, where the plan has it (a deflated member's) or its bytes were read already."""
+        assert self.digest is not None
+        return self.digest
+
     @property
     def stored_size(self) -> int:
         """Bytes of this member inside the archive."""
-        return self.digest.deflated_size if self.deflate else self.size
+        return self.known_digest().deflated_size if self.deflate else self.size
 
     @property
     def zip64(self) -> bool:
@@ -76,8 +81,8 @@ class Member:
 
     def descriptor(self) -> bytes:
         if self.zip64:
-            return struct.pack("<IIQQ", 0x08074B50, self.digest.crc32, self.stored_size, self.size)
-        return struct.pack("<IIII", 0x08074B50, self.digest.crc32, self.stored_size, self.size)
+            return struct.pack("<IIQQ", 0x08074B50, self.known_digest().crc32, self.stored_size, self.size)
+        return struct.pack("<IIII", 0x08074B50, self.known_digest().crc32, self.stored_size, self.size)
 
     def descriptor_size(self) -> int:
         return 24 if self.zip64 else 16
@@ -89,8 +94,8 @@ class Member:
         extra = struct.pack("<HH", 1, 8 * len(big)) + b"".join(struct.pack("<Q", v) for v in big) if big else b""
         usize, csize, offset = (min(v, _MAX32) for v, _ in sizes)
         return struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, (3 << 8) | 45, 45 if (self.zip64 or big) else 20,
-                           _FLAGS, 8 if self.deflate else 0, _DOS_TIME, _DOS_DATE, self.digest.crc32, csize, usize,
-                           len(name), len(extra), 0, 0, 0, 0o100644 << 16, offset) + name + extra
+                           _FLAGS, 8 if self.deflate else 0, _DOS_TIME, _DOS_DATE, self.known_digest().crc32, csize,
+                           usize, len(name), len(extra), 0, 0, 0, 0o100644 << 16, offset) + name + extra
 
     def central_size(self) -> int:
         big = sum(v >= _MAX32 for v in (self.size, self.stored_size, self.offset))
@@ -166,7 +171,7 @@ class Archive:
                 yield from self._data(m, pos, offset)
                 pos = end
             yield from emit(m.descriptor())
-        body = manifest_bytes([(m.name, m.size, m.digest.sha256) for m in self.members])
+        body = manifest_bytes([(m.name, m.size, m.known_digest().sha256) for m in self.members])
         assert len(body) == self._manifest.size
         self._manifest.data, self._manifest.digest = body, Digest(zlib.crc32(body), hashlib.sha256(body).hexdigest())
         yield from emit(self._manifest.local_header())
@@ -225,7 +230,7 @@ class _Hasher:
     (both release the GIL on large buffers); at most `depth` chunks wait for it."""
 
     def __init__(self, depth: int = 8) -> None:
-        self._queue: queue.Queue = queue.Queue(depth)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
         self._crc, self._sha = 0, hashlib.sha256()
         self._thread = threading.Thread(target=self._run, name="zip-hash", daemon=True)
         self._thread.start()
@@ -252,6 +257,7 @@ def read_member(m: Member) -> Iterator[bytes]:
     if m.data is not None:
         yield m.data
         return
+    assert m.path is not None  # a member is generated (`data`) or from disk (`path`)
     with (safefs.open_file(m.root, m.path) if m.root is not None else open(m.path, "rb")) as f:
         while chunk := f.read(CHUNK):
             yield chunk

@@ -3,7 +3,10 @@ in the words a job file uses, with what the job changed from its template marked
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from google.protobuf import json_format
+from rich.console import Console
 from rich.markup import escape
 
 from ftlab.v1 import config_pb2
@@ -57,7 +60,8 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def rows(config: config_pb2.TrainingConfig, template: config_pb2.TrainingConfig | None):
+def rows(config: config_pb2.TrainingConfig,
+         template: config_pb2.TrainingConfig | None) -> Iterator[tuple[str, list[tuple[str, str, str | None]]]]:
     """(group, [(field, value, template value or None where the job keeps the template's)])."""
     mine, base = _flat(config), _flat(template) if template is not None else {}
     for group, fields in GROUPS:
@@ -66,7 +70,7 @@ def rows(config: config_pb2.TrainingConfig, template: config_pb2.TrainingConfig 
                       for path in fields]
 
 
-def print_config(console, config: config_pb2.TrainingConfig, template: config_pb2.TrainingConfig | None,
+def print_config(console: Console, config: config_pb2.TrainingConfig, template: config_pb2.TrainingConfig | None,
                  template_name: str) -> None:
     """The grouped config; a field the job set apart from its template is marked `*`, with the
     template's value beside it."""

@@ -3,20 +3,21 @@ make-tiny-model, make-dataset. Each fetches through the SDK client and hands wha
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from services.cli import jobfile
 from services.cli.context import console, err_console, open_client, print_json
 
 
-def cmd_serve(args, rest):
+def cmd_serve(args: argparse.Namespace, rest: list[str]) -> int:
     from services.runner import COMPONENTS, main
 
     main(list(args.only or COMPONENTS), rest)
     return 0
 
 
-def cmd_artifacts(args, _):
+def cmd_artifacts(args: argparse.Namespace, _: list[str]) -> int:
     from services.cli.render import artifacts_table
 
     with open_client(args) as client:
@@ -28,7 +29,7 @@ def cmd_artifacts(args, _):
     return 0
 
 
-def cmd_upload(args, _):
+def cmd_upload(args: argparse.Namespace, _: list[str]) -> int:
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     with open_client(args) as client, Progress("[progress.description]{task.description}", BarColumn(),
@@ -45,7 +46,7 @@ def cmd_upload(args, _):
     return 0
 
 
-def cmd_datasets(args, _):
+def cmd_datasets(args: argparse.Namespace, _: list[str]) -> int:
     from services.cli.render import datasets_table
 
     with open_client(args) as client:
@@ -57,7 +58,7 @@ def cmd_datasets(args, _):
     return 0
 
 
-def cmd_download(args, _):
+def cmd_download(args: argparse.Namespace, _: list[str]) -> int:
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
     from ftlab import FtlabError
@@ -83,7 +84,7 @@ def cmd_download(args, _):
     return 0
 
 
-def cmd_analyze(args, _):
+def cmd_analyze(args: argparse.Namespace, _: list[str]) -> int:
     from ftlab import state_name
     from services.cli.render import analysis_json, analysis_panel
 
@@ -108,7 +109,7 @@ def cmd_analyze(args, _):
     return 0
 
 
-def cmd_make_tiny_model(args, _):
+def cmd_make_tiny_model(args: argparse.Namespace, _: list[str]) -> int:
     from services.trainer.tiny import make_tiny_model  # imports torch: only this command needs it
 
     path = make_tiny_model(args.dir, hidden_size=args.hidden_size, layers=args.layers)
@@ -116,7 +117,7 @@ def cmd_make_tiny_model(args, _):
     return 0
 
 
-def cmd_make_dataset(args, _):
+def cmd_make_dataset(args: argparse.Namespace, _: list[str]) -> int:
     """A small chat dataset of arithmetic questions: easy to learn, so the loss visibly falls."""
     from services.common.arithmetic_chat import write_arithmetic_chat
 

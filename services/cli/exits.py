@@ -3,6 +3,11 @@ gRPC status code behind each."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import grpc
+
 EXIT_OK, EXIT_NOT_SUCCEEDED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_DENIED, EXIT_UNAVAILABLE, EXIT_SERVER = 0, 1, 2, 3, 4, 5, 6
 EXIT_CODES = """exit status: 0 done (for watch: the job succeeded or paused; an empty listing is done too);
 1 the job watched failed or was cancelled, or `analyze JOB` found no failure analysis to show;
@@ -11,7 +16,7 @@ EXIT_CODES = """exit status: 0 done (for watch: the job succeeded or paused; an 
 5 the server cannot be reached (UNAVAILABLE, DEADLINE_EXCEEDED); 6 any other server error"""
 
 
-def exit_code(code) -> int:
+def exit_code(code: grpc.StatusCode) -> int:
     """The exit status for a gRPC status code."""
     name = code.name
     if name == "NOT_FOUND":

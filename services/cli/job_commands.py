@@ -3,14 +3,19 @@ priority. Each fetches through the SDK client and hands what it got to render.py
 
 from __future__ import annotations
 
+import argparse
 import os
+from typing import TYPE_CHECKING
 
 from services.cli import jobfile
 from services.cli.context import console, err_console, open_client, print_json
 from services.cli.exits import EXIT_USAGE
 
+if TYPE_CHECKING:
+    from ftlab.v1 import job_pb2
 
-def cmd_submit(args, _):
+
+def cmd_submit(args: argparse.Namespace, _: list[str]) -> int:
     from ftlab import apply_set, config_from_dict
     from ftlab.config import resolve_local_paths
 
@@ -49,7 +54,7 @@ def cmd_submit(args, _):
     return 0
 
 
-def _dry_run(job, as_json: bool) -> int:
+def _dry_run(job: job_pb2.Job, as_json: bool) -> int:
     """What `submit` would queue; nothing is created. Exit 2 when pre-flight would refuse it."""
     if as_json:
         print_json(job)
@@ -60,7 +65,7 @@ def _dry_run(job, as_json: bool) -> int:
     return 0 if job.preflight.ok else EXIT_USAGE
 
 
-def cmd_retry(args, _):
+def cmd_retry(args: argparse.Namespace, _: list[str]) -> int:
     from ftlab import apply_set
     from ftlab.v1 import config_pb2
     from services.cli.render import retry_panel
@@ -84,7 +89,7 @@ def cmd_retry(args, _):
     return 0
 
 
-def cmd_jobs(args, _):
+def cmd_jobs(args: argparse.Namespace, _: list[str]) -> int:
     from ftlab import state_name
     from ftlab.v1 import job_pb2
     from services.cli.render import jobs_table
@@ -103,7 +108,7 @@ def cmd_jobs(args, _):
     return 0
 
 
-def cmd_get(args, _):
+def cmd_get(args: argparse.Namespace, _: list[str]) -> int:
     from services.cli.config_view import print_config
     from services.cli.render import job_json, job_panel
 
@@ -119,14 +124,14 @@ def cmd_get(args, _):
     return 0
 
 
-def cmd_watch(args, _):
+def cmd_watch(args: argparse.Namespace, _: list[str]) -> int:
     from services.cli.watch import watch
 
     with open_client(args) as client:
         return watch(client, args.job, console, as_json=args.json)
 
 
-def cmd_checkpoints(args, _):
+def cmd_checkpoints(args: argparse.Namespace, _: list[str]) -> int:
     from services.cli.render import checkpoints_table
 
     with open_client(args) as client:
@@ -138,7 +143,7 @@ def cmd_checkpoints(args, _):
     return 0
 
 
-def cmd_templates(args, _):
+def cmd_templates(args: argparse.Namespace, _: list[str]) -> int:
     from services.cli.render import templates_panel
 
     with open_client(args) as client:
@@ -150,7 +155,7 @@ def cmd_templates(args, _):
     return 0
 
 
-def cmd_control(args, _):
+def cmd_control(args: argparse.Namespace, _: list[str]) -> int:
     """cancel, pause or resume, as the sub-command says."""
     from services.cli.render import state_name
 
@@ -168,7 +173,7 @@ def cmd_control(args, _):
     return 0
 
 
-def cmd_queue(args, _):
+def cmd_queue(args: argparse.Namespace, _: list[str]) -> int:
     from services.cli.render import queue_panel
 
     with open_client(args) as client:
@@ -180,7 +185,7 @@ def cmd_queue(args, _):
     return 0
 
 
-def cmd_priority(args, _):
+def cmd_priority(args: argparse.Namespace, _: list[str]) -> int:
     with open_client(args) as client:
         job = client.set_priority(args.job, args.priority)
     if args.json:

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ftlab.v1 import config_pb2
 
 
 class JobFileError(ValueError):
     """A job file that cannot be used: the message names the file, and the line where it knows it."""
 
 
-def load(path: str) -> dict:
+def load(path: str) -> dict[str, Any]:
     """The mapping a YAML or JSON job file holds; a file that does not parse, or holds something
     else than a mapping, is refused naming the file and the line."""
     try:
@@ -62,7 +66,7 @@ def field_line(path: str, field: str) -> str:
     return f" line {key.start_mark.line + 1}"
 
 
-def config_of_file(path: str, values: dict):
+def config_of_file(path: str, values: dict[str, Any]) -> config_pb2.TrainingConfig:
     from ftlab import config_from_dict
     from ftlab.config import ConfigError
 

@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     from ftlab.client import FtlabError
 
     try:
-        return args.fn(args, rest)
+        status: int = args.fn(args, rest)
+        return status
     except FtlabError as exc:
         if exc.code.name == "UNAVAILABLE" and "failed to connect" in exc.message:
             address = args.address or os.environ.get("FTLAB_ADDRESS") or "localhost:50051"

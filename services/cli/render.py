@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
-from ftlab.v1 import events_pb2, job_pb2
+from ftlab.v1 import config_pb2, events_pb2, job_pb2
+
+if TYPE_CHECKING:
+    from ftlab.v1 import analyzer_pb2, artifact_service_pb2, job_service_pb2
 
 _ENUM_PREFIXES = ("ADAPTER_", "METHOD_", "PRECISION_", "LR_SCHEDULER_", "SWITCH_", "OPTIMIZER_", "EVAL_STRATEGY_",
                   "DATASET_FORMAT_", "TRACKER_")
@@ -22,7 +27,7 @@ def words(value: str) -> str:
     return value
 
 
-def in_words(value):
+def in_words(value: object) -> object:
     """`words` through a config's dict: every enum name in it as a job file writes it."""
     if isinstance(value, dict):
         return {k: in_words(v) for k, v in value.items()}
@@ -31,11 +36,11 @@ def in_words(value):
     return words(value) if isinstance(value, str) else value
 
 
-def state_name(state: int) -> str:
+def state_name(state: job_pb2.JobState.ValueType) -> str:
     return job_pb2.JobState.Name(state).removeprefix("JOB_STATE_")
 
 
-def phase_name(phase: int) -> str:
+def phase_name(phase: events_pb2.Phase.ValueType) -> str:
     return events_pb2.Phase.Name(phase).removeprefix("PHASE_").lower().replace("_", " ")
 
 
@@ -127,7 +132,7 @@ def job_panel(console: Console, job: job_pb2.Job) -> None:
             console.print(f"  DPO rewards: chosen {r.chosen:+.3f}  rejected {r.rejected:+.3f}  margin {r.margins:+.3f}"
                           f"  accuracy {r.accuracies:.0%}")
     c = job.config
-    adapter = job.config.DESCRIPTOR.fields_by_name['adapter'].enum_type.values_by_number[c.adapter].name
+    adapter = config_pb2.Adapter.DESCRIPTOR.values_by_number[c.adapter].name
     console.print(f"  model {c.base_model}  template {job.template}  {words(adapter)}")
     if job.parent:
         console.print(f"  {'automatic retry of' if job.automatic else 'made from'} {job.parent}"
@@ -151,7 +156,7 @@ def job_panel(console: Console, job: job_pb2.Job) -> None:
             console.print(f"  signal {e.signal}")
 
 
-def datasets_table(datasets) -> Table:
+def datasets_table(datasets: Iterable[artifact_service_pb2.Dataset]) -> Table:
     """Uploaded datasets, newest first; NAME is what a job's dataset.uri takes."""
     table = Table("NAME", "FILE", "FORMAT", "ROWS", "BAD", "SIZE", "UPLOADED", box=None)
     for d in datasets:
@@ -160,7 +165,7 @@ def datasets_table(datasets) -> Table:
     return table
 
 
-def dataset_report(console: Console, dataset) -> None:
+def dataset_report(console: Console, dataset: artifact_service_pb2.Dataset) -> None:
     """An uploaded dataset: its size, format, usable and bad rows (the first 20 of them), and how a job names it."""
     console.print(f"[bold]{dataset.name}[/]  ({dataset.filename}, {dataset.size_bytes:,} bytes)")
     console.print(f"format {dataset.format}, {dataset.rows:,} rows usable, {dataset.bad_row_count:,} bad")
@@ -171,7 +176,7 @@ def dataset_report(console: Console, dataset) -> None:
     console.print(f"use it in a job as: \"dataset\": {{\"uri\": \"{dataset.name}\"}}")
 
 
-def artifacts_table(artifacts) -> Table:
+def artifacts_table(artifacts: Iterable[artifact_service_pb2.Artifact]) -> Table:
     """What a job produced: kind, size, step and eval loss, with the best and latest marked."""
     from ftlab.v1 import artifact_service_pb2 as apb
 
@@ -184,7 +189,7 @@ def artifacts_table(artifacts) -> Table:
     return table
 
 
-def queue_panel(console: Console, queue) -> None:
+def queue_panel(console: Console, queue: job_service_pb2.GetQueueResponse) -> None:
     """How many run, wait and could start, then each queued job: order, waiting time, estimated start."""
     console.print(f"{queue.running} running, {len(queue.entries)} queued, {queue.free_slots} free slot(s)")
     table = Table("#", "JOB", "OWNER", "PRIORITY", "WAITING", "STARTS IN", box=None)
@@ -195,7 +200,7 @@ def queue_panel(console: Console, queue) -> None:
     console.print(table)
 
 
-def templates_panel(console: Console, templates, verbose: bool) -> None:
+def templates_panel(console: Console, templates: Iterable[config_pb2.Template], verbose: bool) -> None:
     """Each template's name and description; verbose adds its values as a job file writes them ("lora", "steps",
     not ADAPTER_LORA)."""
     from ftlab.config import to_dict
@@ -215,7 +220,7 @@ def checkpoints_table(checkpoints: list[job_pb2.Checkpoint]) -> Table:
     return table
 
 
-def analysis_panel(console: Console, analysis) -> None:
+def analysis_panel(console: Console, analysis: analyzer_pb2.FailureAnalysis) -> None:
     """Category, phase, summary, evidence, and each suggestion as current -> suggested with the reason."""
     from rich.panel import Panel
 
@@ -238,14 +243,14 @@ def analysis_panel(console: Console, analysis) -> None:
     console.print(Panel("\n".join(lines), title="Why it failed", expand=False))
 
 
-def hardware_line(h) -> str:
+def hardware_line(h: analyzer_pb2.Hardware) -> str:
     host = f"{human_bytes(h.host_memory_bytes)} host memory"
     if not h.gpu_count:
         return f"CPU only, {host}"
     return f"{h.gpu_count} x {h.gpu_name or 'GPU'} ({human_bytes(h.gpu_memory_bytes)}), {host}"
 
 
-def analysis_json(analysis) -> str:
+def analysis_json(analysis: analyzer_pb2.FailureAnalysis) -> str:
     from ftlab.v1 import analyzer_pb2
 
     return json.dumps({

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from ftlab import Client
 from ftlab.client import FINAL_STATES
-from ftlab.v1 import job_pb2
+from ftlab.v1 import events_pb2, job_pb2
 from services.cli.render import duration, human_bytes, phase_name, state_name
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -62,13 +62,13 @@ def describe(event: job_pb2.JobEvent) -> str:
     return ""
 
 
-def rewards_text(r) -> str:
+def rewards_text(r: events_pb2.PreferenceRewards) -> str:
     """DPO's implicit rewards: chosen, rejected, their margin, and how often chosen wins."""
     return (f"rewards chosen {r.chosen:+.3f} rejected {r.rejected:+.3f} margin {r.margins:+.3f} "
             f"accuracy {r.accuracies:.0%}")
 
 
-def stats_line(m) -> str:
+def stats_line(m: events_pb2.TrainingMetrics) -> str:
     parts = [f"loss {m.loss:.4f}" if m.HasField("loss") else "", f"{m.tokens_per_second:,.0f} tok/s",
              f"{m.samples_per_second:,.1f} samples/s"]
     if m.HasField("mean_token_accuracy"):
@@ -87,15 +87,15 @@ class Dashboard:
 
     def __init__(self, name: str, events_shown: int = 6) -> None:
         self.name = name
-        self.state = job_pb2.JOB_STATE_UNSPECIFIED
+        self.state: job_pb2.JobState.ValueType = job_pb2.JOB_STATE_UNSPECIFIED
         self.phase = ""
-        self.metrics = None
+        self.metrics: events_pb2.TrainingMetrics | None = None
         self.losses: list[float] = []
         self.eval_loss: float | None = None
-        self.evaluating = None  # the latest EvalProgress of an evaluation under way
+        self.evaluating: events_pb2.EvalProgress | None = None  # of an evaluation under way
         self.events: deque[str] = deque(maxlen=events_shown)
 
-    def update(self, event: job_pb2.JobEvent, state: int) -> None:
+    def update(self, event: job_pb2.JobEvent, state: job_pb2.JobState.ValueType) -> None:
         self.state = state
         kind = event.WhichOneof("payload")
         if kind == "metrics":

@@ -17,14 +17,20 @@ refusal says nothing about what exists there.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from services.common import safefs, settings
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.settings import Paths
+
+if TYPE_CHECKING:
+    from ftlab.v1 import config_pb2
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
@@ -160,14 +166,14 @@ class Policy:
     def model(self, value: str, field: str) -> str:
         return check_model(value, field, self.paths, self.roots)
 
-    def config(self, config, owner: str | None, prefix: str = "config.") -> None:
+    def config(self, config: config_pb2.TrainingConfig, owner: str | None, prefix: str = "config.") -> None:
         """Raise InvalidArgument naming every file field of a TrainingConfig that `owner` may not read."""
         violations: list[FieldViolation] = []
-        checks = [lambda: self.model(config.base_model, prefix + "base_model")]
+        checks: list[Callable[[], object]] = [lambda: self.model(config.base_model, prefix + "base_model")]
         for name in ("uri", "eval_uri"):
-            value = getattr(config.dataset, name)
+            value: str = getattr(config.dataset, name)
             if value or name == "uri":
-                checks.append(lambda value=value, name=name: self.dataset(value, f"{prefix}dataset.{name}", owner))
+                checks.append(functools.partial(self.dataset, value, f"{prefix}dataset.{name}", owner))
         for check in checks:
             try:
                 check()

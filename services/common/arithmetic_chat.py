@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def arithmetic_chat_rows(rows: int, seed: int = 0, padding: int = 0) -> Iterator[dict]:
+def arithmetic_chat_rows(rows: int, seed: int = 0, padding: int = 0) -> Iterator[dict[str, list[dict[str, str]]]]:
     """`rows` chat rows asking "What is A plus B?", the same ones for the same seed; `padding` puts that many
     words of preamble before each question."""
     rng = random.Random(seed)

@@ -14,11 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 from services.common import settings
 from services.common.errors import FieldViolation, InvalidArgument, PermissionDenied, Unauthenticated
+
+if TYPE_CHECKING:
+    import grpc
 
 AUTHORIZATION = "authorization"
 USER_HEADER = "x-ftlab-user"
@@ -28,6 +33,9 @@ INTERNAL_SERVICES = frozenset({"ftlab.v1.TrainerService", "ftlab.v1.WorkerRegist
 EXEMPT_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
                              "grpc.reflection.v1.ServerReflection"})
 _VALID_USER = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+# a call's metadata: (key, value) pairs, the value text for every key but binary (`-bin`) ones
+Metadata: TypeAlias = Iterable[tuple[str, str]] | None
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,7 @@ def tokens() -> Tokens:
     return _TOKENS
 
 
-def bearer(metadata) -> str:
+def bearer(metadata: Metadata) -> str:
     for key, value in metadata or ():
         if key == AUTHORIZATION:
             scheme, _, token = value.partition(" ")
@@ -109,7 +117,7 @@ def bearer(metadata) -> str:
     return ""
 
 
-def authenticate(metadata, service: str) -> Caller | None:
+def authenticate(metadata: Metadata, service: str) -> Caller | None:
     """The caller of a call to `service`, or None for the exempt services (health, reflection).
     Raises Unauthenticated (no or unknown token) or PermissionDenied (a user on an internal API)."""
     if service in EXEMPT_SERVICES:
@@ -128,7 +136,7 @@ def authenticate(metadata, service: str) -> Caller | None:
     return who
 
 
-def _named_user(metadata) -> str:
+def _named_user(metadata: Metadata) -> str:
     for key, value in metadata or ():
         if key == USER_HEADER:
             if not _VALID_USER.match(value):
@@ -138,7 +146,7 @@ def _named_user(metadata) -> str:
     return DEFAULT_USER
 
 
-def caller(context) -> Caller:
+def caller(context: grpc.aio.ServicerContext) -> Caller:
     """The caller of the call being handled (authenticated by the interceptor already)."""
     return authenticate(context.invocation_metadata(), "") or Caller(DEFAULT_USER)
 

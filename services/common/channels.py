@@ -5,17 +5,25 @@ with a certificate of its own: mutual TLS)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import grpc
 
 from services.common import settings
 from services.common.auth import service_metadata
 
+Details: TypeAlias = grpc.aio.ClientCallDetails
+# what the next interceptor (or the channel) answers: a call object, awaitable and, for streams, iterable
+Continuation: TypeAlias = Callable[[Details, Any], Awaitable[Any]]
 
-class _ServiceToken(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,
-                    grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor):
-    def __init__(self, metadata) -> None:
+
+# grpc is untyped here, so its interceptor classes are Any (misc: subclassing Any)
+class _ServiceToken(
+        grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
+        grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+    def __init__(self, metadata: Iterable[tuple[str, str]]) -> None:
         self.metadata = tuple(metadata)
 
     def _details(self, d: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
@@ -24,16 +32,18 @@ class _ServiceToken(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamCl
         return grpc.aio.ClientCallDetails(d.method, d.timeout, grpc.aio.Metadata(*(tuple(d.metadata or ()) + extra)),
                                           d.credentials, d.wait_for_ready)
 
-    async def intercept_unary_unary(self, continuation, details, request):
+    async def intercept_unary_unary(self, continuation: Continuation, details: Details, request: object) -> Any:
         return await continuation(self._details(details), request)
 
-    async def intercept_unary_stream(self, continuation, details, request):
+    async def intercept_unary_stream(self, continuation: Continuation, details: Details, request: object) -> Any:
         return await continuation(self._details(details), request)
 
-    async def intercept_stream_unary(self, continuation, details, request_iterator):
+    async def intercept_stream_unary(self, continuation: Continuation, details: Details,
+                                     request_iterator: AsyncIterable[object] | Iterable[object]) -> Any:
         return await continuation(self._details(details), request_iterator)
 
-    async def intercept_stream_stream(self, continuation, details, request_iterator):
+    async def intercept_stream_stream(self, continuation: Continuation, details: Details,
+                                      request_iterator: AsyncIterable[object] | Iterable[object]) -> Any:
         return await continuation(self._details(details), request_iterator)
 
 
@@ -52,7 +62,7 @@ def client_credentials() -> grpc.ChannelCredentials | None:
         certificate_chain=Path(cert).read_bytes() if cert else None)
 
 
-def internal_channel(address: str, options=None) -> grpc.aio.Channel:
+def internal_channel(address: str, options: Sequence[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
     metadata = service_metadata()
     interceptors = [_ServiceToken(metadata)] if metadata else None
     credentials = None if address.startswith("unix:") else client_credentials()  # a private local socket

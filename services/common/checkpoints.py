@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 _PARENT = re.compile(r"^jobs/([0-9a-f]{16})/checkpoints/(checkpoint-\d+)$")
 _OWN = re.compile(r"^checkpoint-\d+$")
@@ -21,7 +23,18 @@ def split_parent_ref(ref: str) -> tuple[str, str] | None:
     return (m.group(1), m.group(2)) if m else None
 
 
-def best_or_latest(checkpoints, best: bool) -> str | None:
+class Ranked(Protocol):
+    """A checkpoint as a message lists it (job_pb2.Checkpoint, artifact_service_pb2.Artifact)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def is_best(self) -> bool: ...
+    @property
+    def is_latest(self) -> bool: ...
+
+
+def best_or_latest(checkpoints: Iterable[Ranked], best: bool) -> str | None:
     """The name of the best (by eval loss) or the latest of `checkpoints` (messages with name, is_best
     and is_latest); where none was evaluated there is no best, and the latest stands in for it."""
     latest = next((c.name for c in checkpoints if c.is_latest), None)

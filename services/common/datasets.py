@@ -73,7 +73,8 @@ def _read_parquet(p: Path) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(p).to_pylist()
+        rows: list[dict[str, Any]] = pq.read_table(p).to_pylist()
+        return rows
     except (pa.ArrowException, OSError) as exc:
         raise DatasetError(f"{p.name} is not a readable Parquet file ({str(exc)[:200]})") from None
 

@@ -11,11 +11,18 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf.message import Message
 
 from services.common import auth, metrics, status, validate
 from services.common.errors import FieldViolation, InvalidArgument
+
+Context: TypeAlias = grpc.aio.ServicerContext
+Request: TypeAlias = Any  # a message, or for client-streaming calls an async iterator of them
+Behavior: TypeAlias = Callable[[Request, Context], Any]  # a coroutine, generator or async generator function
 
 
 class _Malformed:
@@ -25,11 +32,11 @@ class _Malformed:
         self.size = size
 
 
-def _tolerant(deserializer):
+def _tolerant(deserializer: Callable[[bytes], Message] | None) -> Callable[[bytes], Message | _Malformed] | None:
     if deserializer is None:
         return None
 
-    def parse(data: bytes):
+    def parse(data: bytes) -> Message | _Malformed:
         try:
             return deserializer(data)
         except Exception:  # DecodeError, or anything a broken message makes the parser raise
@@ -37,7 +44,7 @@ def _tolerant(deserializer):
     return parse
 
 
-def _checked(request, rpc: str):
+def _checked(request: Message | _Malformed, rpc: str) -> Message:
     """The request, once it is known to parse and to follow the rules every request follows."""
     if isinstance(request, _Malformed):
         raise InvalidArgument(f"the request ({request.size:,} bytes) is not a valid message for {rpc}",
@@ -46,7 +53,7 @@ def _checked(request, rpc: str):
     return request
 
 
-async def _checked_stream(requests, rpc: str):
+async def _checked_stream(requests: AsyncIterator[Message | _Malformed], rpc: str) -> AsyncIterator[Message]:
     async for request in requests:
         yield _checked(request, rpc)
 
@@ -56,30 +63,35 @@ def _split(method: str) -> tuple[str, str]:
     return service, name
 
 
-class ServiceInterceptor(grpc.aio.ServerInterceptor):
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped here
     """Times and counts every call and turns domain errors into status codes with details."""
 
-    async def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
         service, name = _split(handler_call_details.method)
 
-        async def finish(context, started: float, exc: BaseException | None) -> None:
+        async def finish(context: Context, started: float, exc: BaseException | None) -> None:
             code, abort = _outcome(context, exc)
             try:
-                if abort:
+                if abort and exc is not None:
                     await status.abort_with(context, exc, handler_call_details.method)
             finally:
                 metrics.record_rpc(service, name, _code_name(code), time.perf_counter() - started)
 
-        def unary(behavior, streamed_requests=False):
-            async def call(request, context):
+        def unary(behavior: Behavior, streamed_requests: bool = False) -> Callable[[Request, Context],
+                                                                                    Awaitable[Message]]:
+            async def call(request: Request, context: Context) -> Message:
                 started = time.perf_counter()
                 try:
                     auth.authenticate(context.invocation_metadata(), service)
                     request = _checked_stream(request, name) if streamed_requests else _checked(request, name)
-                    response = await behavior(request, context)
+                    response: Message = await behavior(request, context)
                 except BaseException as exc:
                     await finish(context, started, exc)
                     raise
@@ -87,18 +99,19 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 return response
             return call
 
-        def finish_sync(context, started: float, exc: BaseException | None) -> None:
+        def finish_sync(context: Context, started: float, exc: BaseException | None) -> None:
             """`finish` for handlers that run in the server's thread pool (plain generators)."""
             code, abort = _outcome(context, exc)
             try:
-                if abort:
+                if abort and exc is not None:
                     status.abort_with_sync(context, exc, handler_call_details.method)
             finally:
                 metrics.record_rpc(service, name, _code_name(code), time.perf_counter() - started)
 
-        def streaming(behavior, streamed_requests=False):
+        def streaming(behavior: Behavior, streamed_requests: bool = False) -> Callable[
+                [Request, Context], Iterator[Message] | AsyncIterator[object]]:
             if inspect.isgeneratorfunction(behavior):
-                def call_sync(request, context):
+                def call_sync(request: Request, context: Context) -> Iterator[Message]:
                     started = time.perf_counter()
                     try:
                         auth.authenticate(context.invocation_metadata(), service)
@@ -109,7 +122,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                     finish_sync(context, started, None)
                 return call_sync
 
-            async def call(request, context):
+            async def call(request: Request, context: Context) -> AsyncIterator[object]:
                 started = time.perf_counter()
                 try:
                     auth.authenticate(context.invocation_metadata(), service)
@@ -141,7 +154,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
 
 
-def _outcome(context, exc: BaseException | None) -> tuple[grpc.StatusCode, bool]:
+def _outcome(context: Context, exc: BaseException | None) -> tuple[grpc.StatusCode, bool]:
     """The status a call ends with, and whether `exc` still has to be turned into it (abort)."""
     if exc is None:
         return grpc.StatusCode.OK, False
@@ -152,5 +165,5 @@ def _outcome(context, exc: BaseException | None) -> tuple[grpc.StatusCode, bool]
     return status.code_of(exc), True
 
 
-def _code_name(code) -> str:
+def _code_name(code: object) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else str(code)

@@ -29,4 +29,5 @@ def record_rpc(service: str, method: str, code: str, seconds: float) -> None:
 def serve_metrics(port: int, host: str = "0.0.0.0") -> int:
     """Start the /metrics endpoint in a background thread; returns the bound port (0 picks a free one)."""
     server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
-    return server.server_port
+    bound: int = server.server_port
+    return bound

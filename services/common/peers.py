@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -37,7 +38,8 @@ def why(exc: grpc.aio.AioRpcError) -> str:
 class Peer:
     """One required peer of one service; `on_change(serving)` sets the service's health."""
 
-    def __init__(self, service: str, peer: str, address: str, on_change=None) -> None:
+    def __init__(self, service: str, peer: str, address: str,
+                 on_change: Callable[[bool], Awaitable[None]] | None = None) -> None:
         self.service, self.peer, self.address = service, peer, address
         self.on_change = on_change
         self.reachable: bool | None = None  # unknown until the first try

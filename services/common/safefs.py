@@ -10,13 +10,14 @@ opened and are renamed into place within it.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -73,7 +74,8 @@ class Entry:
     mtime_ns: int
 
 
-def walk_files(root: Path, folder: Path, clean=None, skipped=None) -> list[Entry]:
+def walk_files(root: Path, folder: Path, clean: Callable[[str], bool] | None = None,
+               skipped: Callable[[str], object] | None = None) -> list[Entry]:
     """Every regular file below `folder` (inside `root`), sorted, reached through folders only: links
     and other odd entries, and names `clean` refuses, are left out and told to `skipped(rel)`."""
     out: list[Entry] = []
@@ -85,7 +87,8 @@ def walk_files(root: Path, folder: Path, clean=None, skipped=None) -> list[Entry
     return sorted(out, key=lambda e: e.rel)
 
 
-def _walk(fd: int, prefix: str, out: list[Entry], clean, skipped) -> None:
+def _walk(fd: int, prefix: str, out: list[Entry], clean: Callable[[str], bool] | None,
+          skipped: Callable[[str], object]) -> None:
     for entry in sorted(os.scandir(fd), key=lambda e: e.name):
         if clean is not None and not clean(entry.name):
             skipped(prefix + entry.name)
@@ -130,7 +133,7 @@ def list_dirs(root: Path, folder: Path) -> list[str]:
         return []
 
 
-def open_file(root: Path, path: Path):
+def open_file(root: Path, path: Path) -> io.BufferedReader:
     """`path` (below `root`) opened for reading, as a regular file reached through folders only."""
     parts = parts_of(root, path)
     with opened_dir(root, parts[:-1]) as fd:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -94,7 +95,7 @@ class HealthBoard:
         self.down: set[str] = set()
         self.started = False
 
-    def setter(self, component: str):
+    def setter(self, component: str) -> Callable[[bool], Awaitable[None]]:
         async def set_serving(serving: bool) -> None:
             (self.down.discard if serving else self.down.add)(component)
             if self.started:

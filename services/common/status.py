@@ -78,7 +78,7 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException, meth
     raise AssertionError("unreachable")  # context.abort raises
 
 
-def abort_with_sync(context, exc: BaseException, method: str) -> None:
+def abort_with_sync(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
     """`abort_with` for handlers running in the server's thread pool (their context aborts by raising)."""
     if isinstance(exc, e.DomainError):
         status = to_status(exc)

@@ -10,6 +10,8 @@ error trailer larger than the client accepts.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
@@ -25,6 +27,7 @@ LONG_TEXT = {  # fields that legitimately carry more (full names of the fields)
 }
 MAX_VIOLATIONS = 20
 _FLOATS = (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT)
+M = TypeVar("M", bound=Message)
 
 
 def short(value: object, limit: int = 80) -> str:
@@ -69,7 +72,7 @@ def _walk(message: Message, prefix: str, out: list[FieldViolation]) -> None:
             _scalar(field, value, path, out)
 
 
-def _scalar(field: FieldDescriptor, value, path: str, out: list[FieldViolation]) -> None:
+def _scalar(field: FieldDescriptor, value: Any, path: str, out: list[FieldViolation]) -> None:  # as field.type says
     if field.type == FieldDescriptor.TYPE_STRING:
         limit = LONG_TEXT.get(field.full_name, MAX_TEXT)
         if len(value) > limit:
@@ -80,13 +83,13 @@ def _scalar(field: FieldDescriptor, value, path: str, out: list[FieldViolation])
         out.append(FieldViolation(path, f"must be a finite number, got {value}"))
 
 
-def strip_nul(message: Message) -> Message:
+def strip_nul(message: M) -> M:
     """Remove NUL characters from every string of `message` (in place), for text that comes from a
     training process, not a caller: a run's error may quote a binary file, and PostgreSQL stores no NUL."""
     return rewrite_strings(message, lambda text: text.replace("\x00", ""))
 
 
-def rewrite_strings(message: Message, fn) -> Message:
+def rewrite_strings(message: M, fn: Callable[[str], str]) -> M:
     """Replace every string of `message` (recursively, in place) with `fn(string)`."""
     for field, value in message.ListFields():
         if field.message_type is not None and field.message_type.GetOptions().map_entry:

@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import grpc
 from google.protobuf import json_format
 
-from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc, job_pb2
+from ftlab.v1 import analyzer_pb2, analyzer_pb2_grpc, config_pb2, job_pb2
 from services.analyzer.analyze import error_log
 from services.common.channels import internal_channel
 from services.common.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from services.common.status import details_of
 from services.scheduler import convert
+from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.store.models import JobRow
 from services.scheduler.store.repository import JobStore
+from services.scheduler.store.unit_of_work import Tx
 
 log = logging.getLogger(__name__)
 RECENT_METRICS = 20
+Then = Callable[[str], Awaitable[object]]  # what to await with a job's id once its analysis is kept
 
 
 class FailureAnalyst:
@@ -27,13 +31,15 @@ class FailureAnalyst:
     the scheduler; it works once it knows the analyzer's address (`connect`), which an analyzer in
     the same process has only when the server has bound its port."""
 
-    def __init__(self, store: JobStore, address: str | None = None, hardware_of=None, metrics=None) -> None:
+    def __init__(self, store: JobStore, address: str | None = None,
+                 hardware_of: Callable[[str], analyzer_pb2.Hardware] | None = None,
+                 metrics: SchedulerMetrics | None = None) -> None:
         self.store = store
         self.metrics = metrics
         self.hardware_of = hardware_of  # worker id -> analyzer_pb2.Hardware it ran on
         self.address = address
         self._channel: grpc.aio.Channel | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def connect(self, address: str) -> None:
         self.address = address
@@ -45,10 +51,11 @@ class FailureAnalyst:
     def stub(self) -> analyzer_pb2_grpc.AnalyzerServiceStub:
         """The analyzer's stub on one channel, shared with pre-flight."""
         if self._channel is None:
+            assert self.address is not None  # asked only when ready
             self._channel = internal_channel(self.address)
         return analyzer_pb2_grpc.AnalyzerServiceStub(self._channel)
 
-    def job_failed(self, job_id: str, then=None) -> None:
+    def job_failed(self, job_id: str, then: Then | None = None) -> None:
         """Analyze the failed job in the background and keep the diagnosis; then await `then(job_id)`
         (the job domain's auto-recovery), which sees the analysis."""
         task = asyncio.create_task(self._analyze(job_id, then), name=f"analyze-{job_id}")
@@ -71,13 +78,14 @@ class FailureAnalyst:
         request.recent_metrics.extend(metrics)
         return request
 
-    async def _analyze(self, job_id: str, then=None) -> None:
+    async def _analyze(self, job_id: str, then: Then | None = None) -> None:
         try:
             row = await asyncio.to_thread(self.store.get_job, job_id)
+            assert row is not None  # jobs are never deleted
             request = await asyncio.to_thread(self._request, row)
             reply = await self.stub().AnalyzeFailure(request, timeout=30)
 
-            def keep(r: JobRow, _s):
+            def keep(r: JobRow, _s: Tx) -> list[job_pb2.JobEvent]:
                 r.analysis_json = convert.to_json(reply.analysis)
                 return []
 
@@ -112,7 +120,8 @@ class Preflighter:
 
     TIMEOUT = 60.0
 
-    def __init__(self, analyst: FailureAnalyst, hardware, per_user: int = 2) -> None:
+    def __init__(self, analyst: FailureAnalyst, hardware: Callable[[], analyzer_pb2.Hardware],
+                 per_user: int = 2) -> None:
         self.analyst = analyst  # its channel to the analyzer is shared
         self.stub = analyst.stub  # () -> AnalyzerServiceStub
         self.hardware = hardware  # () -> analyzer_pb2.Hardware of the target
@@ -123,7 +132,7 @@ class Preflighter:
     def ready(self) -> bool:
         return self.analyst.ready
 
-    async def check(self, config, owner: str) -> analyzer_pb2.PreflightResponse:
+    async def check(self, config: config_pb2.TrainingConfig, owner: str) -> analyzer_pb2.PreflightResponse:
         if self._in_flight.get(owner, 0) >= self.per_user:
             raise ResourceExhausted(f"{self.per_user} pre-flight checks of yours are running; wait for them to finish",
                                     reason="PREFLIGHT_BUSY")
@@ -131,7 +140,8 @@ class Preflighter:
                                                 owner=owner)
         self._in_flight[owner] = self._in_flight.get(owner, 0) + 1
         try:
-            return await self.stub().Preflight(request, timeout=self.TIMEOUT)
+            reply: analyzer_pb2.PreflightResponse = await self.stub().Preflight(request, timeout=self.TIMEOUT)
+            return reply
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidArgument((exc.details() or "").replace("config_json.", "config."), violations=[

@@ -12,7 +12,7 @@ from services.scheduler.dispatcher import Dispatcher
 from services.scheduler.hub import EventHub
 from services.scheduler.jobs import JobManager
 from services.scheduler.metrics import SchedulerMetrics
-from services.scheduler.registry import WorkerRegistry
+from services.scheduler.registry import Worker, WorkerRegistry
 from services.scheduler.run_control import RunControl
 from services.scheduler.servicer import JobService, WorkerRegistryService
 from services.scheduler.store import db
@@ -35,7 +35,7 @@ class SchedulerApp:
                                fence_seconds=lease_seconds + 2 * heartbeat_interval + 2.5, controller=self.control,
                                analyst=self.analyst, preflighter=Preflighter(self.analyst, self.target_hardware))
         self.dispatcher = Dispatcher(self.jobs, self.control, interval=dispatch_interval)
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def analyze_failures_at(self, address: str) -> None:
         """Send every failed job (and every new one, for pre-flight) to the AnalyzerService at `address`."""
@@ -63,7 +63,7 @@ class SchedulerApp:
                          trainer_service_pb2_grpc.add_WorkerRegistryServiceServicer_to_server),
         ]
 
-    async def _on_register(self, worker) -> None:
+    async def _on_register(self, worker: Worker) -> None:
         await self.dispatcher.on_register(worker)
 
     def start(self) -> None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from ftlab.v1 import analyzer_pb2, config_pb2, events_pb2, job_pb2
 from services.scheduler.store.models import AttemptRow, CheckpointRow, JobRow
 from services.scheduler.store.repository import aware
 
 
-def to_json(message) -> str:
+def to_json(message: Message) -> str:
     return json_format.MessageToJson(message, indent=None, preserving_proto_field_name=True)
 
 
@@ -36,7 +38,7 @@ def job_name(job_id: str) -> str:
     return f"jobs/{job_id}"
 
 
-def to_job(row: JobRow, attempts: list[AttemptRow] = ()) -> job_pb2.Job:
+def to_job(row: JobRow, attempts: Sequence[AttemptRow] = ()) -> job_pb2.Job:
     job = job_pb2.Job(
         name=job_name(row.id),
         id=row.id,

@@ -21,6 +21,7 @@ from services.scheduler import convert, resume_changes, states
 from services.scheduler.jobs import JobManager
 from services.scheduler.registry import Worker
 from services.scheduler.run_control import RunControl
+from services.scheduler.store.models import JobRow
 
 log = logging.getLogger(__name__)
 START_TIMEOUT = 30.0
@@ -34,9 +35,9 @@ class Dispatcher:
         self.control = control
         self.registry = control.registry
         self.interval = interval
-        self._followers: dict[str, asyncio.Task] = {}
+        self._followers: dict[str, asyncio.Task[None]] = {}
         self._starting: set[str] = set()  # runs whose StartRun is in flight (followed once it returns)
-        self._background: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         await self._expect_workers_of_active_jobs()
@@ -49,7 +50,7 @@ class Dispatcher:
                 log.exception("dispatch failed; retrying")
             await self.control.woken(self.interval)
 
-    async def _active_jobs(self, worker_id: str | None = None):
+    async def _active_jobs(self, worker_id: str | None = None) -> list[JobRow]:
         rows = await asyncio.to_thread(self.jobs.store.jobs_in_states, states.ACTIVE)
         return [r for r in rows if worker_id is None or r.worker == worker_id]
 
@@ -62,7 +63,7 @@ class Dispatcher:
     async def on_register(self, worker: Worker) -> None:
         """A worker (re)registered: re-attach to the runs the database says it holds, and stop the
         runs it still has that no job expects of it any more (their jobs moved on)."""
-        expected = set()
+        expected: set[str] = set()
         for row in await self._active_jobs(worker.worker_id):
             expected.add(row.run_id)
             worker.assigned.add(row.run_id)
@@ -98,7 +99,7 @@ class Dispatcher:
                     return
                 await self._start(worker, row)
 
-    async def _start(self, worker: Worker, row) -> None:
+    async def _start(self, worker: Worker, row: JobRow) -> None:
         request = trainer_service_pb2.StartRunRequest(
             run_id=row.run_id, job_id=row.id, config=convert.config_of(row), resume_checkpoint=row.resume_checkpoint,
             watchdog=convert.watchdog_of(row),
@@ -129,6 +130,7 @@ class Dispatcher:
             self._starting.discard(row.run_id)
         self.follow(worker, row.id, row.run_id, row.run_cursor)
         current = await asyncio.to_thread(self.jobs.store.get_job, row.id)
+        assert current is not None  # jobs are never deleted
         if current.state in (states.CANCELLING, states.PAUSING):  # asked while the run was being started
             await self.control.stop_run(worker.worker_id, row.run_id, pause=current.state == states.PAUSING, grace_seconds=None)
 
@@ -137,7 +139,7 @@ class Dispatcher:
         self._followers[run_id] = task
         task.add_done_callback(lambda t: self._follower_done(run_id, t))
 
-    def _follower_done(self, run_id: str, task: asyncio.Task) -> None:
+    def _follower_done(self, run_id: str, task: asyncio.Task[None]) -> None:
         if self._followers.get(run_id) is task:
             del self._followers[run_id]
         if not task.cancelled() and task.exception() is not None:  # a bug: reconcile() follows the run again

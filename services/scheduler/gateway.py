@@ -7,18 +7,27 @@ were. Streams are forwarded message by message in both directions (downloads, up
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, TypeAlias
+
 import grpc
 from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
 
 from services.common.channels import internal_channel
 from services.common.server import MAX_MESSAGE_BYTES, Registration
+
+Context: TypeAlias = grpc.aio.ServicerContext
+Requests: TypeAlias = Message | AsyncIterator[Message]  # one request, or the caller's stream of them
+Handler: TypeAlias = Callable[[Requests, Context], Awaitable[Message] | AsyncIterator[Message]]
 
 # metadata a call carries that belongs to its own hop, not to the caller
 _HOP = ("grpc-", ":")
 _HOP_KEYS = frozenset({"user-agent", "content-type", "te", "host", "accept-encoding"})
 
 
-def _forwarded(context) -> tuple[tuple[str, str | bytes], ...]:
+def _forwarded(context: Context) -> tuple[tuple[str, str | bytes], ...]:
     return tuple((k, v) for k, v in context.invocation_metadata() or ()
                  if not k.startswith(_HOP) and k not in _HOP_KEYS)
 
@@ -26,8 +35,8 @@ def _forwarded(context) -> tuple[tuple[str, str | bytes], ...]:
 class Forwarder:
     """The calls of one service, forwarded to `address`."""
 
-    def __init__(self, service, address: str) -> None:
-        self.service, self.address = service, address  # a ServiceDescriptor
+    def __init__(self, service: ServiceDescriptor, address: str) -> None:
+        self.service, self.address = service, address
         self._channel: grpc.aio.Channel | None = None
 
     def channel(self) -> grpc.aio.Channel:
@@ -46,7 +55,7 @@ class Forwarder:
                             lambda forwarder, server: server.add_generic_rpc_handlers((forwarder.handler(),)))
 
     def handler(self) -> grpc.GenericRpcHandler:
-        handlers = {}
+        handlers: dict[str, grpc.RpcMethodHandler] = {}
         for method in self.service.methods:
             request = message_factory.GetMessageClass(method.input_type)
             response = message_factory.GetMessageClass(method.output_type)
@@ -59,23 +68,25 @@ class Forwarder:
                                          response_serializer=response.SerializeToString)
         return grpc.method_handlers_generic_handler(self.service.full_name, handlers)
 
-    def _call(self, kind: str, path: str, request, response):
+    def _call(self, kind: str, path: str, request: type[Message], response: type[Message]) -> Any:
+        """The channel's multi-callable of this kind (unary_unary, ...) for `path` (grpc is untyped here)."""
         return getattr(self.channel(), kind)(path, request_serializer=request.SerializeToString,
                                              response_deserializer=response.FromString)
 
-    def _reply(self, kind: str, path: str, request, response):
+    def _reply(self, kind: str, path: str, request: type[Message], response: type[Message]) -> Handler:
         """The handler of one method: its request (one message or a stream) goes on as it came; a single
         reply comes back awaited, a streamed one message by message."""
         if kind.endswith("_unary"):
-            async def unary(messages, context):
+            async def unary(messages: Requests, context: Context) -> Message:
                 try:
-                    return await self._call(kind, path, request, response)(
+                    reply: Message = await self._call(kind, path, request, response)(
                         messages, metadata=_forwarded(context), timeout=context.time_remaining())
+                    return reply
                 except grpc.aio.AioRpcError as exc:
                     await _abort(context, exc)
             return unary
 
-        async def streamed(messages, context):
+        async def streamed(messages: Requests, context: Context) -> AsyncIterator[Message]:
             stream = self._call(kind, path, request, response)(
                 messages, metadata=_forwarded(context), timeout=context.time_remaining())
             try:
@@ -88,10 +99,11 @@ class Forwarder:
         return streamed
 
 
-async def _abort(context, exc: grpc.aio.AioRpcError) -> None:
+async def _abort(context: Context, exc: grpc.aio.AioRpcError) -> NoReturn:
     """End the call as the service behind ended it: code, message, and the details in its trailers."""
     details = tuple((k, v) for k, v in exc.trailing_metadata() or () if k == "grpc-status-details-bin")
     code = exc.code()
     if code == grpc.StatusCode.UNAVAILABLE:
         await context.abort(code, f"the service behind this scheduler is not reachable: {exc.details()}")
     await context.abort(code, exc.details() or "", details)
+    raise AssertionError("context.abort returned")  # it raises; grpc is untyped here, so mypy cannot tell

@@ -134,10 +134,10 @@ def validate_policy(retry: job_pb2.RetryPolicy, watchdog: job_pb2.WatchdogConfig
             if name == "max_attempts_by_category" and key not in CATEGORIES:
                 v.append(FieldViolation(field, "not a failure category (CUDA_OOM, HOST_OOM, ...)"))
             count(field, value)
-    for field in ("step_timeout_seconds", "model_load_timeout_seconds", "eval_timeout_seconds",
-                  "checkpoint_timeout_seconds"):
-        if watchdog.HasField(field) and not 0 < getattr(watchdog, field) <= MAX_TIMEOUT_SECONDS:
-            v.append(FieldViolation(f"watchdog.{field}", f"must be in (0, {MAX_TIMEOUT_SECONDS:g}] seconds, "
-                                    f"got {getattr(watchdog, field):g}"))
+    for timeout in ("step_timeout_seconds", "model_load_timeout_seconds", "eval_timeout_seconds",
+                    "checkpoint_timeout_seconds"):
+        if watchdog.HasField(timeout) and not 0 < getattr(watchdog, timeout) <= MAX_TIMEOUT_SECONDS:
+            v.append(FieldViolation(f"watchdog.{timeout}", f"must be in (0, {MAX_TIMEOUT_SECONDS:g}] seconds, "
+                                    f"got {getattr(watchdog, timeout):g}"))
     if v:
         raise InvalidArgument(f"invalid request: {v[0].field}: {v[0].description}", violations=v)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ftlab.names import state_name
-from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2, job_service_pb2
+from ftlab.v1 import analyzer_pb2, config_pb2, events_pb2, job_pb2, job_service_pb2
 from services.common import settings, validate
 from services.common.access import Policy
 from services.common.auth import Caller
@@ -27,7 +27,11 @@ from services.scheduler.retries import Retries
 from services.scheduler.rows import check_request_id, new_row
 from services.scheduler.store.models import JobRow
 from services.scheduler.store.repository import JobStore, utcnow
+from services.scheduler.store.unit_of_work import Tx
 from services.scheduler.transitions import state_event  # noqa: F401 (also the tests' way in)
+
+if TYPE_CHECKING:  # they talk gRPC to the analyzer; this module does not
+    from services.scheduler.analysis import FailureAnalyst, Preflighter
 
 MAX_CANCEL_GRACE = 3600.0
 
@@ -48,8 +52,8 @@ class RunController(Protocol):
 class JobManager(Queries, Retries):
     def __init__(self, store: JobStore, hub: EventHub, metrics: SchedulerMetrics | None = None,
                  max_running_per_user: int = 0, scheduler_id: str = "", fence_seconds: float = 0.0,
-                 access: Policy | None = None, controller: RunController | None = None, analyst=None,
-                 preflighter=None) -> None:
+                 access: Policy | None = None, controller: RunController | None = None,
+                 analyst: FailureAnalyst | None = None, preflighter: Preflighter | None = None) -> None:
         self.fence_seconds = fence_seconds  # a lost worker's runs may take this long to stop themselves
         self.store = store
         self.scheduler_id = scheduler_id
@@ -72,7 +76,7 @@ class JobManager(Queries, Retries):
     async def set_priority(self, who: Caller, name: str, priority: int) -> job_pb2.Job:
         row = await self._row(who, name)
 
-        def mutate(r: JobRow, _s):
+        def mutate(r: JobRow, _s: Tx) -> list[job_pb2.JobEvent]:
             if r.state not in (states.QUEUED, states.PAUSED):
                 raise FailedPrecondition(f"only a queued or paused job can change priority; job {r.id} is "
                                          f"{state_name(r.state)}",
@@ -117,7 +121,8 @@ class JobManager(Queries, Retries):
                 self.controller.wake()
         return convert.to_job(row)
 
-    async def preflight(self, config, owner: str, force: bool):
+    async def preflight(self, config: config_pb2.TrainingConfig, owner: str,
+                        force: bool) -> analyzer_pb2.PreflightResponse | None:
         """The analyzer's pre-flight findings (None without an analyzer); refuses a job that cannot run
         with FAILED_PRECONDITION naming each failed check, unless forced."""
         if self.preflighter is None or not self.preflighter.ready:
@@ -140,7 +145,7 @@ class JobManager(Queries, Retries):
         row = await self._row(who, name)
         stop: list[tuple[str, str]] = []
 
-        def mutate(r: JobRow, _s):
+        def mutate(r: JobRow, _s: Tx) -> list[job_pb2.JobEvent]:
             if states.is_final(r.state):
                 raise FailedPrecondition(f"job {r.id} already ended ({state_name(r.state)})", reason="JOB_ENDED")
             if r.state in (states.QUEUED, states.PAUSED):
@@ -160,7 +165,7 @@ class JobManager(Queries, Retries):
         row = await self._row(who, name)
         stop: list[tuple[str, str]] = []
 
-        def mutate(r: JobRow, _s):
+        def mutate(r: JobRow, _s: Tx) -> list[job_pb2.JobEvent]:
             if r.state not in (states.RUNNING, states.STARTING):
                 raise FailedPrecondition(f"only a running job can pause; job {r.id} is {state_name(r.state)}",
                                          reason="JOB_NOT_RUNNING")
@@ -178,7 +183,7 @@ class JobManager(Queries, Retries):
         chosen = await self._choose_checkpoint(row.id, request.checkpoint or job_pb2.CHECKPOINT_SELECTOR_LATEST,
                                                request.checkpoint_name)
 
-        def mutate(r: JobRow, _s):
+        def mutate(r: JobRow, _s: Tx) -> list[job_pb2.JobEvent]:
             if r.state != states.PAUSED:
                 raise FailedPrecondition(f"only a paused job can resume; job {r.id} is {state_name(r.state)}",
                                          reason="JOB_NOT_PAUSED")
@@ -193,7 +198,7 @@ class JobManager(Queries, Retries):
 
     # the dispatcher's side
     async def claim(self, worker: str) -> JobRow | None:
-        def mutate(r: JobRow, tx):
+        def mutate(r: JobRow, tx: Tx) -> list[job_pb2.JobEvent]:
             r.attempt += 1
             r.worker, r.run_id, r.run_cursor = worker, f"{r.id}-{r.attempt}", 0
             r.scheduler_id = self.scheduler_id
@@ -213,7 +218,7 @@ class JobManager(Queries, Retries):
     async def run_lost(self, job_id: str, run_id: str, reason: str) -> None:
         """The run vanished with its worker (lease expired, or the worker no longer knows it)."""
 
-        def mutate(r: JobRow, tx):
+        def mutate(r: JobRow, tx: Tx) -> list[job_pb2.JobEvent]:
             if r.run_id != run_id or r.state not in states.ACTIVE:
                 return []
             return run_events.lost(r, tx, reason, self.fence_seconds)
@@ -227,7 +232,7 @@ class JobManager(Queries, Retries):
         """The trainer refused or could not be reached: back to the queue. A run that never started
         is not an attempt; the job waits `retry_after` seconds before it can be claimed again."""
 
-        def mutate(r: JobRow, tx):
+        def mutate(r: JobRow, tx: Tx) -> list[job_pb2.JobEvent]:
             if r.state != states.STARTING:
                 return []
             tx.attempts.discarded(r.id, r.attempt)
@@ -242,7 +247,7 @@ class JobManager(Queries, Retries):
     async def start_rejected(self, job_id: str, why: str) -> None:
         """The trainer found the run invalid (it can never start): the job fails with that reason."""
 
-        def mutate(r: JobRow, tx):
+        def mutate(r: JobRow, tx: Tx) -> list[job_pb2.JobEvent]:
             if r.state != states.STARTING:
                 return []
             r.error_json = convert.to_json(job_pb2.JobError(type="InvalidRun", message=why[:2000],
@@ -260,7 +265,7 @@ class JobManager(Queries, Retries):
         validate.rewrite_strings(run_event, lambda text: settings.redact(text.replace("\x00", "")))
         kind = run_event.WhichOneof("payload")
 
-        def mutate(r: JobRow, tx):
+        def mutate(r: JobRow, tx: Tx) -> list[job_pb2.JobEvent]:
             return run_events.apply(r, tx, run_id, run_event, self.fence_seconds)
 
         row, events = await self._db(self.store.update, job_id, mutate)

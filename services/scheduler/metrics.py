@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable, Iterator
 
 from google.protobuf import json_format
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from ftlab.v1 import analyzer_pb2, job_pb2
 from services.scheduler import states
+from services.scheduler.store.models import JobRow
 from services.scheduler.store.repository import aware, utcnow
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ class _StateCollector:
     def __init__(self, count_by_state: Callable[[], dict[str, int]]) -> None:
         self._count = count_by_state
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
             counts = self._count()
         except Exception:  # a scrape must not fail because the database hiccuped
@@ -37,7 +38,7 @@ class _StateCollector:
 
 
 class SchedulerMetrics:
-    def __init__(self, count_by_state: Callable[[], dict[str, int]], registry=REGISTRY) -> None:
+    def __init__(self, count_by_state: Callable[[], dict[str, int]], registry: CollectorRegistry = REGISTRY) -> None:
         self._collector = _StateCollector(count_by_state)
         registry.register(self._collector)
         self._registry = registry
@@ -79,7 +80,7 @@ class SchedulerMetrics:
         for m in self._all:
             self._registry.unregister(m)
 
-    def job_started(self, row) -> None:
+    def job_started(self, row: JobRow) -> None:
         """A job left the queue for a worker: its first start counts toward the queue wait."""
         if row.attempt == 1:
             self.queue_wait.observe(max(0.0, (utcnow() - aware(row.create_time)).total_seconds()))
@@ -90,7 +91,7 @@ class SchedulerMetrics:
     def job_failed(self, category: str) -> None:
         self.failures.labels(category.lower()).inc()
 
-    def observe_job(self, row) -> None:
+    def observe_job(self, row: JobRow | None) -> None:
         """Update a job's series from its row, or drop them once it no longer runs."""
         if row is None:
             return
@@ -133,7 +134,7 @@ class SchedulerMetrics:
 WAIT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
 
 
-def _gauge(name: str, doc: str, registry) -> Gauge:
+def _gauge(name: str, doc: str, registry: CollectorRegistry) -> Gauge:
     # `job_id`, not `job`: Prometheus gives every series a `job` label of its own (the scrape job)
     return Gauge(name, doc, ["job_id"], registry=registry)
 

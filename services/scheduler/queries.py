@@ -4,8 +4,10 @@ each only of what the caller may see (another user's job does not exist for them
 from __future__ import annotations
 
 import asyncio
+import builtins
 import re
-from typing import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import ParamSpec, TypeVar
 
 from ftlab.v1 import job_pb2, job_service_pb2
 from services.common import validate
@@ -13,11 +15,15 @@ from services.common.auth import Caller
 from services.common.errors import FieldViolation, InvalidArgument, NotFound
 from services.scheduler import convert, queue_estimate, states
 from services.scheduler.clock import utcnow
-from services.scheduler.store.repository import decode_token, encode_token
+from services.scheduler.hub import EventHub
+from services.scheduler.store.models import JobRow
+from services.scheduler.store.repository import JobStore, decode_token, encode_token
 
 MAX_PAGE = 1000
 WATCH_BATCH = 500
 _JOB_ID = re.compile(r"^[0-9a-f]{16}$")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def parse_name(name: str, field: str = "name") -> str:
@@ -31,13 +37,13 @@ def parse_name(name: str, field: str = "name") -> str:
 class Queries:
     """Reads of jobs, for JobManager (which gives it `store` and `hub`)."""
 
-    store: object
-    hub: object
+    store: JobStore
+    hub: EventHub
 
-    async def _db(self, fn, *args, **kwargs):
+    async def _db(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
-    async def _row(self, who: Caller, name: str, field: str = "name"):
+    async def _row(self, who: Caller, name: str, field: str = "name") -> JobRow:
         job_id = parse_name(name, field)
         row = await self._db(self.store.get_job, job_id)
         if row is None or not who.sees(row.owner):  # another user's job does not exist for this caller
@@ -48,7 +54,8 @@ class Queries:
         row = await self._row(who, name)
         return convert.to_job(row, await self._db(self.store.attempts, row.id))
 
-    async def list(self, who: Caller, states_filter: list[int], page_size: int, page_token: str):
+    async def list(self, who: Caller, states_filter: list[job_pb2.JobState.ValueType], page_size: int,
+                   page_token: str) -> tuple[list[job_pb2.Job], str]:
         if page_size < 0:
             raise InvalidArgument("page_size must not be negative", violations=[FieldViolation("page_size", "must be >= 0")])
         known = set(job_pb2.JobState.values()) - {job_pb2.JOB_STATE_UNSPECIFIED}
@@ -56,17 +63,18 @@ class Queries:
         if unknown:
             raise InvalidArgument("unknown job state in states", violations=[
                 FieldViolation(f"states[{i}]", f"not a job state (got {states_filter[i]})") for i in unknown[:10]])
-        states_filter = [job_pb2.JobState.Name(s) for s in states_filter]
+        names = [job_pb2.JobState.Name(s) for s in states_filter]
         size = min(page_size or 50, MAX_PAGE)
         rows, token = await self._db(self.store.list_jobs, owner=None if who.admin else who.user,
-                                     states=states_filter, page_size=size, page_token=page_token)
+                                     states=names, page_size=size, page_token=page_token)
         return [convert.to_job(r) for r in rows], token
 
-    async def checkpoints(self, who: Caller, name: str) -> list[job_pb2.Checkpoint]:
+    async def checkpoints(self, who: Caller, name: str) -> builtins.list[job_pb2.Checkpoint]:
         row = await self._row(who, name)
         return convert.to_checkpoints(await self._db(self.store.checkpoints, row.id))
 
-    async def events(self, who: Caller, name: str, after: int, page_size: int, page_token: str):
+    async def events(self, who: Caller, name: str, after: int, page_size: int,
+                     page_token: str) -> tuple[builtins.list[job_pb2.JobEvent], str]:
         row = await self._row(who, name)
         if page_size < 0:
             raise InvalidArgument("page_size must not be negative", violations=[FieldViolation("page_size", "must be >= 0")])
@@ -83,14 +91,14 @@ class Queries:
         return events, token
 
     async def watch(self, who: Caller, name: str, after: int, follow: bool,
-                    poll_seconds: float = 1.0) -> AsyncIterator[tuple[job_pb2.JobEvent, int]]:
+                    poll_seconds: float = 1.0) -> AsyncIterator[tuple[job_pb2.JobEvent, job_pb2.JobState.ValueType]]:
         """Events after `after`, in order, each with the job state after it; with `follow`, live
         until the job reaches a final state."""
         row = await self._row(who, name)
         if after < 0:
             raise InvalidArgument("after_sequence must not be negative",
                                   violations=[FieldViolation("after_sequence", "must be >= 0")])
-        cursor, state, from_memory = after, 0, False
+        cursor, state, from_memory = after, job_pb2.JOB_STATE_UNSPECIFIED, False
         if after > 0:
             previous = await self._db(self.store.events_after, row.id, 0, after)
             for e in previous:
@@ -111,6 +119,7 @@ class Queries:
                 return
             if state and states.is_final(job_pb2.JobState.Name(state)):
                 current = await self._db(self.store.get_job, row.id)
+                assert current is not None  # jobs are never deleted
                 if current.last_sequence <= cursor:
                     return
             from_memory = await self.hub.wait_beyond(row.id, cursor, poll_seconds)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import heapq
 import statistics
+from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from google.protobuf import json_format
 
@@ -13,9 +15,12 @@ from ftlab.v1 import job_pb2, job_service_pb2
 from services.scheduler import convert
 from services.scheduler.clock import aware
 
+if TYPE_CHECKING:
+    from services.scheduler.store.models import JobRow
 
-def estimate(queued, active, durations: list[float], free_slots: int, now: datetime,
-             sees) -> job_service_pb2.GetQueueResponse:
+
+def estimate(queued: list[JobRow], active: list[JobRow], durations: list[float], free_slots: int, now: datetime,
+             sees: Callable[[str], bool]) -> job_service_pb2.GetQueueResponse:
     """The queue in start order (`queued` rows, already so ordered), each entry with its wait so far
     and estimated start; `sees(owner)` says whose jobs the caller may see by name (others are
     positions without a name or an owner)."""

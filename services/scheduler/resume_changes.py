@@ -29,7 +29,7 @@ def _flat(config: Config) -> dict[str, str]:
     """The fields set in `config` as dotted paths and their values as text (lists comma-joined)."""
     out: dict[str, str] = {}
 
-    def walk(data: dict, prefix: str) -> None:
+    def walk(data: dict[str, object], prefix: str) -> None:
         for key, value in data.items():
             if isinstance(value, dict):
                 walk(value, f"{prefix}{key}.")
@@ -86,7 +86,9 @@ def resume_mode(patches: list[analyzer_pb2.ConfigPatch], old: Config, new: Confi
 def new_config(parent: Config, analysis: analyzer_pb2.FailureAnalysis | None, user: Config,
                with_suggestions: bool) -> tuple[Config, list[analyzer_pb2.ConfigPatch], list[str]]:
     """The retry's config (suggestions first, the user's changes over them), validated, and its changes."""
-    config, skipped, reasons = parent, [], {}
+    config = parent
+    skipped: list[str] = []
+    reasons: dict[str, str] = {}
     if with_suggestions and analysis is not None:
         config, skipped = apply_suggestions(parent, analysis)
         reasons = {s.field: f"suggested by the analyzer: {s.reason}" for s in analysis.suggestions}

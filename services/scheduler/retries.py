@@ -6,22 +6,41 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from google.protobuf import json_format
 
 from ftlab.names import state_name
-from ftlab.v1 import analyzer_pb2, job_pb2, job_service_pb2
+from ftlab.v1 import analyzer_pb2, config_pb2, job_pb2, job_service_pb2
 from services.common.auth import Caller
 from services.common.checkpoints import best_or_latest, parent_ref
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from services.scheduler import convert, resume_changes, states
 from services.scheduler.rows import category_of, check_request_id, new_row
 
+if TYPE_CHECKING:
+    from services.common.access import Policy
+    from services.scheduler.store.models import JobRow
+    from services.scheduler.store.repository import JobStore
+
+P = ParamSpec("P")
+R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 
 class Retries:
     """For JobManager (its store, access policy, pre-flight and queue)."""
+
+    if TYPE_CHECKING:  # JobManager's (and its Queries')
+        store: JobStore
+        access: Policy
+
+        async def _db(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R: ...
+        async def _row(self, who: Caller, name: str, field: str = "name") -> JobRow: ...
+        async def preflight(self, config: config_pb2.TrainingConfig, owner: str,
+                            force: bool) -> analyzer_pb2.PreflightResponse | None: ...
+        async def _queue(self, row: JobRow, reason: str) -> job_pb2.Job: ...
 
     async def retry(self, who: Caller, request: job_service_pb2.RetryJobRequest, automatic: bool = False) -> job_pb2.Job:
         """A new job from an ended one: its config with the analyzer's suggestions (if asked) and the
@@ -67,6 +86,7 @@ class Retries:
         """After a failed job's analysis: retry it with the suggestions from its latest checkpoint when
         its policy allows for this category and budget is left (a new job; this one keeps its history)."""
         row = await self._db(self.store.get_job, job_id)
+        assert row is not None  # jobs are never deleted
         analysis = json_format.Parse(row.analysis_json, analyzer_pb2.FailureAnalysis())
         category = category_of(analysis)
         policy = json_format.Parse(row.retry_policy_json, job_pb2.RetryPolicy())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from ftlab.v1 import analyzer_pb2
+from ftlab.v1 import analyzer_pb2, config_pb2
 from services.common.errors import FieldViolation, InvalidArgument
 from services.scheduler import convert
 from services.scheduler.clock import utcnow
@@ -20,7 +20,8 @@ def category_of(analysis: analyzer_pb2.FailureAnalysis) -> str:
     return analyzer_pb2.FailureCategory.Name(analysis.category).removeprefix("FAILURE_CATEGORY_")
 
 
-def new_row(*, owner: str, config, request_id: str, checks, **fields) -> JobRow:
+def new_row(*, owner: str, config: config_pb2.TrainingConfig, request_id: str,
+            checks: analyzer_pb2.PreflightResponse | None, **fields: object) -> JobRow:
     """A new job's row before it is queued: nothing run, nothing recorded yet."""
     now = utcnow()
     defaults = dict(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any, Protocol, TypeAlias
 
 from google.protobuf import json_format
 
@@ -20,8 +21,38 @@ DEFAULT_MAX_ATTEMPTS = 1
 DEFAULT_BACKOFF_SECONDS = 10.0
 DEFAULT_MAX_WORKER_LOSSES = 3
 
+# The reducer imports nothing of the store (tests/unit/test_layers.py). Its row is a store.models.JobRow,
+# which mypy reads as Any here in any case (SQLAlchemy is untyped in this project's check).
+Row: TypeAlias = Any
 
-def retry_policy(r) -> tuple[int, float, int]:
+
+class Checkpoints(Protocol):
+    """A job's checkpoints, as the reducer records them (store.unit_of_work.Checkpoints)."""
+
+    def saved(self, job_id: str, name: str, step: int, eval_loss: float | None, size_bytes: int) -> None: ...
+
+    def deleted(self, job_id: str, name: str) -> None: ...
+
+    def latest(self, job_id: str) -> str: ...
+
+
+class Attempts(Protocol):
+    """A job's attempts, as the reducer ends them (store.unit_of_work.Attempts)."""
+
+    def ended(self, job_id: str, number: int, outcome: str, reason: str) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    """What a change of a job touches besides its row (store.unit_of_work.Tx)."""
+
+    @property
+    def checkpoints(self) -> Checkpoints: ...
+
+    @property
+    def attempts(self) -> Attempts: ...
+
+
+def retry_policy(r: Row) -> tuple[int, float, int]:
     """(max attempts for the job's own failures, first backoff in seconds, max worker losses)."""
     p = json_format.Parse(r.retry_policy_json, job_pb2.RetryPolicy())
     return (p.max_attempts if p.HasField("max_attempts") else DEFAULT_MAX_ATTEMPTS,
@@ -29,19 +60,22 @@ def retry_policy(r) -> tuple[int, float, int]:
             p.max_worker_losses if p.HasField("max_worker_losses") else DEFAULT_MAX_WORKER_LOSSES)
 
 
-def retry_limits(r) -> dict[str, int]:
+def retry_limits(r: Row) -> dict[str, int]:
     """Per-category attempt limits of the job's retry policy."""
     return dict(json_format.Parse(r.retry_policy_json, job_pb2.RetryPolicy()).max_attempts_by_category)
 
 
-def apply(r, tx, run_id: str, run_event: events_pb2.RunEvent, fence_seconds: float) -> list[job_pb2.JobEvent]:
+def apply(r: Row, tx: UnitOfWork, run_id: str, run_event: events_pb2.RunEvent,
+          fence_seconds: float) -> list[job_pb2.JobEvent]:
     """Record one event of the job's run `run_id` on row `r`; a stale run's event, or one already
     recorded, changes nothing."""
     if r.run_id != run_id or run_event.sequence <= r.run_cursor:
         return []
     kind = run_event.WhichOneof("payload")
-    payload = getattr(run_event, kind)
     r.run_cursor = run_event.sequence
+    if kind is None:  # a kind of event this scheduler does not know (a newer trainer's): nothing to record
+        return []
+    payload = getattr(run_event, kind)
     out = []
     if r.state == states.STARTING:
         out.append(state_event(r, states.RUNNING, f"running on {r.worker}"))
@@ -75,7 +109,7 @@ def apply(r, tx, run_id: str, run_event: events_pb2.RunEvent, fence_seconds: flo
     return out
 
 
-def progress(r, m: events_pb2.TrainingMetrics) -> None:
+def progress(r: Row, m: events_pb2.TrainingMetrics) -> None:
     """The job's progress after a metrics event (the peak GPU memory is the run's highest)."""
     p = json_format.Parse(r.progress_json, job_pb2.Progress())
     p.step, p.max_steps, p.epoch = m.step, m.max_steps, m.epoch
@@ -90,11 +124,11 @@ def progress(r, m: events_pb2.TrainingMetrics) -> None:
     r.progress_json = convert.to_json(p)
 
 
-def end_attempt(r, tx, outcome: str, reason: str) -> None:
+def end_attempt(r: Row, tx: UnitOfWork, outcome: str, reason: str) -> None:
     tx.attempts.ended(r.id, r.attempt, outcome, reason)
 
 
-def finish(r, tx, f: events_pb2.RunFinished, fence_seconds: float) -> list[job_pb2.JobEvent]:
+def finish(r: Row, tx: UnitOfWork, f: events_pb2.RunFinished, fence_seconds: float) -> list[job_pb2.JobEvent]:
     """The run ended: the job succeeds, pauses, is cancelled, is requeued (a lost worker; a failure
     the retry policy allows again, after its backoff) or fails."""
     outcome = events_pb2.RunOutcome.Name(f.outcome)
@@ -137,7 +171,7 @@ def finish(r, tx, f: events_pb2.RunFinished, fence_seconds: float) -> list[job_p
     return [state_event(r, target, reason)]
 
 
-def lost(r, tx, reason: str, fence_seconds: float) -> list[job_pb2.JobEvent]:
+def lost(r: Row, tx: UnitOfWork, reason: str, fence_seconds: float) -> list[job_pb2.JobEvent]:
     """The run is gone with its worker. Not the job's fault: requeue it to resume from its latest
     checkpoint once the lost worker's runs have stopped themselves (`fence_seconds`; a worker loss
     does not use up `max_attempts`), or finish what was asked."""

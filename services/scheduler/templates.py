@@ -7,7 +7,7 @@ from google.protobuf import json_format
 from ftlab.v1 import config_pb2
 
 # Every field set: what a job gets for anything neither its template nor its request sets.
-DEFAULTS: dict = {
+DEFAULTS: dict[str, object] = {
     "method": "METHOD_SFT",
     "adapter": "ADAPTER_LORA",
     "lora": {"rank": 16, "alpha": 32, "dropout": 0.05, "target_modules": ["all-linear"]},
@@ -50,7 +50,7 @@ DEFAULTS: dict = {
     "attn_implementation": "auto",
 }
 
-_TEMPLATES: list[tuple[str, str, dict]] = [
+_TEMPLATES: list[tuple[str, str, dict[str, object]]] = [
     ("basic", "LoRA r=16 on every linear layer, one epoch, cosine schedule: a safe start.", {}),
     ("advanced", "Larger LoRA (r=64), three epochs with evaluation on a 5% split and best-checkpoint tracking.",
      {"lora": {"rank": 64, "alpha": 128}, "num_epochs": 3, "eval_strategy": "EVAL_STRATEGY_STEPS",
@@ -73,7 +73,7 @@ _TEMPLATES: list[tuple[str, str, dict]] = [
 ]
 
 
-def _config(values: dict) -> config_pb2.TrainingConfig:
+def _config(values: dict[str, object]) -> config_pb2.TrainingConfig:
     return json_format.ParseDict(values, config_pb2.TrainingConfig())
 
 

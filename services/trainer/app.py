@@ -6,16 +6,18 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 
 import grpc
 
-from ftlab.v1 import trainer_service_pb2, trainer_service_pb2_grpc
+from ftlab.v1 import events_pb2, trainer_service_pb2, trainer_service_pb2_grpc
 from services.common.channels import internal_channel
 from services.common.peers import Peer
 from services.common.server import Registration
 from services.common.settings import Paths
 from services.trainer import gpu
 from services.trainer.metrics import TrainerMetrics
+from services.trainer.runs import Run
 from services.trainer.servicer import TrainerService
 from services.trainer.supervisor import RunSupervisor
 
@@ -44,12 +46,13 @@ class TrainerApp:
                                         on_event=self._on_event,
                                         on_stuck=lambda run, phase: self.metrics.stuck.labels(
                                             phase.removeprefix("PHASE_").lower()).inc())
-        self._task: asyncio.Task | None = None
-        self._warm_up: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._warm_up: asyncio.Task[None] | None = None
         self.peer: Peer | None = None  # the scheduler, once its address is known
-        self.on_health = None  # async (serving: bool) -> None, set by whoever serves this app
+        # set by whoever serves this app
+        self.on_health: Callable[[bool], Awaitable[None]] | None = None
 
-    def _on_event(self, run, event) -> None:
+    def _on_event(self, run: Run, event: events_pb2.RunEvent) -> None:
         self.metrics.on_event(run, event)
         self.metrics.active.set(len(self.supervisor.active()))
 
@@ -77,9 +80,11 @@ class TrainerApp:
         Fencing: when the scheduler has not been reachable for longer than our lease, it counts us as
         lost and requeues our jobs elsewhere, so we stop our runs (each saves a checkpoint first, as
         for a pause): a job must never train in two places at once."""
+        peer, address = self.peer, self.scheduler_address
+        assert peer is not None and address is not None  # start() sets the peer where there is a scheduler
         options = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
                    ("grpc.max_reconnect_backoff_ms", 1000)]
-        async with internal_channel(self.scheduler_address, options=options) as channel:
+        async with internal_channel(address, options=options) as channel:
             stub = trainer_service_pb2_grpc.WorkerRegistryServiceStub(channel)
             interval, lease, registered = 1.0, None, False
             last_contact = asyncio.get_running_loop().time()
@@ -97,11 +102,11 @@ class TrainerApp:
                             timeout=5)
                         registered = reply.known
                     last_contact = asyncio.get_running_loop().time()
-                    await self.peer.reached()
+                    await peer.reached()
                 except grpc.aio.AioRpcError as exc:
-                    if self.peer.reachable is not False:  # said once, in words, by the peer; then quietly
+                    if peer.reachable is not False:  # said once, in words, by the peer; then quietly
                         log.warning("scheduler at %s unreachable: %s", self.scheduler_address, exc.code())
-                    await self.peer.failed(exc)
+                    await peer.failed(exc)
                     registered = False
                 silent = asyncio.get_running_loop().time() - last_contact
                 if lease is not None and silent > lease and self.supervisor.active():

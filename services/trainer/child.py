@@ -16,7 +16,12 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the libraries are imported where they are used: the zygote imports this module early
+    from transformers import Trainer
+
+    from services.trainer.tuning import Decisions
 
 PAUSE = threading.Event()
 signal.signal(signal.SIGUSR1, lambda *_: PAUSE.set())  # before the slow imports below: SIGUSR1 must never kill us
@@ -62,10 +67,10 @@ def train(spec: RunSpec, sink: EventSink) -> dict[str, Any]:
     sink.set_phase("PHASE_MODEL_LOAD", "loading model")
     full = cfg.get("adapter") == "ADAPTER_FULL"
     resume = spec.resume_from or None
-    weights_only = bool(resume and spec.resume_weights_only)
-    if weights_only and full:
-        print(f"ftlab: starting from the weights of {resume} (optimizer and schedule start afresh)", flush=True)
-    model = loading.model(resume if weights_only and full else base, cfg, precision, remote_code,
+    weights_from = resume if spec.resume_weights_only else None  # a checkpoint whose weights alone start the run
+    if weights_from and full:
+        print(f"ftlab: starting from the weights of {weights_from} (optimizer and schedule start afresh)", flush=True)
+    model = loading.model(weights_from if weights_from and full else base, cfg, precision, remote_code,
                           int(os.environ.get("LOCAL_RANK", "0")))
     positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
     print(f"ftlab: loaded {base} ({sum(p.numel() for p in model.parameters()):,} parameters, "
@@ -93,9 +98,9 @@ def train(spec: RunSpec, sink: EventSink) -> dict[str, Any]:
         * machine.world_size
     _report_settings(sink, decisions)
 
-    if weights_only:
+    if weights_from:
         if not full:
-            loading.adapter_weights(trainer.model, Path(resume))
+            loading.adapter_weights(trainer.model, Path(weights_from))
         resume = None
     if resume:
         sink.set_phase("PHASE_STARTUP", f"resuming from {Path(resume).name}")
@@ -109,7 +114,7 @@ def train(spec: RunSpec, sink: EventSink) -> dict[str, Any]:
     return {"outcome": "RUN_OUTCOME_SUCCEEDED", "output": final_name, "train_loss": float(result.training_loss)}
 
 
-def _trainer(cfg: dict[str, Any], method: str, device: str, output_dir: str, **common):
+def _trainer(cfg: dict[str, Any], method: str, device: str, output_dir: str, **common: Any) -> Trainer:
     """TRL's DPOTrainer or SFTTrainer, built on the job's arguments."""
     from services.trainer import recipe
 
@@ -131,7 +136,7 @@ _DECIDED = ("precision", "optimizer", "attn_implementation", "padding_free", "li
             "dataloader_num_workers", "auto_micro_batch", "per_device_train_batch_size", "gradient_accumulation_steps")
 
 
-def _report_settings(sink: EventSink, decisions) -> None:
+def _report_settings(sink: EventSink, decisions: Decisions) -> None:
     """The settings event: the decided fields (the rest is the job's config) and why each was chosen."""
     effective = {k: decisions.config[k] for k in _DECIDED if k in decisions.config}
     for choice in decisions.choices:

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from importlib import metadata
-from typing import Callable, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from ftlab.v1 import trainer_service_pb2
 
 T = TypeVar("T")
 
 
-def _text(value) -> str:
+class GpuReading(TypedDict):
+    index: int
+    uuid: str
+    total: int  # bytes
+    used: int  # bytes
+    utilization: float  # busy fraction over NVML's last sample
+
+
+def _text(value: str | bytes) -> str:
     return value if isinstance(value, str) else value.decode()
 
 
-def _each_gpu(read: Callable[..., T]) -> list[T]:
+# NVML (pynvml) is untyped: the module and a device's handle are Any
+def _each_gpu(read: Callable[[Any, int, Any], T]) -> list[T]:
     """`read(pynvml, index, handle)` for every GPU ([] without NVML or a driver: a CPU machine)."""
     try:
         import pynvml  # nvidia-ml-py
@@ -30,7 +40,7 @@ def _each_gpu(read: Callable[..., T]) -> list[T]:
 
 
 def probe_gpus() -> list[trainer_service_pb2.GpuInfo]:
-    def read(nv, i, h):
+    def read(nv: Any, i: int, h: Any) -> trainer_service_pb2.GpuInfo:
         mem = nv.nvmlDeviceGetMemoryInfo(h)
         major, minor = nv.nvmlDeviceGetCudaComputeCapability(h)
         return trainer_service_pb2.GpuInfo(
@@ -40,9 +50,9 @@ def probe_gpus() -> list[trainer_service_pb2.GpuInfo]:
     return _each_gpu(read)
 
 
-def read_gpus() -> list[dict]:
+def read_gpus() -> list[GpuReading]:
     """Current memory and utilization of each GPU."""
-    def read(nv, i, h):
+    def read(nv: Any, i: int, h: Any) -> GpuReading:
         mem = nv.nvmlDeviceGetMemoryInfo(h)
         return {"index": i, "uuid": _text(nv.nvmlDeviceGetUUID(h)), "total": mem.total, "used": mem.used,
                 "utilization": nv.nvmlDeviceGetUtilizationRates(h).gpu / 100.0}

@@ -15,11 +15,12 @@ import argparse
 import os
 import signal
 import sys
+from types import FrameType
 
 from services.trainer.process import EventSink, children, die_with_parent
 
 
-def _forward(signum, _frame) -> None:
+def _forward(signum: int, _frame: FrameType | None) -> None:
     for pid in children(os.getpid()):
         try:
             os.kill(pid, signum)

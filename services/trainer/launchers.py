@@ -11,6 +11,7 @@ write end of the event pipe; none forks this gRPC process.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 from services.trainer.zygote import ForkedProcess, Unavailable, Zygote, command_line
@@ -32,7 +33,7 @@ class ZygoteLauncher:
     def __init__(self, zygote: Zygote) -> None:
         self.zygote = zygote
 
-    async def launch(self, spec, env, cwd, log_fd, events_fd) -> Process:
+    async def launch(self, spec: str, env: dict[str, str], cwd: str, log_fd: int, events_fd: int) -> Process:
         return await self.zygote.spawn(spec, env, cwd, log_fd, events_fd)
 
 
@@ -45,7 +46,7 @@ class ExecLauncher:
     def argv(self, spec: str, events_fd: int) -> list[str]:
         return command_line(spec, events_fd, self.python)
 
-    async def launch(self, spec, env, cwd, log_fd, events_fd) -> Process:
+    async def launch(self, spec: str, env: dict[str, str], cwd: str, log_fd: int, events_fd: int) -> Process:
         return await asyncio.create_subprocess_exec(
             *self.argv(spec, events_fd), stdin=asyncio.subprocess.DEVNULL, stdout=log_fd,
             stderr=asyncio.subprocess.STDOUT, pass_fds=(events_fd,), start_new_session=True, env=env, cwd=cwd)
@@ -71,7 +72,7 @@ def launchers_for(processes: int, python: str, zygote: Zygote | None) -> list[La
 
 
 async def launch(launchers: list[Launcher], spec: str, env: dict[str, str], cwd: str, log_fd: int,
-                 events_fd: int, on_unavailable=None) -> tuple[Process, str]:
+                 events_fd: int, on_unavailable: Callable[[Unavailable], object] | None = None) -> tuple[Process, str]:
     """(process, how it was started) from the first launcher that can start it."""
     for launcher in launchers[:-1]:
         try:

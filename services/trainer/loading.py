@@ -6,13 +6,18 @@ weights. The caller announces each phase first, so a failure here is placed wher
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.common import chat_templates
 from services.trainer import recipe
 
+if TYPE_CHECKING:  # imported where they are used: the zygote imports this module before it forks
+    from datasets import Dataset
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-def tokenizer(base: str, cfg: dict[str, Any], remote_code: bool):
+
+def tokenizer(base: str, cfg: dict[str, Any], remote_code: bool) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(base, trust_remote_code=remote_code)
@@ -26,7 +31,7 @@ def tokenizer(base: str, cfg: dict[str, Any], remote_code: bool):
     return tok
 
 
-def model(source: str, cfg: dict[str, Any], precision: str, remote_code: bool, local_rank: int):
+def model(source: str, cfg: dict[str, Any], precision: str, remote_code: bool, local_rank: int) -> PreTrainedModel:
     """The base model (or a full checkpoint's weights, `source`), quantized and prepared for k-bit
     training for QLoRA; full fine-tuning keeps fp32 master weights."""
     import torch
@@ -51,7 +56,7 @@ def model(source: str, cfg: dict[str, Any], precision: str, remote_code: bool, l
     return loaded
 
 
-def datasets(cfg: dict[str, Any]):
+def datasets(cfg: dict[str, Any]) -> tuple[str, Dataset, Dataset | None]:
     """(format, train dataset, eval dataset or None) as the job's dataset settings say."""
     dataset_cfg = cfg["dataset"]
     mapping = dict(dataset_cfg.get("columns") or {})
@@ -67,7 +72,7 @@ def datasets(cfg: dict[str, Any]):
     return fmt, train_ds, eval_ds
 
 
-def _load_split(uri: str, fmt: str | None, columns: dict[str, str]):
+def _load_split(uri: str, fmt: str | None, columns: dict[str, str]) -> tuple[str, Dataset]:
     import datasets
 
     from services.common.datasets import load_rows, mapped, normalize
@@ -77,13 +82,13 @@ def _load_split(uri: str, fmt: str | None, columns: dict[str, str]):
 
 
 def _dataset_format(cfg: dict[str, Any]) -> str | None:
-    name = cfg.get("dataset", {}).get("format", "DATASET_FORMAT_AUTO")
+    name: str = cfg.get("dataset", {}).get("format", "DATASET_FORMAT_AUTO")
     if name in ("DATASET_FORMAT_AUTO", "DATASET_FORMAT_UNSPECIFIED"):
         return None
     return name.removeprefix("DATASET_FORMAT_").lower()
 
 
-def adapter_weights(model, checkpoint: Path) -> None:
+def adapter_weights(model: PeftModel, checkpoint: Path) -> None:
     """A checkpoint's LoRA weights into the fresh adapter (the same rank and targets; LoRA <-> QLoRA)."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Literal
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from ftlab.v1 import events_pb2
 from services.trainer import gpu
+
+if TYPE_CHECKING:
+    from services.trainer.runs import Run
+
+_GPU_MEMORY: tuple[tuple[Literal["gpu_memory_allocated_bytes", "gpu_memory_reserved_bytes", "gpu_memory_peak_bytes"],
+                         str], ...] = (
+    ("gpu_memory_allocated_bytes", "allocated"), ("gpu_memory_reserved_bytes", "reserved"),
+    ("gpu_memory_peak_bytes", "peak"))
 
 
 class GpuCollector:
     """Memory and utilization of every GPU of this machine, read through NVML at scrape time.
     Labelled with `gpu` (index) and `UUID` as NVIDIA's DCGM exporter does, so the series join."""
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         readings = gpu.read_gpus()
         if not readings:
             return
-        families = {
+        families: dict[Literal["total", "used", "utilization"], GaugeMetricFamily] = {
             "total": GaugeMetricFamily("ftlab_gpu_memory_total_bytes", "GPU memory in all.", labels=["gpu", "UUID"]),
             "used": GaugeMetricFamily("ftlab_gpu_memory_used_bytes", "GPU memory in use (all processes).",
                                       labels=["gpu", "UUID"]),
@@ -32,7 +43,7 @@ class GpuCollector:
 
 
 class TrainerMetrics:
-    def __init__(self, registry=REGISTRY) -> None:
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
         self._registry = registry
         self.active = Gauge("ftlab_trainer_active_runs", "Training runs this trainer is running.", registry=registry)
         self.started = Counter("ftlab_trainer_runs_started", "Training runs started.", registry=registry)
@@ -60,15 +71,14 @@ class TrainerMetrics:
         for m in self._all:
             self._registry.unregister(m)
 
-    def on_event(self, run, event: events_pb2.RunEvent) -> None:
+    def on_event(self, run: Run, event: events_pb2.RunEvent) -> None:
         kind = event.WhichOneof("payload")
         labels = (run.run_id, run.job_id)
         if event.sequence == 1:
             self.started.inc()
         if kind == "metrics":
             m = event.metrics
-            for field, name in (("gpu_memory_allocated_bytes", "allocated"), ("gpu_memory_reserved_bytes", "reserved"),
-                                ("gpu_memory_peak_bytes", "peak")):
+            for field, name in _GPU_MEMORY:
                 if m.HasField(field):
                     self.gpu_memory.labels(*labels, name).set(getattr(m, field))
         elif kind == "checkpoint_saved" and event.checkpoint_saved.HasField("save_seconds"):

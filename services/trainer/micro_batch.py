@@ -4,12 +4,18 @@ accumulation (the choice itself is tuning.largest_micro_batch's, tested without 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from services.trainer.process import across_ranks
 
+if TYPE_CHECKING:
+    from transformers import Trainer
 
-def search(trainer, cfg: dict[str, Any], decisions, machine) -> None:
+    from services.trainer.tuning import Decisions, Machine
+
+
+def search(trainer: Trainer, cfg: dict[str, Any], decisions: Decisions, machine: Machine) -> None:
     """The largest micro-batch that fits this GPU with the heaviest examples of the data, keeping the
     effective batch; applied to the built trainer."""
     from services.trainer import tuning
@@ -39,7 +45,8 @@ def search(trainer, cfg: dict[str, Any], decisions, machine) -> None:
     decisions.choose("gradient_accumulation_steps", g, f"{micro * accumulation} / {b}")
 
 
-def _memory_probe(trainer, lengths: list[int], padding_free: bool, total_bytes: int, headroom: float = 0.9):
+def _memory_probe(trainer: Trainer, lengths: list[int], padding_free: bool, total_bytes: int,
+                  headroom: float = 0.9) -> Callable[[int], bool]:
     """fits(b): one forward and backward of the `b` longest examples, with the optimizer's state held
     aside, peaks under `headroom` of the GPU."""
     import torch
@@ -70,7 +77,8 @@ def _memory_probe(trainer, lengths: list[int], padding_free: bool, total_bytes: 
             with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
                 loss = model(**batch).loss
             loss.backward()
-            return torch.cuda.max_memory_allocated() <= headroom * total_bytes
+            peak: int = torch.cuda.max_memory_allocated()
+            return peak <= headroom * total_bytes
         except torch.OutOfMemoryError:
             return False
         finally:

@@ -13,12 +13,16 @@ import signal
 import struct
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from google.protobuf import json_format
 
 from ftlab.v1 import events_pb2  # the generated messages alone: no gRPC, which the zygote must never hold
+
+if TYPE_CHECKING:
+    import torch
 
 
 def die_with_parent() -> None:
@@ -98,6 +102,7 @@ class EventSink:
             self._write(events_pb2.RunReport(result=json_format.ParseDict(_text(finished), events_pb2.RunFinished())))
 
     def _write(self, report: events_pb2.RunReport) -> None:
+        assert self._file is not None  # emit and result write only where there is a pipe
         data = report.SerializeToString()
         with self._lock:
             self._file.write(FRAME.pack(len(data)) + data)
@@ -133,7 +138,7 @@ def read_events(stream: BinaryIO) -> list[dict[str, Any]]:
     return out
 
 
-def across_ranks(value: int, op: str, device) -> int:
+def across_ranks(value: int, op: str, device: torch.device | str) -> int:
     """`value` reduced over every process of a torchrun run ("max" or "min"); alone, `value`."""
     import torch.distributed as dist
 

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported where they are used
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig
+    from trl import DPOConfig, SFTConfig
 
 _SCHEDULERS = {
     "LR_SCHEDULER_LINEAR": "linear",
@@ -31,13 +38,13 @@ def precision_of(cfg: dict[str, Any]) -> str:
     return {"PRECISION_FP32": "fp32", "PRECISION_BF16": "bf16", "PRECISION_FP16": "fp16"}[cfg["precision"]]
 
 
-def torch_dtype(precision: str):
+def torch_dtype(precision: str) -> torch.dtype:
     import torch
 
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
 
 
-def quantization_config(cfg: dict[str, Any], precision: str):
+def quantization_config(cfg: dict[str, Any], precision: str) -> BitsAndBytesConfig | None:
     """bitsandbytes 4-bit nf4 for QLoRA, else None."""
     if cfg.get("adapter") != "ADAPTER_QLORA":
         return None
@@ -51,7 +58,7 @@ def quantization_config(cfg: dict[str, Any], precision: str):
     )
 
 
-def peft_config(cfg: dict[str, Any]):
+def peft_config(cfg: dict[str, Any]) -> LoraConfig | None:
     """A PEFT LoraConfig for LoRA and QLoRA, else None (full fine-tuning)."""
     if cfg.get("adapter") not in ("ADAPTER_LORA", "ADAPTER_QLORA"):
         return None
@@ -147,7 +154,7 @@ def trainer_arguments(cfg: dict[str, Any], output_dir: str, device: str) -> dict
     return args
 
 
-def sft_arguments(cfg: dict[str, Any], output_dir: str, device: str):
+def sft_arguments(cfg: dict[str, Any], output_dir: str, device: str) -> SFTConfig:
     """SFTConfig. Padding-free without packing: TRL refuses a max_length there (it would not be
     enforced by the collator), so the child truncates the tokenized data itself (`truncate`)."""
     from trl import SFTConfig
@@ -161,7 +168,7 @@ def sft_arguments(cfg: dict[str, Any], output_dir: str, device: str):
                      assistant_only_loss=bool(cfg.get("assistant_only_loss", False)))
 
 
-def truncate(dataset, max_length: int):
+def truncate(dataset: Dataset | None, max_length: int) -> Dataset | None:
     """Tokenized examples cut to `max_length` tokens (input_ids and labels), as TRL's own truncation."""
     if dataset is None or max(len(ids) for ids in dataset["input_ids"]) <= max_length:
         return dataset
@@ -169,7 +176,7 @@ def truncate(dataset, max_length: int):
                        desc="Truncating")
 
 
-def dpo_arguments(cfg: dict[str, Any], output_dir: str, device: str):
+def dpo_arguments(cfg: dict[str, Any], output_dir: str, device: str) -> DPOConfig:
     from trl import DPOConfig
 
     return DPOConfig(**trainer_arguments(cfg, output_dir, device), beta=float(cfg.get("dpo_beta", 0.1)))

@@ -8,11 +8,15 @@ import statistics
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
 from services.trainer.process import EventSink, across_ranks
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+    from transformers import TrainerControl, TrainerState, TrainingArguments
 
 EVAL_PROGRESS_SECONDS = 1.0
 
@@ -72,7 +76,7 @@ class DivergenceGuard:
                                   "training diverged")
 
 
-class ReportingCallback(TrainerCallback):
+class ReportingCallback(TrainerCallback):  # type: ignore[misc]  # transformers is read as Any
     """Reports phases, metrics, evaluations and checkpoints; pauses on request."""
 
     def __init__(self, sink: EventSink, samples_per_step: int, pause_requested: threading.Event,
@@ -93,13 +97,14 @@ class ReportingCallback(TrainerCallback):
         self._eval_reported = 0.0
 
     # training loop
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
         self._start = self._last_time = time.monotonic()
         self._last_step = self._first_step = state.global_step
         self._last_tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
         self.sink.set_phase("PHASE_TRAINING")
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         # under torchrun every rank gets the pause signal, maybe at different steps; all stop at one
         if across_ranks(int(self.pause_requested.is_set()), "max", args.device):
             control.should_save = True
@@ -111,7 +116,8 @@ class ReportingCallback(TrainerCallback):
             self.sink.set_phase("PHASE_CHECKPOINT_SAVE")
             self._save_started = time.monotonic()
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         logs = logs or {}
         if "loss" not in logs or state.global_step in self._reported_steps:
             return
@@ -146,11 +152,13 @@ class ReportingCallback(TrainerCallback):
         self.sink.emit(metrics=metrics)
         self.guard.check(state.global_step, metrics["loss"], metrics.get("grad_norm"))
 
-    def on_train_end(self, args, state, control, **kwargs):
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                     **kwargs: Any) -> None:
         if not self.paused_checkpoint:
             self.guard.finish(state.global_step)
 
-    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+    def on_prediction_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                           eval_dataloader: DataLoader[Any] | None = None, **kwargs: Any) -> None:
         """Evaluation progress, at most once a second: a long evaluation is not a stuck one."""
         self._eval_batches += 1
         try:
@@ -164,7 +172,8 @@ class ReportingCallback(TrainerCallback):
         self.sink.emit(eval_progress={"step": state.global_step, "batches_done": self._eval_batches,
                                       "batches_total": total})
 
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
         self._eval_batches = 0
         metrics = metrics or {}
         if "eval_loss" in metrics:
@@ -176,7 +185,7 @@ class ReportingCallback(TrainerCallback):
         self.sink.set_phase("PHASE_CHECKPOINT_SAVE" if control.should_save else "PHASE_TRAINING")
         self._save_started = time.monotonic()
 
-    def on_save(self, args, state, control, **kwargs):
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         name = f"checkpoint-{state.global_step}"
         path = Path(args.output_dir) / name
         event: dict[str, Any] = {"name": name, "step": state.global_step,

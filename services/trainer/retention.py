@@ -8,10 +8,15 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
 from services.common.checkpoints import eval_loss, is_own, step_of
+from services.trainer.process import EventSink
+
+if TYPE_CHECKING:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
 
 
 @dataclass(frozen=True)
@@ -40,15 +45,15 @@ def on_disk(folder: Path) -> list[Saved]:
             if d.is_dir() and not d.is_symlink() and is_own(d.name)] if folder.is_dir() else []
 
 
-class RetentionCallback(TrainerCallback):
+class RetentionCallback(TrainerCallback):  # type: ignore[misc]  # transformers is read as Any
     """Runs after each save (after the reporting callback has announced the new checkpoint)."""
 
-    def __init__(self, sink, recent: int, best: int) -> None:
+    def __init__(self, sink: EventSink, recent: int, best: int) -> None:
         self.sink = sink
         self.recent = recent
         self.best = best
 
-    def on_save(self, args, state, control, **kwargs):
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if not state.is_world_process_zero:  # one process deletes (every rank sees the same folder)
             return
         folder = Path(args.output_dir)

@@ -4,6 +4,7 @@ stopped, and its log (opened to append, never through a link)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,8 @@ class Run:
     process: asyncio.subprocess.Process | ForkedProcess | None = None
     events: list[events_pb2.RunEvent] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    phase: int = events_pb2.PHASE_STARTUP
-    result: dict | None = None
+    phase: events_pb2.Phase.ValueType = events_pb2.PHASE_STARTUP
+    result: events_pb2.RunFinished | None = None  # what the child reported at its end
     error_seen: bool = False
     stop_mode: str = ""  # "", "pause", "cancel" or "shutdown"
     done: bool = False
@@ -36,7 +37,7 @@ class Run:
     gpus: list[int] = field(default_factory=list)  # the GPUs it holds (CUDA_VISIBLE_DEVICES)
 
     last_progress_kept: float = 0.0
-    oom_before: dict = field(default_factory=dict)  # out-of-memory kill counters when it started
+    oom_before: dict[Path, int] = field(default_factory=dict)  # out-of-memory kill counters when it started
 
     @property
     def pid(self) -> int:
@@ -62,7 +63,7 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
 
 
-def open_log(path: Path):
+def open_log(path: Path) -> io.BufferedWriter:
     """A run's log, opened to append, never through a link of that name."""
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644), "ab")
 

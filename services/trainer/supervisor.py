@@ -16,8 +16,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import AsyncIterator
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
@@ -39,8 +39,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 class RunSupervisor:
     def __init__(self, paths: Paths, *, max_runs: int = 1, kill_grace: float = 10.0, python: str = sys.executable,
-                 on_event=None, on_stuck=None, watchdog_interval: float = 1.0, gpu_indices: list[int] = (),
-                 preload: bool = False, cpu_threads: int = 0) -> None:
+                 on_event: Callable[[Run, events_pb2.RunEvent], object] | None = None,
+                 on_stuck: Callable[[Run, str], object] | None = None, watchdog_interval: float = 1.0,
+                 gpu_indices: Sequence[int] = (), preload: bool = False, cpu_threads: int = 0) -> None:
         self.paths = paths
         self.cpu_threads = cpu_threads  # torch threads per run (0: torch's default, every core)
         self.gpu_indices = list(gpu_indices)  # NVML's (PCI bus) order; none on a CPU machine
@@ -52,7 +53,7 @@ class RunSupervisor:
         self.on_event = on_event  # callback(run, event) for metrics
         self.on_stuck = on_stuck  # callback(run, phase) when the watchdog kills a run
         self.watchdog_interval = watchdog_interval
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.zygote = Zygote(python) if preload else None
 
     async def warm_up(self) -> None:
@@ -140,14 +141,16 @@ class RunSupervisor:
 
     async def _watch(self, run: Run) -> None:
         """Kill the run's process group when it makes no progress for longer than its phase allows."""
+        progress = run.progress
+        assert progress is not None  # _start sets it before the run is spawned
         while not run.done:
             await asyncio.sleep(self.watchdog_interval)
-            silent = run.progress.overdue(time.monotonic())
+            silent = progress.overdue(time.monotonic())
             if silent is None or run.done or run.stuck:
                 continue
-            phase = events_pb2.Phase.Name(run.progress.phase)
+            phase = events_pb2.Phase.Name(progress.phase)
             run.stuck = (f"no progress for {silent:.0f}s in {phase.removeprefix('PHASE_').lower()} "
-                         f"(limit {run.progress.limit():.0f}s); the run was killed")
+                         f"(limit {progress.limit():.0f}s); the run was killed")
             log.warning("run %s is stuck: %s", run.run_id, run.stuck)
             try:
                 with open_log(run.log_path) as logf:  # the run's own log says why it ended
@@ -206,6 +209,7 @@ class RunSupervisor:
             log.warning("run %s sent a report that is not a RunReport (%s); reading no more of its pipe", run.run_id, exc)
 
     async def _supervise(self, run: Run, reader: asyncio.StreamReader) -> None:
+        assert run.process is not None  # _spawn starts this task once the process is launched
         pump = asyncio.create_task(self._pump(run, reader))
         rc = await run.process.wait()
         try:  # the pipe may stay open in orphaned grandchildren: don't wait on it for long
@@ -258,6 +262,7 @@ class RunSupervisor:
         return True
 
     async def _escalate(self, run: Run, grace: float) -> None:
+        assert run.process is not None  # only a launched run is escalated
         try:
             await asyncio.wait_for(asyncio.shield(run.process.wait()), grace)
         except asyncio.TimeoutError:

@@ -7,8 +7,12 @@ that loads a real one. Random weights: it learns the toy data quickly and that i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.common.chat_templates import CHATML
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 CHAT_TEMPLATE = CHATML
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -25,7 +29,7 @@ _CORPUS = [
 ]
 
 
-def build_tokenizer(vocab_size: int = 512):
+def build_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -70,8 +74,9 @@ def make_tiny_model(out_dir: str | Path, *, hidden_size: int = 64, layers: int =
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
-    dims: dict = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    dims: dict[str, int | bool] = dict(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
     if shape is not None:
         dims = dict(SHAPES[shape])
     config = Qwen2Config(

@@ -14,8 +14,12 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import Trainer
 
 # Model types whose layers liger-kernel patches (its `_apply_liger_kernel_to_instance` table).
 LIGER_MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "gemma", "gemma2",
@@ -200,7 +204,7 @@ def token_cap(cfg: dict[str, Any]) -> int | None:
     return 4 * int(cfg["max_seq_length"])
 
 
-def apply_micro_batch(trainer, micro: int, accumulation: int) -> None:
+def apply_micro_batch(trainer: Trainer, micro: int, accumulation: int) -> None:
     """Change a built Trainer's micro-batch and accumulation before `train()`. Transformers runs the
     accumulation loop itself from `args` (Accelerate's is fixed at 1) and sizes its dataloader from
     `_train_batch_size`, as its own `auto_find_batch_size` does."""

@@ -42,7 +42,7 @@ class Progress:
 
     limits: Limits
     last_event: float
-    phase: int = events_pb2.PHASE_STARTUP
+    phase: events_pb2.Phase.ValueType = events_pb2.PHASE_STARTUP
     _report_times: list[float] = field(default_factory=list)
     _intervals: list[float] = field(default_factory=list)
 

@@ -38,7 +38,7 @@ class ForkedProcess:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
-        self._ended = asyncio.get_running_loop().create_future()
+        self._ended: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     def _end(self, code: int) -> None:
         if self.returncode is None:
@@ -57,11 +57,11 @@ class Zygote:
         self.start_timeout = start_timeout
         self.process: asyncio.subprocess.Process | None = None
         self._sock: socket.socket | None = None
-        self._ready: asyncio.Future | None = None
-        self._pending: dict[int, asyncio.Future] = {}
+        self._ready: asyncio.Future[bool] | None = None
+        self._pending: dict[int, asyncio.Future[ForkedProcess]] = {}
         self._children: dict[int, ForkedProcess] = {}
         self._next_id = 0
-        self._reader: asyncio.Task | None = None
+        self._reader: asyncio.Task[None] | None = None
 
     async def start(self, env: dict[str, str]) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -78,14 +78,16 @@ class Zygote:
         self._reader = asyncio.create_task(self._read(), name="zygote")
 
     async def _read(self) -> None:
+        sock, ready = self._sock, self._ready
+        assert sock is not None and ready is not None  # start() sets both before it starts this task
         loop = asyncio.get_running_loop()
         why = "the zygote exited"
         try:
-            while data := await loop.sock_recv(self._sock, MAX_MESSAGE):
+            while data := await loop.sock_recv(sock, MAX_MESSAGE):
                 message = json.loads(data)
                 if "ready" in message:
                     log.info("zygote %d ready: runs start without importing torch", message["ready"])
-                    self._ready.set_result(True)
+                    ready.set_result(True)
                 elif "unusable" in message:
                     why = message["unusable"]
                     break
@@ -95,9 +97,9 @@ class Zygote:
                     if future is not None and not future.done():
                         future.set_result(child)
                 else:
-                    child = self._children.pop(message["pid"], None)
-                    if child is not None:
-                        child._end(message["code"])
+                    ended = self._children.pop(message["pid"], None)
+                    if ended is not None:
+                        ended._end(message["code"])
         except (OSError, ValueError) as exc:
             why = f"the zygote's socket failed: {exc}"
         log.warning("runs start with exec from now on: %s", why)
@@ -129,7 +131,7 @@ class Zygote:
         if self._sock is None:
             raise Unavailable("the zygote is gone")
         self._next_id += 1
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[ForkedProcess] = asyncio.get_running_loop().create_future()
         self._pending[self._next_id] = future
         request = {"id": self._next_id, "spec": spec, "env": env, "cwd": cwd}
         try:

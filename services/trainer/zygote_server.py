@@ -21,8 +21,12 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from services.trainer.zygote import MAX_MESSAGE, command_line
+
+if TYPE_CHECKING:
+    import torch
 
 PRELOAD = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "safetensors",
            "services.trainer.child", "services.trainer.recipe", "services.trainer.tuning",
@@ -30,7 +34,7 @@ PRELOAD = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "sa
            "services.trainer.micro_batch", "services.common.datasets")
 
 
-def _capability_from_nvml(device=None) -> tuple[int, int]:
+def _capability_from_nvml(device: torch.device | int | None = None) -> tuple[int, int]:
     """`torch.cuda.get_device_capability` answered by NVML, which does not initialize CUDA."""
     from services.trainer import gpu
 
@@ -73,11 +77,11 @@ def _preload() -> str:
     return ""
 
 
-def _send(sock: socket.socket, **message) -> None:
+def _send(sock: socket.socket, **message: Any) -> None:
     sock.send(json.dumps(message).encode())
 
 
-def _become_run(request: dict, fds: list[int], zygote_pid: int, close: list[int]) -> None:
+def _become_run(request: dict[str, Any], fds: list[int], zygote_pid: int, close: list[int]) -> None:
     """In the forked child: turn into the run's process and train. Never returns."""
     code = 1
     try:

@@ -131,3 +131,13 @@ def test_retry_limits_count_failures_by_the_analyzers_category():
     out = run_events.apply(row, tx, "run-1", _event(2, finished=events_pb2.RunFinished(
         outcome=events_pb2.RUN_OUTCOME_FAILED, exit_code=1)), fence_seconds=0)
     assert "DATASET_NOT_FOUND failure 1 of 2 allowed" in out[-1].state_changed.reason
+
+
+def test_an_event_without_a_known_payload_is_passed_over():
+    """A newer trainer's kind of event (during a rolling upgrade, say) is skipped, not retried forever
+    by the follower, which would leave the run's end unrecorded and the job RUNNING."""
+    row, tx = _running(), Tx()
+    row.state = states.RUNNING
+    assert run_events.apply(row, tx, "run-1", _event(1), fence_seconds=0) == []
+    assert row.run_cursor == 1 and row.state == states.RUNNING
+    assert run_events.apply(row, tx, "run-1", _event(1), fence_seconds=0) == []  # seen

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Any, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -23,6 +26,9 @@ from ftlab.v1 import (
     job_service_pb2,
     job_service_pb2_grpc,
 )
+
+if TYPE_CHECKING:
+    from ftlab.download import Downloaded
 
 DEFAULT_ADDRESS = "localhost:50051"
 FINAL_STATES = frozenset({job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED})
@@ -92,10 +98,11 @@ class Client:
     def __enter__(self) -> "Client":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method, request, *, idempotent: bool, attempts: int = 3):
+    def _call(self, method: Callable[..., Any], request: Message, *, idempotent: bool, attempts: int = 3) -> Any:
+        """`method(request)`, retried where `idempotent`; gRPC is untyped here, so the caller names the reply's type."""
         for attempt in range(attempts if idempotent else 1):
             try:
                 return method(request, timeout=self.timeout, metadata=self._metadata)
@@ -129,15 +136,19 @@ class Client:
             if isinstance(watchdog, dict):
                 watchdog = json_format.ParseDict(watchdog, job_pb2.WatchdogConfig())
             request.watchdog.CopyFrom(watchdog)
-        return self._call(self.jobs.CreateJob, request, idempotent=True).job
+        reply: job_service_pb2.CreateJobResponse = self._call(self.jobs.CreateJob, request, idempotent=True)
+        return reply.job
 
     def get_job(self, name: str) -> job_pb2.Job:
-        return self._call(self.jobs.GetJob, job_service_pb2.GetJobRequest(name=name), idempotent=True).job
+        reply: job_service_pb2.GetJobResponse = self._call(self.jobs.GetJob, job_service_pb2.GetJobRequest(name=name),
+                                                            idempotent=True)
+        return reply.job
 
-    def list_jobs(self, states: list[int] | None = None, page_size: int = 100) -> Iterator[job_pb2.Job]:
+    def list_jobs(self, states: Sequence[job_pb2.JobState.ValueType] | None = None,
+                  page_size: int = 100) -> Iterator[job_pb2.Job]:
         token = ""
         while True:
-            page = self._call(self.jobs.ListJobs, job_service_pb2.ListJobsRequest(
+            page: job_service_pb2.ListJobsResponse = self._call(self.jobs.ListJobs, job_service_pb2.ListJobsRequest(
                 states=states or [], page_size=page_size, page_token=token), idempotent=True)
             yield from page.jobs
             token = page.next_page_token
@@ -148,16 +159,20 @@ class Client:
         request = job_service_pb2.CancelJobRequest(name=name)
         if grace_seconds is not None:
             request.grace_seconds = grace_seconds
-        return self._call(self.jobs.CancelJob, request, idempotent=False).job
+        reply: job_service_pb2.CancelJobResponse = self._call(self.jobs.CancelJob, request, idempotent=False)
+        return reply.job
 
     def pause_job(self, name: str) -> job_pb2.Job:
-        return self._call(self.jobs.PauseJob, job_service_pb2.PauseJobRequest(name=name), idempotent=False).job
+        reply: job_service_pb2.PauseJobResponse = self._call(
+            self.jobs.PauseJob, job_service_pb2.PauseJobRequest(name=name), idempotent=False)
+        return reply.job
 
     def resume_job(self, name: str, checkpoint_name: str = "") -> job_pb2.Job:
         request = job_service_pb2.ResumeJobRequest(name=name, checkpoint_name=checkpoint_name)
         if checkpoint_name:
             request.checkpoint = job_pb2.CHECKPOINT_SELECTOR_NAMED
-        return self._call(self.jobs.ResumeJob, request, idempotent=False).job
+        reply: job_service_pb2.ResumeJobResponse = self._call(self.jobs.ResumeJob, request, idempotent=False)
+        return reply.job
 
     def retry_job(self, name: str, changes: config_pb2.TrainingConfig | dict[str, Any] | None = None, *,
                   checkpoint: str = "", apply_suggestions: bool = False, force: bool = False,
@@ -176,20 +191,24 @@ class Client:
         request.checkpoint = selectors.get(checkpoint, job_pb2.CHECKPOINT_SELECTOR_NAMED)
         if request.checkpoint == job_pb2.CHECKPOINT_SELECTOR_NAMED:
             request.checkpoint_name = checkpoint
-        return self._call(self.jobs.RetryJob, request, idempotent=True).job
+        reply: job_service_pb2.RetryJobResponse = self._call(self.jobs.RetryJob, request, idempotent=True)
+        return reply.job
 
     def set_priority(self, name: str, priority: int) -> job_pb2.Job:
         request = job_service_pb2.SetJobPriorityRequest(name=name, priority=priority)
-        return self._call(self.jobs.SetJobPriority, request, idempotent=True).job
+        reply: job_service_pb2.SetJobPriorityResponse = self._call(self.jobs.SetJobPriority, request, idempotent=True)
+        return reply.job
 
     def list_checkpoints(self, name: str) -> list[job_pb2.Checkpoint]:
-        return list(self._call(self.jobs.ListCheckpoints, job_service_pb2.ListCheckpointsRequest(name=name),
-                               idempotent=True).checkpoints)
+        reply: job_service_pb2.ListCheckpointsResponse = self._call(
+            self.jobs.ListCheckpoints, job_service_pb2.ListCheckpointsRequest(name=name), idempotent=True)
+        return list(reply.checkpoints)
 
     def list_events(self, name: str, after_sequence: int = 0) -> list[job_pb2.JobEvent]:
-        events, token = [], ""
+        events: list[job_pb2.JobEvent] = []
+        token = ""
         while True:
-            page = self._call(self.jobs.ListJobEvents, job_service_pb2.ListJobEventsRequest(
+            page: job_service_pb2.ListJobEventsResponse = self._call(self.jobs.ListJobEvents, job_service_pb2.ListJobEventsRequest(
                 name=name, after_sequence=after_sequence, page_size=1000, page_token=token), idempotent=True)
             events += page.events
             token = page.next_page_token
@@ -197,10 +216,14 @@ class Client:
                 return events
 
     def list_templates(self) -> list[config_pb2.Template]:
-        return list(self._call(self.jobs.ListTemplates, job_service_pb2.ListTemplatesRequest(), idempotent=True).templates)
+        reply: job_service_pb2.ListTemplatesResponse = self._call(
+            self.jobs.ListTemplates, job_service_pb2.ListTemplatesRequest(), idempotent=True)
+        return list(reply.templates)
 
     def get_queue(self) -> job_service_pb2.GetQueueResponse:
-        return self._call(self.jobs.GetQueue, job_service_pb2.GetQueueRequest(), idempotent=True)
+        reply: job_service_pb2.GetQueueResponse = self._call(self.jobs.GetQueue, job_service_pb2.GetQueueRequest(),
+                                                              idempotent=True)
+        return reply
 
     def analyze_failure(self, log: str, config: config_pb2.TrainingConfig | dict[str, Any] | None = None,
                         exit_code: int | None = None, signal: int | None = None) -> analyzer_pb2.FailureAnalysis:
@@ -214,14 +237,16 @@ class Client:
             request.exit_code = exit_code
         if signal is not None:
             request.signal = signal
-        return self._call(self.analyzer.AnalyzeFailure, request, idempotent=True).analysis
+        reply: analyzer_pb2.AnalyzeFailureResponse = self._call(self.analyzer.AnalyzeFailure, request, idempotent=True)
+        return reply.analysis
 
     def list_artifacts(self, name: str) -> list[artifact_service_pb2.Artifact]:
-        return list(self._call(self.artifacts.ListArtifacts, artifact_service_pb2.ListArtifactsRequest(job=name),
-                               idempotent=True).artifacts)
+        reply: artifact_service_pb2.ListArtifactsResponse = self._call(
+            self.artifacts.ListArtifacts, artifact_service_pb2.ListArtifactsRequest(job=name), idempotent=True)
+        return list(reply.artifacts)
 
-    def download(self, name: str, path, *, what: str = "checkpoint", checkpoint: str = "", merged: bool = False,
-                 progress=None):
+    def download(self, name: str, path: str | os.PathLike[str], *, what: str = "checkpoint", checkpoint: str = "",
+                 merged: bool = False, progress: Callable[[int, int], object] | None = None) -> Downloaded:
         """Download a job's `what` (checkpoint, model, adapter, logs or all; `checkpoint` best, latest or a
         name) as a zip to `path`, resuming a partial earlier try, and verify it against its manifest."""
         from ftlab.download import download, request_for
@@ -235,14 +260,15 @@ class Client:
     def list_datasets(self) -> list[artifact_service_pb2.Dataset]:
         """Your uploaded datasets, newest first: name ("datasets/{sha256}"), file name, format, rows, bad
         rows, size, and when you uploaded them."""
-        return list(self._call(self.artifacts.ListDatasets, artifact_service_pb2.ListDatasetsRequest(),
-                               idempotent=True).datasets)
+        reply: artifact_service_pb2.ListDatasetsResponse = self._call(
+            self.artifacts.ListDatasets, artifact_service_pb2.ListDatasetsRequest(), idempotent=True)
+        return list(reply.datasets)
 
-    def upload_dataset(self, path, *, chunk_bytes: int = 1 << 20, progress=None) -> artifact_service_pb2.Dataset:
+    def upload_dataset(self, path: str | os.PathLike[str], *, chunk_bytes: int = 1 << 20,
+                       progress: Callable[[int, int], object] | None = None) -> artifact_service_pb2.Dataset:
         """Upload a JSONL, JSON, CSV or Parquet dataset; returns it as stored, with its report. Jobs name
         it by the returned `name` ("datasets/{sha256}"). Sending the same content again stores nothing new."""
         import hashlib
-        from pathlib import Path
 
         path = Path(path)
         size = path.stat().st_size
@@ -251,7 +277,7 @@ class Client:
             while block := f.read(chunk_bytes):
                 sha.update(block)
 
-        def messages():
+        def messages() -> Iterator[artifact_service_pb2.UploadDatasetRequest]:
             yield artifact_service_pb2.UploadDatasetRequest(metadata=artifact_service_pb2.UploadMetadata(
                 filename=path.name, size_bytes=size, sha256=sha.hexdigest()))
             sent = 0
@@ -263,8 +289,9 @@ class Client:
                     yield artifact_service_pb2.UploadDatasetRequest(chunk=block)
 
         try:
-            return self.artifacts.UploadDataset(messages(), metadata=self._metadata,
-                                                timeout=max(self.timeout, 600.0)).dataset
+            reply: artifact_service_pb2.UploadDatasetResponse = self.artifacts.UploadDataset(
+                messages(), metadata=self._metadata, timeout=max(self.timeout, 600.0))
+            return reply.dataset
         except grpc.RpcError as err:
             raise FtlabError.from_rpc(err) from None
 

@@ -5,13 +5,20 @@ Enums take their short names ("lora", "sft", "bf16", "cosine"); nested fields us
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from google.protobuf import descriptor, json_format
+from google.protobuf.message import Message
 
 from ftlab.v1 import config_pb2
 
+if TYPE_CHECKING:
+    from google._upb._message import FieldDescriptor as UpbFieldDescriptor
+
 FD = descriptor.FieldDescriptor
+# a field's descriptor: protobuf's pure-Python class, or its C (upb) one where that is the implementation
+Field: TypeAlias = "descriptor.FieldDescriptor | UpbFieldDescriptor"
 
 
 class ConfigError(ValueError):
@@ -22,11 +29,12 @@ class ConfigError(ValueError):
         self.field = field
 
 
-def _enum_value(field: descriptor.FieldDescriptor, value: Any, path: str) -> int:
+def _enum_value(field: Field, value: Any, path: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     text = str(value).strip().upper().replace("-", "_")
     enum = field.enum_type
+    assert enum is not None  # an enum field's type
     prefix = enum.values[0].name.removesuffix("UNSPECIFIED")
     for candidate in (text, prefix + text):
         if candidate in enum.values_by_name:
@@ -36,14 +44,14 @@ def _enum_value(field: descriptor.FieldDescriptor, value: Any, path: str) -> int
                             f"one of {', '.join(names)}")
 
 
-def _did_you_mean(word: str, choices) -> str:
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     import difflib
 
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" did you mean {close[0]!r}?" if close else ""
 
 
-def _scalar(field: descriptor.FieldDescriptor, value: Any, path: str) -> Any:
+def _scalar(field: Field, value: Any, path: str) -> Any:
     try:
         if field.type == FD.TYPE_ENUM:
             return _enum_value(field, value, path)
@@ -68,7 +76,7 @@ def _scalar(field: descriptor.FieldDescriptor, value: Any, path: str) -> Any:
         raise ConfigError(path, f"cannot use {value!r} as {field.name}") from exc
 
 
-def _set(message, key: str, value: Any, prefix: str = "") -> None:
+def _set(message: Message, key: str, value: Any, prefix: str = "") -> None:
     path = prefix + key
     field = message.DESCRIPTOR.fields_by_name.get(key)
     if field is None:
@@ -77,7 +85,8 @@ def _set(message, key: str, value: Any, prefix: str = "") -> None:
     if value is None:  # null: back to unset (the template's value)
         message.ClearField(key)
         return
-    if field.type == FD.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:  # e.g. dataset.columns
+    entry = field.message_type if field.type == FD.TYPE_MESSAGE else None
+    if entry is not None and entry.GetOptions().map_entry:  # e.g. dataset.columns
         if not isinstance(value, dict) or not all(isinstance(v, (str, int, float)) for v in value.values()):
             raise ConfigError(path, "expected a mapping of names, e.g. {prompt: question, completion: answer}")
         target = getattr(message, key)
@@ -138,7 +147,7 @@ def parse_value(text: str, key: str = "value") -> Any:
     return text
 
 
-def _yaml_flow(text: str):
+def _yaml_flow(text: str) -> dict[Any, Any] | None:
     """A YAML flow mapping, where PyYAML is installed (the CLI has it; the SDK alone may not)."""
     try:
         import yaml

@@ -14,9 +14,10 @@ import json
 import os
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -50,8 +51,9 @@ def request_for(job: str, what: str = "checkpoint", checkpoint: str = "", merged
     return pb.DownloadArtifactRequest(job=job, kind=KINDS[what], checkpoint=checkpoint, merged=merged)
 
 
-def download(stream_call, request: pb.DownloadArtifactRequest, path: str | Path, *, metadata=(),
-             progress: Callable[[int, int], None] | None = None, attempts: int = 5,
+def download(stream_call: Callable[..., Iterable[pb.DownloadArtifactResponse]], request: pb.DownloadArtifactRequest,
+             path: str | os.PathLike[str], *, metadata: Sequence[tuple[str, str]] = (),
+             progress: Callable[[int, int], object] | None = None, attempts: int = 5,
              stall_timeout: float = 600.0) -> Downloaded:
     """Fetch `request`'s archive to `path` through `stream_call` (the DownloadArtifact stub method).
     `progress(done, total)` is called as bytes arrive."""
@@ -104,7 +106,8 @@ def _keep_only_what_resumes(part: Path, state_file: Path) -> None:
         state_file.unlink(missing_ok=True)
 
 
-def _fetch(responses, part: Path, state: dict, state_file: Path, progress) -> int:
+def _fetch(responses: Iterable[pb.DownloadArtifactResponse], part: Path, state: dict[str, Any], state_file: Path,
+           progress: Callable[[int, int], object] | None) -> int:
     total = -1
     with open(part, "ab") as out:
         for message in responses:
@@ -143,14 +146,15 @@ def verify(archive: Path) -> int:
     return len(listed)
 
 
-def _load(path: Path) -> dict:
+def _load(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        state: dict[str, Any] = json.loads(path.read_text())
+        return state
     except (OSError, ValueError):
         return {}
 
 
-def _save(path: Path, state: dict) -> None:
+def _save(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + f".{os.getpid()}")
     tmp.write_text(json.dumps(state))
     tmp.replace(path)

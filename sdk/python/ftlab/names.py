@@ -4,10 +4,15 @@ without its prefix. Each also takes the name itself."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2
 
+if TYPE_CHECKING:
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
 
-def _name(enum, prefix: str, value: int | str) -> str:
+
+def _name(enum: _EnumTypeWrapper[Any], prefix: str, value: int | str) -> str:  # Any: each enum's own int type
     name = value if isinstance(value, str) else enum.Name(value)
     return name.removeprefix(prefix)
 

@@ -12,8 +12,9 @@ import base64
 import functools
 import json
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
-from typing import Callable, Iterable
+from typing import Any, ParamSpec, TypeVar
 
 from google.protobuf import json_format
 from sqlalchemy import Engine, func, or_, select, tuple_
@@ -27,6 +28,8 @@ from services.scheduler.store.models import AttemptRow, CheckpointRow, JobEventR
 from services.scheduler.store.unit_of_work import Tx
 
 Mutate = Callable[[JobRow, Tx], Iterable[job_pb2.JobEvent] | None]  # the row, its unit of work
+P = ParamSpec("P")
+R = TypeVar("R")
 log = logging.getLogger(__name__)
 _FULL = ("database or disk is full", "no space left on device", "disk full", "could not extend file")
 
@@ -46,11 +49,11 @@ def _store_error(what: str, exc: Exception) -> StoreError:
                       reason="DATABASE_UNAVAILABLE")
 
 
-def _guarded(what: str):
+def _guarded(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Database errors of the decorated method become StoreError."""
-    def wrap(fn):
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
-        def call(*args, **kwargs):
+        def call(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
                 return fn(*args, **kwargs)
             except SQLAlchemyError as exc:
@@ -76,15 +79,17 @@ def _row_to_event(row: JobEventRow) -> job_pb2.JobEvent:
     return json_format.Parse(row.payload_json, job_pb2.JobEvent())
 
 
-def encode_token(values: list) -> str:
+def encode_token(values: Sequence[str | int]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
 
 
-def decode_token(token: str, shape: tuple[type, ...], field: str = "page_token") -> list:
+def decode_token(token: str, shape: tuple[type, ...], field: str = "page_token") -> list[Any]:
     """The values of a page token this server issued, each of the type `shape` gives."""
     try:
         values = json.loads(base64.urlsafe_b64decode(token.encode()))
-        ok = isinstance(values, list) and len(values) == len(shape) and all(
+        if not isinstance(values, list):
+            raise ValueError("wrong shape")
+        ok = len(values) == len(shape) and all(
             isinstance(v, t) and not isinstance(v, bool) for v, t in zip(values, shape, strict=True))
         if not ok or any(isinstance(v, int) and not 0 <= v < 1 << 63 for v in values):
             raise ValueError("wrong shape")
@@ -140,7 +145,8 @@ class JobStore:
     @_guarded("read a job")
     def get_job(self, job_id: str) -> JobRow | None:
         with self._session() as s:
-            return s.get(JobRow, job_id)
+            row: JobRow | None = s.get(JobRow, job_id)
+            return row
 
     @_guarded("list jobs")
     def list_jobs(self, *, owner: str | None, states: list[str], page_size: int, page_token: str) -> tuple[list[JobRow], str]:

@@ -5,13 +5,14 @@ Session. The store commits it all, with the job's new events, in one transaction
 from __future__ import annotations
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from services.scheduler.clock import utcnow
 from services.scheduler.store.models import AttemptRow, CheckpointRow
 
 
 class Checkpoints:
-    def __init__(self, session) -> None:
+    def __init__(self, session: Session) -> None:
         self._s = session
 
     def saved(self, job_id: str, name: str, step: int, eval_loss: float | None, size_bytes: int) -> None:
@@ -29,7 +30,7 @@ class Checkpoints:
 
 
 class Attempts:
-    def __init__(self, session) -> None:
+    def __init__(self, session: Session) -> None:
         self._s = session
 
     def started(self, job_id: str, number: int, worker: str) -> None:
@@ -51,6 +52,6 @@ class Attempts:
 class Tx:
     """What a mutation of one job may touch besides the row: `tx.checkpoints`, `tx.attempts`."""
 
-    def __init__(self, session) -> None:
+    def __init__(self, session: Session) -> None:
         self.checkpoints = Checkpoints(session)
         self.attempts = Attempts(session)
