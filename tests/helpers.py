@@ -225,3 +225,52 @@ def child_pid(job_id: str, attempt: int | None = None) -> int:
         if job == job_id and (attempt is None or run == f"{job_id}-{attempt}"):
             return pid
     raise AssertionError(f"no training child for job {job_id}")
+
+
+class ChildRunner:
+    """Training children forked from a zygote of their own, as the trainer service starts them; each
+    run's config is resolved from the basic template, its rows written to a file, its reports read
+    from its pipe."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        from services.trainer.zygote import Zygote
+
+        self.loop = asyncio.new_event_loop()
+        self.zygote = Zygote()
+        self.loop.run_until_complete(self.zygote.start(dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT),
+                                                                                                   *sys.path]))))
+
+    def run(self, tmp_path: Path, config: dict, rows: list[dict]) -> tuple[int, list[dict], Path]:
+        """(exit status, the child's reports as dicts, the job's folder) of one run on `rows`; its
+        output goes to tmp_path/train.log."""
+        import asyncio
+
+        from google.protobuf import json_format
+
+        from ftlab.config import config_from_dict
+        from services.scheduler import jobconfig
+        from services.trainer.process import read_events
+
+        data = tmp_path / "data.jsonl"
+        data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        dataset = {**config.get("dataset", {}), "uri": str(data)}
+        resolved = jobconfig.resolve("basic", config_from_dict({**config, "dataset": dataset}))
+        cfg = json_format.MessageToDict(resolved, preserving_proto_field_name=True)
+        job_dir = tmp_path / "job"
+        spec = tmp_path / "spec.json"
+        spec.write_text(json.dumps({"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints"),
+                                    "run_dir": str(job_dir / "runs" / "run-1"), "job_id": "0000000000c0ffee"}))
+        read_fd, write_fd = os.pipe()
+        with (tmp_path / "train.log").open("wb") as log:
+            child = self.loop.run_until_complete(self.zygote.spawn(str(spec), dict(os.environ), str(ROOT), log.fileno(),
+                                                                   write_fd))
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as pipe:
+            events = read_events(pipe)
+        return self.loop.run_until_complete(asyncio.wait_for(child.wait(), 300)), events, job_dir
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.zygote.close())
+        self.loop.close()

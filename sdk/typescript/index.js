@@ -16,7 +16,7 @@ export * from "./gen/ftlab/v1/analyzer_pb.js";
 export * from "./gen/ftlab/v1/artifact_service_pb.js";
 export * from "./gen/ftlab/v1/dataset_pb.js";
 
-const LOCAL_PATH_FIELDS = [["baseModel"], ["dataset", "uri"], ["dataset", "evalUri"]];
+const LOCAL_PATH_FIELDS = [["baseModel"], ["dataset", "uri"], ["dataset", "evalUri"], ["samples", "promptsUri"]];
 
 /**
  * Paths written relative to where the caller stands ("./tiny", "../data/chat.jsonl", "~/models/x")

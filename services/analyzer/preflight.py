@@ -31,6 +31,22 @@ def _check(name: str, status: analyzer_pb2.CheckStatus.ValueType, message: str,
     return analyzer_pb2.PreflightCheck(name=name, status=status, message=message, suggestions=list(patches))
 
 
+def _prompts_check(c: config_pb2.TrainingConfig, policy: Policy, owner: str | None) -> analyzer_pb2.PreflightCheck:
+    """The file of sample prompts can be read, as the training child will read it."""
+    from services.common.prompts import load_prompts
+
+    uri = c.samples.prompts_uri
+    try:
+        chats = load_prompts({"prompts": list(c.samples.prompts),
+                              "prompts_uri": str(policy.dataset(uri, "samples.prompts_uri", owner))})
+    except (OSError, ValueError) as exc:  # not there, not text, or a row that is neither a chat nor a prompt
+        why = "not found" if isinstance(exc, FileNotFoundError) else str(exc).removeprefix("samples.prompts_uri: ")
+        return _check("samples", FAIL, f"{uri}: {why}", [suggestions.patch(
+            "samples.prompts_uri", uri, "a readable file of prompts, or unset",
+            "the sample prompts cannot be read; training does not need them", "")])
+    return _check("samples", PASS, f"{len(chats)} sample prompt(s), answered at each evaluation and at the end")
+
+
 def _format(c: config_pb2.TrainingConfig) -> str | None:
     name = config_pb2.DatasetFormat.Name(c.dataset.format).removeprefix("DATASET_FORMAT_").lower()
     return None if name in ("auto", "unspecified") else name
@@ -63,6 +79,8 @@ def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware, pol
     if lora is not None:
         out.checks.append(lora)
     _dataset_checks(out, c, policy, owner, tokenizer, shape, template_seconds)
+    if c.samples.prompts_uri:
+        out.checks.append(_prompts_check(c, policy, owner))
     _memory_checks(out, c, hardware, shape)
     out.ok = all(check.status != FAIL for check in out.checks)
     return out

@@ -143,6 +143,22 @@ def cmd_checkpoints(args: argparse.Namespace, _: list[str]) -> int:
     return 0
 
 
+def cmd_samples(args: argparse.Namespace, _: list[str]) -> int:
+    from services.cli.render import samples_table
+
+    with open_client(args) as client:
+        samples = client.list_samples(args.job, args.checkpoint or "")
+    if args.json:
+        print_json(samples)
+    elif not samples:
+        console.print(f"{args.job} has no answers to sample prompts"
+                      + (f" at {args.checkpoint}" if args.checkpoint else " (set samples.prompts in its config)"))
+    else:
+        for s in samples:
+            console.print(samples_table(s))
+    return 0
+
+
 def cmd_templates(args: argparse.Namespace, _: list[str]) -> int:
     from services.cli.render import templates_panel
 

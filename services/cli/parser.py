@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=job_commands.cmd_checkpoints)
 
+    p = sub.add_parser("samples", help="a job's answers to its sample prompts, at each evaluation and at the end")
+    p.add_argument("job")
+    p.add_argument("--checkpoint", default=None, help="only those of this checkpoint: best, latest or a name")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(fn=job_commands.cmd_samples)
+
     p = sub.add_parser("artifacts", help="list what a job produced")
     p.add_argument("job")
     p.add_argument("--json", action="store_true", help="print JSON")

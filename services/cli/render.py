@@ -220,6 +220,16 @@ def checkpoints_table(checkpoints: list[job_pb2.Checkpoint]) -> Table:
     return table
 
 
+def samples_table(samples: events_pb2.Samples) -> Table:
+    """A job's answers at one step: each prompt and its answer."""
+    when = "the final model" if samples.final else f"step {samples.step}"
+    table = Table("PROMPT", "ANSWER", box=None, title=f"answers of {when} ({samples.seconds:.1f}s)",
+                  title_justify="left")
+    for a in samples.answers:
+        table.add_row(a.prompt, a.completion or "(nothing)")
+    return table
+
+
 def analysis_panel(console: Console, analysis: analyzer_pb2.FailureAnalysis) -> None:
     """Category, phase, summary, evidence, and each suggestion as current -> suggested with the reason."""
     from rich.panel import Panel

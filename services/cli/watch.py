@@ -59,7 +59,18 @@ def describe(event: job_pb2.JobEvent) -> str:
         return f"error  in {phase_name(e.phase)}: {e.type}: {e.message}"
     if kind == "log":
         return f"log    {event.log.text}"
+    if kind == "samples":
+        s = event.samples
+        when = "final model" if s.final else f"step {s.step}"
+        return f"answer {when}: " + " | ".join(f"{shorten(a.prompt, 30)} -> {shorten(a.completion, 60)}"
+                                                for a in s.answers)
     return ""
+
+
+def shorten(text: str, width: int) -> str:
+    """One line of at most `width` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def rewards_text(r: events_pb2.PreferenceRewards) -> str:
@@ -94,6 +105,7 @@ class Dashboard:
         self.eval_loss: float | None = None
         self.evaluating: events_pb2.EvalProgress | None = None  # of an evaluation under way
         self.events: deque[str] = deque(maxlen=events_shown)
+        self.samples: events_pb2.Samples | None = None  # the latest answers to the sample prompts
 
     def update(self, event: job_pb2.JobEvent, state: job_pb2.JobState.ValueType) -> None:
         self.state = state
@@ -110,6 +122,9 @@ class Dashboard:
             self.evaluating = None
         if kind == "eval_progress":
             self.evaluating = event.eval_progress
+            return
+        if kind == "samples":
+            self.samples = event.samples
             return
         line = describe(event)
         if line:
@@ -144,6 +159,10 @@ class Dashboard:
             if m.HasField("gpu_memory_allocated_bytes") or m.HasField("gpu_memory_peak_bytes"):
                 grid.add_row("GPU memory", f"{human_bytes(m.gpu_memory_allocated_bytes)} allocated   "
                                            f"{human_bytes(m.gpu_memory_peak_bytes)} peak")
+        if self.samples is not None:
+            s = self.samples
+            grid.add_row("final answers" if s.final else f"answers, step {s.step}", Text("\n".join(
+                f"{shorten(a.prompt, 40)} -> {shorten(a.completion, 80)}" for a in s.answers)))
         grid.add_row("events", Text("\n".join(self.events) or "-"))
         ended = self.state in FINAL_STATES or self.state == job_pb2.JOB_STATE_PAUSED  # no phase is under way
         title = f"{self.name}  [bold]{state_name(self.state)}[/]" + (f"  {self.phase}" if self.phase and not ended else "")

@@ -174,6 +174,9 @@ class Policy:
             value: str = getattr(config.dataset, name)
             if value or name == "uri":
                 checks.append(functools.partial(self.dataset, value, f"{prefix}dataset.{name}", owner))
+        if config.samples.prompts_uri:  # a file of prompts is read like a dataset
+            checks.append(functools.partial(self.dataset, config.samples.prompts_uri, f"{prefix}samples.prompts_uri",
+                                            owner))
         for check in checks:
             try:
                 check()

@@ -93,6 +93,13 @@ def validate(c: Config) -> None:
     _check(v, c.logging_steps >= 1, "logging_steps", f"must be positive, got {c.logging_steps}")
     _check(v, c.num_gpus >= 0, "num_gpus", f"must not be negative, got {c.num_gpus}")
     _check(v, c.eval_accumulation_steps >= 0, "eval_accumulation_steps", "must not be negative")
+    _check(v, 0 <= c.early_stopping_patience <= 10**6, "early_stopping_patience",
+           f"must be 0 (off) or a number of evaluations, got {c.early_stopping_patience}")
+    _check(v, c.early_stopping_patience == 0 or c.eval_strategy != config_pb2.EVAL_STRATEGY_NO,
+           "early_stopping_patience", "early stopping compares evaluations: set eval_strategy STEPS or EPOCH")
+    _check(v, 0 <= c.early_stopping_threshold <= 1e6, "early_stopping_threshold",
+           f"must be in 0..10^6, got {c.early_stopping_threshold:g}")
+    _check_samples(v, c.samples)
     _check(v, c.divergence_factor == 0 or 1 < c.divergence_factor <= 1e9, "divergence_factor",
            f"must be 0 (off) or in (1, 10^9], got {c.divergence_factor:g}")
     _check(v, c.attn_implementation in ATTENTION, "attn_implementation",
@@ -110,6 +117,19 @@ def validate(c: Config) -> None:
         _check(v, not preference, "dataset.format", "preference data needs method DPO")
     if v:
         raise InvalidArgument(f"invalid config: {v[0].field}: {v[0].description}", violations=v)
+
+
+MAX_SAMPLE_PROMPTS = 16
+
+
+def _check_samples(v: list[FieldViolation], s: config_pb2.SampleConfig) -> None:
+    _check(v, len(s.prompts) <= MAX_SAMPLE_PROMPTS, "samples.prompts",
+           f"at most {MAX_SAMPLE_PROMPTS} prompts, got {len(s.prompts)}")
+    _check(v, all(0 < len(p.strip()) and len(p) <= 8000 for p in s.prompts), "samples.prompts",
+           "each prompt must be 1 to 8000 characters")
+    _check(v, 1 <= s.max_new_tokens <= 4096, "samples.max_new_tokens", f"must be in 1..4096, got {s.max_new_tokens}")
+    _check(v, 0 <= s.temperature <= 10, "samples.temperature", f"must be in 0..10 (0: greedy), got {s.temperature:g}")
+    _check(v, 0 <= s.seed < 1 << 32, "samples.seed", f"must be in 0..4294967295, got {s.seed}")
 
 
 def validate_policy(retry: job_pb2.RetryPolicy, watchdog: job_pb2.WatchdogConfig) -> None:

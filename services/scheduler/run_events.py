@@ -138,7 +138,7 @@ def finish(r: Row, tx: UnitOfWork, f: events_pb2.RunFinished, fence_seconds: flo
     if f.HasField("signal"):
         error.signal = f.signal
     if f.outcome == events_pb2.RUN_OUTCOME_SUCCEEDED:
-        target, reason = states.SUCCEEDED, "training finished"
+        target, reason = states.SUCCEEDED, f.stop_reason or "training finished"
     elif f.outcome == events_pb2.RUN_OUTCOME_PAUSED:
         target, reason = states.PAUSED, f"paused at {f.resume_checkpoint}"
         r.resume_checkpoint = f.resume_checkpoint

@@ -40,6 +40,9 @@ DEFAULTS: dict[str, object] = {
     "num_gpus": 1,
     "eval_accumulation_steps": 0,
     "divergence_factor": 5.0,
+    "early_stopping_patience": 0,
+    "early_stopping_threshold": 0.0,
+    "samples": {"max_new_tokens": 64, "temperature": 0.0, "seed": 42},
     # Speed: each AUTO is decided by the trainer for its machine, and the run says what it chose and why
     # (Job.effective_config, Job.tuning). padding_free applies to SFT; DPO pads (TRL's DPO cannot yet).
     "padding_free": True,

@@ -76,6 +76,9 @@ def prepare(paths: Paths, run_id: str, job_id: str, config: config_pb2.TrainingC
     resolved.dataset.uri = str(access.dataset(config.dataset.uri, "config.dataset.uri", None))
     if config.dataset.eval_uri:
         resolved.dataset.eval_uri = str(access.dataset(config.dataset.eval_uri, "config.dataset.eval_uri", None))
+    if config.samples.prompts_uri:
+        resolved.samples.prompts_uri = str(access.dataset(config.samples.prompts_uri, "config.samples.prompts_uri",
+                                                          None))
     spec = RunSpec.build(
         resolved, job_dir=str(job_dir), checkpoints_dir=str(job_dir / "checkpoints"), run_dir=str(run_dir),
         job_id=job_id, resume_from=str(checkpoint_path(paths, job_dir, resume_checkpoint)) if resume_checkpoint else "",

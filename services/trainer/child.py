@@ -35,8 +35,8 @@ def train(spec: RunSpec, sink: EventSink) -> dict[str, Any]:
     import torch
     from transformers import AutoConfig, set_seed
 
-    from services.common import settings
-    from services.trainer import loading, micro_batch, recipe, tuning
+    from services.common import prompts, settings
+    from services.trainer import loading, micro_batch, recipe, sampling, stopping, tuning
     from services.trainer.reporting import ReportingCallback
     from services.trainer.retention import RetentionCallback
 
@@ -87,10 +87,21 @@ def train(spec: RunSpec, sink: EventSink) -> dict[str, Any]:
         )
     sink.set_phase("PHASE_DATA_PREP", "tokenizing")
     callback = ReportingCallback(sink, 0, PAUSE, float(cfg.get("divergence_factor", 0.0)))
-    retention = RetentionCallback(sink, int(cfg.get("save_total_limit", 0)), int(cfg.get("keep_best_checkpoints", 0)))
+    patience = int(cfg.get("early_stopping_patience", 0))
+    early = stopping.EarlyStopping(patience, float(cfg.get("early_stopping_threshold", 0.0))) if patience else None
+    # early stopping ends with the best checkpoint's weights: retention keeps it
+    retention = RetentionCallback(sink, int(cfg.get("save_total_limit", 0)),
+                                  max(int(cfg.get("keep_best_checkpoints", 0)), 1 if early else 0))
+    samples = dict(cfg.get("samples") or {})
+    sampler = sampling.SamplingCallback(sink, tokenizer, prompts.load_prompts(samples),
+                                        int(samples.get("max_new_tokens", 64)), float(samples.get("temperature", 0.0)),
+                                        int(samples.get("seed", 42)))
+    # in this order: a new best is saved, the answers come while the phase is still evaluation, then
+    # the reporting callback says what comes next
+    ahead = [c for c in (early, sampler) if c is not None]
     trainer = _trainer(cfg, method, device, spec.checkpoints_dir, model=model, train_dataset=train_ds,
                        eval_dataset=eval_ds, processing_class=tokenizer, peft_config=recipe.peft_config(cfg),
-                       callbacks=[callback, retention])
+                       callbacks=[*ahead, callback, retention])
     trainer.args.run_name = spec.job_id or trainer.args.run_name  # the trackers' name for this run
     if cfg.get("auto_micro_batch") == "SWITCH_ON":
         micro_batch.search(trainer, cfg, decisions, machine)
@@ -101,6 +112,8 @@ def train(spec: RunSpec, sink: EventSink) -> dict[str, Any]:
     if weights_from:
         if not full:
             loading.adapter_weights(trainer.model, Path(weights_from))
+            print(f"ftlab: starting from the adapter weights of {Path(weights_from).name} (optimizer and schedule "
+                  "start afresh)", flush=True)
         resume = None
     if resume:
         sink.set_phase("PHASE_STARTUP", f"resuming from {Path(resume).name}")
@@ -108,10 +121,18 @@ def train(spec: RunSpec, sink: EventSink) -> dict[str, Any]:
     result = trainer.train(resume_from_checkpoint=resume)
     if callback.paused_checkpoint:
         return {"outcome": "RUN_OUTCOME_PAUSED", "resume_checkpoint": callback.paused_checkpoint}
+    stop_reason = early.reason() if early is not None else ""
+    if stop_reason:
+        print(f"ftlab: {stop_reason}", flush=True)
+        stopping.restore_best(trainer, spec.checkpoints_dir, early.best_step if early else 0, full)
+    if sampler.chats and trainer.is_world_process_zero():
+        sink.set_phase("PHASE_EVALUATION", "answering the sample prompts")
+        sampler.report(trainer.model, trainer.state.global_step, final=True)
     sink.set_phase("PHASE_CHECKPOINT_SAVE", "saving final model")
     final_name = "model" if full else "adapter"
     trainer.save_model(str(Path(spec.job_dir) / final_name))
-    return {"outcome": "RUN_OUTCOME_SUCCEEDED", "output": final_name, "train_loss": float(result.training_loss)}
+    return {"outcome": "RUN_OUTCOME_SUCCEEDED", "output": final_name, "train_loss": float(result.training_loss),
+            **({"stop_reason": stop_reason} if stop_reason else {})}
 
 
 def _trainer(cfg: dict[str, Any], method: str, device: str, output_dir: str, **common: Any) -> Trainer:

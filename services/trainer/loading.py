@@ -99,5 +99,3 @@ def adapter_weights(model: PeftModel, checkpoint: Path) -> None:
     result = set_peft_model_state_dict(model, load_file(str(weights)))
     if getattr(result, "unexpected_keys", None):
         raise ValueError(f"checkpoint {checkpoint.name} does not fit this adapter: {result.unexpected_keys[:3]}")
-    print(f"ftlab: starting from the adapter weights of {checkpoint.name} (optimizer and schedule start afresh)",
-          flush=True)

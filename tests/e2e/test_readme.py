@@ -39,6 +39,7 @@ WALK: dict[str, list[str]] = {
     "ftlab get JOB [--json]": ["ftlab get $JOB", "ftlab get $JOB --json"],
     "ftlab watch JOB [--json]": ["ftlab watch $JOB", "ftlab watch $JOB --json"],
     "ftlab checkpoints JOB": ["ftlab checkpoints $JOB"],
+    "ftlab samples JOB [--checkpoint best|latest|NAME]": ["ftlab samples $JOB", "ftlab samples $JOB --checkpoint best"],
     "ftlab artifacts JOB [--json]": ["ftlab artifacts $JOB", "ftlab artifacts $JOB --json"],
     "ftlab download JOB [--what checkpoint|model|adapter|logs|all] [--checkpoint best|latest|NAME] [--merged] -o FILE": [
         "ftlab download $JOB -o checkpoint.zip", "ftlab download $JOB --what adapter -o adapter.zip",
@@ -147,6 +148,9 @@ def _check(outputs, jobs, work: Path) -> None:
     assert "report_to" in shown and "[tensorboard]" in shown
     assert "dry run: nothing was created" in outputs["ftlab submit job.yaml --dry-run"].stdout
     assert "chat.jsonl" in outputs["ftlab datasets"].stdout
+    answers = outputs["ftlab samples $JOB"].stdout  # evaluations at steps 100 and 200, then the final model
+    assert all(f"answers of {when}" in answers for when in ("step 100", "step 200", "the final model")), answers
+    assert "What is 2 plus 3?" in outputs["ftlab samples $JOB --checkpoint best"].stdout
     assert "DATASET_NOT_FOUND" in outputs["ftlab analyze $FAILED"].stdout
     assert "(continuation of " in outputs["ftlab retry $JOB --set max_steps=220 --checkpoint latest"].stdout
     assert "(retry of " in outputs["ftlab retry $FAILED --apply-suggestions --set dataset.uri=chat.jsonl "

@@ -2,67 +2,36 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
 
-from ftlab.config import config_from_dict
 from ftlab.v1 import events_pb2
-from services.scheduler import jobconfig
-from services.trainer.process import read_events
-from services.trainer.zygote import Zygote
+from tests.helpers import ChildRunner
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-_forking: list = []  # (event loop, Zygote) while this module's tests run
+_forking: list[ChildRunner] = []  # the zygote this module's children fork from, while its tests run
 
 
 @pytest.fixture(scope="module", autouse=True)
 def zygote():
     """Children are forked from a zygote, as the trainer service starts them (test_zygote.py checks
     that a forked child is set up as an exec'd one)."""
-    loop = asyncio.new_event_loop()
-    forker = Zygote()
-    loop.run_until_complete(forker.start(dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))))
-    _forking.append((loop, forker))
+    runner = ChildRunner()
+    _forking.append(runner)
     yield
     _forking.clear()
-    loop.run_until_complete(forker.close())
-    loop.close()
+    runner.close()
 
 
 def run_child(tmp_path: Path, config: dict, rows: list[dict]) -> tuple[int, list[dict], Path]:
-    """Run one child on `rows`, forked from the zygote; its output goes to tmp_path/train.log."""
-    data = tmp_path / "data.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    dataset = {**config.get("dataset", {}), "uri": str(data)}
-    resolved = jobconfig.resolve("basic", config_from_dict({**config, "dataset": dataset}))
-    cfg = json_format.MessageToDict(resolved, preserving_proto_field_name=True)
-    job_dir = tmp_path / "job"
-    spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"config": cfg, "job_dir": str(job_dir), "checkpoints_dir": str(job_dir / "checkpoints"),
-                                "run_dir": str(job_dir / "runs" / "run-1"), "job_id": "0000000000c0ffee"}))
-    read_fd, write_fd = os.pipe()
-    loop, forker = _forking[0]
-    with (tmp_path / "train.log").open("wb") as log:
-        child = loop.run_until_complete(forker.spawn(str(spec), dict(os.environ), str(ROOT), log.fileno(), write_fd))
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        events = read_events(pipe)
-    return loop.run_until_complete(asyncio.wait_for(child.wait(), 300)), events, job_dir
+    return _forking[0].run(tmp_path, config, rows)
 
 
 def parse(events: list[dict]) -> list[events_pb2.RunEvent]:
-    out = []
-    for e in events:
-        if "result" not in e:
-            out.append(json_format.ParseDict(e, events_pb2.RunEvent()))
-    return out
+    return [json_format.ParseDict(e, events_pb2.RunEvent()) for e in events if "result" not in e]
 
 
 def test_full_fine_tuning_on_alpaca_rows_saves_a_model(tmp_path, tiny_model):

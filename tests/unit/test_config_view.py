@@ -14,7 +14,7 @@ from services.scheduler import jobconfig, templates
 
 def _paths(descriptor, prefix=""):
     for f in descriptor.fields:
-        if f.message_type is not None and f.message_type.name in ("LoraConfig", "DatasetConfig"):
+        if f.message_type is not None and f.message_type.name in ("LoraConfig", "DatasetConfig", "SampleConfig"):
             yield from _paths(f.message_type, prefix + f.name + ".")
         else:
             yield prefix + f.name

@@ -22,6 +22,7 @@ from ftlab.v1 import (
     artifact_service_pb2,
     artifact_service_pb2_grpc,
     config_pb2,
+    events_pb2,
     job_pb2,
     job_service_pb2,
     job_service_pb2_grpc,
@@ -214,6 +215,21 @@ class Client:
             token = page.next_page_token
             if not token:
                 return events
+
+    def list_samples(self, name: str, checkpoint: str = "") -> list[events_pb2.Samples]:
+        """The job's answers to its sample prompts, oldest first: one Samples per evaluation and one for
+        the final model. `checkpoint` ("best", "latest" or a name such as "checkpoint-20") keeps those of
+        that checkpoint's step."""
+        samples = [e.samples for e in self.list_events(name) if e.HasField("samples")]
+        if not checkpoint:
+            return samples
+        known = self.list_checkpoints(name)
+        chosen = next((c for c in known if (checkpoint == "best" and c.is_best) or (checkpoint == "latest" and c.is_latest)
+                       or c.name == checkpoint), None)
+        if chosen is None:
+            raise FtlabError(grpc.StatusCode.NOT_FOUND, f"{name} has no checkpoint {checkpoint!r}",
+                             [("checkpoint", "best, latest or a name from `list_checkpoints`")])
+        return [s for s in samples if s.step == chosen.step and not s.final]
 
     def list_templates(self) -> list[config_pb2.Template]:
         reply: job_service_pb2.ListTemplatesResponse = self._call(

@@ -176,7 +176,7 @@ def to_dict(config: config_pb2.TrainingConfig) -> dict[str, Any]:
     return json_format.MessageToDict(config, preserving_proto_field_name=True)
 
 
-LOCAL_PATH_FIELDS = ("base_model", "dataset.uri", "dataset.eval_uri")
+LOCAL_PATH_FIELDS = ("base_model", "dataset.uri", "dataset.eval_uri", "samples.prompts_uri")
 
 
 def resolve_local_paths(config: config_pb2.TrainingConfig, base: str | None = None) -> config_pb2.TrainingConfig:

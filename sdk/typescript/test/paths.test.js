@@ -7,10 +7,12 @@ import { test } from "node:test";
 import { createFtlabClients, resolveLocalPaths } from "../index.js";
 
 test("relative paths are made absolute from the caller's folder", () => {
-  const config = { baseModel: "./tiny", dataset: { uri: "chat.jsonl", evalUri: "../data/eval.jsonl" } };
+  const config = { baseModel: "./tiny", dataset: { uri: "chat.jsonl", evalUri: "../data/eval.jsonl" },
+                   samples: { promptsUri: "./prompts.txt" } };
   resolveLocalPaths(config, "/srv/jobs");
   assert.deepEqual(config, { baseModel: "/srv/jobs/tiny",
-                             dataset: { uri: "chat.jsonl", evalUri: "/srv/data/eval.jsonl" } });
+                             dataset: { uri: "chat.jsonl", evalUri: "/srv/data/eval.jsonl" },
+                             samples: { promptsUri: "/srv/jobs/prompts.txt" } });
   assert.equal(resolveLocalPaths({ baseModel: "~/models/x" }).baseModel, path.join(homedir(), "models/x"));
   assert.equal(resolveLocalPaths({ baseModel: "Qwen/Qwen2.5-0.5B" }).baseModel, "Qwen/Qwen2.5-0.5B");
   assert.equal(resolveLocalPaths(undefined), undefined);

@@ -2,17 +2,20 @@
 // Run by tests/e2e/test_typescript_sdk.py with FTLAB_ADDRESS, FTLAB_TEST_MODEL and FTLAB_TEST_DATASET set.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { JobState, createFtlabClients } from "../index.js";
+import { EvalStrategy, JobState, createFtlabClients } from "../index.js";
 
 test("submit a job and watch it to the end", { timeout: 300_000 }, async () => {
   const { jobs } = createFtlabClients({ user: "node-sdk" });
   const { job } = await jobs.createJob({
     config: {
       baseModel: process.env.FTLAB_TEST_MODEL,
-      dataset: { uri: process.env.FTLAB_TEST_DATASET },
+      dataset: { uri: process.env.FTLAB_TEST_DATASET, evalSplit: 0.25 },
       maxSteps: 8,
       saveSteps: 4,
       maxSeqLength: 64,
+      evalStrategy: EvalStrategy.STEPS,
+      evalSteps: 4,
+      samples: { prompts: ["What is 2 plus 3?"], maxNewTokens: 4 },
     },
     displayName: "from node",
     requestId: `node-${Date.now()}`,
@@ -22,13 +25,20 @@ test("submit a job and watch it to the end", { timeout: 300_000 }, async () => {
   assert.equal(job.config.maxSteps, 8n); // resolved: template + overrides (int64: a bigint)
 
   const steps = [];
+  const answered = []; // the sample prompt's answers: at each evaluation, then the final model's
   let state = job.state;
   for await (const update of jobs.watchJob({ name: job.name, follow: true }, { timeoutMs: 280_000 })) {
     state = update.state;
     if (update.event?.payload.case === "metrics") steps.push(update.event.payload.value.step);
+    if (update.event?.payload.case === "samples") {
+      const samples = update.event.payload.value;
+      assert.equal(samples.answers[0].prompt, "What is 2 plus 3?");
+      answered.push(samples.final ? "final" : samples.step);
+    }
   }
   assert.equal(state, JobState.SUCCEEDED, `ended ${JobState[state]}`);
   assert.deepEqual(steps, [1, 2, 3, 4, 5, 6, 7, 8].map(BigInt));
+  assert.deepEqual(answered, [4n, 8n, "final"]);
 
   const { checkpoints } = await jobs.listCheckpoints({ name: job.name });
   assert.deepEqual(checkpoints.map((c) => c.name), ["checkpoint-4", "checkpoint-8"]);

@@ -460,6 +460,9 @@ class TrainingConfig(_message.Message):
     AUTO_MICRO_BATCH_FIELD_NUMBER: _builtins.int
     ATTN_IMPLEMENTATION_FIELD_NUMBER: _builtins.int
     REPORT_TO_FIELD_NUMBER: _builtins.int
+    EARLY_STOPPING_PATIENCE_FIELD_NUMBER: _builtins.int
+    EARLY_STOPPING_THRESHOLD_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
     base_model: _builtins.str
     """Base model: a hub id such as "Qwen/Qwen2.5-0.5B" or a path on the trainer machine."""
     method: Global___Method.ValueType
@@ -553,6 +556,12 @@ class TrainingConfig(_message.Message):
     """Attention kernel: "auto" (FlashAttention 2 when installed on CUDA, else "sdpa"), "sdpa",
     "flash_attention_2", "flex_attention" or "eager".
     """
+    early_stopping_patience: _builtins.int
+    """Stop training after this many evaluations in a row without an improvement of the evaluation
+    loss (0 = never stop early). The final model is then the best evaluation's weights.
+    """
+    early_stopping_threshold: _builtins.float
+    """How much lower than the best so far an evaluation loss must be to count as an improvement."""
     @_builtins.property
     def lora(self) -> Global___LoraConfig:
         """LoRA settings, for LoRA and QLoRA."""
@@ -564,6 +573,10 @@ class TrainingConfig(_message.Message):
     @_builtins.property
     def report_to(self) -> _containers.RepeatedScalarFieldContainer[Global___Tracker.ValueType]:
         """Experiment trackers to report to (none when empty); their files are part of the job's logs."""
+
+    @_builtins.property
+    def samples(self) -> Global___SampleConfig:
+        """Prompts the model answers at each evaluation and at the end of training."""
 
     def __init__(
         self,
@@ -609,10 +622,13 @@ class TrainingConfig(_message.Message):
         auto_micro_batch: Global___Switch.ValueType = ...,
         attn_implementation: _builtins.str | None = ...,
         report_to: _abc.Iterable[Global___Tracker.ValueType] | None = ...,
+        early_stopping_patience: _builtins.int | None = ...,
+        early_stopping_threshold: _builtins.float | None = ...,
+        samples: Global___SampleConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_assistant_only_loss", b"_assistant_only_loss", "_attn_implementation", b"_attn_implementation", "_chat_template", b"_chat_template", "_dataloader_num_workers", b"_dataloader_num_workers", "_dataloader_prefetch_factor", b"_dataloader_prefetch_factor", "_divergence_factor", b"_divergence_factor", "_dpo_beta", b"_dpo_beta", "_eval_accumulation_steps", b"_eval_accumulation_steps", "_eval_steps", b"_eval_steps", "_gradient_accumulation_steps", b"_gradient_accumulation_steps", "_gradient_checkpointing", b"_gradient_checkpointing", "_keep_best_checkpoints", b"_keep_best_checkpoints", "_learning_rate", b"_learning_rate", "_logging_steps", b"_logging_steps", "_max_grad_norm", b"_max_grad_norm", "_max_seq_length", b"_max_seq_length", "_max_steps", b"_max_steps", "_num_epochs", b"_num_epochs", "_num_gpus", b"_num_gpus", "_packing", b"_packing", "_padding_free", b"_padding_free", "_per_device_eval_batch_size", b"_per_device_eval_batch_size", "_per_device_train_batch_size", b"_per_device_train_batch_size", "_save_steps", b"_save_steps", "_save_total_limit", b"_save_total_limit", "_seed", b"_seed", "_warmup_ratio", b"_warmup_ratio", "_weight_decay", b"_weight_decay", "assistant_only_loss", b"assistant_only_loss", "attn_implementation", b"attn_implementation", "chat_template", b"chat_template", "dataloader_num_workers", b"dataloader_num_workers", "dataloader_prefetch_factor", b"dataloader_prefetch_factor", "dataset", b"dataset", "divergence_factor", b"divergence_factor", "dpo_beta", b"dpo_beta", "eval_accumulation_steps", b"eval_accumulation_steps", "eval_steps", b"eval_steps", "gradient_accumulation_steps", b"gradient_accumulation_steps", "gradient_checkpointing", b"gradient_checkpointing", "keep_best_checkpoints", b"keep_best_checkpoints", "learning_rate", b"learning_rate", "logging_steps", b"logging_steps", "lora", b"lora", "max_grad_norm", b"max_grad_norm", "max_seq_length", b"max_seq_length", "max_steps", b"max_steps", "num_epochs", b"num_epochs", "num_gpus", b"num_gpus", "packing", b"packing", "padding_free", b"padding_free", "per_device_eval_batch_size", b"per_device_eval_batch_size", "per_device_train_batch_size", b"per_device_train_batch_size", "save_steps", b"save_steps", "save_total_limit", b"save_total_limit", "seed", b"seed", "warmup_ratio", b"warmup_ratio", "weight_decay", b"weight_decay"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_assistant_only_loss", b"_assistant_only_loss", "_attn_implementation", b"_attn_implementation", "_chat_template", b"_chat_template", "_dataloader_num_workers", b"_dataloader_num_workers", "_dataloader_prefetch_factor", b"_dataloader_prefetch_factor", "_divergence_factor", b"_divergence_factor", "_dpo_beta", b"_dpo_beta", "_early_stopping_patience", b"_early_stopping_patience", "_early_stopping_threshold", b"_early_stopping_threshold", "_eval_accumulation_steps", b"_eval_accumulation_steps", "_eval_steps", b"_eval_steps", "_gradient_accumulation_steps", b"_gradient_accumulation_steps", "_gradient_checkpointing", b"_gradient_checkpointing", "_keep_best_checkpoints", b"_keep_best_checkpoints", "_learning_rate", b"_learning_rate", "_logging_steps", b"_logging_steps", "_max_grad_norm", b"_max_grad_norm", "_max_seq_length", b"_max_seq_length", "_max_steps", b"_max_steps", "_num_epochs", b"_num_epochs", "_num_gpus", b"_num_gpus", "_packing", b"_packing", "_padding_free", b"_padding_free", "_per_device_eval_batch_size", b"_per_device_eval_batch_size", "_per_device_train_batch_size", b"_per_device_train_batch_size", "_save_steps", b"_save_steps", "_save_total_limit", b"_save_total_limit", "_seed", b"_seed", "_warmup_ratio", b"_warmup_ratio", "_weight_decay", b"_weight_decay", "assistant_only_loss", b"assistant_only_loss", "attn_implementation", b"attn_implementation", "chat_template", b"chat_template", "dataloader_num_workers", b"dataloader_num_workers", "dataloader_prefetch_factor", b"dataloader_prefetch_factor", "dataset", b"dataset", "divergence_factor", b"divergence_factor", "dpo_beta", b"dpo_beta", "early_stopping_patience", b"early_stopping_patience", "early_stopping_threshold", b"early_stopping_threshold", "eval_accumulation_steps", b"eval_accumulation_steps", "eval_steps", b"eval_steps", "gradient_accumulation_steps", b"gradient_accumulation_steps", "gradient_checkpointing", b"gradient_checkpointing", "keep_best_checkpoints", b"keep_best_checkpoints", "learning_rate", b"learning_rate", "logging_steps", b"logging_steps", "lora", b"lora", "max_grad_norm", b"max_grad_norm", "max_seq_length", b"max_seq_length", "max_steps", b"max_steps", "num_epochs", b"num_epochs", "num_gpus", b"num_gpus", "packing", b"packing", "padding_free", b"padding_free", "per_device_eval_batch_size", b"per_device_eval_batch_size", "per_device_train_batch_size", b"per_device_train_batch_size", "samples", b"samples", "save_steps", b"save_steps", "save_total_limit", b"save_total_limit", "seed", b"seed", "warmup_ratio", b"warmup_ratio", "weight_decay", b"weight_decay"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_assistant_only_loss", b"_assistant_only_loss", "_attn_implementation", b"_attn_implementation", "_chat_template", b"_chat_template", "_dataloader_num_workers", b"_dataloader_num_workers", "_dataloader_prefetch_factor", b"_dataloader_prefetch_factor", "_divergence_factor", b"_divergence_factor", "_dpo_beta", b"_dpo_beta", "_eval_accumulation_steps", b"_eval_accumulation_steps", "_eval_steps", b"_eval_steps", "_gradient_accumulation_steps", b"_gradient_accumulation_steps", "_gradient_checkpointing", b"_gradient_checkpointing", "_keep_best_checkpoints", b"_keep_best_checkpoints", "_learning_rate", b"_learning_rate", "_logging_steps", b"_logging_steps", "_max_grad_norm", b"_max_grad_norm", "_max_seq_length", b"_max_seq_length", "_max_steps", b"_max_steps", "_num_epochs", b"_num_epochs", "_num_gpus", b"_num_gpus", "_packing", b"_packing", "_padding_free", b"_padding_free", "_per_device_eval_batch_size", b"_per_device_eval_batch_size", "_per_device_train_batch_size", b"_per_device_train_batch_size", "_save_steps", b"_save_steps", "_save_total_limit", b"_save_total_limit", "_seed", b"_seed", "_warmup_ratio", b"_warmup_ratio", "_weight_decay", b"_weight_decay", "adapter", b"adapter", "assistant_only_loss", b"assistant_only_loss", "attn_implementation", b"attn_implementation", "auto_micro_batch", b"auto_micro_batch", "base_model", b"base_model", "chat_template", b"chat_template", "dataloader_num_workers", b"dataloader_num_workers", "dataloader_prefetch_factor", b"dataloader_prefetch_factor", "dataset", b"dataset", "divergence_factor", b"divergence_factor", "dpo_beta", b"dpo_beta", "eval_accumulation_steps", b"eval_accumulation_steps", "eval_steps", b"eval_steps", "eval_strategy", b"eval_strategy", "gradient_accumulation_steps", b"gradient_accumulation_steps", "gradient_checkpointing", b"gradient_checkpointing", "keep_best_checkpoints", b"keep_best_checkpoints", "learning_rate", b"learning_rate", "liger_kernel", b"liger_kernel", "logging_steps", b"logging_steps", "lora", b"lora", "lr_scheduler", b"lr_scheduler", "max_grad_norm", b"max_grad_norm", "max_seq_length", b"max_seq_length", "max_steps", b"max_steps", "method", b"method", "num_epochs", b"num_epochs", "num_gpus", b"num_gpus", "optimizer", b"optimizer", "packing", b"packing", "padding_free", b"padding_free", "per_device_eval_batch_size", b"per_device_eval_batch_size", "per_device_train_batch_size", b"per_device_train_batch_size", "precision", b"precision", "report_to", b"report_to", "save_steps", b"save_steps", "save_total_limit", b"save_total_limit", "seed", b"seed", "torch_compile", b"torch_compile", "warmup_ratio", b"warmup_ratio", "weight_decay", b"weight_decay"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_assistant_only_loss", b"_assistant_only_loss", "_attn_implementation", b"_attn_implementation", "_chat_template", b"_chat_template", "_dataloader_num_workers", b"_dataloader_num_workers", "_dataloader_prefetch_factor", b"_dataloader_prefetch_factor", "_divergence_factor", b"_divergence_factor", "_dpo_beta", b"_dpo_beta", "_early_stopping_patience", b"_early_stopping_patience", "_early_stopping_threshold", b"_early_stopping_threshold", "_eval_accumulation_steps", b"_eval_accumulation_steps", "_eval_steps", b"_eval_steps", "_gradient_accumulation_steps", b"_gradient_accumulation_steps", "_gradient_checkpointing", b"_gradient_checkpointing", "_keep_best_checkpoints", b"_keep_best_checkpoints", "_learning_rate", b"_learning_rate", "_logging_steps", b"_logging_steps", "_max_grad_norm", b"_max_grad_norm", "_max_seq_length", b"_max_seq_length", "_max_steps", b"_max_steps", "_num_epochs", b"_num_epochs", "_num_gpus", b"_num_gpus", "_packing", b"_packing", "_padding_free", b"_padding_free", "_per_device_eval_batch_size", b"_per_device_eval_batch_size", "_per_device_train_batch_size", b"_per_device_train_batch_size", "_save_steps", b"_save_steps", "_save_total_limit", b"_save_total_limit", "_seed", b"_seed", "_warmup_ratio", b"_warmup_ratio", "_weight_decay", b"_weight_decay", "adapter", b"adapter", "assistant_only_loss", b"assistant_only_loss", "attn_implementation", b"attn_implementation", "auto_micro_batch", b"auto_micro_batch", "base_model", b"base_model", "chat_template", b"chat_template", "dataloader_num_workers", b"dataloader_num_workers", "dataloader_prefetch_factor", b"dataloader_prefetch_factor", "dataset", b"dataset", "divergence_factor", b"divergence_factor", "dpo_beta", b"dpo_beta", "early_stopping_patience", b"early_stopping_patience", "early_stopping_threshold", b"early_stopping_threshold", "eval_accumulation_steps", b"eval_accumulation_steps", "eval_steps", b"eval_steps", "eval_strategy", b"eval_strategy", "gradient_accumulation_steps", b"gradient_accumulation_steps", "gradient_checkpointing", b"gradient_checkpointing", "keep_best_checkpoints", b"keep_best_checkpoints", "learning_rate", b"learning_rate", "liger_kernel", b"liger_kernel", "logging_steps", b"logging_steps", "lora", b"lora", "lr_scheduler", b"lr_scheduler", "max_grad_norm", b"max_grad_norm", "max_seq_length", b"max_seq_length", "max_steps", b"max_steps", "method", b"method", "num_epochs", b"num_epochs", "num_gpus", b"num_gpus", "optimizer", b"optimizer", "packing", b"packing", "padding_free", b"padding_free", "per_device_eval_batch_size", b"per_device_eval_batch_size", "per_device_train_batch_size", b"per_device_train_batch_size", "precision", b"precision", "report_to", b"report_to", "samples", b"samples", "save_steps", b"save_steps", "save_total_limit", b"save_total_limit", "seed", b"seed", "torch_compile", b"torch_compile", "warmup_ratio", b"warmup_ratio", "weight_decay", b"weight_decay"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__assistant_only_loss: _TypeAlias = _typing.Literal["assistant_only_loss"]  # noqa: Y015
     _WhichOneofArgType__assistant_only_loss: _TypeAlias = _typing.Literal["_assistant_only_loss", b"_assistant_only_loss"]  # noqa: Y015
@@ -628,6 +644,10 @@ class TrainingConfig(_message.Message):
     _WhichOneofArgType__divergence_factor: _TypeAlias = _typing.Literal["_divergence_factor", b"_divergence_factor"]  # noqa: Y015
     _WhichOneofReturnType__dpo_beta: _TypeAlias = _typing.Literal["dpo_beta"]  # noqa: Y015
     _WhichOneofArgType__dpo_beta: _TypeAlias = _typing.Literal["_dpo_beta", b"_dpo_beta"]  # noqa: Y015
+    _WhichOneofReturnType__early_stopping_patience: _TypeAlias = _typing.Literal["early_stopping_patience"]  # noqa: Y015
+    _WhichOneofArgType__early_stopping_patience: _TypeAlias = _typing.Literal["_early_stopping_patience", b"_early_stopping_patience"]  # noqa: Y015
+    _WhichOneofReturnType__early_stopping_threshold: _TypeAlias = _typing.Literal["early_stopping_threshold"]  # noqa: Y015
+    _WhichOneofArgType__early_stopping_threshold: _TypeAlias = _typing.Literal["_early_stopping_threshold", b"_early_stopping_threshold"]  # noqa: Y015
     _WhichOneofReturnType__eval_accumulation_steps: _TypeAlias = _typing.Literal["eval_accumulation_steps"]  # noqa: Y015
     _WhichOneofArgType__eval_accumulation_steps: _TypeAlias = _typing.Literal["_eval_accumulation_steps", b"_eval_accumulation_steps"]  # noqa: Y015
     _WhichOneofReturnType__eval_steps: _TypeAlias = _typing.Literal["eval_steps"]  # noqa: Y015
@@ -685,6 +705,10 @@ class TrainingConfig(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__dpo_beta) -> _WhichOneofReturnType__dpo_beta | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__early_stopping_patience) -> _WhichOneofReturnType__early_stopping_patience | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__early_stopping_threshold) -> _WhichOneofReturnType__early_stopping_threshold | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__eval_accumulation_steps) -> _WhichOneofReturnType__eval_accumulation_steps | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__eval_steps) -> _WhichOneofReturnType__eval_steps | None: ...
@@ -728,6 +752,59 @@ class TrainingConfig(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__weight_decay) -> _WhichOneofReturnType__weight_decay | None: ...
 
 Global___TrainingConfig: _TypeAlias = TrainingConfig  # noqa: Y015
+
+@_typing.final
+class SampleConfig(_message.Message):
+    """Prompts the model answers while it trains, so that a person sees what it has learned."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMPTS_FIELD_NUMBER: _builtins.int
+    PROMPTS_URI_FIELD_NUMBER: _builtins.int
+    MAX_NEW_TOKENS_FIELD_NUMBER: _builtins.int
+    TEMPERATURE_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    prompts_uri: _builtins.str
+    """A file of prompts: JSONL rows of `messages` (the chat so far) or `prompt`, or plain text, one
+    prompt per line. Relative paths are under the server's datasets folder, like a dataset's.
+    """
+    max_new_tokens: _builtins.int
+    """Longest answer, in tokens (default 64)."""
+    temperature: _builtins.float
+    """0 decodes greedily (the same weights give the same text); above 0 samples at that temperature."""
+    seed: _builtins.int
+    """Seed of the sampling (with temperature above 0)."""
+    @_builtins.property
+    def prompts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """User messages, each answered as a one-turn chat."""
+
+    def __init__(
+        self,
+        *,
+        prompts: _abc.Iterable[_builtins.str] | None = ...,
+        prompts_uri: _builtins.str = ...,
+        max_new_tokens: _builtins.int | None = ...,
+        temperature: _builtins.float | None = ...,
+        seed: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_new_tokens", b"_max_new_tokens", "_seed", b"_seed", "_temperature", b"_temperature", "max_new_tokens", b"max_new_tokens", "seed", b"seed", "temperature", b"temperature"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_new_tokens", b"_max_new_tokens", "_seed", b"_seed", "_temperature", b"_temperature", "max_new_tokens", b"max_new_tokens", "prompts", b"prompts", "prompts_uri", b"prompts_uri", "seed", b"seed", "temperature", b"temperature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_new_tokens: _TypeAlias = _typing.Literal["max_new_tokens"]  # noqa: Y015
+    _WhichOneofArgType__max_new_tokens: _TypeAlias = _typing.Literal["_max_new_tokens", b"_max_new_tokens"]  # noqa: Y015
+    _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
+    _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
+    _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
+    _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_new_tokens) -> _WhichOneofReturnType__max_new_tokens | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
+
+Global___SampleConfig: _TypeAlias = SampleConfig  # noqa: Y015
 
 @_typing.final
 class Template(_message.Message):

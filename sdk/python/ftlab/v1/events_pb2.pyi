@@ -576,6 +576,7 @@ class RunFinished(_message.Message):
     OUTPUT_FIELD_NUMBER: _builtins.int
     TRAIN_LOSS_FIELD_NUMBER: _builtins.int
     RESUME_CHECKPOINT_FIELD_NUMBER: _builtins.int
+    STOP_REASON_FIELD_NUMBER: _builtins.int
     outcome: Global___RunOutcome.ValueType
     """How it ended."""
     exit_code: _builtins.int
@@ -588,6 +589,8 @@ class RunFinished(_message.Message):
     """Final training loss (mean over the run)."""
     resume_checkpoint: _builtins.str
     """Checkpoint a paused run saved, to resume from."""
+    stop_reason: _builtins.str
+    """Why training ended before its last step, when it did (e.g. early stopping), in words."""
     def __init__(
         self,
         *,
@@ -597,10 +600,11 @@ class RunFinished(_message.Message):
         output: _builtins.str = ...,
         train_loss: _builtins.float | None = ...,
         resume_checkpoint: _builtins.str = ...,
+        stop_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "_signal", b"_signal", "_train_loss", b"_train_loss", "exit_code", b"exit_code", "signal", b"signal", "train_loss", b"train_loss"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "_signal", b"_signal", "_train_loss", b"_train_loss", "exit_code", b"exit_code", "outcome", b"outcome", "output", b"output", "resume_checkpoint", b"resume_checkpoint", "signal", b"signal", "train_loss", b"train_loss"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "_signal", b"_signal", "_train_loss", b"_train_loss", "exit_code", b"exit_code", "outcome", b"outcome", "output", b"output", "resume_checkpoint", b"resume_checkpoint", "signal", b"signal", "stop_reason", b"stop_reason", "train_loss", b"train_loss"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
@@ -616,6 +620,72 @@ class RunFinished(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__train_loss) -> _WhichOneofReturnType__train_loss | None: ...
 
 Global___RunFinished: _TypeAlias = RunFinished  # noqa: Y015
+
+@_typing.final
+class Samples(_message.Message):
+    """The model's answers to the job's sample prompts, at one evaluation or at the end of training."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_FIELD_NUMBER: _builtins.int
+    ANSWERS_FIELD_NUMBER: _builtins.int
+    SECONDS_FIELD_NUMBER: _builtins.int
+    FINAL_FIELD_NUMBER: _builtins.int
+    step: _builtins.int
+    """Optimizer step of the weights that answered."""
+    seconds: _builtins.float
+    """Seconds the answers took."""
+    final: _builtins.bool
+    """True for the answers of the final model."""
+    @_builtins.property
+    def answers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Sample]:
+        """One answer per prompt, in the job's order."""
+
+    def __init__(
+        self,
+        *,
+        step: _builtins.int = ...,
+        answers: _abc.Iterable[Global___Sample] | None = ...,
+        seconds: _builtins.float = ...,
+        final: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers", "final", b"final", "seconds", b"seconds", "step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Samples: _TypeAlias = Samples  # noqa: Y015
+
+@_typing.final
+class Sample(_message.Message):
+    """One prompt and the model's answer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMPT_FIELD_NUMBER: _builtins.int
+    COMPLETION_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    prompt: _builtins.str
+    """The prompt's last user message."""
+    completion: _builtins.str
+    """The model's answer."""
+    tokens: _builtins.int
+    """Tokens generated."""
+    def __init__(
+        self,
+        *,
+        prompt: _builtins.str = ...,
+        completion: _builtins.str = ...,
+        tokens: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion", b"completion", "prompt", b"prompt", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Sample: _TypeAlias = Sample  # noqa: Y015
 
 @_typing.final
 class RunEvent(_message.Message):
@@ -635,6 +705,7 @@ class RunEvent(_message.Message):
     CHECKPOINT_DELETED_FIELD_NUMBER: _builtins.int
     SETTINGS_FIELD_NUMBER: _builtins.int
     EVAL_PROGRESS_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """1, 2, 3... within the run, without gaps."""
     @_builtins.property
@@ -681,6 +752,10 @@ class RunEvent(_message.Message):
     def eval_progress(self) -> Global___EvalProgress:
         """Evaluation progress."""
 
+    @_builtins.property
+    def samples(self) -> Global___Samples:
+        """Answers to the sample prompts."""
+
     def __init__(
         self,
         *,
@@ -696,12 +771,13 @@ class RunEvent(_message.Message):
         checkpoint_deleted: Global___CheckpointDeleted | None = ...,
         settings: Global___RunSettings | None = ...,
         eval_progress: Global___EvalProgress | None = ...,
+        samples: Global___Samples | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "eval_progress", b"eval_progress", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "settings", b"settings", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "eval_progress", b"eval_progress", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "samples", b"samples", "settings", b"settings", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "eval_progress", b"eval_progress", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "sequence", b"sequence", "settings", b"settings", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "eval_progress", b"eval_progress", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "samples", b"samples", "sequence", b"sequence", "settings", b"settings", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["phase_changed", "metrics", "eval", "checkpoint_saved", "log", "error", "finished", "checkpoint_deleted", "settings", "eval_progress"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["phase_changed", "metrics", "eval", "checkpoint_saved", "log", "error", "finished", "checkpoint_deleted", "settings", "eval_progress", "samples"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

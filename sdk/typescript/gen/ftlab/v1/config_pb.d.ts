@@ -405,6 +405,28 @@ export declare type TrainingConfig = Message<"ftlab.v1.TrainingConfig"> & {
    * @generated from field: repeated ftlab.v1.Tracker report_to = 41;
    */
   reportTo: Tracker[];
+
+  /**
+   * Stop training after this many evaluations in a row without an improvement of the evaluation
+   * loss (0 = never stop early). The final model is then the best evaluation's weights.
+   *
+   * @generated from field: optional int32 early_stopping_patience = 42;
+   */
+  earlyStoppingPatience?: number | undefined;
+
+  /**
+   * How much lower than the best so far an evaluation loss must be to count as an improvement.
+   *
+   * @generated from field: optional double early_stopping_threshold = 43;
+   */
+  earlyStoppingThreshold?: number | undefined;
+
+  /**
+   * Prompts the model answers at each evaluation and at the end of training.
+   *
+   * @generated from field: ftlab.v1.SampleConfig samples = 44;
+   */
+  samples?: SampleConfig | undefined;
 };
 
 /**
@@ -412,6 +434,55 @@ export declare type TrainingConfig = Message<"ftlab.v1.TrainingConfig"> & {
  * Use `create(TrainingConfigSchema)` to create a new message.
  */
 export declare const TrainingConfigSchema: GenMessage<TrainingConfig>;
+
+/**
+ * Prompts the model answers while it trains, so that a person sees what it has learned.
+ *
+ * @generated from message ftlab.v1.SampleConfig
+ */
+export declare type SampleConfig = Message<"ftlab.v1.SampleConfig"> & {
+  /**
+   * User messages, each answered as a one-turn chat.
+   *
+   * @generated from field: repeated string prompts = 1;
+   */
+  prompts: string[];
+
+  /**
+   * A file of prompts: JSONL rows of `messages` (the chat so far) or `prompt`, or plain text, one
+   * prompt per line. Relative paths are under the server's datasets folder, like a dataset's.
+   *
+   * @generated from field: string prompts_uri = 2;
+   */
+  promptsUri: string;
+
+  /**
+   * Longest answer, in tokens (default 64).
+   *
+   * @generated from field: optional int32 max_new_tokens = 3;
+   */
+  maxNewTokens?: number | undefined;
+
+  /**
+   * 0 decodes greedily (the same weights give the same text); above 0 samples at that temperature.
+   *
+   * @generated from field: optional double temperature = 4;
+   */
+  temperature?: number | undefined;
+
+  /**
+   * Seed of the sampling (with temperature above 0).
+   *
+   * @generated from field: optional int64 seed = 5;
+   */
+  seed?: bigint | undefined;
+};
+
+/**
+ * Describes the message ftlab.v1.SampleConfig.
+ * Use `create(SampleConfigSchema)` to create a new message.
+ */
+export declare const SampleConfigSchema: GenMessage<SampleConfig>;
 
 /**
  * A named set of defaults that a job starts from and overrides field by field.

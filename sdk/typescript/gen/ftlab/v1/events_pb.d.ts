@@ -562,6 +562,13 @@ export declare type RunFinished = Message<"ftlab.v1.RunFinished"> & {
    * @generated from field: string resume_checkpoint = 6;
    */
   resumeCheckpoint: string;
+
+  /**
+   * Why training ended before its last step, when it did (e.g. early stopping), in words.
+   *
+   * @generated from field: string stop_reason = 7;
+   */
+  stopReason: string;
 };
 
 /**
@@ -569,6 +576,81 @@ export declare type RunFinished = Message<"ftlab.v1.RunFinished"> & {
  * Use `create(RunFinishedSchema)` to create a new message.
  */
 export declare const RunFinishedSchema: GenMessage<RunFinished>;
+
+/**
+ * The model's answers to the job's sample prompts, at one evaluation or at the end of training.
+ *
+ * @generated from message ftlab.v1.Samples
+ */
+export declare type Samples = Message<"ftlab.v1.Samples"> & {
+  /**
+   * Optimizer step of the weights that answered.
+   *
+   * @generated from field: int64 step = 1;
+   */
+  step: bigint;
+
+  /**
+   * One answer per prompt, in the job's order.
+   *
+   * @generated from field: repeated ftlab.v1.Sample answers = 2;
+   */
+  answers: Sample[];
+
+  /**
+   * Seconds the answers took.
+   *
+   * @generated from field: double seconds = 3;
+   */
+  seconds: number;
+
+  /**
+   * True for the answers of the final model.
+   *
+   * @generated from field: bool final = 4;
+   */
+  final: boolean;
+};
+
+/**
+ * Describes the message ftlab.v1.Samples.
+ * Use `create(SamplesSchema)` to create a new message.
+ */
+export declare const SamplesSchema: GenMessage<Samples>;
+
+/**
+ * One prompt and the model's answer.
+ *
+ * @generated from message ftlab.v1.Sample
+ */
+export declare type Sample = Message<"ftlab.v1.Sample"> & {
+  /**
+   * The prompt's last user message.
+   *
+   * @generated from field: string prompt = 1;
+   */
+  prompt: string;
+
+  /**
+   * The model's answer.
+   *
+   * @generated from field: string completion = 2;
+   */
+  completion: string;
+
+  /**
+   * Tokens generated.
+   *
+   * @generated from field: int32 tokens = 3;
+   */
+  tokens: number;
+};
+
+/**
+ * Describes the message ftlab.v1.Sample.
+ * Use `create(SampleSchema)` to create a new message.
+ */
+export declare const SampleSchema: GenMessage<Sample>;
 
 /**
  * One event of a run, as the trainer numbers it.
@@ -675,6 +757,14 @@ export declare type RunEvent = Message<"ftlab.v1.RunEvent"> & {
      */
     value: EvalProgress;
     case: "evalProgress";
+  } | {
+    /**
+     * Answers to the sample prompts.
+     *
+     * @generated from field: ftlab.v1.Samples samples = 13;
+     */
+    value: Samples;
+    case: "samples";
   } | { case: undefined; value?: undefined };
 };
 

@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { CheckpointDeleted, CheckpointSaved, EvalMetrics, EvalProgress, LogLine, Phase, PhaseChanged, PreferenceRewards, RunError, RunFinished, RunOutcome, RunSettings, SettingChoice, TrainingMetrics } from "./events_pb.js";
+import type { CheckpointDeleted, CheckpointSaved, EvalMetrics, EvalProgress, LogLine, Phase, PhaseChanged, PreferenceRewards, RunError, RunFinished, RunOutcome, RunSettings, Samples, SettingChoice, TrainingMetrics } from "./events_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { TrainingConfig } from "./config_pb.js";
 import type { ConfigPatch, FailureAnalysis, PreflightResponse } from "./analyzer_pb.js";
@@ -692,6 +692,14 @@ export declare type JobEvent = Message<"ftlab.v1.JobEvent"> & {
      */
     value: EvalProgress;
     case: "evalProgress";
+  } | {
+    /**
+     * Answers to the sample prompts.
+     *
+     * @generated from field: ftlab.v1.Samples samples = 14;
+     */
+    value: Samples;
+    case: "samples";
   } | { case: undefined; value?: undefined };
 };
 
