@@ -49,19 +49,19 @@ FLEET = [
 ]
 
 JOB = [
-    ("Loss", "short", [('ftlab_job_loss{job_id="$job"}', "loss"), ('ftlab_job_eval_loss{job_id="$job"}', "eval loss")],
+    ("Loss", "short", [('ftlab_job_loss{job_id=~"$job"}', "loss"), ('ftlab_job_eval_loss{job_id=~"$job"}', "eval loss")],
      False),
-    ("Tokens/s", "short", [('ftlab_job_tokens_per_second{job_id="$job"}', "tokens/s")], False),
-    ("Samples/s", "short", [('ftlab_job_samples_per_second{job_id="$job"}', "samples/s")], False),
-    ("Step", "short", [('ftlab_job_step{job_id="$job"}', "step")], False),
-    ("Token accuracy and entropy", "short", [('ftlab_job_token_accuracy{job_id="$job"}', "token accuracy"),
-                                             ('ftlab_job_entropy{job_id="$job"}', "entropy (nats)")], False),
-    ("DPO rewards", "short", [('ftlab_job_dpo_reward_chosen{job_id="$job"}', "chosen"),
-                              ('ftlab_job_dpo_reward_rejected{job_id="$job"}', "rejected"),
-                              ('ftlab_job_dpo_reward_margin{job_id="$job"}', "margin"),
-                              ('ftlab_job_dpo_reward_accuracy{job_id="$job"}', "accuracy")], False),
-    ("GPU memory (peak)", "bytes", [('ftlab_job_gpu_memory_peak_bytes{job_id="$job"}', "peak"),
-                                    ('ftlab_run_gpu_memory_bytes{job_id="$job"}', "{{kind}}")], True),
+    ("Tokens/s", "short", [('ftlab_job_tokens_per_second{job_id=~"$job"}', "tokens/s")], False),
+    ("Samples/s", "short", [('ftlab_job_samples_per_second{job_id=~"$job"}', "samples/s")], False),
+    ("Step", "short", [('ftlab_job_step{job_id=~"$job"}', "step")], False),
+    ("Token accuracy and entropy", "short", [('ftlab_job_token_accuracy{job_id=~"$job"}', "token accuracy"),
+                                             ('ftlab_job_entropy{job_id=~"$job"}', "entropy (nats)")], False),
+    ("DPO rewards", "short", [('ftlab_job_dpo_reward_chosen{job_id=~"$job"}', "chosen"),
+                              ('ftlab_job_dpo_reward_rejected{job_id=~"$job"}', "rejected"),
+                              ('ftlab_job_dpo_reward_margin{job_id=~"$job"}', "margin"),
+                              ('ftlab_job_dpo_reward_accuracy{job_id=~"$job"}', "accuracy")], False),
+    ("GPU memory (peak)", "bytes", [('ftlab_job_gpu_memory_peak_bytes{job_id=~"$job"}', "peak"),
+                                    ('ftlab_run_gpu_memory_bytes{job_id=~"$job"}', "{{kind}}")], True),
 ]
 
 
@@ -72,7 +72,9 @@ def panel(i: int, title: str, unit: str, targets, gpu_only: bool) -> dict:
         "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
         "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
-        "targets": [{"refId": chr(65 + j), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend}
+        # a job's series say which job they are: the job board shows several at once
+        "targets": [{"refId": chr(65 + j), "datasource": DATASOURCE, "expr": expr,
+                     "legendFormat": f"{{{{job_id}}}} {legend}" if "$job" in expr else legend}
                     for j, (expr, legend) in enumerate(targets)],
     }
 
@@ -86,8 +88,10 @@ def dashboard(uid: str, title: str, panels, variables=()) -> dict:
     }
 
 
+# several jobs at once: each series is labelled by its job
 JOB_VARIABLE = {
-    "name": "job", "label": "Job", "type": "query", "datasource": DATASOURCE, "refresh": 2,
+    "name": "job", "label": "Job", "type": "query", "datasource": DATASOURCE, "refresh": 2, "multi": True,
+    "includeAll": False,
     "query": {"query": "label_values(ftlab_job_step, job_id)", "refId": "jobs"},
     "definition": "label_values(ftlab_job_step, job_id)", "sort": 1,
 }

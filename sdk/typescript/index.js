@@ -2,9 +2,12 @@
 // protoc-gen-es) and typed clients over Connect's gRPC transport for Node.
 import { homedir } from "node:os";
 import path from "node:path";
+import { toJson } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { AnalyzerService } from "./gen/ftlab/v1/analyzer_pb.js";
+import { TrainingConfigSchema } from "./gen/ftlab/v1/config_pb.js";
+import { JobState } from "./gen/ftlab/v1/job_pb.js";
 import { ArtifactService } from "./gen/ftlab/v1/artifact_service_pb.js";
 import { JobService } from "./gen/ftlab/v1/job_service_pb.js";
 
@@ -68,5 +71,67 @@ export function createFtlabClients(options = {}) {
     jobs: createClient(JobService, transport),
     artifacts: createClient(ArtifactService, transport),
     analyzer: createClient(AnalyzerService, transport),
+  };
+}
+
+/**
+ * Runs side by side, over the public API, as the Python SDK's `ftlab.compare` and `ftlab compare`:
+ * the config fields that differ from the first job's, each run's losses (last and best train and eval
+ * loss, the curve), steps, median tokens/s, its latest answers to the sample prompts, and its lineage.
+ * @param {{jobs: import("@connectrpc/connect").Client<typeof JobService>}} clients from createFtlabClients
+ * @param {string[]} names "jobs/{id}" or ids; the first is the one the others are compared against
+ */
+export async function compareJobs(clients, names) {
+  const jobs = await Promise.all(names.map(async (name) => (await clients.jobs.getJob({ name })).job));
+  const configs = jobs.map((job) => flatten(toJson(TrainingConfigSchema, job.config, { useProtoFieldName: true })));
+  const fields = [...new Set(configs.flatMap((c) => Object.keys(c)))];
+  const changes = {};
+  for (const field of fields) {
+    const values = configs.map((c) => c[field] ?? null);
+    if (values.some((v) => JSON.stringify(v) !== JSON.stringify(values[0]))) changes[field] = values;
+  }
+  const runs = await Promise.all(jobs.map((job) => summarize(clients, job)));
+  const prompts = [...new Set(runs.flatMap((r) => Object.keys(r.answers)))];
+  return { runs, changes, prompts };
+}
+
+function flatten(node, prefix = "", out = {}) {
+  for (const [key, value] of Object.entries(node ?? {})) {
+    if (value && typeof value === "object" && !Array.isArray(value) && key !== "columns") {
+      flatten(value, `${prefix}${key}.`, out);
+    } else {
+      out[prefix + key] = value;
+    }
+  }
+  return out;
+}
+
+async function summarize(clients, job) {
+  const events = [];
+  let pageToken = "";
+  do {
+    const page = await clients.jobs.listJobEvents({ name: job.name, pageSize: 1000, pageToken });
+    events.push(...page.events);
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  const of = (kind) => events.filter((e) => e.payload.case === kind).map((e) => e.payload.value);
+  const losses = of("metrics").filter((m) => m.loss !== undefined).map((m) => m.loss);
+  const evals = of("eval").map((e) => ({ step: Number(e.step), loss: e.evalLoss }));
+  const rates = of("metrics").map((m) => m.tokensPerSecond).filter((r) => r > 0).sort((a, b) => a - b);
+  const best = evals.reduce((b, e) => (b === null || e.loss < b.loss ? e : b), null);
+  const samples = of("samples");
+  const lineage = [];
+  for (let parent = job.parent; parent && lineage.length < 20;) {
+    lineage.push(parent);
+    parent = (await clients.jobs.getJob({ name: parent })).job.parent;
+  }
+  const median = rates.length ? (rates[(rates.length - 1) >> 1] + rates[rates.length >> 1]) / 2 : null;
+  return {
+    name: job.name, displayName: job.displayName, state: JobState[job.state].toLowerCase(), stateReason: job.stateReason,
+    lineage, steps: Number(job.progress?.step ?? 0), maxSteps: Number(job.progress?.maxSteps ?? 0),
+    trainLoss: losses.at(-1) ?? null, bestTrainLoss: losses.length ? Math.min(...losses) : null,
+    evalLoss: evals.at(-1)?.loss ?? null, bestEvalLoss: best?.loss ?? null, bestEvalStep: best?.step ?? null,
+    tokensPerSecond: median, losses,
+    answers: Object.fromEntries((samples.at(-1)?.answers ?? []).map((a) => [a.prompt, a.completion])),
   };
 }

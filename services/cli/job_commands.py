@@ -4,6 +4,7 @@ priority. Each fetches through the SDK client and hands what it got to render.py
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from typing import TYPE_CHECKING
 
@@ -156,6 +157,21 @@ def cmd_samples(args: argparse.Namespace, _: list[str]) -> int:
     else:
         for s in samples:
             console.print(samples_table(s))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, _: list[str]) -> int:
+    import dataclasses
+
+    from ftlab.compare import compare
+    from services.cli.render import comparison_view
+
+    with open_client(args) as client:
+        result = compare(client, args.jobs)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(result), indent=2))
+    else:
+        comparison_view(console, result)
     return 0
 
 

@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=job_commands.cmd_samples)
 
+    p = sub.add_parser("compare", help="jobs side by side: config changes against the first, losses, speed, "
+                                       "answers to the same prompts, lineage")
+    p.add_argument("jobs", nargs="+", metavar="JOB")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(fn=job_commands.cmd_compare)
+
     p = sub.add_parser("artifacts", help="list what a job produced")
     p.add_argument("job")
     p.add_argument("--json", action="store_true", help="print JSON")

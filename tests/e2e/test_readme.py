@@ -59,6 +59,7 @@ WALK: dict[str, list[str]] = {
         "ftlab retry $FAILED --apply-suggestions --set dataset.uri=chat.jsonl --set max_steps=20 --checkpoint none",
         "ftlab retry $JOB --set learning_rate=1e-5 --set max_steps=210 --checkpoint best",
         "ftlab retry $JOB --set max_steps=220 --checkpoint latest"],
+    "ftlab compare JOB JOB [JOB ...] [--json]": ["ftlab compare $JOB $FAILED", "ftlab compare $JOB $FAILED --json"],
 }
 
 
@@ -148,6 +149,10 @@ def _check(outputs, jobs, work: Path) -> None:
     assert "report_to" in shown and "[tensorboard]" in shown
     assert "dry run: nothing was created" in outputs["ftlab submit job.yaml --dry-run"].stdout
     assert "chat.jsonl" in outputs["ftlab datasets"].stdout
+    compared = outputs["ftlab compare $JOB $FAILED"].stdout
+    assert "dataset.uri" in compared and "no-such.jsonl" in compared and "What is 2 plus 3?" in compared, compared
+    assert [r["state"] for r in json.loads(outputs["ftlab compare $JOB $FAILED --json"].stdout)["runs"]] == [
+        "succeeded", "failed"]
     answers = outputs["ftlab samples $JOB"].stdout  # evaluations at steps 100 and 200, then the final model
     assert all(f"answers of {when}" in answers for when in ("step 100", "step 200", "the final model")), answers
     assert "What is 2 plus 3?" in outputs["ftlab samples $JOB --checkpoint best"].stdout

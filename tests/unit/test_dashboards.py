@@ -24,3 +24,8 @@ def test_dashboards_use_the_provisioned_datasource_and_a_job_variable():
                                        for p in board["panels"] for t in p["targets"])
     assert "uid: ftlab-prometheus" in provisioned
     assert [v["name"] for v in boards["ftlab-job.json"]["templating"]["list"]] == ["job"]
+    # several jobs at once, each series named by its job
+    (variable,) = boards["ftlab-job.json"]["templating"]["list"]
+    assert variable["multi"] is True
+    targets = [t for p in boards["ftlab-job.json"]["panels"] for t in p["targets"]]
+    assert all('job_id=~"$job"' in t["expr"] and t["legendFormat"].startswith("{{job_id}} ") for t in targets)

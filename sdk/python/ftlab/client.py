@@ -29,6 +29,7 @@ from ftlab.v1 import (
 )
 
 if TYPE_CHECKING:
+    from ftlab.compare import Comparison
     from ftlab.download import Downloaded
 
 DEFAULT_ADDRESS = "localhost:50051"
@@ -230,6 +231,13 @@ class Client:
             raise FtlabError(grpc.StatusCode.NOT_FOUND, f"{name} has no checkpoint {checkpoint!r}",
                              [("checkpoint", "best, latest or a name from `list_checkpoints`")])
         return [s for s in samples if s.step == chosen.step and not s.final]
+
+    def compare(self, names: list[str]) -> Comparison:
+        """The jobs side by side: config changes against the first, losses, speed, answers, lineage
+        (ftlab.compare)."""
+        from ftlab.compare import compare
+
+        return compare(self, names)
 
     def list_templates(self) -> list[config_pb2.Template]:
         reply: job_service_pb2.ListTemplatesResponse = self._call(

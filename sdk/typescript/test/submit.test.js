@@ -2,7 +2,7 @@
 // Run by tests/e2e/test_typescript_sdk.py with FTLAB_ADDRESS, FTLAB_TEST_MODEL and FTLAB_TEST_DATASET set.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { EvalStrategy, JobState, createFtlabClients } from "../index.js";
+import { CheckpointSelector, EvalStrategy, JobState, compareJobs, createFtlabClients } from "../index.js";
 
 test("submit a job and watch it to the end", { timeout: 300_000 }, async () => {
   const { jobs } = createFtlabClients({ user: "node-sdk" });
@@ -42,6 +42,20 @@ test("submit a job and watch it to the end", { timeout: 300_000 }, async () => {
 
   const { checkpoints } = await jobs.listCheckpoints({ name: job.name });
   assert.deepEqual(checkpoints.map((c) => c.name), ["checkpoint-4", "checkpoint-8"]);
+
+  // a continuation with another learning rate, compared with the job it continues
+  const { job: next } = await jobs.retryJob({ name: job.name, configChanges: { learningRate: 1e-3, maxSteps: 12n },
+                                              checkpoint: CheckpointSelector.LATEST });
+  for await (const update of jobs.watchJob({ name: next.name, follow: true }, { timeoutMs: 280_000 })) {
+    state = update.state;
+  }
+  assert.equal(state, JobState.SUCCEEDED, `the continuation ended ${JobState[state]}`);
+  const { runs, changes, prompts } = await compareJobs({ jobs }, [job.name, next.name]);
+  assert.deepEqual(changes.learning_rate, [job.config.learningRate, 1e-3]);
+  assert.deepEqual(runs.map((r) => [r.steps, r.lineage]), [[8, []], [12, [job.name]]]);
+  assert.equal(runs[0].losses.length, 8);
+  assert.ok(runs.every((r) => r.state === "succeeded" && r.tokensPerSecond > 0 && r.bestEvalLoss !== null));
+  assert.deepEqual(prompts, ["What is 2 plus 3?"]);
 
   await assert.rejects(jobs.getJob({ name: "jobs/0000000000000000" }), (err) => err.code === 5); // NOT_FOUND
 });
