@@ -121,7 +121,8 @@ async def start(components: list[str], s: Settings) -> Running:
         from services.trainer.app import TrainerApp
 
         apps["trainer"] = TrainerApp(paths, worker_id=s.trainer.worker_id, max_runs=s.trainer.max_runs,
-                                     preload=s.trainer.preload, cpu_threads=s.trainer.cpu_threads)
+                                     preload=s.trainer.preload, cpu_threads=s.trainer.cpu_threads,
+                                     generation_idle_seconds=s.trainer.generation_idle_seconds)
     if "analyzer" in components:
         from services.analyzer.app import AnalyzerApp
 

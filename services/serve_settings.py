@@ -44,6 +44,7 @@ class TrainerSettings:
     max_runs: int | None = None  # runs at once (None: its GPUs, or 1)
     cpu_threads: int | None = None  # torch threads per run (None: the machine's CPUs / max_runs)
     preload: bool = True  # fork runs from a process that imported torch already
+    generation_idle_seconds: float = 300.0  # a generation process idle this long ends
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,8 @@ def add_arguments(parser: argparse.ArgumentParser, default_port: int, default_me
     g.add_argument("--cpu-threads", type=int, default=None,
                    help="torch threads per run (default: this machine's CPUs / --max-runs; give each trainer its "
                         "share when several share a machine)")
+    g.add_argument("--generation-idle-seconds", type=float, default=300.0,
+                   help="a process loaded to generate text (GenerateText) ends after this long unused")
     g.add_argument("--no-preload", dest="preload", action="store_false",
                    help="exec each run's process instead of forking it from a process that has imported torch "
                         "already (saves its memory; each run starts seconds later)")
@@ -123,7 +126,7 @@ def from_args(args: argparse.Namespace) -> Settings:
                                     args.heartbeat_seconds, args.scheduler_id, args.max_running_per_user,
                                     args.analyzer, args.artifacts),
         trainer=TrainerSettings(args.scheduler, args.advertise_host, args.worker_id, args.max_runs, args.cpu_threads,
-                                args.preload),
+                                args.preload, args.generation_idle_seconds),
         artifacts=ArtifactsSettings(args.scheduler),
         paths=paths,
         log_level=_env("FTLAB_LOG_LEVEL", "INFO"),

@@ -160,6 +160,44 @@ def cmd_samples(args: argparse.Namespace, _: list[str]) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace, _: list[str]) -> int:
+    messages: list[dict[str, str]] = []
+    if args.messages:
+        loaded = json.loads(open(args.messages, encoding="utf-8").read())
+        messages = loaded.get("messages", []) if isinstance(loaded, dict) else loaded
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and set(m) <= {"role", "content"}
+                                                     for m in messages):
+            raise ValueError(f"--messages {args.messages}: a JSON list of {{\"role\", \"content\"}} objects (or "
+                             "{\"messages\": [...]})")
+    if bool(messages) == bool(args.prompt):
+        raise ValueError("give --prompt TEXT or --messages FILE")
+    text, done, weights = [], None, ""
+    with open_client(args) as client:
+        for piece in client.generate(args.job, args.prompt or "", messages=messages, checkpoint=args.checkpoint or "",
+                                     max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                     seed=args.seed):
+            if piece.HasField("done"):
+                done, weights = piece.done, piece.weights
+            text.append(piece.text)
+            if args.stream and not args.json:
+                print(piece.text, end="", flush=True)
+    if args.json:
+        from google.protobuf import json_format
+
+        print(json.dumps({"text": "".join(text), "weights": weights, "done": json_format.MessageToDict(
+            done, preserving_proto_field_name=True) if done is not None else None}))
+        return 0
+    if not args.stream:
+        print("".join(text))
+    else:
+        print()
+    if done is not None:
+        err_console.print(f"[dim]{weights}: {done.tokens} tokens, first after {done.first_token_seconds:.2f}s"
+                          + (f" (loading {done.load_seconds:.1f}s)" if done.load_seconds else "")
+                          + f", {done.seconds:.2f}s in all, ended by {done.finish_reason}[/]")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace, _: list[str]) -> int:
     import dataclasses
 

@@ -74,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=job_commands.cmd_samples)
 
+    p = sub.add_parser("generate", help="chat with a job's trained model, or one of its checkpoints (runs on a "
+                                        "trainer; the first answer loads the weights)")
+    p.add_argument("job")
+    p.add_argument("--checkpoint", default=None, help="best, latest or a checkpoint's name (default: the final model)")
+    p.add_argument("--prompt", default=None, help="one user message")
+    p.add_argument("--messages", default=None, metavar="FILE", help="a JSON chat: [{role, content}, ...]")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="longest answer in tokens (default 128)")
+    p.add_argument("--temperature", type=float, default=None, help="0 decodes greedily (default); above 0 samples")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--stream", action="store_true", help="print the answer as it comes")
+    p.add_argument("--json", action="store_true", help="print JSON: the text and how it went")
+    p.set_defaults(fn=job_commands.cmd_generate)
+
     p = sub.add_parser("compare", help="jobs side by side: config changes against the first, losses, speed, "
                                        "answers to the same prompts, lineage")
     p.add_argument("jobs", nargs="+", metavar="JOB")

@@ -9,6 +9,7 @@ from ftlab.v1 import analyzer_pb2, job_service_pb2, job_service_pb2_grpc, traine
 from services.common.server import Registration
 from services.scheduler.analysis import FailureAnalyst, Preflighter
 from services.scheduler.dispatcher import Dispatcher
+from services.scheduler.generation import Playground
 from services.scheduler.hub import EventHub
 from services.scheduler.jobs import JobManager
 from services.scheduler.metrics import SchedulerMetrics
@@ -57,7 +58,8 @@ class SchedulerApp:
     def registrations(self) -> list[Registration]:
         return [
             Registration(job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
-                         JobService(self.jobs), job_service_pb2_grpc.add_JobServiceServicer_to_server),
+                         JobService(self.jobs, Playground(self.jobs, self.registry, self.control)),
+                         job_service_pb2_grpc.add_JobServiceServicer_to_server),
             Registration(trainer_service_pb2.DESCRIPTOR.services_by_name["WorkerRegistryService"].full_name,
                          WorkerRegistryService(self.registry, self._on_register),
                          trainer_service_pb2_grpc.add_WorkerRegistryServiceServicer_to_server),

@@ -43,6 +43,10 @@ class Queries:
     async def _db(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
+    async def state_counts(self) -> dict[str, int]:
+        """Jobs by state, every user's (the queue is shared)."""
+        return await self._db(self.store.count_by_state)
+
     async def _row(self, who: Caller, name: str, field: str = "name") -> JobRow:
         job_id = parse_name(name, field)
         row = await self._db(self.store.get_job, job_id)

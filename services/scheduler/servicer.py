@@ -10,6 +10,7 @@ import grpc
 from ftlab.v1 import job_service_pb2, job_service_pb2_grpc, trainer_service_pb2, trainer_service_pb2_grpc
 from services.common.auth import caller
 from services.scheduler import templates
+from services.scheduler.generation import Playground
 from services.scheduler.jobs import JobManager
 from services.scheduler.registry import Worker, WorkerRegistry
 
@@ -18,8 +19,9 @@ Context: TypeAlias = grpc.aio.ServicerContext
 
 
 class JobService(job_service_pb2_grpc.JobServiceServicer):
-    def __init__(self, jobs: JobManager) -> None:
+    def __init__(self, jobs: JobManager, playground: Playground) -> None:
         self.jobs = jobs
+        self.playground = playground
 
     async def CreateJob(self, request: pb.CreateJobRequest, context: Context) -> pb.CreateJobResponse:
         return pb.CreateJobResponse(job=await self.jobs.create(caller(context), request))
@@ -68,6 +70,11 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
 
     async def ListTemplates(self, request: pb.ListTemplatesRequest, context: Context) -> pb.ListTemplatesResponse:
         return pb.ListTemplatesResponse(templates=templates.list_templates())
+
+    async def GenerateText(self, request: pb.GenerateTextRequest,
+                           context: Context) -> AsyncIterator[pb.GenerateTextResponse]:
+        async for piece in self.playground.generate(caller(context), request):
+            yield piece
 
 
 class WorkerRegistryService(trainer_service_pb2_grpc.WorkerRegistryServiceServicer):

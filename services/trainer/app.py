@@ -16,6 +16,7 @@ from services.common.peers import Peer
 from services.common.server import Registration
 from services.common.settings import Paths
 from services.trainer import gpu
+from services.trainer.generation import GenerationPool
 from services.trainer.metrics import TrainerMetrics
 from services.trainer.runs import Run
 from services.trainer.servicer import TrainerService
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 class TrainerApp:
     def __init__(self, paths: Paths, *, worker_id: str | None = None, max_runs: int | None = None,
                  scheduler_address: str | None = None, kill_grace: float = 10.0, preload: bool = True,
-                 cpu_threads: int | None = None) -> None:
+                 cpu_threads: int | None = None, generation_idle_seconds: float = 300.0) -> None:
         self.paths = paths.ensure()
         self.gpus = gpu.probe_gpus()
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -43,9 +44,15 @@ class TrainerApp:
         self.supervisor = RunSupervisor(self.paths, max_runs=self.max_runs, kill_grace=kill_grace,
                                         gpu_indices=[g.index for g in self.gpus], preload=preload,
                                         cpu_threads=self.cpu_threads,
+                                        held=lambda: len(self.generation),
+                                        make_room=lambda: self.generation.evict_idle(),
                                         on_event=self._on_event,
                                         on_stuck=lambda run, phase: self.metrics.stuck.labels(
                                             phase.removeprefix("PHASE_").lower()).inc())
+        self.generation = GenerationPool(
+            self.paths, self.supervisor.zygote, idle_seconds=generation_idle_seconds,
+            slots_free=lambda: len(self.supervisor.active()) + len(self.generation) < self.max_runs,
+            env=self.supervisor.child_env, on_request=self.metrics.on_generation)
         self._task: asyncio.Task[None] | None = None
         self._warm_up: asyncio.Task[None] | None = None
         self.peer: Peer | None = None  # the scheduler, once its address is known
@@ -64,7 +71,7 @@ class TrainerApp:
 
     def registrations(self) -> list[Registration]:
         return [Registration(trainer_service_pb2.DESCRIPTOR.services_by_name["TrainerService"].full_name,
-                             TrainerService(self.supervisor, self.describe),
+                             TrainerService(self.supervisor, self.generation, self.describe),
                              trainer_service_pb2_grpc.add_TrainerServiceServicer_to_server)]
 
     def start(self, address: str) -> None:
@@ -119,6 +126,7 @@ class TrainerApp:
         from the runs themselves rather than from an expired lease; then leave."""
         if self._warm_up is not None:  # the zygote's process is started (its imports go on), so close can stop it
             await asyncio.gather(self._warm_up, return_exceptions=True)
+        await self.generation.close()
         await self.supervisor.close(grace)
         await asyncio.sleep(0.5)  # let the scheduler read the runs' last events
         if self._task is not None:

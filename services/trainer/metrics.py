@@ -57,6 +57,16 @@ class TrainerMetrics:
                                          buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
                                          registry=registry)
         self.gpus = Gauge("ftlab_trainer_gpus", "GPUs this trainer has (0: CPU only).", registry=registry)
+        self.generations = Counter("ftlab_generation_requests", "Text generation requests, by how they ended.",
+                                   ["outcome"], registry=registry)
+        self.generated_tokens = Counter("ftlab_generation_tokens", "Tokens generated for text generation requests.",
+                                        registry=registry)
+        self.first_token = Histogram("ftlab_generation_first_token_seconds",
+                                     "Seconds from a generation request to its first token (model load included).",
+                                     buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+                                     registry=registry)
+        for outcome in ("ok", "stopped", "cancelled", "failed"):
+            self.generations.labels(outcome)
         self.gpus.set(len(gpu.read_gpus()))
         for phase in events_pb2.Phase.keys()[1:]:  # every series exists from the start, at 0
             self.stuck.labels(phase.removeprefix("PHASE_").lower())
@@ -65,11 +75,19 @@ class TrainerMetrics:
         self._gpus = GpuCollector()
         registry.register(self._gpus)
         self._all = (self.active, self.started, self.ended, self.gpu_memory, self.stuck,
-                     self.checkpoint_save, self.gpus, self._gpus)
+                     self.checkpoint_save, self.gpus, self._gpus,
+                     self.generations, self.generated_tokens, self.first_token)
 
     def close(self) -> None:
         for m in self._all:
             self._registry.unregister(m)
+
+    def on_generation(self, outcome: str, done: events_pb2.GenerationDone | None) -> None:
+        self.generations.labels(outcome).inc()
+        if done is not None:
+            self.generated_tokens.inc(done.tokens)
+            if done.tokens:
+                self.first_token.observe(done.load_seconds + done.first_token_seconds)
 
     def on_event(self, run: Run, event: events_pb2.RunEvent) -> None:
         kind = event.WhichOneof("payload")

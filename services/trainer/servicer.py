@@ -9,12 +9,15 @@ import grpc
 from ftlab.v1 import trainer_service_pb2 as pb
 from ftlab.v1 import trainer_service_pb2_grpc
 from services.common.errors import FieldViolation, InvalidArgument
+from services.trainer.generation import GenerationPool
 from services.trainer.supervisor import RunSupervisor
 
 
 class TrainerService(trainer_service_pb2_grpc.TrainerServiceServicer):
-    def __init__(self, supervisor: RunSupervisor, describe: Callable[[], pb.WorkerInfo]) -> None:
+    def __init__(self, supervisor: RunSupervisor, generation: GenerationPool,
+                 describe: Callable[[], pb.WorkerInfo]) -> None:
         self.supervisor = supervisor
+        self.generation = generation
         self.describe = describe
 
     async def GetWorkerInfo(self, request: pb.GetWorkerInfoRequest,
@@ -37,3 +40,8 @@ class TrainerService(trainer_service_pb2_grpc.TrainerServiceServicer):
                         context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StreamRunResponse]:
         async for event in self.supervisor.events(request.run_id, request.after_sequence, request.follow):
             yield pb.StreamRunResponse(event=event)
+
+    async def Generate(self, request: pb.GenerateRequest,
+                       context: grpc.aio.ServicerContext) -> AsyncIterator[pb.GenerateResponse]:
+        async for response in self.generation.generate(request):
+            yield response

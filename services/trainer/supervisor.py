@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -41,7 +41,8 @@ class RunSupervisor:
     def __init__(self, paths: Paths, *, max_runs: int = 1, kill_grace: float = 10.0, python: str = sys.executable,
                  on_event: Callable[[Run, events_pb2.RunEvent], object] | None = None,
                  on_stuck: Callable[[Run, str], object] | None = None, watchdog_interval: float = 1.0,
-                 gpu_indices: Sequence[int] = (), preload: bool = False, cpu_threads: int = 0) -> None:
+                 gpu_indices: Sequence[int] = (), preload: bool = False, cpu_threads: int = 0,
+                 held: Callable[[], int] = lambda: 0, make_room: Callable[[], Awaitable[int]] | None = None) -> None:
         self.paths = paths
         self.cpu_threads = cpu_threads  # torch threads per run (0: torch's default, every core)
         self.gpu_indices = list(gpu_indices)  # NVML's (PCI bus) order; none on a CPU machine
@@ -55,16 +56,18 @@ class RunSupervisor:
         self.watchdog_interval = watchdog_interval
         self._tasks: set[asyncio.Task[None]] = set()
         self.zygote = Zygote(python) if preload else None
+        self.held = held  # slots held by other processes of this trainer's (generation)
+        self.make_room = make_room  # frees the slots of those that are idle
 
     async def warm_up(self) -> None:
         """Start the zygote, so that runs fork from a process that has imported torch already."""
         if self.zygote is not None and not self.closing:
             try:
-                await self.zygote.start(self._child_env())
+                await self.zygote.start(self.child_env())
             except OSError as exc:
                 log.warning("no zygote (%s): runs start with exec", exc)
 
-    def _child_env(self) -> dict[str, str]:
+    def child_env(self) -> dict[str, str]:
         env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", FTLAB_PARENT_PID=str(os.getpid()))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         return env
@@ -88,7 +91,9 @@ class RunSupervisor:
             return self.runs[run_id]
         if self.closing:
             raise FailedPrecondition("this trainer is shutting down", reason="WORKER_SHUTTING_DOWN")
-        if len(self.active()) >= self.max_runs:
+        if len(self.active()) + self.held() >= self.max_runs and self.make_room is not None:
+            await self.make_room()  # idle generation processes give their slots back to training
+        if len(self.active()) + self.held() >= self.max_runs:
             raise ResourceExhausted(f"worker is full ({self.max_runs} runs)", reason="WORKER_FULL")
         gpus = self.allocate_gpus(max(1, config.num_gpus))
         try:
@@ -114,7 +119,7 @@ class RunSupervisor:
 
     async def _spawn(self, run: Run) -> None:
         read_fd, write_fd = os.pipe()
-        env = self._child_env()
+        env = self.child_env()
         if self.cpu_threads:  # split among the run's processes
             env["FTLAB_CPU_THREADS"] = str(max(1, self.cpu_threads // run.processes))
         if run.gpus:  # each run sees only its own GPUs, numbered as NVML numbers them

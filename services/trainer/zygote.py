@@ -3,7 +3,7 @@ already imported torch, transformers, PEFT, TRL and datasets and forks a child f
 skips the seconds those imports take (the process itself: services/trainer/zygote_server.py).
 
 Protocol, over one SOCK_SEQPACKET socket pair (a message is one JSON object):
-    trainer -> zygote  {"id": n, "spec": path, "env": {...}, "cwd": dir} + descriptors [log, events]
+    trainer -> zygote  {"id": n, "spec": path, "env": {...}, "cwd": dir, "module": name} + descriptors [log, events]
     zygote -> trainer  {"ready": pid}   once imported; or {"unusable": why} and exit
                        {"id": n, "pid": pid}   a child was forked
                        {"pid": pid, "code": rc}   a child ended (rc < 0: killed by signal -rc)
@@ -23,9 +23,13 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE = 1 << 20
 
 
-def command_line(spec: str, events_fd: int, python: str = sys.executable) -> list[str]:
-    """How a single-process run is started; a forked child shows the same line in `ps`."""
-    return [python, "-m", "services.trainer.child", "--spec", spec, "--events-fd", str(events_fd)]
+CHILD = "services.trainer.child"
+
+
+def command_line(spec: str, events_fd: int, python: str = sys.executable, module: str = CHILD) -> list[str]:
+    """How a single-process run (or a generation process, `module`) is started; a forked child shows
+    the same line in `ps`."""
+    return [python, "-m", module, "--spec", spec, "--events-fd", str(events_fd)]
 
 
 class Unavailable(Exception):
@@ -120,8 +124,10 @@ class Zygote:
             self._sock.close()
             self._sock = None
 
-    async def spawn(self, spec: str, env: dict[str, str], cwd: str, log_fd: int, events_fd: int) -> ForkedProcess:
-        """Fork a run's child; Unavailable when there is no zygote to fork from."""
+    async def spawn(self, spec: str, env: dict[str, str], cwd: str, log_fd: int, events_fd: int,
+                    module: str = CHILD) -> ForkedProcess:
+        """Fork a run's child (or a generation process, `module`); Unavailable when there is no zygote
+        to fork from."""
         if self._ready is None:
             raise Unavailable("no zygote was started")
         try:
@@ -133,7 +139,7 @@ class Zygote:
         self._next_id += 1
         future: asyncio.Future[ForkedProcess] = asyncio.get_running_loop().create_future()
         self._pending[self._next_id] = future
-        request = {"id": self._next_id, "spec": spec, "env": env, "cwd": cwd}
+        request = {"id": self._next_id, "spec": spec, "env": env, "cwd": cwd, "module": module}
         try:
             socket.send_fds(self._sock, [json.dumps(request).encode()], [log_fd, events_fd])
         except OSError as exc:

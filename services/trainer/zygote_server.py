@@ -15,6 +15,7 @@ protocol is in zygote.py.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -23,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.trainer.zygote import MAX_MESSAGE, command_line
+from services.trainer.zygote import CHILD, MAX_MESSAGE, command_line
 
 if TYPE_CHECKING:
     import torch
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 PRELOAD = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "safetensors",
            "services.trainer.child", "services.trainer.recipe", "services.trainer.tuning",
            "services.trainer.reporting", "services.trainer.retention", "services.trainer.loading",
-           "services.trainer.micro_batch", "services.trainer.sampling", "services.trainer.stopping", "services.common.datasets")
+           "services.trainer.micro_batch", "services.trainer.generation_child", "services.trainer.sampling", "services.trainer.stopping", "services.common.datasets")
 
 
 def _capability_from_nvml(device: torch.device | int | None = None) -> tuple[int, int]:
@@ -45,7 +46,6 @@ def _capability_from_nvml(device: torch.device | int | None = None) -> tuple[int
 
 def _preload() -> str:
     """Import what every run needs; '' when forking is safe afterwards, else why not."""
-    import importlib
 
     try:  # set up now, while the command line and environment are still where the kernel put them
         import setproctitle
@@ -108,10 +108,11 @@ def _become_run(request: dict[str, Any], fds: list[int], zygote_pid: int, close:
         import random
 
         random.seed()  # not the zygote's state, shared by every child
-        argv = command_line(request["spec"], events_fd)
+        module = request.get("module") or CHILD  # a training run, or a generation process
+        argv = command_line(request["spec"], events_fd, module=module)
         if "setproctitle" in sys.modules:
             sys.modules["setproctitle"].setproctitle(" ".join(argv))
-        code = child.main(argv[3:])
+        code = importlib.import_module(module).main(argv[3:])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:

@@ -60,6 +60,11 @@ WALK: dict[str, list[str]] = {
         "ftlab retry $JOB --set learning_rate=1e-5 --set max_steps=210 --checkpoint best",
         "ftlab retry $JOB --set max_steps=220 --checkpoint latest"],
     "ftlab compare JOB JOB [JOB ...] [--json]": ["ftlab compare $JOB $FAILED", "ftlab compare $JOB $FAILED --json"],
+    # the retries above are queued behind one another; a trainer slot is free for generation once the
+    # last of them has ended
+    'ftlab generate JOB --prompt "What is 2 plus 3?" [--checkpoint best|latest|NAME] [--stream]': [
+        "ftlab watch $LAST", 'ftlab generate $JOB --prompt "What is 2 plus 3?"',
+        'ftlab generate $JOB --prompt "What is 2 plus 3?" --checkpoint best --stream'],
 }
 
 
@@ -120,6 +125,8 @@ def test_a_new_user_runs_the_readme_as_written(tmp_path):
                     _extra_jobs(run, jobs)
                     continue
                 outputs[command] = run(command)
+                if command.startswith("ftlab retry "):  # the newest job, for the lines that wait on it
+                    jobs["LAST"] = re.search(r"jobs/[0-9a-f]+", outputs[command].stdout).group(0)
         _check(outputs, jobs, work)
         example = work / "example.py"
         example.write_text(python_example())
@@ -153,6 +160,9 @@ def _check(outputs, jobs, work: Path) -> None:
     assert "dataset.uri" in compared and "no-such.jsonl" in compared and "What is 2 plus 3?" in compared, compared
     assert [r["state"] for r in json.loads(outputs["ftlab compare $JOB $FAILED --json"].stdout)["runs"]] == [
         "succeeded", "failed"]
+    generated = outputs['ftlab generate $JOB --prompt "What is 2 plus 3?"']
+    assert "adapter:" in generated.stderr and "tokens, first after" in generated.stderr, generated.stderr
+    assert "checkpoint-" in outputs['ftlab generate $JOB --prompt "What is 2 plus 3?" --checkpoint best --stream'].stderr
     answers = outputs["ftlab samples $JOB"].stdout  # evaluations at steps 100 and 200, then the final model
     assert all(f"answers of {when}" in answers for when in ("step 100", "step 200", "the final model")), answers
     assert "What is 2 plus 3?" in outputs["ftlab samples $JOB --checkpoint best"].stdout

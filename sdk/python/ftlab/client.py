@@ -345,6 +345,34 @@ class Client:
             finally:
                 stream.cancel()
 
+    def generate(self, name: str, prompt: str = "", *, messages: Sequence[dict[str, str]] = (), checkpoint: str = "",
+                 max_new_tokens: int | None = None, temperature: float | None = None, seed: int | None = None,
+                 timeout: float | None = None) -> Iterator[job_service_pb2.GenerateTextResponse]:
+        """Stream a job's answer to `prompt` (or to the chat `messages`: {"role", "content"}) with its
+        final model, or a checkpoint ("best", "latest" or a name): pieces of text, then one with
+        `done` (tokens, time to the first token, finish reason). Leaving the loop early stops it."""
+        request = job_service_pb2.GenerateTextRequest(
+            name=name, prompt=prompt, messages=[events_pb2.ChatMessage(**m) for m in messages])
+        selectors = {"": job_pb2.CHECKPOINT_SELECTOR_UNSPECIFIED, "best": job_pb2.CHECKPOINT_SELECTOR_BEST,
+                     "latest": job_pb2.CHECKPOINT_SELECTOR_LATEST}
+        request.checkpoint = selectors.get(checkpoint, job_pb2.CHECKPOINT_SELECTOR_NAMED)
+        if request.checkpoint == job_pb2.CHECKPOINT_SELECTOR_NAMED:
+            request.checkpoint_name = checkpoint
+        for field, value in (("max_new_tokens", max_new_tokens), ("temperature", temperature), ("seed", seed)):
+            if value is not None:
+                setattr(request, field, value)
+        stream = self.jobs.GenerateText(request, metadata=self._metadata, timeout=timeout)
+        try:
+            yield from stream
+        except grpc.RpcError as err:
+            raise FtlabError.from_rpc(err) from None
+        finally:
+            stream.cancel()
+
+    def generate_text(self, name: str, prompt: str = "", **options: Any) -> str:
+        """The whole answer of `generate`, as one string."""
+        return "".join(piece.text for piece in self.generate(name, prompt, **options))
+
     def wait(self, name: str, timeout: float | None = None) -> job_pb2.Job:
         """Block until the job reaches a final state, or pauses, from now on; return it."""
         job = self.get_job(name)

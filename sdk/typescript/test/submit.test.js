@@ -43,6 +43,17 @@ test("submit a job and watch it to the end", { timeout: 300_000 }, async () => {
   const { checkpoints } = await jobs.listCheckpoints({ name: job.name });
   assert.deepEqual(checkpoints.map((c) => c.name), ["checkpoint-4", "checkpoint-8"]);
 
+  // the trained adapter answers, streamed
+  let text = "";
+  let done;
+  for await (const piece of jobs.generateText({ name: job.name, prompt: "What is 2 plus 3?", maxNewTokens: 6 },
+                                              { timeoutMs: 120_000 })) {
+    text += piece.text;
+    if (piece.done) done = { ...piece.done, weights: piece.weights };
+  }
+  assert.ok(done && done.tokens > 0 && done.weights === "adapter", JSON.stringify(done));
+  assert.equal(typeof text, "string");
+
   // a continuation with another learning rate, compared with the job it continues
   const { job: next } = await jobs.retryJob({ name: job.name, configChanges: { learningRate: 1e-3, maxSteps: 12n },
                                               checkpoint: CheckpointSelector.LATEST });

@@ -622,6 +622,176 @@ class RunFinished(_message.Message):
 Global___RunFinished: _TypeAlias = RunFinished  # noqa: Y015
 
 @_typing.final
+class ChatMessage(_message.Message):
+    """One message of a chat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    role: _builtins.str
+    """"system", "user" or "assistant"."""
+    content: _builtins.str
+    """The message's text."""
+    def __init__(
+        self,
+        *,
+        role: _builtins.str = ...,
+        content: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatMessage: _TypeAlias = ChatMessage  # noqa: Y015
+
+@_typing.final
+class GenerationAsk(_message.Message):
+    """What to generate: a chat and how to decode its answer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    MAX_NEW_TOKENS_FIELD_NUMBER: _builtins.int
+    TEMPERATURE_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    max_new_tokens: _builtins.int
+    """Longest answer, in tokens."""
+    temperature: _builtins.float
+    """0 decodes greedily; above 0 samples at that temperature."""
+    seed: _builtins.int
+    """Seed of the sampling."""
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]:
+        """The chat so far; the model answers its last user message."""
+
+    def __init__(
+        self,
+        *,
+        messages: _abc.Iterable[Global___ChatMessage] | None = ...,
+        max_new_tokens: _builtins.int = ...,
+        temperature: _builtins.float = ...,
+        seed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_new_tokens", b"max_new_tokens", "messages", b"messages", "seed", b"seed", "temperature", b"temperature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GenerationAsk: _TypeAlias = GenerationAsk  # noqa: Y015
+
+@_typing.final
+class GenerationDone(_message.Message):
+    """How a generation went."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKENS_FIELD_NUMBER: _builtins.int
+    FIRST_TOKEN_SECONDS_FIELD_NUMBER: _builtins.int
+    SECONDS_FIELD_NUMBER: _builtins.int
+    FINISH_REASON_FIELD_NUMBER: _builtins.int
+    LOAD_SECONDS_FIELD_NUMBER: _builtins.int
+    tokens: _builtins.int
+    """Tokens generated."""
+    first_token_seconds: _builtins.float
+    """Seconds from the request to the first token."""
+    seconds: _builtins.float
+    """Seconds the whole answer took."""
+    finish_reason: _builtins.str
+    """"eos" (the model ended it), "length" (max_new_tokens) or "stopped" (the caller went away)."""
+    load_seconds: _builtins.float
+    """Seconds spent loading the model first (0 when it was loaded already)."""
+    def __init__(
+        self,
+        *,
+        tokens: _builtins.int = ...,
+        first_token_seconds: _builtins.float = ...,
+        seconds: _builtins.float = ...,
+        finish_reason: _builtins.str = ...,
+        load_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_reason", b"finish_reason", "first_token_seconds", b"first_token_seconds", "load_seconds", b"load_seconds", "seconds", b"seconds", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GenerationDone: _TypeAlias = GenerationDone  # noqa: Y015
+
+@_typing.final
+class GenerationCommand(_message.Message):
+    """What the trainer tells a generation process, over its socket (length-prefixed, as RunReport)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASK_FIELD_NUMBER: _builtins.int
+    STOP_FIELD_NUMBER: _builtins.int
+    stop: _builtins.bool
+    """Stop the answer under way."""
+    @_builtins.property
+    def ask(self) -> Global___GenerationAsk:
+        """Answer this chat."""
+
+    def __init__(
+        self,
+        *,
+        ask: Global___GenerationAsk | None = ...,
+        stop: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ask", b"ask", "command", b"command", "stop", b"stop"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask", b"ask", "command", b"command", "stop", b"stop"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["ask", "stop"]  # noqa: Y015
+    _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
+
+Global___GenerationCommand: _TypeAlias = GenerationCommand  # noqa: Y015
+
+@_typing.final
+class GenerationOutput(_message.Message):
+    """What a generation process tells its trainer, over its socket."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READY_SECONDS_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    ready_seconds: _builtins.float
+    """The model is loaded: seconds it took."""
+    text: _builtins.str
+    """The next piece of the answer."""
+    @_builtins.property
+    def done(self) -> Global___GenerationDone:
+        """The answer is complete."""
+
+    @_builtins.property
+    def error(self) -> Global___RunError:
+        """The process cannot go on (the model does not load, say)."""
+
+    def __init__(
+        self,
+        *,
+        ready_seconds: _builtins.float = ...,
+        text: _builtins.str = ...,
+        done: Global___GenerationDone | None = ...,
+        error: Global___RunError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "error", b"error", "output", b"output", "ready_seconds", b"ready_seconds", "text", b"text"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "error", b"error", "output", b"output", "ready_seconds", b"ready_seconds", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_output: _TypeAlias = _typing.Literal["ready_seconds", "text", "done", "error"]  # noqa: Y015
+    _WhichOneofArgType_output: _TypeAlias = _typing.Literal["output", b"output"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_output) -> _WhichOneofReturnType_output | None: ...
+
+Global___GenerationOutput: _TypeAlias = GenerationOutput  # noqa: Y015
+
+@_typing.final
 class Samples(_message.Message):
     """The model's answers to the job's sample prompts, at one evaluation or at the end of training."""
 

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from ftlab.v1 import config_pb2 as _config_pb2
+from ftlab.v1 import events_pb2 as _events_pb2
 from ftlab.v1 import job_pb2 as _job_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -789,3 +790,98 @@ class ListTemplatesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListTemplatesResponse: _TypeAlias = ListTemplatesResponse  # noqa: Y015
+
+@_typing.final
+class GenerateTextRequest(_message.Message):
+    """Request of GenerateText."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_NAME_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    PROMPT_FIELD_NUMBER: _builtins.int
+    MAX_NEW_TOKENS_FIELD_NUMBER: _builtins.int
+    TEMPERATURE_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The job: "jobs/{id}" or the bare id."""
+    checkpoint: _job_pb2.CheckpointSelector.ValueType
+    """Which weights answer: the job's final model (unset), or one of its checkpoints."""
+    checkpoint_name: _builtins.str
+    """The checkpoint's name, with CHECKPOINT_SELECTOR_NAMED."""
+    prompt: _builtins.str
+    """One user message, instead of `messages`."""
+    max_new_tokens: _builtins.int
+    """Longest answer, in tokens (default 128)."""
+    temperature: _builtins.float
+    """0 (the default) decodes greedily: the same weights give the same text; above 0 samples."""
+    seed: _builtins.int
+    """Seed of the sampling (default 42)."""
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.ChatMessage]:
+        """The chat so far; the model answers it. Or `prompt`."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        checkpoint: _job_pb2.CheckpointSelector.ValueType = ...,
+        checkpoint_name: _builtins.str = ...,
+        messages: _abc.Iterable[_events_pb2.ChatMessage] | None = ...,
+        prompt: _builtins.str = ...,
+        max_new_tokens: _builtins.int | None = ...,
+        temperature: _builtins.float | None = ...,
+        seed: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_new_tokens", b"_max_new_tokens", "_seed", b"_seed", "_temperature", b"_temperature", "max_new_tokens", b"max_new_tokens", "seed", b"seed", "temperature", b"temperature"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_new_tokens", b"_max_new_tokens", "_seed", b"_seed", "_temperature", b"_temperature", "checkpoint", b"checkpoint", "checkpoint_name", b"checkpoint_name", "max_new_tokens", b"max_new_tokens", "messages", b"messages", "name", b"name", "prompt", b"prompt", "seed", b"seed", "temperature", b"temperature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_new_tokens: _TypeAlias = _typing.Literal["max_new_tokens"]  # noqa: Y015
+    _WhichOneofArgType__max_new_tokens: _TypeAlias = _typing.Literal["_max_new_tokens", b"_max_new_tokens"]  # noqa: Y015
+    _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
+    _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
+    _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
+    _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_new_tokens) -> _WhichOneofReturnType__max_new_tokens | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
+
+Global___GenerateTextRequest: _TypeAlias = GenerateTextRequest  # noqa: Y015
+
+@_typing.final
+class GenerateTextResponse(_message.Message):
+    """One piece of a GenerateText answer; the last carries `done`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    WEIGHTS_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """The next piece of the answer's text."""
+    weights: _builtins.str
+    """Which weights answered: "adapter", "model" or a checkpoint's name (on the last response)."""
+    @_builtins.property
+    def done(self) -> _events_pb2.GenerationDone:
+        """How it went, on the last response only."""
+
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        done: _events_pb2.GenerationDone | None = ...,
+        weights: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["done", b"done"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "text", b"text", "weights", b"weights"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GenerateTextResponse: _TypeAlias = GenerateTextResponse  # noqa: Y015

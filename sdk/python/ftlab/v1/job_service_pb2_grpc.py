@@ -95,6 +95,11 @@ class JobServiceStub:
                 request_serializer=ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityRequest.SerializeToString,
                 response_deserializer=ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityResponse.FromString,
                 _registered_method=True)
+        self.GenerateText = channel.unary_stream(
+                '/ftlab.v1.JobService/GenerateText',
+                request_serializer=ftlab_dot_v1_dot_job__service__pb2.GenerateTextRequest.SerializeToString,
+                response_deserializer=ftlab_dot_v1_dot_job__service__pb2.GenerateTextResponse.FromString,
+                _registered_method=True)
         self.ListTemplates = channel.unary_unary(
                 '/ftlab.v1.JobService/ListTemplates',
                 request_serializer=ftlab_dot_v1_dot_job__service__pb2.ListTemplatesRequest.SerializeToString,
@@ -191,6 +196,14 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GenerateText(self, request, context):
+        """Generates text with a job's trained model, or one of its checkpoints, streaming the answer as it
+        comes. Runs on a trainer, in a process of its own that stays loaded for the next request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListTemplates(self, request, context):
         """Lists the named templates jobs start from.
         """
@@ -260,6 +273,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.SetJobPriority,
                     request_deserializer=ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityRequest.FromString,
                     response_serializer=ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityResponse.SerializeToString,
+            ),
+            'GenerateText': grpc.unary_stream_rpc_method_handler(
+                    servicer.GenerateText,
+                    request_deserializer=ftlab_dot_v1_dot_job__service__pb2.GenerateTextRequest.FromString,
+                    response_serializer=ftlab_dot_v1_dot_job__service__pb2.GenerateTextResponse.SerializeToString,
             ),
             'ListTemplates': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTemplates,
@@ -592,6 +610,33 @@ class JobService:
             '/ftlab.v1.JobService/SetJobPriority',
             ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityRequest.SerializeToString,
             ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateText(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ftlab.v1.JobService/GenerateText',
+            ftlab_dot_v1_dot_job__service__pb2.GenerateTextRequest.SerializeToString,
+            ftlab_dot_v1_dot_job__service__pb2.GenerateTextResponse.FromString,
             options,
             channel_credentials,
             insecure,

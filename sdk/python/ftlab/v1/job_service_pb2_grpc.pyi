@@ -59,6 +59,10 @@ class JobServiceStub:
     """Shows the queue: position, priority and estimated start of every queued job."""
     SetJobPriority: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.SetJobPriorityRequest, _job_service_pb2.SetJobPriorityResponse]
     """Changes the priority of a queued or paused job."""
+    GenerateText: _grpc.UnaryStreamMultiCallable[_job_service_pb2.GenerateTextRequest, _job_service_pb2.GenerateTextResponse]
+    """Generates text with a job's trained model, or one of its checkpoints, streaming the answer as it
+    comes. Runs on a trainer, in a process of its own that stays loaded for the next request.
+    """
     ListTemplates: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ListTemplatesRequest, _job_service_pb2.ListTemplatesResponse]
     """Lists the named templates jobs start from."""
 
@@ -93,6 +97,10 @@ class JobServiceAsyncStub(JobServiceStub):
     """Shows the queue: position, priority and estimated start of every queued job."""
     SetJobPriority: _aio.UnaryUnaryMultiCallable[_job_service_pb2.SetJobPriorityRequest, _job_service_pb2.SetJobPriorityResponse]  # type: ignore[assignment]
     """Changes the priority of a queued or paused job."""
+    GenerateText: _aio.UnaryStreamMultiCallable[_job_service_pb2.GenerateTextRequest, _job_service_pb2.GenerateTextResponse]  # type: ignore[assignment]
+    """Generates text with a job's trained model, or one of its checkpoints, streaming the answer as it
+    comes. Runs on a trainer, in a process of its own that stays loaded for the next request.
+    """
     ListTemplates: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ListTemplatesRequest, _job_service_pb2.ListTemplatesResponse]  # type: ignore[assignment]
     """Lists the named templates jobs start from."""
 
@@ -196,6 +204,16 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_job_service_pb2.SetJobPriorityResponse, _abc.Awaitable[_job_service_pb2.SetJobPriorityResponse]]:
         """Changes the priority of a queued or paused job."""
+
+    @_abc_1.abstractmethod
+    def GenerateText(
+        self,
+        request: _job_service_pb2.GenerateTextRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_job_service_pb2.GenerateTextResponse], _abc.AsyncIterator[_job_service_pb2.GenerateTextResponse]]:
+        """Generates text with a job's trained model, or one of its checkpoints, streaming the answer as it
+        comes. Runs on a trainer, in a process of its own that stays loaded for the next request.
+        """
 
     @_abc_1.abstractmethod
     def ListTemplates(

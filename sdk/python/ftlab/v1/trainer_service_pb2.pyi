@@ -494,3 +494,69 @@ class HeartbeatResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HeartbeatResponse: _TypeAlias = HeartbeatResponse  # noqa: Y015
+
+@_typing.final
+class GenerateRequest(_message.Message):
+    """Request of Generate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    ASK_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """The job whose weights answer."""
+    checkpoint: _builtins.str
+    """The weights: "" for the job's final model, or a checkpoint's name."""
+    @_builtins.property
+    def config(self) -> _config_pb2.TrainingConfig:
+        """The job's resolved config (its base model, adapter and chat template)."""
+
+    @_builtins.property
+    def ask(self) -> _events_pb2.GenerationAsk:
+        """What to generate."""
+
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        config: _config_pb2.TrainingConfig | None = ...,
+        checkpoint: _builtins.str = ...,
+        ask: _events_pb2.GenerationAsk | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ask", b"ask", "config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask", b"ask", "checkpoint", b"checkpoint", "config", b"config", "job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GenerateRequest: _TypeAlias = GenerateRequest  # noqa: Y015
+
+@_typing.final
+class GenerateResponse(_message.Message):
+    """One piece of a Generate answer; the last carries `done`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """The next piece of the answer's text."""
+    @_builtins.property
+    def done(self) -> _events_pb2.GenerationDone:
+        """How it went, on the last response only."""
+
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        done: _events_pb2.GenerationDone | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["done", b"done"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GenerateResponse: _TypeAlias = GenerateResponse  # noqa: Y015

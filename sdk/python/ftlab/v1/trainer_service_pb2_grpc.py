@@ -55,6 +55,11 @@ class TrainerServiceStub:
                 request_serializer=ftlab_dot_v1_dot_trainer__service__pb2.StreamRunRequest.SerializeToString,
                 response_deserializer=ftlab_dot_v1_dot_trainer__service__pb2.StreamRunResponse.FromString,
                 _registered_method=True)
+        self.Generate = channel.unary_stream(
+                '/ftlab.v1.TrainerService/Generate',
+                request_serializer=ftlab_dot_v1_dot_trainer__service__pb2.GenerateRequest.SerializeToString,
+                response_deserializer=ftlab_dot_v1_dot_trainer__service__pb2.GenerateResponse.FromString,
+                _registered_method=True)
 
 
 class TrainerServiceServicer:
@@ -89,6 +94,14 @@ class TrainerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Generate(self, request, context):
+        """Generates text with a job's weights in a process of its own, kept loaded for the next request
+        while it is used and freed when idle.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +124,11 @@ def add_TrainerServiceServicer_to_server(servicer, server):
                     servicer.StreamRun,
                     request_deserializer=ftlab_dot_v1_dot_trainer__service__pb2.StreamRunRequest.FromString,
                     response_serializer=ftlab_dot_v1_dot_trainer__service__pb2.StreamRunResponse.SerializeToString,
+            ),
+            'Generate': grpc.unary_stream_rpc_method_handler(
+                    servicer.Generate,
+                    request_deserializer=ftlab_dot_v1_dot_trainer__service__pb2.GenerateRequest.FromString,
+                    response_serializer=ftlab_dot_v1_dot_trainer__service__pb2.GenerateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +240,33 @@ class TrainerService:
             '/ftlab.v1.TrainerService/StreamRun',
             ftlab_dot_v1_dot_trainer__service__pb2.StreamRunRequest.SerializeToString,
             ftlab_dot_v1_dot_trainer__service__pb2.StreamRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Generate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ftlab.v1.TrainerService/Generate',
+            ftlab_dot_v1_dot_trainer__service__pb2.GenerateRequest.SerializeToString,
+            ftlab_dot_v1_dot_trainer__service__pb2.GenerateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,10 @@ class TrainerServiceStub:
     """Pauses (checkpoint, then exit) or cancels (SIGTERM, then SIGKILL) a run."""
     StreamRun: _grpc.UnaryStreamMultiCallable[_trainer_service_pb2.StreamRunRequest, _trainer_service_pb2.StreamRunResponse]
     """Streams a run's events after a cursor; with `follow`, live until the run ends."""
+    Generate: _grpc.UnaryStreamMultiCallable[_trainer_service_pb2.GenerateRequest, _trainer_service_pb2.GenerateResponse]
+    """Generates text with a job's weights in a process of its own, kept loaded for the next request
+    while it is used and freed when idle.
+    """
 
 @_typing.type_check_only
 class TrainerServiceAsyncStub(TrainerServiceStub):
@@ -55,6 +59,10 @@ class TrainerServiceAsyncStub(TrainerServiceStub):
     """Pauses (checkpoint, then exit) or cancels (SIGTERM, then SIGKILL) a run."""
     StreamRun: _aio.UnaryStreamMultiCallable[_trainer_service_pb2.StreamRunRequest, _trainer_service_pb2.StreamRunResponse]  # type: ignore[assignment]
     """Streams a run's events after a cursor; with `follow`, live until the run ends."""
+    Generate: _aio.UnaryStreamMultiCallable[_trainer_service_pb2.GenerateRequest, _trainer_service_pb2.GenerateResponse]  # type: ignore[assignment]
+    """Generates text with a job's weights in a process of its own, kept loaded for the next request
+    while it is used and freed when idle.
+    """
 
 class TrainerServiceServicer(metaclass=_abc_1.ABCMeta):
     """Internal: runs training on one machine, each run in its own child process. Called by the scheduler."""
@@ -90,6 +98,16 @@ class TrainerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_trainer_service_pb2.StreamRunResponse], _abc.AsyncIterator[_trainer_service_pb2.StreamRunResponse]]:
         """Streams a run's events after a cursor; with `follow`, live until the run ends."""
+
+    @_abc_1.abstractmethod
+    def Generate(
+        self,
+        request: _trainer_service_pb2.GenerateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_trainer_service_pb2.GenerateResponse], _abc.AsyncIterator[_trainer_service_pb2.GenerateResponse]]:
+        """Generates text with a job's weights in a process of its own, kept loaded for the next request
+        while it is used and freed when idle.
+        """
 
 def add_TrainerServiceServicer_to_server(servicer: TrainerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

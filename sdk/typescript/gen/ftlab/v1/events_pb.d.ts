@@ -578,6 +578,210 @@ export declare type RunFinished = Message<"ftlab.v1.RunFinished"> & {
 export declare const RunFinishedSchema: GenMessage<RunFinished>;
 
 /**
+ * One message of a chat.
+ *
+ * @generated from message ftlab.v1.ChatMessage
+ */
+export declare type ChatMessage = Message<"ftlab.v1.ChatMessage"> & {
+  /**
+   * "system", "user" or "assistant".
+   *
+   * @generated from field: string role = 1;
+   */
+  role: string;
+
+  /**
+   * The message's text.
+   *
+   * @generated from field: string content = 2;
+   */
+  content: string;
+};
+
+/**
+ * Describes the message ftlab.v1.ChatMessage.
+ * Use `create(ChatMessageSchema)` to create a new message.
+ */
+export declare const ChatMessageSchema: GenMessage<ChatMessage>;
+
+/**
+ * What to generate: a chat and how to decode its answer.
+ *
+ * @generated from message ftlab.v1.GenerationAsk
+ */
+export declare type GenerationAsk = Message<"ftlab.v1.GenerationAsk"> & {
+  /**
+   * The chat so far; the model answers its last user message.
+   *
+   * @generated from field: repeated ftlab.v1.ChatMessage messages = 1;
+   */
+  messages: ChatMessage[];
+
+  /**
+   * Longest answer, in tokens.
+   *
+   * @generated from field: int32 max_new_tokens = 2;
+   */
+  maxNewTokens: number;
+
+  /**
+   * 0 decodes greedily; above 0 samples at that temperature.
+   *
+   * @generated from field: double temperature = 3;
+   */
+  temperature: number;
+
+  /**
+   * Seed of the sampling.
+   *
+   * @generated from field: int64 seed = 4;
+   */
+  seed: bigint;
+};
+
+/**
+ * Describes the message ftlab.v1.GenerationAsk.
+ * Use `create(GenerationAskSchema)` to create a new message.
+ */
+export declare const GenerationAskSchema: GenMessage<GenerationAsk>;
+
+/**
+ * How a generation went.
+ *
+ * @generated from message ftlab.v1.GenerationDone
+ */
+export declare type GenerationDone = Message<"ftlab.v1.GenerationDone"> & {
+  /**
+   * Tokens generated.
+   *
+   * @generated from field: int32 tokens = 1;
+   */
+  tokens: number;
+
+  /**
+   * Seconds from the request to the first token.
+   *
+   * @generated from field: double first_token_seconds = 2;
+   */
+  firstTokenSeconds: number;
+
+  /**
+   * Seconds the whole answer took.
+   *
+   * @generated from field: double seconds = 3;
+   */
+  seconds: number;
+
+  /**
+   * "eos" (the model ended it), "length" (max_new_tokens) or "stopped" (the caller went away).
+   *
+   * @generated from field: string finish_reason = 4;
+   */
+  finishReason: string;
+
+  /**
+   * Seconds spent loading the model first (0 when it was loaded already).
+   *
+   * @generated from field: double load_seconds = 5;
+   */
+  loadSeconds: number;
+};
+
+/**
+ * Describes the message ftlab.v1.GenerationDone.
+ * Use `create(GenerationDoneSchema)` to create a new message.
+ */
+export declare const GenerationDoneSchema: GenMessage<GenerationDone>;
+
+/**
+ * What the trainer tells a generation process, over its socket (length-prefixed, as RunReport).
+ *
+ * @generated from message ftlab.v1.GenerationCommand
+ */
+export declare type GenerationCommand = Message<"ftlab.v1.GenerationCommand"> & {
+  /**
+   * One command.
+   *
+   * @generated from oneof ftlab.v1.GenerationCommand.command
+   */
+  command: {
+    /**
+     * Answer this chat.
+     *
+     * @generated from field: ftlab.v1.GenerationAsk ask = 1;
+     */
+    value: GenerationAsk;
+    case: "ask";
+  } | {
+    /**
+     * Stop the answer under way.
+     *
+     * @generated from field: bool stop = 2;
+     */
+    value: boolean;
+    case: "stop";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message ftlab.v1.GenerationCommand.
+ * Use `create(GenerationCommandSchema)` to create a new message.
+ */
+export declare const GenerationCommandSchema: GenMessage<GenerationCommand>;
+
+/**
+ * What a generation process tells its trainer, over its socket.
+ *
+ * @generated from message ftlab.v1.GenerationOutput
+ */
+export declare type GenerationOutput = Message<"ftlab.v1.GenerationOutput"> & {
+  /**
+   * One output.
+   *
+   * @generated from oneof ftlab.v1.GenerationOutput.output
+   */
+  output: {
+    /**
+     * The model is loaded: seconds it took.
+     *
+     * @generated from field: double ready_seconds = 1;
+     */
+    value: number;
+    case: "readySeconds";
+  } | {
+    /**
+     * The next piece of the answer.
+     *
+     * @generated from field: string text = 2;
+     */
+    value: string;
+    case: "text";
+  } | {
+    /**
+     * The answer is complete.
+     *
+     * @generated from field: ftlab.v1.GenerationDone done = 3;
+     */
+    value: GenerationDone;
+    case: "done";
+  } | {
+    /**
+     * The process cannot go on (the model does not load, say).
+     *
+     * @generated from field: ftlab.v1.RunError error = 4;
+     */
+    value: RunError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message ftlab.v1.GenerationOutput.
+ * Use `create(GenerationOutputSchema)` to create a new message.
+ */
+export declare const GenerationOutputSchema: GenMessage<GenerationOutput>;
+
+/**
  * The model's answers to the job's sample prompts, at one evaluation or at the end of training.
  *
  * @generated from message ftlab.v1.Samples

@@ -6,6 +6,7 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import type { Message } from "@bufbuild/protobuf";
 import type { Template, TrainingConfig } from "./config_pb.js";
 import type { Checkpoint, CheckpointSelector, Job, JobEvent, JobState, RetryPolicy, WatchdogConfig } from "./job_pb.js";
+import type { ChatMessage, GenerationDone } from "./events_pb.js";
 
 /**
  * Describes the file ftlab/v1/job_service.proto.
@@ -794,6 +795,109 @@ export declare type ListTemplatesResponse = Message<"ftlab.v1.ListTemplatesRespo
 export declare const ListTemplatesResponseSchema: GenMessage<ListTemplatesResponse>;
 
 /**
+ * Request of GenerateText.
+ *
+ * @generated from message ftlab.v1.GenerateTextRequest
+ */
+export declare type GenerateTextRequest = Message<"ftlab.v1.GenerateTextRequest"> & {
+  /**
+   * The job: "jobs/{id}" or the bare id.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Which weights answer: the job's final model (unset), or one of its checkpoints.
+   *
+   * @generated from field: ftlab.v1.CheckpointSelector checkpoint = 2;
+   */
+  checkpoint: CheckpointSelector;
+
+  /**
+   * The checkpoint's name, with CHECKPOINT_SELECTOR_NAMED.
+   *
+   * @generated from field: string checkpoint_name = 3;
+   */
+  checkpointName: string;
+
+  /**
+   * The chat so far; the model answers it. Or `prompt`.
+   *
+   * @generated from field: repeated ftlab.v1.ChatMessage messages = 4;
+   */
+  messages: ChatMessage[];
+
+  /**
+   * One user message, instead of `messages`.
+   *
+   * @generated from field: string prompt = 5;
+   */
+  prompt: string;
+
+  /**
+   * Longest answer, in tokens (default 128).
+   *
+   * @generated from field: optional int32 max_new_tokens = 6;
+   */
+  maxNewTokens?: number | undefined;
+
+  /**
+   * 0 (the default) decodes greedily: the same weights give the same text; above 0 samples.
+   *
+   * @generated from field: optional double temperature = 7;
+   */
+  temperature?: number | undefined;
+
+  /**
+   * Seed of the sampling (default 42).
+   *
+   * @generated from field: optional int64 seed = 8;
+   */
+  seed?: bigint | undefined;
+};
+
+/**
+ * Describes the message ftlab.v1.GenerateTextRequest.
+ * Use `create(GenerateTextRequestSchema)` to create a new message.
+ */
+export declare const GenerateTextRequestSchema: GenMessage<GenerateTextRequest>;
+
+/**
+ * One piece of a GenerateText answer; the last carries `done`.
+ *
+ * @generated from message ftlab.v1.GenerateTextResponse
+ */
+export declare type GenerateTextResponse = Message<"ftlab.v1.GenerateTextResponse"> & {
+  /**
+   * The next piece of the answer's text.
+   *
+   * @generated from field: string text = 1;
+   */
+  text: string;
+
+  /**
+   * How it went, on the last response only.
+   *
+   * @generated from field: ftlab.v1.GenerationDone done = 2;
+   */
+  done?: GenerationDone | undefined;
+
+  /**
+   * Which weights answered: "adapter", "model" or a checkpoint's name (on the last response).
+   *
+   * @generated from field: string weights = 3;
+   */
+  weights: string;
+};
+
+/**
+ * Describes the message ftlab.v1.GenerateTextResponse.
+ * Use `create(GenerateTextResponseSchema)` to create a new message.
+ */
+export declare const GenerateTextResponseSchema: GenMessage<GenerateTextResponse>;
+
+/**
  * The public API: submit, inspect, steer and watch fine-tuning jobs. Served by the scheduler.
  *
  * @generated from service ftlab.v1.JobService
@@ -919,6 +1023,17 @@ export declare const JobService: GenService<{
     methodKind: "unary";
     input: typeof SetJobPriorityRequestSchema;
     output: typeof SetJobPriorityResponseSchema;
+  },
+  /**
+   * Generates text with a job's trained model, or one of its checkpoints, streaming the answer as it
+   * comes. Runs on a trainer, in a process of its own that stays loaded for the next request.
+   *
+   * @generated from rpc ftlab.v1.JobService.GenerateText
+   */
+  generateText: {
+    methodKind: "server_streaming";
+    input: typeof GenerateTextRequestSchema;
+    output: typeof GenerateTextResponseSchema;
   },
   /**
    * Lists the named templates jobs start from.

@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import type { Message } from "@bufbuild/protobuf";
 import type { TrainingConfig } from "./config_pb.js";
 import type { WatchdogConfig } from "./job_pb.js";
-import type { RunEvent } from "./events_pb.js";
+import type { GenerationAsk, GenerationDone, RunEvent } from "./events_pb.js";
 
 /**
  * Describes the file ftlab/v1/trainer_service.proto.
@@ -465,6 +465,74 @@ export declare type HeartbeatResponse = Message<"ftlab.v1.HeartbeatResponse"> & 
 export declare const HeartbeatResponseSchema: GenMessage<HeartbeatResponse>;
 
 /**
+ * Request of Generate.
+ *
+ * @generated from message ftlab.v1.GenerateRequest
+ */
+export declare type GenerateRequest = Message<"ftlab.v1.GenerateRequest"> & {
+  /**
+   * The job whose weights answer.
+   *
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * The job's resolved config (its base model, adapter and chat template).
+   *
+   * @generated from field: ftlab.v1.TrainingConfig config = 2;
+   */
+  config?: TrainingConfig | undefined;
+
+  /**
+   * The weights: "" for the job's final model, or a checkpoint's name.
+   *
+   * @generated from field: string checkpoint = 3;
+   */
+  checkpoint: string;
+
+  /**
+   * What to generate.
+   *
+   * @generated from field: ftlab.v1.GenerationAsk ask = 4;
+   */
+  ask?: GenerationAsk | undefined;
+};
+
+/**
+ * Describes the message ftlab.v1.GenerateRequest.
+ * Use `create(GenerateRequestSchema)` to create a new message.
+ */
+export declare const GenerateRequestSchema: GenMessage<GenerateRequest>;
+
+/**
+ * One piece of a Generate answer; the last carries `done`.
+ *
+ * @generated from message ftlab.v1.GenerateResponse
+ */
+export declare type GenerateResponse = Message<"ftlab.v1.GenerateResponse"> & {
+  /**
+   * The next piece of the answer's text.
+   *
+   * @generated from field: string text = 1;
+   */
+  text: string;
+
+  /**
+   * How it went, on the last response only.
+   *
+   * @generated from field: ftlab.v1.GenerationDone done = 2;
+   */
+  done?: GenerationDone | undefined;
+};
+
+/**
+ * Describes the message ftlab.v1.GenerateResponse.
+ * Use `create(GenerateResponseSchema)` to create a new message.
+ */
+export declare const GenerateResponseSchema: GenMessage<GenerateResponse>;
+
+/**
  * How to stop a run.
  *
  * @generated from enum ftlab.v1.StopMode
@@ -542,6 +610,17 @@ export declare const TrainerService: GenService<{
     methodKind: "server_streaming";
     input: typeof StreamRunRequestSchema;
     output: typeof StreamRunResponseSchema;
+  },
+  /**
+   * Generates text with a job's weights in a process of its own, kept loaded for the next request
+   * while it is used and freed when idle.
+   *
+   * @generated from rpc ftlab.v1.TrainerService.Generate
+   */
+  generate: {
+    methodKind: "server_streaming";
+    input: typeof GenerateRequestSchema;
+    output: typeof GenerateResponseSchema;
   },
 }>;
 
