@@ -56,6 +56,8 @@ export interface ComparedRun {
   losses: number[];
   /** Prompt -> the latest (the final model's) answer. */
   answers: Record<string, string>;
+  /** "task metric" -> the fine-tuned model's score in the job's latest evaluation. */
+  scores: Record<string, number>;
 }
 
 export interface Comparison {

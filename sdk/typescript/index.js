@@ -7,7 +7,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { AnalyzerService } from "./gen/ftlab/v1/analyzer_pb.js";
 import { TrainingConfigSchema } from "./gen/ftlab/v1/config_pb.js";
-import { JobState } from "./gen/ftlab/v1/job_pb.js";
+import { JobKind, JobState } from "./gen/ftlab/v1/job_pb.js";
 import { ArtifactService } from "./gen/ftlab/v1/artifact_service_pb.js";
 import { JobService } from "./gen/ftlab/v1/job_service_pb.js";
 
@@ -90,7 +90,14 @@ export async function compareJobs(clients, names) {
     const values = configs.map((c) => c[field] ?? null);
     if (values.some((v) => JSON.stringify(v) !== JSON.stringify(values[0]))) changes[field] = values;
   }
-  const runs = await Promise.all(jobs.map((job) => summarize(clients, job)));
+  const evaluations = [];
+  let pageToken = "";
+  do {
+    const page = await clients.jobs.listJobs({ pageSize: 100, pageToken });
+    evaluations.push(...page.jobs.filter((j) => j.kind === JobKind.EVALUATION && j.state === JobState.SUCCEEDED));
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  const runs = await Promise.all(jobs.map((job) => summarize(clients, job, evaluations)));
   const prompts = [...new Set(runs.flatMap((r) => Object.keys(r.answers)))];
   return { runs, changes, prompts };
 }
@@ -106,7 +113,7 @@ function flatten(node, prefix = "", out = {}) {
   return out;
 }
 
-async function summarize(clients, job) {
+async function summarize(clients, job, evaluations) {
   const events = [];
   let pageToken = "";
   do {
@@ -133,5 +140,13 @@ async function summarize(clients, job) {
     evalLoss: evals.at(-1)?.loss ?? null, bestEvalLoss: best?.loss ?? null, bestEvalStep: best?.step ?? null,
     tokensPerSecond: median, losses,
     answers: Object.fromEntries((samples.at(-1)?.answers ?? []).map((a) => [a.prompt, a.completion])),
+    scores: latestScores(evaluations.filter((e) => e.parent === job.name)),
   };
+}
+
+function latestScores(evaluations) {
+  const latest = evaluations.reduce((l, e) => (!l || Number(e.createTime.seconds) > Number(l.createTime.seconds)
+    ? e : l), null);
+  return Object.fromEntries((latest?.evaluationResults?.scores ?? []).filter((s) => s.model === "fine-tuned")
+    .map((s) => [`${s.task} ${s.metric}`, s.value]));
 }

@@ -160,6 +160,30 @@ def cmd_samples(args: argparse.Namespace, _: list[str]) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace, _: list[str]) -> int:
+    tasks: list[str] = [*(args.task or []), *(args.harness_task or [])]
+    if not tasks:
+        raise ValueError("give at least one --task FILE (.jsonl rows or a .yaml task definition) or --harness-task "
+                         "NAME")
+    with open_client(args) as client:
+        job = client.evaluate(args.job, tasks, checkpoint=args.checkpoint or "", compare_base=not args.no_base,
+                              limit=args.limit, max_new_tokens=args.max_new_tokens, builtin=not args.no_builtin)
+        if args.watch:
+            from services.cli.watch import watch
+
+            code = watch(client, job.name, console, as_json=args.json)
+            if code == 0 and not args.json:
+                from services.cli.render import evaluation_table
+
+                console.print(evaluation_table(client.get_job(job.name).evaluation_results))
+            return code
+    if args.json:
+        print_json(job)
+    else:
+        console.print(job.name)
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace, _: list[str]) -> int:
     messages: list[dict[str, str]] = []
     if args.messages:

@@ -74,6 +74,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=job_commands.cmd_samples)
 
+    p = sub.add_parser("eval", help="evaluate a job's trained model (or a checkpoint) on your tasks, and its base "
+                                    "model beside it, as a job of its own (lm-evaluation-harness)")
+    p.add_argument("job")
+    p.add_argument("--task", action="append", metavar="FILE",
+                   help="a .jsonl of {prompt, answer} (generated, exact match; with pattern: a regex picks the "
+                        "answer out first) or {prompt, choices, answer} (multiple choice) rows, sent with the "
+                        "request; or a .yaml task definition of the harness's, by its path on the server")
+    p.add_argument("--harness-task", action="append", metavar="NAME",
+                   help="one of the harness's own tasks (e.g. hellaswag): the trainer must reach the Hub")
+    p.add_argument("--checkpoint", default=None, help="best, latest or a checkpoint's name (default: the final model)")
+    p.add_argument("--no-base", action="store_true", help="do not evaluate the base model beside it")
+    p.add_argument("--no-builtin", action="store_true",
+                   help="skip the perplexity and token accuracy of the job's own evaluation data")
+    p.add_argument("--limit", type=int, default=0, help="score at most this many rows of each task")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="longest generated answer (default 32)")
+    p.add_argument("--watch", action="store_true", help="watch the evaluation to its end and print its scores")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(fn=job_commands.cmd_eval)
+
     p = sub.add_parser("generate", help="chat with a job's trained model, or one of its checkpoints (runs on a "
                                         "trainer; the first answer loads the weights)")
     p.add_argument("job")

@@ -148,6 +148,12 @@ def job_panel(console: Console, job: job_pb2.Job) -> None:
         console.print("  trained with:")
         for choice in job.tuning:
             console.print(f"    {choice.field} = [bold]{choice.value}[/]  [dim]{choice.reason}[/]")
+    if job.kind == job_pb2.JOB_KIND_EVALUATION:
+        target = job.evaluation
+        console.print(f"  evaluates {target.job} ({target.checkpoint_name or 'its final model'}): "
+                      + ", ".join(t.name or t.uri.rsplit("/", 1)[-1] for t in target.tasks))
+        if job.evaluation_results.scores:
+            console.print(evaluation_table(job.evaluation_results))
     if job.state == job_pb2.JOB_STATE_FAILED:
         e = job.error
         console.print(f"[red]  failed in {phase_name(e.phase)}: {e.type}: {e.message}[/]")
@@ -221,6 +227,28 @@ def checkpoints_table(checkpoints: list[job_pb2.Checkpoint]) -> Table:
     return table
 
 
+def evaluation_table(results: events_pb2.EvaluationResults) -> Table:
+    """An evaluation's scores: each task and metric, the fine-tuned model beside the base."""
+    table = Table("TASK", "METRIC", "FINE-TUNED", "BASE", "CHANGE", "ROWS", box=None,
+                  title=f"evaluation of {results.weights or 'the job'} ({results.seconds:.0f}s)", title_justify="left")
+    by: dict[tuple[str, str], dict[str, events_pb2.EvaluationScore]] = {}
+    for s in results.scores:
+        by.setdefault((s.task, s.metric), {})[s.model] = s
+
+    def shown(s: events_pb2.EvaluationScore | None) -> str:
+        if s is None:
+            return "-"
+        return f"{s.value:.4f}" + (f" ± {s.stderr:.4f}" if s.HasField("stderr") else "")
+
+    for (task, metric), models in by.items():
+        tuned, base = models.get("fine-tuned"), models.get("base")
+        change = f"{tuned.value - base.value:+.4f}" if tuned is not None and base is not None else "-"
+        either = tuned or base
+        rows = either.samples if either is not None else 0
+        table.add_row(task, metric, shown(tuned), shown(base), change, str(rows))
+    return table
+
+
 def one_line(answer: str) -> str:
     """A generated answer on one line (line breaks shown as ⏎), or "(blank)" where it is only space."""
     text = " ⏎ ".join(line.strip() for line in answer.strip().splitlines() if line.strip())
@@ -270,6 +298,13 @@ def comparison_view(console: Console, result: Comparison) -> None:
         console.print(changes)
     else:
         console.print("config: the same in every job")
+    metrics = list(dict.fromkeys(k for r in runs for k in r.scores))
+    if metrics:
+        scores = Table("TASK METRIC", *[r.name.removeprefix("jobs/") for r in runs], box=None,
+                       title="evaluation (the latest, fine-tuned)", title_justify="left")
+        for key in metrics:
+            scores.add_row(key, *[f"{r.scores[key]:.4f}" if key in r.scores else "-" for r in runs])
+        console.print(scores)
     curves = Table("JOB", "LOSS", box=None, title="training loss", title_justify="left")
     for r in runs:
         curves.add_row(r.name.removeprefix("jobs/"), sparkline(r.losses, 60) or "-")

@@ -13,6 +13,7 @@ import asyncio
 import logging
 
 import grpc
+from google.protobuf import json_format
 
 from ftlab.v1 import trainer_service_pb2
 from services.common.auth import service_metadata
@@ -104,6 +105,10 @@ class Dispatcher:
             run_id=row.run_id, job_id=row.id, config=convert.config_of(row), resume_checkpoint=row.resume_checkpoint,
             watchdog=convert.watchdog_of(row),
             resume_weights_only=resume_changes.weights_only(row.resume_checkpoint, convert.changes_of(row)))
+        if row.kind == "JOB_KIND_EVALUATION":  # the evaluated job's weights, as resolved when it was queued
+            json_format.Parse(row.evaluation_json, request.evaluation)
+            request.evaluated_job_id = row.parent_id or ""
+            request.evaluated_checkpoint = request.evaluation.checkpoint_name
         worker.assigned.add(row.run_id)
         self._starting.add(row.run_id)
         try:

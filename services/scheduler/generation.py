@@ -96,8 +96,8 @@ class Playground:
 
     async def generate(self, who: Caller, request: job_service_pb2.GenerateTextRequest
                        ) -> AsyncIterator[job_service_pb2.GenerateTextResponse]:
+        job = await self.jobs.get(who, request.name)  # another user's job is not found, whatever the request
         ask = ask_of(request)
-        job = await self.jobs.get(who, request.name)
         checkpoint = weights_of(job, await self.jobs.checkpoints(who, request.name), request)
         weights = checkpoint or ("model" if job.config.adapter == config_pb2.ADAPTER_FULL else "adapter")
         key = f"{job.id}/{checkpoint or 'final'}"

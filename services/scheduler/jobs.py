@@ -20,6 +20,7 @@ from services.common.access import Policy
 from services.common.auth import Caller
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, Precondition
 from services.scheduler import convert, jobconfig, resume_changes, run_events, states
+from services.scheduler.evaluations import Evaluations
 from services.scheduler.hub import EventHub
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.queries import Queries, parse_name  # noqa: F401 (parse_name: also the servicer's)
@@ -49,7 +50,7 @@ class RunController(Protocol):
     def free_slots(self) -> int: ...
 
 
-class JobManager(Queries, Retries):
+class JobManager(Queries, Retries, Evaluations):
     def __init__(self, store: JobStore, hub: EventHub, metrics: SchedulerMetrics | None = None,
                  max_running_per_user: int = 0, scheduler_id: str = "", fence_seconds: float = 0.0,
                  access: Policy | None = None, controller: RunController | None = None,
@@ -169,6 +170,9 @@ class JobManager(Queries, Retries):
             if r.state not in (states.RUNNING, states.STARTING):
                 raise FailedPrecondition(f"only a running job can pause; job {r.id} is {state_name(r.state)}",
                                          reason="JOB_NOT_RUNNING")
+            if r.kind == "JOB_KIND_EVALUATION":
+                raise FailedPrecondition(f"an evaluation cannot pause; cancel job {r.id} and evaluate again",
+                                         reason="EVALUATION_NO_PAUSE")
             stop.append((r.worker, r.run_id))
             return [state_event(r, states.PAUSING, f"pause requested by {who.user}")]
 

@@ -50,6 +50,9 @@ class Retries:
             raise FailedPrecondition(f"only an ended job (failed, cancelled or succeeded) can be retried or "
                                      f"continued; job {parent.id} is {state_name(parent.state)}",
                                      reason="JOB_NOT_ENDED")
+        if parent.kind == "JOB_KIND_EVALUATION":
+            raise FailedPrecondition(f"job {parent.id} is an evaluation: evaluate again (EvaluateJob) instead",
+                                     reason="EVALUATION_NO_RETRY")
         check_request_id(request.request_id)
         old = convert.config_of(parent)
         analysis = json_format.Parse(parent.analysis_json, analyzer_pb2.FailureAnalysis())

@@ -29,6 +29,6 @@ def new_row(*, owner: str, config: config_pb2.TrainingConfig, request_id: str,
         request_id=request_id or None, create_time=now, update_time=now, last_sequence=0, phase="PHASE_UNSPECIFIED",
         worker="", run_id="", run_cursor=0, attempt=0, progress_json="{}", error_json="{}", analysis_json="{}",
         state_reason="", resume_checkpoint="", preflight_json=convert.to_json(checks) if checks else "{}",
-        changes_json="[]", automatic=False,
+        changes_json="[]", automatic=False, kind="JOB_KIND_TRAINING", evaluation_json="{}", results_json="{}",
     )
     return JobRow(**{**defaults, **fields})

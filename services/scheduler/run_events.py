@@ -98,6 +98,8 @@ def apply(r: Row, tx: UnitOfWork, run_id: str, run_event: events_pb2.RunEvent,
         r.effective_json, r.tuning_json = convert.effective_settings(r, payload)
     elif kind == "checkpoint_deleted":
         tx.checkpoints.deleted(r.id, payload.name)
+    elif kind == "evaluation":
+        r.results_json = convert.to_json(payload)
     elif kind == "error":
         r.error_json = convert.to_json(job_pb2.JobError(
             type=payload.type, message=payload.message, traceback=payload.traceback, phase=payload.phase,

@@ -71,6 +71,9 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
     async def ListTemplates(self, request: pb.ListTemplatesRequest, context: Context) -> pb.ListTemplatesResponse:
         return pb.ListTemplatesResponse(templates=templates.list_templates())
 
+    async def EvaluateJob(self, request: pb.EvaluateJobRequest, context: Context) -> pb.EvaluateJobResponse:
+        return pb.EvaluateJobResponse(job=await self.jobs.evaluate(caller(context), request))
+
     async def GenerateText(self, request: pb.GenerateTextRequest,
                            context: Context) -> AsyncIterator[pb.GenerateTextResponse]:
         async for piece in self.playground.generate(caller(context), request):

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -186,7 +187,10 @@ def _events_fd(inherited: int | None) -> int | None:
     return inherited
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None,
+         program: Callable[[RunSpec, EventSink], dict[str, Any]] | None = None) -> int:
+    """Run `program` (training; the evaluation child gives its own) on the spec, reporting its result
+    or, whatever it raised, its error."""
     die_with_parent()
     prefer_oom_kill()
     parser = argparse.ArgumentParser(description=__doc__)
@@ -195,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sink = EventSink(_events_fd(args.events_fd))
     try:
-        result = train(RunSpec.read(args.spec), sink)
+        result = (program or train)(RunSpec.read(args.spec), sink)
         _leave_process_group()
     except BaseException as exc:  # report everything, including KeyboardInterrupt and SystemExit
         tb = traceback.format_exc()

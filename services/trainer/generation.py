@@ -17,15 +17,14 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from google.protobuf import json_format
 
-from ftlab.v1 import config_pb2, events_pb2, trainer_service_pb2
-from services.common import checkpoints, safefs
-from services.common.access import Policy, Roots
-from services.common.errors import FailedPrecondition, NotFound, ResourceExhausted
+from ftlab.v1 import events_pb2, trainer_service_pb2
+from services.common import safefs
+from services.common.errors import FailedPrecondition, ResourceExhausted
 from services.common.settings import Paths
+from services.trainer import admission
 from services.trainer.process import FRAME, MAX_REPORT
 from services.trainer.runs import open_log
 from services.trainer.zygote import ForkedProcess, Unavailable, Zygote, command_line
@@ -76,30 +75,11 @@ class GenerationPool:
         """Processes that hold a slot: loaded, or being started."""
         return len(self.generators) + len(self._starting)
 
-    def weights(self, job_id: str, config: config_pb2.TrainingConfig, checkpoint: str) -> dict[str, str]:
-        """Where the weights are: the base model and an adapter, or a whole model's folder."""
-        job_dir = self.paths.job_dir(job_id)
-        full = config.adapter == config_pb2.ADAPTER_FULL
-        if checkpoint:
-            if not checkpoints.is_own(checkpoint):
-                raise NotFound(f"job {job_id} has no checkpoint {checkpoint!r}", reason="CHECKPOINT_NOT_FOUND")
-            folder = job_dir / "checkpoints" / checkpoint
-        else:
-            folder = job_dir / ("model" if full else "adapter")
-        if not safefs.is_plain_dir(self.paths.artifacts, folder):
-            raise NotFound(f"job {job_id} has no {checkpoint or 'trained model'} on this trainer's store",
-                           reason="CHECKPOINT_NOT_FOUND")
-        access = Policy(self.paths, Roots((Path("/"),), (Path("/"),)))  # the scheduler checked the job's files
-        base = access.model(config.base_model, "config.base_model")
-        has_tokenizer = any((folder / name).exists() for name in ("tokenizer.json", "tokenizer_config.json"))
-        return {"model": str(folder) if full else "", "adapter": "" if full else str(folder),
-                "tokenizer": str(folder) if has_tokenizer else base, "base_model": base}
-
     async def generate(self, request: trainer_service_pb2.GenerateRequest
                        ) -> AsyncIterator[trainer_service_pb2.GenerateResponse]:
         """The answer, piece by piece, then how it went."""
         key = f"{request.job_id}/{request.checkpoint or 'final'}"
-        where = self.weights(request.job_id, request.config, request.checkpoint)
+        where = admission.weights(self.paths, request.job_id, request.config, request.checkpoint)
         outcome, done = "failed", None
         try:
             generator, loaded = await self._generator(key, request, where)

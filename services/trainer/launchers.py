@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
-from services.trainer.zygote import ForkedProcess, Unavailable, Zygote, command_line
+from services.trainer.zygote import CHILD, ForkedProcess, Unavailable, Zygote, command_line
 
 Process = asyncio.subprocess.Process | ForkedProcess
 
@@ -30,21 +30,21 @@ class Launcher(Protocol):
 class ZygoteLauncher:
     name = "forked from the zygote"
 
-    def __init__(self, zygote: Zygote) -> None:
-        self.zygote = zygote
+    def __init__(self, zygote: Zygote, module: str = CHILD) -> None:
+        self.zygote, self.module = zygote, module
 
     async def launch(self, spec: str, env: dict[str, str], cwd: str, log_fd: int, events_fd: int) -> Process:
-        return await self.zygote.spawn(spec, env, cwd, log_fd, events_fd)
+        return await self.zygote.spawn(spec, env, cwd, log_fd, events_fd, module=self.module)
 
 
 class ExecLauncher:
     name = "exec"
 
-    def __init__(self, python: str) -> None:
-        self.python = python
+    def __init__(self, python: str, module: str = CHILD) -> None:
+        self.python, self.module = python, module
 
     def argv(self, spec: str, events_fd: int) -> list[str]:
-        return command_line(spec, events_fd, self.python)
+        return command_line(spec, events_fd, self.python, self.module)
 
     async def launch(self, spec: str, env: dict[str, str], cwd: str, log_fd: int, events_fd: int) -> Process:
         return await asyncio.create_subprocess_exec(
@@ -64,11 +64,12 @@ class TorchrunLauncher(ExecLauncher):
                 "--events-fd", str(events_fd)]
 
 
-def launchers_for(processes: int, python: str, zygote: Zygote | None) -> list[Launcher]:
-    """The launchers to try in order for a run of `processes` processes."""
+def launchers_for(processes: int, python: str, zygote: Zygote | None, module: str = CHILD) -> list[Launcher]:
+    """The launchers to try in order for a run of `processes` processes of `module` (the training
+    child; an evaluation run is one process of the evaluation child)."""
     if processes > 1:
         return [TorchrunLauncher(python, processes)]
-    return ([ZygoteLauncher(zygote)] if zygote is not None else []) + [ExecLauncher(python)]
+    return ([ZygoteLauncher(zygote, module)] if zygote is not None else []) + [ExecLauncher(python, module)]
 
 
 async def launch(launchers: list[Launcher], spec: str, env: dict[str, str], cwd: str, log_fd: int,

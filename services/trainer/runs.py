@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ftlab.v1 import events_pb2
 from services.trainer.watchdog import Progress
-from services.trainer.zygote import ForkedProcess
+from services.trainer.zygote import CHILD, ForkedProcess
 
 LOG_TAIL_LINES = 80
 EVAL_PROGRESS_KEPT_SECONDS = 10.0  # how often an evaluation's progress goes into the run's history
@@ -35,6 +35,7 @@ class Run:
     stuck: str = ""  # why the watchdog killed it
     processes: int = 1  # more than one: torchrun
     gpus: list[int] = field(default_factory=list)  # the GPUs it holds (CUDA_VISIBLE_DEVICES)
+    module: str = CHILD  # the program it runs: the training child, or the evaluation child
 
     last_progress_kept: float = 0.0
     oom_before: dict[Path, int] = field(default_factory=dict)  # out-of-memory kill counters when it started

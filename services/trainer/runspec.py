@@ -24,6 +24,7 @@ class RunSpec:
     job_id: str = ""
     resume_from: str = ""  # a checkpoint folder to resume from
     resume_weights_only: bool = False  # take its weights, not its optimizer and step
+    evaluation: dict[str, Any] | None = None  # an evaluation job's run: admission.evaluation_spec
 
     @classmethod
     def build(cls, config: config_pb2.TrainingConfig, **fields: Any) -> "RunSpec":

@@ -9,6 +9,7 @@ import grpc
 from ftlab.v1 import trainer_service_pb2 as pb
 from ftlab.v1 import trainer_service_pb2_grpc
 from services.common.errors import FieldViolation, InvalidArgument
+from services.trainer import admission
 from services.trainer.generation import GenerationPool
 from services.trainer.supervisor import RunSupervisor
 
@@ -25,8 +26,11 @@ class TrainerService(trainer_service_pb2_grpc.TrainerServiceServicer):
         return pb.GetWorkerInfoResponse(worker=self.describe())
 
     async def StartRun(self, request: pb.StartRunRequest, context: grpc.aio.ServicerContext) -> pb.StartRunResponse:
+        evaluation = admission.Evaluation(request.evaluation, request.evaluated_job_id, request.evaluated_checkpoint) \
+            if request.HasField("evaluation") else None
         run = await self.supervisor.start(request.run_id, request.job_id, request.config, request.resume_checkpoint,
-                                          request.watchdog, weights_only=request.resume_weights_only)
+                                          request.watchdog, weights_only=request.resume_weights_only,
+                                          evaluation=evaluation)
         return pb.StartRunResponse(run_id=run.run_id, pid=run.pid)
 
     async def StopRun(self, request: pb.StopRunRequest, context: grpc.aio.ServicerContext) -> pb.StopRunResponse:

@@ -32,6 +32,8 @@ from services.trainer.runs import Run, disk_note, log_tail, open_log
 from services.trainer.watchdog import Limits, Progress
 from services.trainer.zygote import Zygote
 
+EVAL_CHILD = "services.trainer.eval_child"
+
 log = logging.getLogger(__name__)
 KEEP_FINISHED_RUNS = 256  # ended runs whose events stay streamable from memory
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -85,7 +87,8 @@ class RunSupervisor:
             raise FailedPrecondition(str(exc), reason="NOT_ENOUGH_GPUS") from None
 
     async def start(self, run_id: str, job_id: str, config: config_pb2.TrainingConfig, resume_checkpoint: str,
-                    watchdog: job_pb2.WatchdogConfig | None = None, weights_only: bool = False) -> Run:
+                    watchdog: job_pb2.WatchdogConfig | None = None, weights_only: bool = False,
+                    evaluation: admission.Evaluation | None = None) -> Run:
         admission.check(run_id, job_id, config)
         if run_id in self.runs:
             return self.runs[run_id]
@@ -97,7 +100,8 @@ class RunSupervisor:
             raise ResourceExhausted(f"worker is full ({self.max_runs} runs)", reason="WORKER_FULL")
         gpus = self.allocate_gpus(max(1, config.num_gpus))
         try:
-            return await self._start(run_id, job_id, config, resume_checkpoint, watchdog, weights_only, gpus)
+            return await self._start(run_id, job_id, config, resume_checkpoint, watchdog, weights_only, gpus,
+                                     evaluation)
         except safefs.LinkRefused as exc:
             self.runs.pop(run_id, None)
             log.error("not starting %s: the job's folder holds a link (%s)", run_id, exc)
@@ -109,9 +113,12 @@ class RunSupervisor:
             raise admission.refusal(exc) from exc
 
     async def _start(self, run_id: str, job_id: str, config: config_pb2.TrainingConfig, resume_checkpoint: str,
-                     watchdog: job_pb2.WatchdogConfig | None, weights_only: bool, gpus: list[int]) -> Run:
-        run_dir = admission.prepare(self.paths, run_id, job_id, config, resume_checkpoint, weights_only)
+                     watchdog: job_pb2.WatchdogConfig | None, weights_only: bool, gpus: list[int],
+                     evaluation: admission.Evaluation | None = None) -> Run:
+        run_dir = admission.prepare(self.paths, run_id, job_id, config, resume_checkpoint, weights_only, evaluation)
         run = Run(run_id, job_id, run_dir, run_dir / "train.log", processes=max(1, config.num_gpus), gpus=gpus)
+        if evaluation is not None:  # one process, the evaluation child
+            run.processes, run.module = 1, EVAL_CHILD
         run.progress = Progress(Limits.from_proto(watchdog or job_pb2.WatchdogConfig()), time.monotonic())
         self.runs[run_id] = run
         await self._spawn(run)
@@ -124,7 +131,7 @@ class RunSupervisor:
             env["FTLAB_CPU_THREADS"] = str(max(1, self.cpu_threads // run.processes))
         if run.gpus:  # each run sees only its own GPUs, numbered as NVML numbers them
             env.update(CUDA_DEVICE_ORDER="PCI_BUS_ID", CUDA_VISIBLE_DEVICES=",".join(map(str, run.gpus)))
-        ways = launchers.launchers_for(run.processes, self.python, self.zygote)
+        ways = launchers.launchers_for(run.processes, self.python, self.zygote, run.module)
         with open_log(run.log_path) as logf:
             try:
                 run.process, how = await launchers.launch(

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 PRELOAD = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "safetensors",
            "services.trainer.child", "services.trainer.recipe", "services.trainer.tuning",
            "services.trainer.reporting", "services.trainer.retention", "services.trainer.loading",
-           "services.trainer.micro_batch", "services.trainer.generation_child", "services.trainer.sampling", "services.trainer.stopping", "services.common.datasets")
+           "services.trainer.micro_batch", "services.trainer.generation_child", "services.trainer.eval_child", "services.trainer.sampling", "services.trainer.stopping", "services.common.datasets")
 
 
 def _capability_from_nvml(device: torch.device | int | None = None) -> tuple[int, int]:

@@ -83,17 +83,22 @@ def test_no_user_reaches_another_users_job_and_an_admin_sees_all(secured):
                 continue
             for method in service.methods:
                 request = message_factory.GetMessageClass(method.input_type)()
-                field = next((f for f in ("name", "job") if f in request.DESCRIPTOR.fields_by_name), None)
+                field = next((f for f in ("name", "job", "evaluation") if f in request.DESCRIPTOR.fields_by_name),
+                             None)
                 if field is None:
                     continue
-                setattr(request, field, job.name)
+                if field == "evaluation":  # EvaluateJob names the job it evaluates inside
+                    request.evaluation.job = job.name
+                else:
+                    setattr(request, field, job.name)
                 if method.client_streaming:
                     continue
                 addressed.append(method.name)
                 code = code_of(channel, service, method, request, bearer("tok-bob"))
                 assert code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED), (method.name, code)
     assert {"GetJob", "CancelJob", "PauseJob", "ResumeJob", "RetryJob", "WatchJob", "ListJobEvents",
-            "ListCheckpoints", "SetJobPriority", "ListArtifacts", "DownloadArtifact"} <= set(addressed)
+            "ListCheckpoints", "SetJobPriority", "ListArtifacts", "DownloadArtifact", "GenerateText",
+            "EvaluateJob"} <= set(addressed)
     with Client(server.address, token="tok-bob") as bob:
         assert job.name not in {j.name for j in bob.list_jobs()}
         with pytest.raises(FtlabError) as err:

@@ -65,6 +65,8 @@ WALK: dict[str, list[str]] = {
     'ftlab generate JOB --prompt "What is 2 plus 3?" [--checkpoint best|latest|NAME] [--stream]': [
         "ftlab watch $LAST", 'ftlab generate $JOB --prompt "What is 2 plus 3?"',
         'ftlab generate $JOB --prompt "What is 2 plus 3?" --checkpoint best --stream'],
+    "ftlab eval JOB --task tasks.jsonl [--checkpoint best|latest|NAME] [--watch]": [
+        "ftlab eval $JOB --task tasks.jsonl --limit 2 --watch"],
 }
 
 
@@ -97,6 +99,8 @@ def test_a_new_user_runs_the_readme_as_written(tmp_path):
     work = home / "work"
     work.mkdir(parents=True)
     (work / "job.yaml").write_text(job_file())
+    (work / "tasks.jsonl").write_text("".join(json.dumps({"prompt": f"What is {a} plus {b}?", "answer": str(a + b)})
+                                              + "\n" for a, b in ((2, 3), (4, 4), (1, 7))))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FTLAB_")}
     env.update(HOME=str(home), PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}", NO_COLOR="1",
                COLUMNS="160")
@@ -163,6 +167,8 @@ def _check(outputs, jobs, work: Path) -> None:
     generated = outputs['ftlab generate $JOB --prompt "What is 2 plus 3?"']
     assert "adapter:" in generated.stderr and "tokens, first after" in generated.stderr, generated.stderr
     assert "checkpoint-" in outputs['ftlab generate $JOB --prompt "What is 2 plus 3?" --checkpoint best --stream'].stderr
+    evaluated = outputs["ftlab eval $JOB --task tasks.jsonl --limit 2 --watch"].stdout
+    assert "SUCCEEDED" in evaluated and "exact_match" in evaluated and "FINE-TUNED" in evaluated, evaluated
     answers = outputs["ftlab samples $JOB"].stdout  # evaluations at steps 100 and 200, then the final model
     assert all(f"answers of {when}" in answers for when in ("step 100", "step 200", "the final model")), answers
     assert "What is 2 plus 3?" in outputs["ftlab samples $JOB --checkpoint best"].stdout

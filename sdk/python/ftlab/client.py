@@ -345,6 +345,35 @@ class Client:
             finally:
                 stream.cancel()
 
+    def evaluate(self, name: str, tasks: Sequence[str | dict[str, str]], *, checkpoint: str = "",
+                 compare_base: bool = True, limit: int = 0, max_new_tokens: int | None = None, builtin: bool = True,
+                 display_name: str = "", priority: int = 0, request_id: str = "") -> job_pb2.Job:
+        """Queue an evaluation of a job's weights (its final model, or `checkpoint`: "best", "latest" or
+        a name) as a job of its own: each task a local .jsonl file (sent inline), a task definition file
+        on the server (.yaml, by path), one of lm-evaluation-harness's own tasks by name, or a dict of
+        EvaluationTask's fields. Its scores come as the job's `evaluation_results` once it succeeds."""
+        evaluation = job_pb2.EvaluationConfig(job=name, compare_base=compare_base, limit=limit, builtin=builtin)
+        if max_new_tokens is not None:
+            evaluation.max_new_tokens = max_new_tokens
+        selectors = {"": job_pb2.CHECKPOINT_SELECTOR_UNSPECIFIED, "best": job_pb2.CHECKPOINT_SELECTOR_BEST,
+                     "latest": job_pb2.CHECKPOINT_SELECTOR_LATEST}
+        evaluation.checkpoint = selectors.get(checkpoint, job_pb2.CHECKPOINT_SELECTOR_NAMED)
+        if evaluation.checkpoint == job_pb2.CHECKPOINT_SELECTOR_NAMED:
+            evaluation.checkpoint_name = checkpoint
+        for task in tasks:
+            if isinstance(task, dict):
+                evaluation.tasks.add(**task)
+            elif task.endswith(".jsonl"):
+                evaluation.tasks.add(name=Path(task).stem, rows=Path(task).read_text(encoding="utf-8"))
+            elif task.endswith((".yaml", ".yml")):
+                evaluation.tasks.add(uri=os.path.abspath(os.path.expanduser(task)))
+            else:
+                evaluation.tasks.add(name=task)
+        request = job_service_pb2.EvaluateJobRequest(evaluation=evaluation, display_name=display_name,
+                                                     priority=priority, request_id=request_id or uuid.uuid4().hex)
+        reply: job_service_pb2.EvaluateJobResponse = self._call(self.jobs.EvaluateJob, request, idempotent=True)
+        return reply.job
+
     def generate(self, name: str, prompt: str = "", *, messages: Sequence[dict[str, str]] = (), checkpoint: str = "",
                  max_new_tokens: int | None = None, temperature: float | None = None, seed: int | None = None,
                  timeout: float | None = None) -> Iterator[job_service_pb2.GenerateTextResponse]:

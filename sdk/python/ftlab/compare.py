@@ -44,6 +44,7 @@ class Run:
     tokens_per_second: float | None  # the median of the logged rates
     losses: list[float] = field(default_factory=list)  # every logged training loss, in order
     answers: dict[str, str] = field(default_factory=dict)  # prompt -> the final model's (or latest) answer
+    scores: dict[str, float] = field(default_factory=dict)  # "task metric" -> its latest evaluation's score
 
 
 @dataclass
@@ -68,7 +69,16 @@ def flat_config(job: job_pb2.Job) -> dict[str, Any]:
     return out
 
 
-def _run(client: Client, job: job_pb2.Job) -> Run:
+def _scores(evaluations: list[job_pb2.Job], name: str) -> dict[str, float]:
+    """The fine-tuned model's scores in the latest succeeded evaluation of job `name`."""
+    mine = [e for e in evaluations if e.parent == name and e.state == job_pb2.JOB_STATE_SUCCEEDED]
+    if not mine:
+        return {}
+    latest = max(mine, key=lambda e: e.create_time.ToNanoseconds())
+    return {f"{s.task} {s.metric}": s.value for s in latest.evaluation_results.scores if s.model == "fine-tuned"}
+
+
+def _run(client: Client, job: job_pb2.Job, evaluations: list[job_pb2.Job]) -> Run:
     events = client.list_events(job.name)
     losses = [e.metrics.loss for e in events if e.HasField("metrics") and e.metrics.HasField("loss")]
     evals = [(e.eval.step, e.eval.eval_loss) for e in events if e.HasField("eval")]
@@ -87,7 +97,8 @@ def _run(client: Client, job: job_pb2.Job) -> Run:
         eval_loss=evals[-1][1] if evals else None, best_eval_loss=best[1] if best else None,
         best_eval_step=best[0] if best else None,
         tokens_per_second=statistics.median(rates) if rates else None, losses=losses,
-        answers={a.prompt: a.completion for a in samples[-1].answers} if samples else {})
+        answers={a.prompt: a.completion for a in samples[-1].answers} if samples else {},
+        scores=_scores(evaluations, job.name))
 
 
 def compare(client: Client, names: list[str]) -> Comparison:
@@ -97,6 +108,7 @@ def compare(client: Client, names: list[str]) -> Comparison:
     fields = list(dict.fromkeys(key for config in configs for key in config))
     changes = {f: [c.get(f) for c in configs] for f in fields
                if any(c.get(f) != configs[0].get(f) for c in configs[1:])}
-    runs = [_run(client, job) for job in jobs]
+    evaluations = [j for j in client.list_jobs() if j.kind == job_pb2.JOB_KIND_EVALUATION]
+    runs = [_run(client, job, evaluations) for job in jobs]
     prompts = list(dict.fromkeys(p for run in runs for p in run.answers))
     return Comparison(runs, changes, prompts)

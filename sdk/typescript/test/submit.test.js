@@ -2,7 +2,7 @@
 // Run by tests/e2e/test_typescript_sdk.py with FTLAB_ADDRESS, FTLAB_TEST_MODEL and FTLAB_TEST_DATASET set.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { CheckpointSelector, EvalStrategy, JobState, compareJobs, createFtlabClients } from "../index.js";
+import { CheckpointSelector, EvalStrategy, JobKind, JobState, compareJobs, createFtlabClients } from "../index.js";
 
 test("submit a job and watch it to the end", { timeout: 300_000 }, async () => {
   const { jobs } = createFtlabClients({ user: "node-sdk" });
@@ -53,6 +53,21 @@ test("submit a job and watch it to the end", { timeout: 300_000 }, async () => {
   }
   assert.ok(done && done.tokens > 0 && done.weights === "adapter", JSON.stringify(done));
   assert.equal(typeof text, "string");
+
+  // an evaluation of the trained adapter on a task of rows, with its base model beside it
+  const rows = JSON.stringify({ prompt: "What is 2 plus 3?", answer: "5" });
+  const { job: evaluation } = await jobs.evaluateJob({
+    evaluation: { job: job.name, tasks: [{ name: "sums", rows }], limit: 1, builtin: false },
+    requestId: `node-eval-${Date.now()}`,
+  });
+  assert.equal(evaluation.kind, JobKind.EVALUATION);
+  for await (const update of jobs.watchJob({ name: evaluation.name, follow: true }, { timeoutMs: 280_000 })) {
+    state = update.state;
+  }
+  assert.equal(state, JobState.SUCCEEDED, `the evaluation ended ${JobState[state]}`);
+  const { job: evaluated } = await jobs.getJob({ name: evaluation.name });
+  assert.deepEqual(evaluated.evaluationResults.scores.map((s) => [s.task, s.metric, s.model]),
+                   [["sums", "exact_match", "fine-tuned"], ["sums", "exact_match", "base"]]);
 
   // a continuation with another learning rate, compared with the job it continues
   const { job: next } = await jobs.retryJob({ name: job.name, configChanges: { learningRate: 1e-3, maxSteps: 12n },

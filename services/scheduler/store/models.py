@@ -70,6 +70,9 @@ class JobRow(Base):
     automatic: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     effective_json: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
     tuning_json: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    kind: Mapped[str] = mapped_column(String(32), default="JOB_KIND_TRAINING", server_default="JOB_KIND_TRAINING")
+    evaluation_json: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")  # EvaluationConfig
+    results_json: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")  # EvaluationResults
 
 
 class JobEventRow(Base):

@@ -622,6 +622,84 @@ class RunFinished(_message.Message):
 Global___RunFinished: _TypeAlias = RunFinished  # noqa: Y015
 
 @_typing.final
+class EvaluationScore(_message.Message):
+    """One score of an evaluation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    METRIC_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    STDERR_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    task: _builtins.str
+    """The task, as named in the evaluation."""
+    metric: _builtins.str
+    """The metric, as lm-evaluation-harness names it ("exact_match", "acc", "acc_norm", "perplexity",
+    "token_accuracy").
+    """
+    model: _builtins.str
+    """Which weights: "fine-tuned" or "base"."""
+    value: _builtins.float
+    """The score."""
+    stderr: _builtins.float
+    """Its standard error, where the harness gives one."""
+    samples: _builtins.int
+    """Rows scored."""
+    def __init__(
+        self,
+        *,
+        task: _builtins.str = ...,
+        metric: _builtins.str = ...,
+        model: _builtins.str = ...,
+        value: _builtins.float = ...,
+        stderr: _builtins.float | None = ...,
+        samples: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_stderr", b"_stderr", "stderr", b"stderr"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_stderr", b"_stderr", "metric", b"metric", "model", b"model", "samples", b"samples", "stderr", b"stderr", "task", b"task", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__stderr: _TypeAlias = _typing.Literal["stderr"]  # noqa: Y015
+    _WhichOneofArgType__stderr: _TypeAlias = _typing.Literal["_stderr", b"_stderr"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stderr) -> _WhichOneofReturnType__stderr | None: ...
+
+Global___EvaluationScore: _TypeAlias = EvaluationScore  # noqa: Y015
+
+@_typing.final
+class EvaluationResults(_message.Message):
+    """What an evaluation measured."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCORES_FIELD_NUMBER: _builtins.int
+    WEIGHTS_FIELD_NUMBER: _builtins.int
+    SECONDS_FIELD_NUMBER: _builtins.int
+    weights: _builtins.str
+    """Which weights were evaluated: "adapter", "model" or a checkpoint's name."""
+    seconds: _builtins.float
+    """Seconds the evaluation took."""
+    @_builtins.property
+    def scores(self) -> _containers.RepeatedCompositeFieldContainer[Global___EvaluationScore]:
+        """Every score, for each task, metric and model."""
+
+    def __init__(
+        self,
+        *,
+        scores: _abc.Iterable[Global___EvaluationScore] | None = ...,
+        weights: _builtins.str = ...,
+        seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["scores", b"scores", "seconds", b"seconds", "weights", b"weights"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluationResults: _TypeAlias = EvaluationResults  # noqa: Y015
+
+@_typing.final
 class ChatMessage(_message.Message):
     """One message of a chat."""
 
@@ -876,6 +954,7 @@ class RunEvent(_message.Message):
     SETTINGS_FIELD_NUMBER: _builtins.int
     EVAL_PROGRESS_FIELD_NUMBER: _builtins.int
     SAMPLES_FIELD_NUMBER: _builtins.int
+    EVALUATION_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """1, 2, 3... within the run, without gaps."""
     @_builtins.property
@@ -926,6 +1005,10 @@ class RunEvent(_message.Message):
     def samples(self) -> Global___Samples:
         """Answers to the sample prompts."""
 
+    @_builtins.property
+    def evaluation(self) -> Global___EvaluationResults:
+        """An evaluation's scores."""
+
     def __init__(
         self,
         *,
@@ -942,12 +1025,13 @@ class RunEvent(_message.Message):
         settings: Global___RunSettings | None = ...,
         eval_progress: Global___EvalProgress | None = ...,
         samples: Global___Samples | None = ...,
+        evaluation: Global___EvaluationResults | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "eval_progress", b"eval_progress", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "samples", b"samples", "settings", b"settings", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "eval_progress", b"eval_progress", "evaluation", b"evaluation", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "samples", b"samples", "settings", b"settings", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "eval_progress", b"eval_progress", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "samples", b"samples", "sequence", b"sequence", "settings", b"settings", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "eval_progress", b"eval_progress", "evaluation", b"evaluation", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "samples", b"samples", "sequence", b"sequence", "settings", b"settings", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["phase_changed", "metrics", "eval", "checkpoint_saved", "log", "error", "finished", "checkpoint_deleted", "settings", "eval_progress", "samples"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["phase_changed", "metrics", "eval", "checkpoint_saved", "log", "error", "finished", "checkpoint_deleted", "settings", "eval_progress", "samples", "evaluation"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

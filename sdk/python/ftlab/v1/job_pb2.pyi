@@ -107,6 +107,30 @@ CHECKPOINT_SELECTOR_NONE: CheckpointSelector.ValueType  # 4
 """No checkpoint: train from the base model again."""
 Global___CheckpointSelector: _TypeAlias = CheckpointSelector  # noqa: Y015
 
+class _JobKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JobKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JOB_KIND_UNSPECIFIED: _JobKind.ValueType  # 0
+    """Train (also what jobs made before kinds existed do)."""
+    JOB_KIND_TRAINING: _JobKind.ValueType  # 1
+    """Train a model."""
+    JOB_KIND_EVALUATION: _JobKind.ValueType  # 2
+    """Evaluate a trained job's weights (EvaluateJob)."""
+
+class JobKind(_JobKind, metaclass=_JobKindEnumTypeWrapper):
+    """What a job does."""
+
+JOB_KIND_UNSPECIFIED: JobKind.ValueType  # 0
+"""Train (also what jobs made before kinds existed do)."""
+JOB_KIND_TRAINING: JobKind.ValueType  # 1
+"""Train a model."""
+JOB_KIND_EVALUATION: JobKind.ValueType  # 2
+"""Evaluate a trained job's weights (EvaluateJob)."""
+Global___JobKind: _TypeAlias = JobKind  # noqa: Y015
+
 @_typing.final
 class RetryPolicy(_message.Message):
     """How often a job is tried again after failures, by kind of failure."""
@@ -480,6 +504,9 @@ class Job(_message.Message):
     AUTOMATIC_FIELD_NUMBER: _builtins.int
     EFFECTIVE_CONFIG_FIELD_NUMBER: _builtins.int
     TUNING_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    EVALUATION_FIELD_NUMBER: _builtins.int
+    EVALUATION_RESULTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "jobs/{id}"."""
     id: _builtins.str
@@ -512,6 +539,8 @@ class Job(_message.Message):
     """
     automatic: _builtins.bool
     """Created by auto-recovery rather than by a person."""
+    kind: Global___JobKind.ValueType
+    """What the job does: train (the default), or evaluate another job's weights."""
     @_builtins.property
     def config(self) -> _config_pb2.TrainingConfig:
         """The resolved config: the template with the job's overrides applied, every field set."""
@@ -574,6 +603,14 @@ class Job(_message.Message):
     def tuning(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.SettingChoice]:
         """The decisions behind `effective_config`, each with its reason."""
 
+    @_builtins.property
+    def evaluation(self) -> Global___EvaluationConfig:
+        """What an evaluation job measures (EVALUATION only)."""
+
+    @_builtins.property
+    def evaluation_results(self) -> _events_pb2.EvaluationResults:
+        """What an evaluation job found, once it has (EVALUATION only)."""
+
     def __init__(
         self,
         *,
@@ -607,10 +644,13 @@ class Job(_message.Message):
         automatic: _builtins.bool = ...,
         effective_config: _config_pb2.TrainingConfig | None = ...,
         tuning: _abc.Iterable[_events_pb2.SettingChoice] | None = ...,
+        kind: Global___JobKind.ValueType = ...,
+        evaluation: Global___EvaluationConfig | None = ...,
+        evaluation_results: _events_pb2.EvaluationResults | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "config", b"config", "create_time", b"create_time", "effective_config", b"effective_config", "end_time", b"end_time", "error", b"error", "preflight", b"preflight", "progress", b"progress", "retry_policy", b"retry_policy", "start_time", b"start_time", "update_time", b"update_time", "watchdog", b"watchdog"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "config", b"config", "create_time", b"create_time", "effective_config", b"effective_config", "end_time", b"end_time", "error", b"error", "evaluation", b"evaluation", "evaluation_results", b"evaluation_results", "preflight", b"preflight", "progress", b"progress", "retry_policy", b"retry_policy", "start_time", b"start_time", "update_time", b"update_time", "watchdog", b"watchdog"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "attempts", b"attempts", "automatic", b"automatic", "changes", b"changes", "config", b"config", "create_time", b"create_time", "display_name", b"display_name", "effective_config", b"effective_config", "end_time", b"end_time", "error", b"error", "id", b"id", "last_sequence", b"last_sequence", "name", b"name", "owner", b"owner", "parent", b"parent", "phase", b"phase", "preflight", b"preflight", "priority", b"priority", "progress", b"progress", "request_id", b"request_id", "resume_checkpoint", b"resume_checkpoint", "retry_policy", b"retry_policy", "start_time", b"start_time", "state", b"state", "state_reason", b"state_reason", "template", b"template", "tuning", b"tuning", "update_time", b"update_time", "watchdog", b"watchdog", "worker", b"worker"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "attempts", b"attempts", "automatic", b"automatic", "changes", b"changes", "config", b"config", "create_time", b"create_time", "display_name", b"display_name", "effective_config", b"effective_config", "end_time", b"end_time", "error", b"error", "evaluation", b"evaluation", "evaluation_results", b"evaluation_results", "id", b"id", "kind", b"kind", "last_sequence", b"last_sequence", "name", b"name", "owner", b"owner", "parent", b"parent", "phase", b"phase", "preflight", b"preflight", "priority", b"priority", "progress", b"progress", "request_id", b"request_id", "resume_checkpoint", b"resume_checkpoint", "retry_policy", b"retry_policy", "start_time", b"start_time", "state", b"state", "state_reason", b"state_reason", "template", b"template", "tuning", b"tuning", "update_time", b"update_time", "watchdog", b"watchdog", "worker", b"worker"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -666,6 +706,7 @@ class JobEvent(_message.Message):
     SETTINGS_FIELD_NUMBER: _builtins.int
     EVAL_PROGRESS_FIELD_NUMBER: _builtins.int
     SAMPLES_FIELD_NUMBER: _builtins.int
+    EVALUATION_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the job's history."""
     @_builtins.property
@@ -720,6 +761,10 @@ class JobEvent(_message.Message):
     def samples(self) -> _events_pb2.Samples:
         """Answers to the sample prompts."""
 
+    @_builtins.property
+    def evaluation(self) -> _events_pb2.EvaluationResults:
+        """An evaluation's scores."""
+
     def __init__(
         self,
         *,
@@ -737,12 +782,13 @@ class JobEvent(_message.Message):
         settings: _events_pb2.RunSettings | None = ...,
         eval_progress: _events_pb2.EvalProgress | None = ...,
         samples: _events_pb2.Samples | None = ...,
+        evaluation: _events_pb2.EvaluationResults | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "eval_progress", b"eval_progress", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "samples", b"samples", "settings", b"settings", "state_changed", b"state_changed", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "eval_progress", b"eval_progress", "evaluation", b"evaluation", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "samples", b"samples", "settings", b"settings", "state_changed", b"state_changed", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "eval_progress", b"eval_progress", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "samples", b"samples", "sequence", b"sequence", "settings", b"settings", "state_changed", b"state_changed", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_deleted", b"checkpoint_deleted", "checkpoint_saved", b"checkpoint_saved", "error", b"error", "eval", b"eval", "eval_progress", b"eval_progress", "evaluation", b"evaluation", "finished", b"finished", "log", b"log", "metrics", b"metrics", "payload", b"payload", "phase_changed", b"phase_changed", "samples", b"samples", "sequence", b"sequence", "settings", b"settings", "state_changed", b"state_changed", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["state_changed", "phase_changed", "metrics", "eval", "checkpoint_saved", "log", "error", "finished", "checkpoint_deleted", "settings", "eval_progress", "samples"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["state_changed", "phase_changed", "metrics", "eval", "checkpoint_saved", "log", "error", "finished", "checkpoint_deleted", "settings", "eval_progress", "samples", "evaluation"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -797,3 +843,106 @@ class Checkpoint(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__eval_loss) -> _WhichOneofReturnType__eval_loss | None: ...
 
 Global___Checkpoint: _TypeAlias = Checkpoint  # noqa: Y015
+
+@_typing.final
+class EvaluationTask(_message.Message):
+    """One task of an evaluation: a file of rows or an lm-evaluation-harness task."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    URI_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The task's name in the results; alone (no `rows`, no `uri`), a task of lm-evaluation-harness's
+    own (e.g. "hellaswag"), which needs a trainer that reaches the Hugging Face Hub.
+    """
+    rows: _builtins.str
+    """JSONL rows, inline: {"prompt", "answer"} (the answer generated, compared exactly, case and
+    punctuation ignored; with "pattern", a regex that picks the answer out of the generated text
+    first) or {"prompt", "choices", "answer"} (multiple choice by log-likelihood; the answer as the
+    choice's index or its text).
+    """
+    uri: _builtins.str
+    """A file on the server instead of `rows`: the same JSONL, or an lm-evaluation-harness task
+    definition (.yaml). Read as a dataset file is (the server's datasets folder for relative paths).
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        rows: _builtins.str = ...,
+        uri: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "rows", b"rows", "uri", b"uri"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluationTask: _TypeAlias = EvaluationTask  # noqa: Y015
+
+@_typing.final
+class EvaluationConfig(_message.Message):
+    """What an evaluation job measures."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_NAME_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
+    COMPARE_BASE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    MAX_NEW_TOKENS_FIELD_NUMBER: _builtins.int
+    BUILTIN_FIELD_NUMBER: _builtins.int
+    job: _builtins.str
+    """The trained job whose weights are evaluated ("jobs/{id}")."""
+    checkpoint: Global___CheckpointSelector.ValueType
+    """Which of its weights: the final model (unset), or a checkpoint."""
+    checkpoint_name: _builtins.str
+    """The checkpoint's name, with CHECKPOINT_SELECTOR_NAMED."""
+    compare_base: _builtins.bool
+    """Also evaluate the base model on the same tasks, to compare (default true)."""
+    limit: _builtins.int
+    """Score at most this many rows of each task (0: all)."""
+    max_new_tokens: _builtins.int
+    """Longest generated answer, in tokens (default 32)."""
+    builtin: _builtins.bool
+    """Also the perplexity and token accuracy of the job's own evaluation data (default true; skipped
+    where the job has none).
+    """
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___EvaluationTask]:
+        """The tasks (at most 16)."""
+
+    def __init__(
+        self,
+        *,
+        job: _builtins.str = ...,
+        checkpoint: Global___CheckpointSelector.ValueType = ...,
+        checkpoint_name: _builtins.str = ...,
+        tasks: _abc.Iterable[Global___EvaluationTask] | None = ...,
+        compare_base: _builtins.bool | None = ...,
+        limit: _builtins.int = ...,
+        max_new_tokens: _builtins.int | None = ...,
+        builtin: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_builtin", b"_builtin", "_compare_base", b"_compare_base", "_max_new_tokens", b"_max_new_tokens", "builtin", b"builtin", "compare_base", b"compare_base", "max_new_tokens", b"max_new_tokens"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_builtin", b"_builtin", "_compare_base", b"_compare_base", "_max_new_tokens", b"_max_new_tokens", "builtin", b"builtin", "checkpoint", b"checkpoint", "checkpoint_name", b"checkpoint_name", "compare_base", b"compare_base", "job", b"job", "limit", b"limit", "max_new_tokens", b"max_new_tokens", "tasks", b"tasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__builtin: _TypeAlias = _typing.Literal["builtin"]  # noqa: Y015
+    _WhichOneofArgType__builtin: _TypeAlias = _typing.Literal["_builtin", b"_builtin"]  # noqa: Y015
+    _WhichOneofReturnType__compare_base: _TypeAlias = _typing.Literal["compare_base"]  # noqa: Y015
+    _WhichOneofArgType__compare_base: _TypeAlias = _typing.Literal["_compare_base", b"_compare_base"]  # noqa: Y015
+    _WhichOneofReturnType__max_new_tokens: _TypeAlias = _typing.Literal["max_new_tokens"]  # noqa: Y015
+    _WhichOneofArgType__max_new_tokens: _TypeAlias = _typing.Literal["_max_new_tokens", b"_max_new_tokens"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__builtin) -> _WhichOneofReturnType__builtin | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__compare_base) -> _WhichOneofReturnType__compare_base | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_new_tokens) -> _WhichOneofReturnType__max_new_tokens | None: ...
+
+Global___EvaluationConfig: _TypeAlias = EvaluationConfig  # noqa: Y015

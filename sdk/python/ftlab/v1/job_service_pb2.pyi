@@ -885,3 +885,63 @@ class GenerateTextResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GenerateTextResponse: _TypeAlias = GenerateTextResponse  # noqa: Y015
+
+@_typing.final
+class EvaluateJobRequest(_message.Message):
+    """Request of EvaluateJob."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVALUATION_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key, as in CreateJob."""
+    display_name: _builtins.str
+    """A name for the evaluation job."""
+    priority: _builtins.int
+    """Queue priority, as in CreateJob."""
+    @_builtins.property
+    def evaluation(self) -> _job_pb2.EvaluationConfig:
+        """What to evaluate and how."""
+
+    def __init__(
+        self,
+        *,
+        evaluation: _job_pb2.EvaluationConfig | None = ...,
+        request_id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        priority: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["evaluation", b"evaluation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "evaluation", b"evaluation", "priority", b"priority", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateJobRequest: _TypeAlias = EvaluateJobRequest  # noqa: Y015
+
+@_typing.final
+class EvaluateJobResponse(_message.Message):
+    """Response of EvaluateJob."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> _job_pb2.Job:
+        """The evaluation job, queued."""
+
+    def __init__(
+        self,
+        *,
+        job: _job_pb2.Job | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateJobResponse: _TypeAlias = EvaluateJobResponse  # noqa: Y015

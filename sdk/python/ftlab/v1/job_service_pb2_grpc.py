@@ -95,6 +95,11 @@ class JobServiceStub:
                 request_serializer=ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityRequest.SerializeToString,
                 response_deserializer=ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityResponse.FromString,
                 _registered_method=True)
+        self.EvaluateJob = channel.unary_unary(
+                '/ftlab.v1.JobService/EvaluateJob',
+                request_serializer=ftlab_dot_v1_dot_job__service__pb2.EvaluateJobRequest.SerializeToString,
+                response_deserializer=ftlab_dot_v1_dot_job__service__pb2.EvaluateJobResponse.FromString,
+                _registered_method=True)
         self.GenerateText = channel.unary_stream(
                 '/ftlab.v1.JobService/GenerateText',
                 request_serializer=ftlab_dot_v1_dot_job__service__pb2.GenerateTextRequest.SerializeToString,
@@ -196,6 +201,14 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EvaluateJob(self, request, context):
+        """Evaluates a trained job's weights on tasks (and its base model beside it), as a job of its own
+        kind: queued, run on a trainer, cancellable, its scores kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GenerateText(self, request, context):
         """Generates text with a job's trained model, or one of its checkpoints, streaming the answer as it
         comes. Runs on a trainer, in a process of its own that stays loaded for the next request.
@@ -273,6 +286,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.SetJobPriority,
                     request_deserializer=ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityRequest.FromString,
                     response_serializer=ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityResponse.SerializeToString,
+            ),
+            'EvaluateJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateJob,
+                    request_deserializer=ftlab_dot_v1_dot_job__service__pb2.EvaluateJobRequest.FromString,
+                    response_serializer=ftlab_dot_v1_dot_job__service__pb2.EvaluateJobResponse.SerializeToString,
             ),
             'GenerateText': grpc.unary_stream_rpc_method_handler(
                     servicer.GenerateText,
@@ -610,6 +628,33 @@ class JobService:
             '/ftlab.v1.JobService/SetJobPriority',
             ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityRequest.SerializeToString,
             ftlab_dot_v1_dot_job__service__pb2.SetJobPriorityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ftlab.v1.JobService/EvaluateJob',
+            ftlab_dot_v1_dot_job__service__pb2.EvaluateJobRequest.SerializeToString,
+            ftlab_dot_v1_dot_job__service__pb2.EvaluateJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

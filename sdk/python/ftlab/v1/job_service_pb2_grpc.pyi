@@ -59,6 +59,10 @@ class JobServiceStub:
     """Shows the queue: position, priority and estimated start of every queued job."""
     SetJobPriority: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.SetJobPriorityRequest, _job_service_pb2.SetJobPriorityResponse]
     """Changes the priority of a queued or paused job."""
+    EvaluateJob: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.EvaluateJobRequest, _job_service_pb2.EvaluateJobResponse]
+    """Evaluates a trained job's weights on tasks (and its base model beside it), as a job of its own
+    kind: queued, run on a trainer, cancellable, its scores kept.
+    """
     GenerateText: _grpc.UnaryStreamMultiCallable[_job_service_pb2.GenerateTextRequest, _job_service_pb2.GenerateTextResponse]
     """Generates text with a job's trained model, or one of its checkpoints, streaming the answer as it
     comes. Runs on a trainer, in a process of its own that stays loaded for the next request.
@@ -97,6 +101,10 @@ class JobServiceAsyncStub(JobServiceStub):
     """Shows the queue: position, priority and estimated start of every queued job."""
     SetJobPriority: _aio.UnaryUnaryMultiCallable[_job_service_pb2.SetJobPriorityRequest, _job_service_pb2.SetJobPriorityResponse]  # type: ignore[assignment]
     """Changes the priority of a queued or paused job."""
+    EvaluateJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.EvaluateJobRequest, _job_service_pb2.EvaluateJobResponse]  # type: ignore[assignment]
+    """Evaluates a trained job's weights on tasks (and its base model beside it), as a job of its own
+    kind: queued, run on a trainer, cancellable, its scores kept.
+    """
     GenerateText: _aio.UnaryStreamMultiCallable[_job_service_pb2.GenerateTextRequest, _job_service_pb2.GenerateTextResponse]  # type: ignore[assignment]
     """Generates text with a job's trained model, or one of its checkpoints, streaming the answer as it
     comes. Runs on a trainer, in a process of its own that stays loaded for the next request.
@@ -204,6 +212,16 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_job_service_pb2.SetJobPriorityResponse, _abc.Awaitable[_job_service_pb2.SetJobPriorityResponse]]:
         """Changes the priority of a queued or paused job."""
+
+    @_abc_1.abstractmethod
+    def EvaluateJob(
+        self,
+        request: _job_service_pb2.EvaluateJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_job_service_pb2.EvaluateJobResponse, _abc.Awaitable[_job_service_pb2.EvaluateJobResponse]]:
+        """Evaluates a trained job's weights on tasks (and its base model beside it), as a job of its own
+        kind: queued, run on a trainer, cancellable, its scores kept.
+        """
 
     @_abc_1.abstractmethod
     def GenerateText(

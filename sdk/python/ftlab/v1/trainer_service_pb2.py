@@ -27,7 +27,7 @@ from ftlab.v1 import events_pb2 as ftlab_dot_v1_dot_events__pb2
 from ftlab.v1 import job_pb2 as ftlab_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66tlab/v1/trainer_service.proto\x12\x08\x66tlab.v1\x1a\x15\x66tlab/v1/config.proto\x1a\x15\x66tlab/v1/events.proto\x1a\x12\x66tlab/v1/job.proto\"\x87\x01\n\x07GpuInfo\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1a\n\x12memory_total_bytes\x18\x03 \x01(\x03\x12\x19\n\x11memory_free_bytes\x18\x04 \x01(\x03\x12\x0c\n\x04uuid\x18\x05 \x01(\t\x12\x1a\n\x12\x63ompute_capability\x18\x06 \x01(\t\"\x8f\x02\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x1f\n\x04gpus\x18\x03 \x03(\x0b\x32\x11.ftlab.v1.GpuInfo\x12\x1a\n\x12memory_total_bytes\x18\x04 \x01(\x03\x12\x11\n\tcpu_count\x18\x05 \x01(\x05\x12\x10\n\x08max_runs\x18\x06 \x01(\x05\x12\x14\n\x0crunning_runs\x18\x07 \x03(\t\x12\x34\n\x08versions\x18\x08 \x03(\x0b\x32\".ftlab.v1.WorkerInfo.VersionsEntry\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x16\n\x14GetWorkerInfoRequest\"=\n\x15GetWorkerInfoResponse\x12$\n\x06worker\x18\x01 \x01(\x0b\x32\x14.ftlab.v1.WorkerInfo\"\xbf\x01\n\x0fStartRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12(\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x18.ftlab.v1.TrainingConfig\x12\x19\n\x11resume_checkpoint\x18\x04 \x01(\t\x12*\n\x08watchdog\x18\x05 \x01(\x0b\x32\x18.ftlab.v1.WatchdogConfig\x12\x1b\n\x13resume_weights_only\x18\x06 \x01(\x08\"/\n\x10StartRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x05\"p\n\x0eStopRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12 \n\x04mode\x18\x02 \x01(\x0e\x32\x12.ftlab.v1.StopMode\x12\x1a\n\rgrace_seconds\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x10\n\x0e_grace_seconds\"&\n\x0fStopRunResponse\x12\x13\n\x0bwas_running\x18\x01 \x01(\x08\"J\n\x10StreamRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"6\n\x11StreamRunResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.ftlab.v1.RunEvent\"=\n\x15RegisterWorkerRequest\x12$\n\x06worker\x18\x01 \x01(\x0b\x32\x14.ftlab.v1.WorkerInfo\"S\n\x16RegisterWorkerResponse\x12\"\n\x1aheartbeat_interval_seconds\x18\x01 \x01(\x01\x12\x15\n\rlease_seconds\x18\x02 \x01(\x01\"\\\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x14\n\x0crunning_runs\x18\x02 \x03(\t\x12\x1f\n\x04gpus\x18\x03 \x03(\x0b\x32\x11.ftlab.v1.GpuInfo\"\"\n\x11HeartbeatResponse\x12\r\n\x05known\x18\x01 \x01(\x08\"\x85\x01\n\x0fGenerateRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x18.ftlab.v1.TrainingConfig\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\x12$\n\x03\x61sk\x18\x04 \x01(\x0b\x32\x17.ftlab.v1.GenerationAsk\"H\n\x10GenerateResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12&\n\x04\x64one\x18\x02 \x01(\x0b\x32\x18.ftlab.v1.GenerationDone*P\n\x08StopMode\x12\x19\n\x15STOP_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTOP_MODE_PAUSE\x10\x01\x12\x14\n\x10STOP_MODE_CANCEL\x10\x02\x32\xf2\x02\n\x0eTrainerService\x12P\n\rGetWorkerInfo\x12\x1e.ftlab.v1.GetWorkerInfoRequest\x1a\x1f.ftlab.v1.GetWorkerInfoResponse\x12\x41\n\x08StartRun\x12\x19.ftlab.v1.StartRunRequest\x1a\x1a.ftlab.v1.StartRunResponse\x12>\n\x07StopRun\x12\x18.ftlab.v1.StopRunRequest\x1a\x19.ftlab.v1.StopRunResponse\x12\x46\n\tStreamRun\x12\x1a.ftlab.v1.StreamRunRequest\x1a\x1b.ftlab.v1.StreamRunResponse0\x01\x12\x43\n\x08Generate\x12\x19.ftlab.v1.GenerateRequest\x1a\x1a.ftlab.v1.GenerateResponse0\x01\x32\xb2\x01\n\x15WorkerRegistryService\x12S\n\x0eRegisterWorker\x12\x1f.ftlab.v1.RegisterWorkerRequest\x1a .ftlab.v1.RegisterWorkerResponse\x12\x44\n\tHeartbeat\x12\x1a.ftlab.v1.HeartbeatRequest\x1a\x1b.ftlab.v1.HeartbeatResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66tlab/v1/trainer_service.proto\x12\x08\x66tlab.v1\x1a\x15\x66tlab/v1/config.proto\x1a\x15\x66tlab/v1/events.proto\x1a\x12\x66tlab/v1/job.proto\"\x87\x01\n\x07GpuInfo\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1a\n\x12memory_total_bytes\x18\x03 \x01(\x03\x12\x19\n\x11memory_free_bytes\x18\x04 \x01(\x03\x12\x0c\n\x04uuid\x18\x05 \x01(\t\x12\x1a\n\x12\x63ompute_capability\x18\x06 \x01(\t\"\x8f\x02\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x1f\n\x04gpus\x18\x03 \x03(\x0b\x32\x11.ftlab.v1.GpuInfo\x12\x1a\n\x12memory_total_bytes\x18\x04 \x01(\x03\x12\x11\n\tcpu_count\x18\x05 \x01(\x05\x12\x10\n\x08max_runs\x18\x06 \x01(\x05\x12\x14\n\x0crunning_runs\x18\x07 \x03(\t\x12\x34\n\x08versions\x18\x08 \x03(\x0b\x32\".ftlab.v1.WorkerInfo.VersionsEntry\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x16\n\x14GetWorkerInfoRequest\"=\n\x15GetWorkerInfoResponse\x12$\n\x06worker\x18\x01 \x01(\x0b\x32\x14.ftlab.v1.WorkerInfo\"\xa7\x02\n\x0fStartRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12(\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x18.ftlab.v1.TrainingConfig\x12\x19\n\x11resume_checkpoint\x18\x04 \x01(\t\x12*\n\x08watchdog\x18\x05 \x01(\x0b\x32\x18.ftlab.v1.WatchdogConfig\x12\x1b\n\x13resume_weights_only\x18\x06 \x01(\x08\x12.\n\nevaluation\x18\x07 \x01(\x0b\x32\x1a.ftlab.v1.EvaluationConfig\x12\x18\n\x10\x65valuated_job_id\x18\x08 \x01(\t\x12\x1c\n\x14\x65valuated_checkpoint\x18\t \x01(\t\"/\n\x10StartRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x05\"p\n\x0eStopRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12 \n\x04mode\x18\x02 \x01(\x0e\x32\x12.ftlab.v1.StopMode\x12\x1a\n\rgrace_seconds\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x10\n\x0e_grace_seconds\"&\n\x0fStopRunResponse\x12\x13\n\x0bwas_running\x18\x01 \x01(\x08\"J\n\x10StreamRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"6\n\x11StreamRunResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.ftlab.v1.RunEvent\"=\n\x15RegisterWorkerRequest\x12$\n\x06worker\x18\x01 \x01(\x0b\x32\x14.ftlab.v1.WorkerInfo\"S\n\x16RegisterWorkerResponse\x12\"\n\x1aheartbeat_interval_seconds\x18\x01 \x01(\x01\x12\x15\n\rlease_seconds\x18\x02 \x01(\x01\"\\\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x14\n\x0crunning_runs\x18\x02 \x03(\t\x12\x1f\n\x04gpus\x18\x03 \x03(\x0b\x32\x11.ftlab.v1.GpuInfo\"\"\n\x11HeartbeatResponse\x12\r\n\x05known\x18\x01 \x01(\x08\"\x85\x01\n\x0fGenerateRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x18.ftlab.v1.TrainingConfig\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\x12$\n\x03\x61sk\x18\x04 \x01(\x0b\x32\x17.ftlab.v1.GenerationAsk\"H\n\x10GenerateResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12&\n\x04\x64one\x18\x02 \x01(\x0b\x32\x18.ftlab.v1.GenerationDone*P\n\x08StopMode\x12\x19\n\x15STOP_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTOP_MODE_PAUSE\x10\x01\x12\x14\n\x10STOP_MODE_CANCEL\x10\x02\x32\xf2\x02\n\x0eTrainerService\x12P\n\rGetWorkerInfo\x12\x1e.ftlab.v1.GetWorkerInfoRequest\x1a\x1f.ftlab.v1.GetWorkerInfoResponse\x12\x41\n\x08StartRun\x12\x19.ftlab.v1.StartRunRequest\x1a\x1a.ftlab.v1.StartRunResponse\x12>\n\x07StopRun\x12\x18.ftlab.v1.StopRunRequest\x1a\x19.ftlab.v1.StopRunResponse\x12\x46\n\tStreamRun\x12\x1a.ftlab.v1.StreamRunRequest\x1a\x1b.ftlab.v1.StreamRunResponse0\x01\x12\x43\n\x08Generate\x12\x19.ftlab.v1.GenerateRequest\x1a\x1a.ftlab.v1.GenerateResponse0\x01\x32\xb2\x01\n\x15WorkerRegistryService\x12S\n\x0eRegisterWorker\x12\x1f.ftlab.v1.RegisterWorkerRequest\x1a .ftlab.v1.RegisterWorkerResponse\x12\x44\n\tHeartbeat\x12\x1a.ftlab.v1.HeartbeatRequest\x1a\x1b.ftlab.v1.HeartbeatResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,8 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_WORKERINFO_VERSIONSENTRY']._loaded_options = None
   _globals['_WORKERINFO_VERSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_STOPMODE']._serialized_start=1626
-  _globals['_STOPMODE']._serialized_end=1706
+  _globals['_STOPMODE']._serialized_start=1730
+  _globals['_STOPMODE']._serialized_end=1810
   _globals['_GPUINFO']._serialized_start=111
   _globals['_GPUINFO']._serialized_end=246
   _globals['_WORKERINFO']._serialized_start=249
@@ -49,31 +49,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETWORKERINFORESPONSE']._serialized_start=546
   _globals['_GETWORKERINFORESPONSE']._serialized_end=607
   _globals['_STARTRUNREQUEST']._serialized_start=610
-  _globals['_STARTRUNREQUEST']._serialized_end=801
-  _globals['_STARTRUNRESPONSE']._serialized_start=803
-  _globals['_STARTRUNRESPONSE']._serialized_end=850
-  _globals['_STOPRUNREQUEST']._serialized_start=852
-  _globals['_STOPRUNREQUEST']._serialized_end=964
-  _globals['_STOPRUNRESPONSE']._serialized_start=966
-  _globals['_STOPRUNRESPONSE']._serialized_end=1004
-  _globals['_STREAMRUNREQUEST']._serialized_start=1006
-  _globals['_STREAMRUNREQUEST']._serialized_end=1080
-  _globals['_STREAMRUNRESPONSE']._serialized_start=1082
-  _globals['_STREAMRUNRESPONSE']._serialized_end=1136
-  _globals['_REGISTERWORKERREQUEST']._serialized_start=1138
-  _globals['_REGISTERWORKERREQUEST']._serialized_end=1199
-  _globals['_REGISTERWORKERRESPONSE']._serialized_start=1201
-  _globals['_REGISTERWORKERRESPONSE']._serialized_end=1284
-  _globals['_HEARTBEATREQUEST']._serialized_start=1286
-  _globals['_HEARTBEATREQUEST']._serialized_end=1378
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1380
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1414
-  _globals['_GENERATEREQUEST']._serialized_start=1417
-  _globals['_GENERATEREQUEST']._serialized_end=1550
-  _globals['_GENERATERESPONSE']._serialized_start=1552
-  _globals['_GENERATERESPONSE']._serialized_end=1624
-  _globals['_TRAINERSERVICE']._serialized_start=1709
-  _globals['_TRAINERSERVICE']._serialized_end=2079
-  _globals['_WORKERREGISTRYSERVICE']._serialized_start=2082
-  _globals['_WORKERREGISTRYSERVICE']._serialized_end=2260
+  _globals['_STARTRUNREQUEST']._serialized_end=905
+  _globals['_STARTRUNRESPONSE']._serialized_start=907
+  _globals['_STARTRUNRESPONSE']._serialized_end=954
+  _globals['_STOPRUNREQUEST']._serialized_start=956
+  _globals['_STOPRUNREQUEST']._serialized_end=1068
+  _globals['_STOPRUNRESPONSE']._serialized_start=1070
+  _globals['_STOPRUNRESPONSE']._serialized_end=1108
+  _globals['_STREAMRUNREQUEST']._serialized_start=1110
+  _globals['_STREAMRUNREQUEST']._serialized_end=1184
+  _globals['_STREAMRUNRESPONSE']._serialized_start=1186
+  _globals['_STREAMRUNRESPONSE']._serialized_end=1240
+  _globals['_REGISTERWORKERREQUEST']._serialized_start=1242
+  _globals['_REGISTERWORKERREQUEST']._serialized_end=1303
+  _globals['_REGISTERWORKERRESPONSE']._serialized_start=1305
+  _globals['_REGISTERWORKERRESPONSE']._serialized_end=1388
+  _globals['_HEARTBEATREQUEST']._serialized_start=1390
+  _globals['_HEARTBEATREQUEST']._serialized_end=1482
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1484
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1518
+  _globals['_GENERATEREQUEST']._serialized_start=1521
+  _globals['_GENERATEREQUEST']._serialized_end=1654
+  _globals['_GENERATERESPONSE']._serialized_start=1656
+  _globals['_GENERATERESPONSE']._serialized_end=1728
+  _globals['_TRAINERSERVICE']._serialized_start=1813
+  _globals['_TRAINERSERVICE']._serialized_end=2183
+  _globals['_WORKERREGISTRYSERVICE']._serialized_start=2186
+  _globals['_WORKERREGISTRYSERVICE']._serialized_end=2364
 # @@protoc_insertion_point(module_scope)

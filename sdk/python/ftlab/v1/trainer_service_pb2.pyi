@@ -217,6 +217,9 @@ class StartRunRequest(_message.Message):
     RESUME_CHECKPOINT_FIELD_NUMBER: _builtins.int
     WATCHDOG_FIELD_NUMBER: _builtins.int
     RESUME_WEIGHTS_ONLY_FIELD_NUMBER: _builtins.int
+    EVALUATION_FIELD_NUMBER: _builtins.int
+    EVALUATED_JOB_ID_FIELD_NUMBER: _builtins.int
+    EVALUATED_CHECKPOINT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Unique run id chosen by the scheduler ("{job id}-{attempt}")."""
     job_id: _builtins.str
@@ -229,6 +232,12 @@ class StartRunRequest(_message.Message):
     """Take only the checkpoint's weights; the optimizer, schedule and step count start afresh (a retry
     that changed the learning rate, schedule, precision or adapter kind).
     """
+    evaluated_job_id: _builtins.str
+    """For an evaluation job: the evaluated job's id and the weights' checkpoint name ("" for the final
+    model), as the scheduler resolved them.
+    """
+    evaluated_checkpoint: _builtins.str
+    """See evaluated_job_id."""
     @_builtins.property
     def config(self) -> _config_pb2.TrainingConfig:
         """The resolved config."""
@@ -236,6 +245,10 @@ class StartRunRequest(_message.Message):
     @_builtins.property
     def watchdog(self) -> _job_pb2.WatchdogConfig:
         """Limits after which the run counts as stuck and is killed (defaults for unset fields)."""
+
+    @_builtins.property
+    def evaluation(self) -> _job_pb2.EvaluationConfig:
+        """For an evaluation job: what to evaluate; its weights are `checkpoint` of the job `evaluation.job`."""
 
     def __init__(
         self,
@@ -246,10 +259,13 @@ class StartRunRequest(_message.Message):
         resume_checkpoint: _builtins.str = ...,
         watchdog: _job_pb2.WatchdogConfig | None = ...,
         resume_weights_only: _builtins.bool = ...,
+        evaluation: _job_pb2.EvaluationConfig | None = ...,
+        evaluated_job_id: _builtins.str = ...,
+        evaluated_checkpoint: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "watchdog", b"watchdog"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "evaluation", b"evaluation", "watchdog", b"watchdog"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "job_id", b"job_id", "resume_checkpoint", b"resume_checkpoint", "resume_weights_only", b"resume_weights_only", "run_id", b"run_id", "watchdog", b"watchdog"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "evaluated_checkpoint", b"evaluated_checkpoint", "evaluated_job_id", b"evaluated_job_id", "evaluation", b"evaluation", "job_id", b"job_id", "resume_checkpoint", b"resume_checkpoint", "resume_weights_only", b"resume_weights_only", "run_id", b"run_id", "watchdog", b"watchdog"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

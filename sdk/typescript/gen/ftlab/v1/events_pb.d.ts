@@ -578,6 +578,96 @@ export declare type RunFinished = Message<"ftlab.v1.RunFinished"> & {
 export declare const RunFinishedSchema: GenMessage<RunFinished>;
 
 /**
+ * One score of an evaluation.
+ *
+ * @generated from message ftlab.v1.EvaluationScore
+ */
+export declare type EvaluationScore = Message<"ftlab.v1.EvaluationScore"> & {
+  /**
+   * The task, as named in the evaluation.
+   *
+   * @generated from field: string task = 1;
+   */
+  task: string;
+
+  /**
+   * The metric, as lm-evaluation-harness names it ("exact_match", "acc", "acc_norm", "perplexity",
+   * "token_accuracy").
+   *
+   * @generated from field: string metric = 2;
+   */
+  metric: string;
+
+  /**
+   * Which weights: "fine-tuned" or "base".
+   *
+   * @generated from field: string model = 3;
+   */
+  model: string;
+
+  /**
+   * The score.
+   *
+   * @generated from field: double value = 4;
+   */
+  value: number;
+
+  /**
+   * Its standard error, where the harness gives one.
+   *
+   * @generated from field: optional double stderr = 5;
+   */
+  stderr?: number | undefined;
+
+  /**
+   * Rows scored.
+   *
+   * @generated from field: int64 samples = 6;
+   */
+  samples: bigint;
+};
+
+/**
+ * Describes the message ftlab.v1.EvaluationScore.
+ * Use `create(EvaluationScoreSchema)` to create a new message.
+ */
+export declare const EvaluationScoreSchema: GenMessage<EvaluationScore>;
+
+/**
+ * What an evaluation measured.
+ *
+ * @generated from message ftlab.v1.EvaluationResults
+ */
+export declare type EvaluationResults = Message<"ftlab.v1.EvaluationResults"> & {
+  /**
+   * Every score, for each task, metric and model.
+   *
+   * @generated from field: repeated ftlab.v1.EvaluationScore scores = 1;
+   */
+  scores: EvaluationScore[];
+
+  /**
+   * Which weights were evaluated: "adapter", "model" or a checkpoint's name.
+   *
+   * @generated from field: string weights = 2;
+   */
+  weights: string;
+
+  /**
+   * Seconds the evaluation took.
+   *
+   * @generated from field: double seconds = 3;
+   */
+  seconds: number;
+};
+
+/**
+ * Describes the message ftlab.v1.EvaluationResults.
+ * Use `create(EvaluationResultsSchema)` to create a new message.
+ */
+export declare const EvaluationResultsSchema: GenMessage<EvaluationResults>;
+
+/**
  * One message of a chat.
  *
  * @generated from message ftlab.v1.ChatMessage
@@ -969,6 +1059,14 @@ export declare type RunEvent = Message<"ftlab.v1.RunEvent"> & {
      */
     value: Samples;
     case: "samples";
+  } | {
+    /**
+     * An evaluation's scores.
+     *
+     * @generated from field: ftlab.v1.EvaluationResults evaluation = 14;
+     */
+    value: EvaluationResults;
+    case: "evaluation";
   } | { case: undefined; value?: undefined };
 };
 

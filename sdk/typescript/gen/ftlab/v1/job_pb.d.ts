@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { CheckpointDeleted, CheckpointSaved, EvalMetrics, EvalProgress, LogLine, Phase, PhaseChanged, PreferenceRewards, RunError, RunFinished, RunOutcome, RunSettings, Samples, SettingChoice, TrainingMetrics } from "./events_pb.js";
+import type { CheckpointDeleted, CheckpointSaved, EvalMetrics, EvalProgress, EvaluationResults, LogLine, Phase, PhaseChanged, PreferenceRewards, RunError, RunFinished, RunOutcome, RunSettings, Samples, SettingChoice, TrainingMetrics } from "./events_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { TrainingConfig } from "./config_pb.js";
 import type { ConfigPatch, FailureAnalysis, PreflightResponse } from "./analyzer_pb.js";
@@ -537,6 +537,27 @@ export declare type Job = Message<"ftlab.v1.Job"> & {
    * @generated from field: repeated ftlab.v1.SettingChoice tuning = 30;
    */
   tuning: SettingChoice[];
+
+  /**
+   * What the job does: train (the default), or evaluate another job's weights.
+   *
+   * @generated from field: ftlab.v1.JobKind kind = 31;
+   */
+  kind: JobKind;
+
+  /**
+   * What an evaluation job measures (EVALUATION only).
+   *
+   * @generated from field: ftlab.v1.EvaluationConfig evaluation = 32;
+   */
+  evaluation?: EvaluationConfig | undefined;
+
+  /**
+   * What an evaluation job found, once it has (EVALUATION only).
+   *
+   * @generated from field: ftlab.v1.EvaluationResults evaluation_results = 33;
+   */
+  evaluationResults?: EvaluationResults | undefined;
 };
 
 /**
@@ -700,6 +721,14 @@ export declare type JobEvent = Message<"ftlab.v1.JobEvent"> & {
      */
     value: Samples;
     case: "samples";
+  } | {
+    /**
+     * An evaluation's scores.
+     *
+     * @generated from field: ftlab.v1.EvaluationResults evaluation = 15;
+     */
+    value: EvaluationResults;
+    case: "evaluation";
   } | { case: undefined; value?: undefined };
 };
 
@@ -770,6 +799,115 @@ export declare type Checkpoint = Message<"ftlab.v1.Checkpoint"> & {
  * Use `create(CheckpointSchema)` to create a new message.
  */
 export declare const CheckpointSchema: GenMessage<Checkpoint>;
+
+/**
+ * One task of an evaluation: a file of rows or an lm-evaluation-harness task.
+ *
+ * @generated from message ftlab.v1.EvaluationTask
+ */
+export declare type EvaluationTask = Message<"ftlab.v1.EvaluationTask"> & {
+  /**
+   * The task's name in the results; alone (no `rows`, no `uri`), a task of lm-evaluation-harness's
+   * own (e.g. "hellaswag"), which needs a trainer that reaches the Hugging Face Hub.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * JSONL rows, inline: {"prompt", "answer"} (the answer generated, compared exactly, case and
+   * punctuation ignored; with "pattern", a regex that picks the answer out of the generated text
+   * first) or {"prompt", "choices", "answer"} (multiple choice by log-likelihood; the answer as the
+   * choice's index or its text).
+   *
+   * @generated from field: string rows = 2;
+   */
+  rows: string;
+
+  /**
+   * A file on the server instead of `rows`: the same JSONL, or an lm-evaluation-harness task
+   * definition (.yaml). Read as a dataset file is (the server's datasets folder for relative paths).
+   *
+   * @generated from field: string uri = 3;
+   */
+  uri: string;
+};
+
+/**
+ * Describes the message ftlab.v1.EvaluationTask.
+ * Use `create(EvaluationTaskSchema)` to create a new message.
+ */
+export declare const EvaluationTaskSchema: GenMessage<EvaluationTask>;
+
+/**
+ * What an evaluation job measures.
+ *
+ * @generated from message ftlab.v1.EvaluationConfig
+ */
+export declare type EvaluationConfig = Message<"ftlab.v1.EvaluationConfig"> & {
+  /**
+   * The trained job whose weights are evaluated ("jobs/{id}").
+   *
+   * @generated from field: string job = 1;
+   */
+  job: string;
+
+  /**
+   * Which of its weights: the final model (unset), or a checkpoint.
+   *
+   * @generated from field: ftlab.v1.CheckpointSelector checkpoint = 2;
+   */
+  checkpoint: CheckpointSelector;
+
+  /**
+   * The checkpoint's name, with CHECKPOINT_SELECTOR_NAMED.
+   *
+   * @generated from field: string checkpoint_name = 3;
+   */
+  checkpointName: string;
+
+  /**
+   * The tasks (at most 16).
+   *
+   * @generated from field: repeated ftlab.v1.EvaluationTask tasks = 4;
+   */
+  tasks: EvaluationTask[];
+
+  /**
+   * Also evaluate the base model on the same tasks, to compare (default true).
+   *
+   * @generated from field: optional bool compare_base = 5;
+   */
+  compareBase?: boolean | undefined;
+
+  /**
+   * Score at most this many rows of each task (0: all).
+   *
+   * @generated from field: int32 limit = 6;
+   */
+  limit: number;
+
+  /**
+   * Longest generated answer, in tokens (default 32).
+   *
+   * @generated from field: optional int32 max_new_tokens = 7;
+   */
+  maxNewTokens?: number | undefined;
+
+  /**
+   * Also the perplexity and token accuracy of the job's own evaluation data (default true; skipped
+   * where the job has none).
+   *
+   * @generated from field: optional bool builtin = 8;
+   */
+  builtin?: boolean | undefined;
+};
+
+/**
+ * Describes the message ftlab.v1.EvaluationConfig.
+ * Use `create(EvaluationConfigSchema)` to create a new message.
+ */
+export declare const EvaluationConfigSchema: GenMessage<EvaluationConfig>;
 
 /**
  * The life of a job.
@@ -899,4 +1037,37 @@ export enum CheckpointSelector {
  * Describes the enum ftlab.v1.CheckpointSelector.
  */
 export declare const CheckpointSelectorSchema: GenEnum<CheckpointSelector>;
+
+/**
+ * What a job does.
+ *
+ * @generated from enum ftlab.v1.JobKind
+ */
+export enum JobKind {
+  /**
+   * Train (also what jobs made before kinds existed do).
+   *
+   * @generated from enum value: JOB_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Train a model.
+   *
+   * @generated from enum value: JOB_KIND_TRAINING = 1;
+   */
+  TRAINING = 1,
+
+  /**
+   * Evaluate a trained job's weights (EvaluateJob).
+   *
+   * @generated from enum value: JOB_KIND_EVALUATION = 2;
+   */
+  EVALUATION = 2,
+}
+
+/**
+ * Describes the enum ftlab.v1.JobKind.
+ */
+export declare const JobKindSchema: GenEnum<JobKind>;
 

@@ -5,7 +5,7 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 import type { Template, TrainingConfig } from "./config_pb.js";
-import type { Checkpoint, CheckpointSelector, Job, JobEvent, JobState, RetryPolicy, WatchdogConfig } from "./job_pb.js";
+import type { Checkpoint, CheckpointSelector, EvaluationConfig, Job, JobEvent, JobState, RetryPolicy, WatchdogConfig } from "./job_pb.js";
 import type { ChatMessage, GenerationDone } from "./events_pb.js";
 
 /**
@@ -898,6 +898,67 @@ export declare type GenerateTextResponse = Message<"ftlab.v1.GenerateTextRespons
 export declare const GenerateTextResponseSchema: GenMessage<GenerateTextResponse>;
 
 /**
+ * Request of EvaluateJob.
+ *
+ * @generated from message ftlab.v1.EvaluateJobRequest
+ */
+export declare type EvaluateJobRequest = Message<"ftlab.v1.EvaluateJobRequest"> & {
+  /**
+   * What to evaluate and how.
+   *
+   * @generated from field: ftlab.v1.EvaluationConfig evaluation = 1;
+   */
+  evaluation?: EvaluationConfig | undefined;
+
+  /**
+   * Idempotency key, as in CreateJob.
+   *
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
+
+  /**
+   * A name for the evaluation job.
+   *
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
+
+  /**
+   * Queue priority, as in CreateJob.
+   *
+   * @generated from field: int32 priority = 4;
+   */
+  priority: number;
+};
+
+/**
+ * Describes the message ftlab.v1.EvaluateJobRequest.
+ * Use `create(EvaluateJobRequestSchema)` to create a new message.
+ */
+export declare const EvaluateJobRequestSchema: GenMessage<EvaluateJobRequest>;
+
+/**
+ * Response of EvaluateJob.
+ *
+ * @generated from message ftlab.v1.EvaluateJobResponse
+ */
+export declare type EvaluateJobResponse = Message<"ftlab.v1.EvaluateJobResponse"> & {
+  /**
+   * The evaluation job, queued.
+   *
+   * @generated from field: ftlab.v1.Job job = 1;
+   */
+  job?: Job | undefined;
+};
+
+/**
+ * Describes the message ftlab.v1.EvaluateJobResponse.
+ * Use `create(EvaluateJobResponseSchema)` to create a new message.
+ */
+export declare const EvaluateJobResponseSchema: GenMessage<EvaluateJobResponse>;
+
+/**
  * The public API: submit, inspect, steer and watch fine-tuning jobs. Served by the scheduler.
  *
  * @generated from service ftlab.v1.JobService
@@ -1023,6 +1084,17 @@ export declare const JobService: GenService<{
     methodKind: "unary";
     input: typeof SetJobPriorityRequestSchema;
     output: typeof SetJobPriorityResponseSchema;
+  },
+  /**
+   * Evaluates a trained job's weights on tasks (and its base model beside it), as a job of its own
+   * kind: queued, run on a trainer, cancellable, its scores kept.
+   *
+   * @generated from rpc ftlab.v1.JobService.EvaluateJob
+   */
+  evaluateJob: {
+    methodKind: "unary";
+    input: typeof EvaluateJobRequestSchema;
+    output: typeof EvaluateJobResponseSchema;
   },
   /**
    * Generates text with a job's trained model, or one of its checkpoints, streaming the answer as it

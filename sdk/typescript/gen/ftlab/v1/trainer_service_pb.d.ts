@@ -5,7 +5,7 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 import type { TrainingConfig } from "./config_pb.js";
-import type { WatchdogConfig } from "./job_pb.js";
+import type { EvaluationConfig, WatchdogConfig } from "./job_pb.js";
 import type { GenerationAsk, GenerationDone, RunEvent } from "./events_pb.js";
 
 /**
@@ -220,6 +220,28 @@ export declare type StartRunRequest = Message<"ftlab.v1.StartRunRequest"> & {
    * @generated from field: bool resume_weights_only = 6;
    */
   resumeWeightsOnly: boolean;
+
+  /**
+   * For an evaluation job: what to evaluate; its weights are `checkpoint` of the job `evaluation.job`.
+   *
+   * @generated from field: ftlab.v1.EvaluationConfig evaluation = 7;
+   */
+  evaluation?: EvaluationConfig | undefined;
+
+  /**
+   * For an evaluation job: the evaluated job's id and the weights' checkpoint name ("" for the final
+   * model), as the scheduler resolved them.
+   *
+   * @generated from field: string evaluated_job_id = 8;
+   */
+  evaluatedJobId: string;
+
+  /**
+   * See evaluated_job_id.
+   *
+   * @generated from field: string evaluated_checkpoint = 9;
+   */
+  evaluatedCheckpoint: string;
 };
 
 /**
