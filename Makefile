@@ -9,7 +9,7 @@ BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 TS_SDK := sdk/typescript/node_modules/.installed
 
-.PHONY: demo test test-fast lint chaos fuzz proto proto-check lint-proto venv tools clean
+.PHONY: demo test test-fast test-rest lint chaos fuzz proto proto-check lint-proto venv tools clean
 
 venv: $(VENV)/.installed
 
@@ -54,6 +54,11 @@ test: venv tools
 # Unit and integration tests that train nothing (well under a minute): `make test-fast`.
 test-fast: venv
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests/unit tests/integration $(PYTEST_ARGS)
+
+# Every test `make test-fast` leaves out, so that CI runs each test once: the fast tier first, this after.
+test-rest: venv tools
+	$(PY) -m pytest -q -p no:cacheprovider --durations=12 tests/e2e tests/chaos $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -m slow tests/unit tests/integration $(PYTEST_ARGS)
 
 # ruff's lint rules and import order, and mypy --strict on services/ and the SDK (pyproject.toml), on
 # everything but generated code.
