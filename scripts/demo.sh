@@ -11,7 +11,7 @@ mkdir -p "$FTLAB_HOME"
 rm -f "$FTLAB_HOME/ready.json"
 started=$(date +%s)
 
-"$FTLAB" serve --port "$PORT" --metrics-port 0 --ready-file "$FTLAB_HOME/ready.json" > "$FTLAB_HOME/server.log" 2>&1 &
+"$FTLAB" serve --port "$PORT" --metrics-port 0 --openai-port 0 --ready-file "$FTLAB_HOME/ready.json" > "$FTLAB_HOME/server.log" 2>&1 &
 server=$!
 stop_server() {
   if kill -0 "$server" 2>/dev/null; then

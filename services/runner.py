@@ -21,6 +21,7 @@ from services.serve_settings import Settings
 if TYPE_CHECKING:  # each is imported when its component is asked for
     from services.analyzer.app import AnalyzerApp
     from services.artifacts.app import ArtifactsApp
+    from services.openai_gateway.server import Served
     from services.scheduler.app import SchedulerApp
     from services.scheduler.gateway import Forwarder
     from services.trainer.app import TrainerApp
@@ -64,12 +65,19 @@ class Running:
         self.built, self.apps, self.metrics_port, self.paths = built, apps, metrics_port, paths
         self.local = local  # the private socket of this process's components, if any
         self.forwarders: list[Forwarder] = []  # public services of other processes, served here (gateway.py)
+        self.openai: Served | None = None  # the OpenAI-compatible REST gateway, in ftlab serve
 
     @property
     def port(self) -> int:
         return self.built.port
 
+    @property
+    def openai_port(self) -> int | None:
+        return self.openai.port if self.openai is not None else None
+
     async def stop(self, grace: float) -> None:
+        if self.openai is not None:
+            await self.openai.stop()
         apps = self.apps
         if "scheduler" in apps:
             await apps["scheduler"].dispatcher_pause()
@@ -167,6 +175,15 @@ async def start(components: list[str], s: Settings) -> Running:
              ", ".join(apps), s.server.host, built.port, metrics_port, paths.root)
     running = Running(built, apps, metrics_port, paths, local)
     running.forwarders = forwarders
+    if "scheduler" in apps and len(components) > 1 and s.server.openai_port >= 0:  # ftlab serve
+        from services.openai_gateway.server import start as start_gateway
+
+        try:
+            running.openai = await start_gateway(here, s.server.host, s.server.openai_port)
+            log.info("OpenAI-compatible gateway on %s:%d", s.server.host, running.openai.port)
+        except (OSError, SystemExit, RuntimeError) as exc:  # the gRPC services serve on without it
+            log.warning("no OpenAI-compatible gateway: port %d: %s; choose another with --openai-port",
+                        s.server.openai_port, exc)
     return running
 
 
@@ -174,7 +191,8 @@ async def serve(components: list[str], s: Settings) -> None:
     running = await start(components, s)
     if s.server.ready_file:
         tmp = Path(s.server.ready_file + ".tmp")
-        tmp.write_text(json.dumps({"port": running.port, "metrics_port": running.metrics_port, "pid": os.getpid()}))
+        tmp.write_text(json.dumps({"port": running.port, "metrics_port": running.metrics_port, "pid": os.getpid(),
+                                   "openai_port": running.openai_port}))
         tmp.replace(s.server.ready_file)
     await bootstrap.wait_for_signal()
     await running.stop(s.server.shutdown_grace)

@@ -23,6 +23,7 @@ class ServerSettings:
     metrics_port: int = 9464  # Prometheus /metrics (0 picks a free one)
     shutdown_grace: float = 10.0  # seconds to finish calls on SIGTERM
     ready_file: str | None = None  # where the bound ports are written as JSON once serving
+    openai_port: int = 8080  # ftlab serve's OpenAI-compatible REST gateway (0: a free port; -1: none)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser, default_port: int, default_me
                    help="port of the Prometheus /metrics endpoint (0 picks a free one)")
     g.add_argument("--shutdown-grace", type=float, default=10.0, help="seconds to finish calls on SIGTERM")
     g.add_argument("--ready-file", default=None, help="write the bound ports here as JSON once serving")
+    g.add_argument("--openai-port", type=int, default=int(_env("FTLAB_OPENAI_PORT", 8080)),
+                   help="ftlab serve: the port of the OpenAI-compatible REST gateway (FTLAB_OPENAI_PORT; 0 picks a "
+                        "free one, -1 runs none)")
 
     g = parser.add_argument_group("scheduler")
     g.add_argument("--database-url", default=None,
@@ -121,7 +125,8 @@ def from_args(args: argparse.Namespace) -> Settings:
     """The settings of one process, from its parsed command line."""
     paths = default_paths()
     return Settings(
-        server=ServerSettings(args.host, args.port, args.metrics_port, args.shutdown_grace, args.ready_file),
+        server=ServerSettings(args.host, args.port, args.metrics_port, args.shutdown_grace, args.ready_file,
+                              args.openai_port),
         scheduler=SchedulerSettings(args.database_url or paths.database_url, args.lease_seconds,
                                     args.heartbeat_seconds, args.scheduler_id, args.max_running_per_user,
                                     args.analyzer, args.artifacts),

@@ -32,6 +32,11 @@ class ServerProcess:
     metrics_port: int
     home: Path
     log_path: Path
+    openai_port: int | None = None  # ftlab serve's OpenAI-compatible gateway
+
+    @property
+    def openai_url(self) -> str:
+        return f"http://127.0.0.1:{self.openai_port}/v1"
 
     @property
     def address(self) -> str:
@@ -62,6 +67,8 @@ def start_server(home: Path, args: list[str] | None = None, module: str | None =
     command = [*(prefix or []), *([sys.executable, "-m", module] if module else
                                    [sys.executable, "-m", "services.cli.main", "serve"])]
     command += ["--port", "0", "--metrics-port", "0", "--ready-file", str(ready), *(args or [])]
+    if module is None and "--openai-port" not in command:  # ftlab serve: its REST gateway on a free port too
+        command += ["--openai-port", "0"]
     environment = dict(os.environ, FTLAB_HOME=str(home), PYTHONUNBUFFERED="1", **(env or {}))
     with log_path.open("ab") as log:  # a restarted server appends: the whole history stays readable
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=ROOT)
@@ -72,7 +79,7 @@ def start_server(home: Path, args: list[str] | None = None, module: str | None =
             raise RuntimeError(f"{name} did not start:\n{log_path.read_text(errors='replace')}")
         time.sleep(0.1)
     info = json.loads(ready.read_text())
-    return ServerProcess(proc, info["port"], info["metrics_port"], home, log_path)
+    return ServerProcess(proc, info["port"], info["metrics_port"], home, log_path, info.get("openai_port"))
 
 
 def free_port() -> int:

@@ -107,6 +107,19 @@ class ArtifactService(artifact_service_pb2_grpc.ArtifactServiceServicer):
     async def ListDatasets(self, request: pb.ListDatasetsRequest, context: Context) -> pb.ListDatasetsResponse:
         return pb.ListDatasetsResponse(datasets=await asyncio.to_thread(self.datasets.list, caller(context).user))
 
+    async def DownloadDataset(self, request: pb.DownloadDatasetRequest,
+                              context: Context) -> AsyncIterator[pb.DownloadDatasetResponse]:
+        path = await asyncio.to_thread(self.datasets.original, request.name, caller(context).user)
+        with path.open("rb") as f:
+            while chunk := await asyncio.to_thread(f.read, CHUNK):
+                if self.metrics is not None:
+                    self.metrics.streamed(len(chunk))
+                yield pb.DownloadDatasetResponse(chunk=chunk)
+
+    async def DeleteDataset(self, request: pb.DeleteDatasetRequest, context: Context) -> pb.DeleteDatasetResponse:
+        return pb.DeleteDatasetResponse(name=await asyncio.to_thread(self.datasets.delete, request.name,
+                                                                     caller(context).user))
+
     def _on_loop(self, coroutine: Coroutine[Any, Any, T], timeout: float = 120.0) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 

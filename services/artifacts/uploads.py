@@ -30,7 +30,7 @@ from ftlab.v1 import artifact_service_pb2 as pb
 from ftlab.v1 import dataset_pb2
 from services.common import access, safefs
 from services.common.datasets import DatasetError, scan
-from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, ResourceExhausted
+from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
 from services.common.settings import Paths
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,32 @@ class DatasetStore:
             dataset = self._dataset({**report, "bad_rows": []})
             out.append(dataset)
         return sorted(out, key=lambda d: (d.create_time.seconds, d.create_time.nanos), reverse=True)
+
+    def _mine(self, name: str, owner: str) -> str:
+        """The digest of `owner`'s upload `name` ("datasets/{sha256}" or the digest); NotFound for
+        anything else, another owner's upload included."""
+        digest = name.removeprefix("datasets/").lower()
+        if not _SHA.match(digest) or not safefs.is_plain_file(self.root, access.owner_record(self.paths, digest, owner)):
+            raise NotFound(f"no upload of yours is named {name!r}", reason="DATASET_NOT_FOUND")
+        return digest
+
+    def original(self, name: str, owner: str) -> Path:
+        """The file of `owner`'s upload, as it was sent."""
+        digest = self._mine(name, owner)
+        found = [f for f in (self.root / digest).glob("original.*") if safefs.is_plain_file(self.root, f)]
+        if not found:
+            raise NotFound(f"upload {name!r} has no original file left", reason="DATASET_NOT_FOUND")
+        return found[0]
+
+    def delete(self, name: str, owner: str) -> str:
+        """Forget `owner`'s upload; the content goes once no owner has it."""
+        digest = self._mine(name, owner)
+        access.owner_record(self.paths, digest, owner).unlink()
+        owners = self.root / digest / "owners"
+        if not any(owners.iterdir()):
+            shutil.rmtree(self.root / digest, ignore_errors=True)
+        log.info("deleted dataset %s of %s", digest[:12], owner)
+        return f"datasets/{digest}"
 
     @staticmethod
     def _dataset(report: dict[str, Any]) -> pb.Dataset:

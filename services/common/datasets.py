@@ -202,8 +202,8 @@ def detect_format(rows: Iterable[dict[str, Any]]) -> str:
     """Name the format from the columns of the first row."""
     first = next(iter(rows), None)
     columns = set(first or {})
-    if {"chosen", "rejected"} <= columns:
-        return "preference"
+    if {"chosen", "rejected"} <= columns or {"preferred_output", "non_preferred_output"} <= columns:
+        return "preference"  # the second: OpenAI's DPO rows
     if "messages" in columns:
         return "messages"
     if "conversations" in columns:
@@ -264,6 +264,9 @@ def _prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _preference(row: dict[str, Any]) -> dict[str, Any]:
+    if "preferred_output" in row:  # OpenAI's DPO rows: {input: {messages}, preferred_output, non_preferred_output}
+        row = {"prompt": (row.get("input") or {}).get("messages") or "", "chosen": row["preferred_output"],
+               "rejected": row["non_preferred_output"]}
     out: dict[str, Any] = {}
     for key in ("chosen", "rejected"):
         out[key] = _turns(row[key], "assistant")

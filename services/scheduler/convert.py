@@ -74,6 +74,7 @@ def to_job(row: JobRow, attempts: Sequence[AttemptRow] = ()) -> job_pb2.Job:
     job.kind = job_pb2.JobKind.Value(row.kind or "JOB_KIND_TRAINING")
     json_format.Parse(row.evaluation_json or "{}", job.evaluation)
     json_format.Parse(row.results_json or "{}", job.evaluation_results)
+    job.metadata.update(json.loads(row.metadata_json or "{}"))
     for a in attempts:
         attempt = job.attempts.add(number=a.number, worker=a.worker, outcome=a.outcome, reason=a.reason)
         attempt.start_time.FromDatetime(aware(a.start_time))

@@ -9,6 +9,7 @@ database work runs in worker threads so the event loop keeps serving streams.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
@@ -25,7 +26,7 @@ from services.scheduler.hub import EventHub
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.queries import Queries, parse_name  # noqa: F401 (parse_name: also the servicer's)
 from services.scheduler.retries import Retries
-from services.scheduler.rows import check_request_id, new_row
+from services.scheduler.rows import check_metadata, check_request_id, new_row
 from services.scheduler.store.models import JobRow
 from services.scheduler.store.repository import JobStore, utcnow
 from services.scheduler.store.unit_of_work import Tx
@@ -93,6 +94,7 @@ class JobManager(Queries, Retries, Evaluations):
     # commands
     async def create(self, who: Caller, request: job_service_pb2.CreateJobRequest) -> job_pb2.Job:
         check_request_id(request.request_id)
+        check_metadata(dict(request.metadata))
         jobconfig.validate_policy(request.retry_policy, request.watchdog)
         config = jobconfig.resolve(request.template, request.config)
         unsafe = sorted(set(request.retry_policy.auto_recover) - resume_changes.AUTO_RECOVERABLE)
@@ -106,7 +108,7 @@ class JobManager(Queries, Retries, Evaluations):
             owner=who.user, display_name=request.display_name[:256], template=request.template or "basic",
             priority=request.priority, config=config, request_id=request.request_id,
             retry_policy_json=convert.to_json(request.retry_policy), watchdog_json=convert.to_json(request.watchdog),
-            checks=checks)
+            checks=checks, metadata_json=json.dumps(dict(request.metadata), sort_keys=True))
         if request.validate_only:
             row.id, row.state = "", states.QUEUED
             return convert.to_job(row)

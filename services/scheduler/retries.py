@@ -82,7 +82,7 @@ class Retries:
             config=config, request_id=request.request_id, retry_policy_json=convert.to_json(policy),
             watchdog_json=parent.watchdog_json, checks=checks, parent_id=parent.id, resume_checkpoint=start,
             changes_json=json.dumps([json_format.MessageToDict(p, preserving_proto_field_name=True) for p in patches]),
-            automatic=automatic)
+            automatic=automatic, metadata_json=parent.metadata_json or "{}")  # a retry keeps what its parent was tagged
         return await self._queue(row, why)
 
     async def auto_recover(self, job_id: str) -> job_pb2.Job | None:

@@ -16,6 +16,20 @@ def check_request_id(request_id: str) -> None:
         raise InvalidArgument("request_id too long", violations=[FieldViolation("request_id", "at most 128 characters")])
 
 
+def check_metadata(metadata: dict[str, str]) -> None:
+    """At most 16 pairs, keys of 1 to 64 characters, values up to 512."""
+    v = []
+    if len(metadata) > 16:
+        v.append(FieldViolation("metadata", f"at most 16 pairs, got {len(metadata)}"))
+    for key, value in metadata.items():
+        if not 1 <= len(key) <= 64:
+            v.append(FieldViolation(f"metadata[{key[:64]}]", "keys are 1 to 64 characters"))
+        if len(value) > 512:
+            v.append(FieldViolation(f"metadata[{key[:64]}]", "values are at most 512 characters"))
+    if v:
+        raise InvalidArgument(f"{v[0].field}: {v[0].description}", violations=v)
+
+
 def category_of(analysis: analyzer_pb2.FailureAnalysis) -> str:
     return analyzer_pb2.FailureCategory.Name(analysis.category).removeprefix("FAILURE_CATEGORY_")
 
@@ -30,5 +44,6 @@ def new_row(*, owner: str, config: config_pb2.TrainingConfig, request_id: str,
         worker="", run_id="", run_cursor=0, attempt=0, progress_json="{}", error_json="{}", analysis_json="{}",
         state_reason="", resume_checkpoint="", preflight_json=convert.to_json(checks) if checks else "{}",
         changes_json="[]", automatic=False, kind="JOB_KIND_TRAINING", evaluation_json="{}", results_json="{}",
+        metadata_json="{}",
     )
     return JobRow(**{**defaults, **fields})

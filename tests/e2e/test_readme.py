@@ -1,6 +1,7 @@
 """The README's "Using it" section, as a new user runs it: every command line of its block, in order,
 as written (`ftlab` on the PATH, a fresh home folder, the default address), with the README's own
-job file, then its Python SDK example. A command line the README gains or changes fails
+job file, then its Python SDK example, then the OpenAI-compatible API section's lines. A command line
+the README gains or changes in "Using it" fails
 `test_every_readme_command_is_walked` until this walk runs it too."""
 
 from __future__ import annotations
@@ -79,6 +80,13 @@ def job_file() -> str:
     return SECTION.split("```yaml", 1)[1].split("```", 1)[0]
 
 
+def openai_commands() -> list[str]:
+    """The command lines of the README's OpenAI-compatible API section, comments cut."""
+    section = README.split("## OpenAI-compatible API", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```", 2)[1]
+    return [line.split(" #", 1)[0].strip() for line in block.splitlines()[1:] if line.strip()]
+
+
 def python_example() -> str:
     return SECTION.split("```python", 1)[1].split("```", 1)[0]
 
@@ -93,8 +101,9 @@ def _free(port: int) -> bool:
 
 
 def test_a_new_user_runs_the_readme_as_written(tmp_path):
-    if not _free(50051):
-        pytest.fail("something listens on localhost:50051, where the README's `ftlab serve` listens")
+    for port in (50051, 8080):
+        if not _free(port):
+            pytest.fail(f"something listens on localhost:{port}, where the README's `ftlab serve` listens")
     home = tmp_path / "user"
     work = home / "work"
     work.mkdir(parents=True)
@@ -136,6 +145,14 @@ def test_a_new_user_runs_the_readme_as_written(tmp_path):
         example.write_text(python_example())
         printed = run(f"{sys.executable} example.py").stdout.splitlines()
         assert printed[-1] == "succeeded" and len(printed) == 101, printed[-5:]  # a line a step, then the state
+        # the OpenAI-compatible API section: its lines in one shell (its exports), against the same server
+        commands = openai_commands()
+        assert commands[0] == "ftlab serve" and commands[-1].startswith("python examples/openai_finetune.py")
+        (work / "examples").symlink_to(ROOT / "examples")  # the repository's examples, beside the user's files
+        printed = run("set -e\n" + "\n".join(commands[1:])).stdout.splitlines()
+        finished = next(line for line in printed if line.startswith("finished "))
+        assert re.fullmatch(r"finished ftjob-[0-9a-f]{16} succeeded ft:.+/tiny:quickstart:[0-9a-f]{16}", finished)
+        assert any(line.startswith("checkpoint ft:") for line in printed) and printed[-1].startswith("reply ")
     finally:
         server.terminate()
         server.wait(60)

@@ -7,6 +7,7 @@ import re
 import threading
 import urllib.request
 import zipfile
+from pathlib import Path
 
 import grpc
 import pytest
@@ -88,11 +89,28 @@ def test_services_run_apart_and_a_job_crosses_them(tmp_path, tiny_model):
             assert done.worker == "gpu-node-1"
             assert [c.name for c in client.list_checkpoints(job.name)] == ["checkpoint-5"]
         _one_address(procs["scheduler"].address, job.name, tmp_path)
+        procs["openai"] = start_server(home, module="services.openai_gateway", name="openai",
+                                       args=["--scheduler", procs["scheduler"].address])
+        _openai_gateway_alone(procs["openai"], job.name, home / "datasets" / "chat.jsonl")
         text = scrape(procs["trainer"].metrics_port)
         assert re.search(r'ftlab_trainer_runs_ended_total\{outcome="succeeded"\} 1\.0', text)
     finally:
         codes = {name: p.stop() for name, p in reversed(list(procs.items()))}
     assert codes == {name: 0 for name in procs}, {n: p.log()[-2000:] for n, p in procs.items()}
+
+
+def _openai_gateway_alone(gateway, job: str, data: Path) -> None:
+    """The REST gateway as a process of its own, a client of the scheduler's one address: jobs, uploads
+    (forwarded to the artifacts service), health and metrics."""
+    from openai import OpenAI
+
+    base = f"http://127.0.0.1:{gateway.port}"
+    client = OpenAI(base_url=f"{base}/v1", api_key="unused")  # a server without tokens takes any key
+    assert job.replace("jobs/", "ftjob-") in [j.id for j in client.fine_tuning.jobs.list()]
+    uploaded = client.files.create(file=data.open("rb"), purpose="fine-tune")
+    assert client.files.content(uploaded.id).read() == data.read_bytes()
+    assert urllib.request.urlopen(f"{base}/healthz", timeout=10).status == 200
+    assert 'route="/v1/files",status="200"' in scrape(gateway.metrics_port)
 
 
 def _one_address(address: str, job: str, tmp_path) -> None:

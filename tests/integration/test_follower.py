@@ -22,7 +22,7 @@ def test_a_run_whose_follower_died_is_followed_again(tmp_path, tiny_model, monke
     write_chat_dataset(home / "datasets" / "chat.jsonl", rows=64)
     monkeypatch.setenv("FTLAB_HOME", str(home))
     settings = serve_settings.from_args(runner.parser_for(list(runner.COMPONENTS)).parse_args(
-        ["--port", "0", "--metrics-port", "0", "--cpu-threads", "1", "--shutdown-grace", "2"]))
+        ["--port", "0", "--metrics-port", "0", "--cpu-threads", "1", "--shutdown-grace", "2", "--openai-port", "-1"]))
     config = config_from_dict({"base_model": str(tiny_model), "dataset": {"uri": "chat.jsonl"}, "max_steps": 20,
                                "per_device_train_batch_size": 2, "max_seq_length": 64, "logging_steps": 1,
                                "save_steps": 1000, "eval_strategy": "no"})

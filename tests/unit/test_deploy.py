@@ -50,6 +50,11 @@ def test_compose_wires_the_services():
     assert {"analyzer:50053", "artifacts:50054"} <= set(c["scheduler"]["command"])
     grace = float(c["trainer"]["command"][c["trainer"]["command"].index("--shutdown-grace") + 1])
     assert int(c["trainer"]["stop_grace_period"].rstrip("s")) > grace
+    gateway = c["openai-gateway"]  # the REST gateway: the scheduler's client, probed over HTTP
+    assert '"services.openai_gateway"' in (ROOT / gateway["build"]["dockerfile"]).read_text()
+    assert "scheduler:50051" in gateway["command"] and "8080:8080" in gateway["ports"]
+    assert "/healthz" in gateway["healthcheck"]["test"][-1] and "openai-gateway:9468" in (
+        DEPLOY / "prometheus" / "prometheus.compose.yml").read_text()
     for mount in c["grafana"]["volumes"] + c["prometheus"]["volumes"][:1]:
         assert (DEPLOY / mount.split(":")[0]).exists(), mount
 
@@ -100,3 +105,5 @@ def test_kubernetes_probes_gpus_and_grace():
     scheduler_args = workloads["scheduler"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert {"analyzer:50053", "artifacts:50054"} <= set(scheduler_args)  # one address for users
     assert re.search(r"postgresql\+psycopg://", (DEPLOY / "kubernetes" / "postgres.yaml").read_text())
+    gateway = workloads["openai-gateway"]["spec"]["template"]["spec"]["containers"][0]
+    assert gateway["readinessProbe"]["httpGet"]["path"] == "/healthz" and "scheduler:50051" in gateway["args"]

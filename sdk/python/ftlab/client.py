@@ -119,7 +119,8 @@ class Client:
                    display_name: str = "", priority: int = 0, request_id: str | None = None, force: bool = False,
                    validate_only: bool = False,
                    retry_policy: job_pb2.RetryPolicy | dict[str, Any] | None = None,
-                   watchdog: job_pb2.WatchdogConfig | dict[str, Any] | None = None) -> job_pb2.Job:
+                   watchdog: job_pb2.WatchdogConfig | dict[str, Any] | None = None,
+                   metadata: dict[str, str] | None = None) -> job_pb2.Job:
         """Queue a job. A request_id (generated when omitted) makes retries of this call safe.
         Pre-flight refuses a job that cannot run (FAILED_PRECONDITION) unless `force`; `validate_only`
         returns the job as it would be, with its pre-flight findings, and creates nothing."""
@@ -129,7 +130,8 @@ class Client:
             config = resolve_local_paths(_copy(config))  # "./tiny" is where the caller stands
         request = job_service_pb2.CreateJobRequest(
             template=template, config=config, display_name=display_name, priority=priority,
-            request_id=request_id or uuid.uuid4().hex, force=force, validate_only=validate_only)
+            request_id=request_id or uuid.uuid4().hex, force=force, validate_only=validate_only,
+            metadata=metadata or {})
         if retry_policy is not None:
             if isinstance(retry_policy, dict):
                 retry_policy = json_format.ParseDict(retry_policy, job_pb2.RetryPolicy())

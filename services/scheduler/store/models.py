@@ -73,6 +73,7 @@ class JobRow(Base):
     kind: Mapped[str] = mapped_column(String(32), default="JOB_KIND_TRAINING", server_default="JOB_KIND_TRAINING")
     evaluation_json: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")  # EvaluationConfig
     results_json: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")  # EvaluationResults
+    metadata_json: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")  # the creator's key-values
 
 
 class JobEventRow(Base):

@@ -26,39 +26,47 @@ from ftlab.v1 import dataset_pb2 as ftlab_dot_v1_dot_dataset__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66tlab/v1/artifact_service.proto\x12\x08\x66tlab.v1\x1a\x16\x66tlab/v1/dataset.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdb\x01\n\x08\x41rtifact\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.ftlab.v1.ArtifactKind\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04step\x18\x05 \x01(\x03\x12\x16\n\teval_loss\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07is_best\x18\x07 \x01(\x08\x12\x11\n\tis_latest\x18\x08 \x01(\x08\x42\x0c\n\n_eval_loss\"\xd7\x01\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x10\n\x08\x66ilename\x18\x04 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x05 \x01(\t\x12\x0c\n\x04rows\x18\x06 \x01(\x03\x12\"\n\x08\x62\x61\x64_rows\x18\x07 \x03(\x0b\x32\x10.ftlab.v1.BadRow\x12\x15\n\rbad_row_count\x18\x08 \x01(\x03\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x15\n\x13ListDatasetsRequest\";\n\x14ListDatasetsResponse\x12#\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x11.ftlab.v1.Dataset\"#\n\x14ListArtifactsRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\">\n\x15ListArtifactsResponse\x12%\n\tartifacts\x18\x01 \x03(\x0b\x32\x12.ftlab.v1.Artifact\"\x9f\x01\n\x17\x44ownloadArtifactRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.ftlab.v1.ArtifactKind\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x0e\n\x06merged\x18\x05 \x01(\x08\x12\x0b\n\x03\x61ll\x18\x06 \x01(\x08\x12\x10\n\x08if_match\x18\x07 \x01(\t\"Z\n\x0e\x44ownloadHeader\x12\x18\n\x10total_size_bytes\x18\x01 \x01(\x03\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\"b\n\x18\x44ownloadArtifactResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.ftlab.v1.DownloadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"F\n\x0eUploadMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"`\n\x14UploadDatasetRequest\x12,\n\x08metadata\x18\x01 \x01(\x0b\x32\x18.ftlab.v1.UploadMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\";\n\x15UploadDatasetResponse\x12\"\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x11.ftlab.v1.Dataset*\x97\x01\n\x0c\x41rtifactKind\x12\x1d\n\x19\x41RTIFACT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41RTIFACT_KIND_CHECKPOINT\x10\x01\x12\x17\n\x13\x41RTIFACT_KIND_MODEL\x10\x02\x12\x19\n\x15\x41RTIFACT_KIND_ADAPTER\x10\x03\x12\x16\n\x12\x41RTIFACT_KIND_LOGS\x10\x04\x32\xe3\x02\n\x0f\x41rtifactService\x12P\n\rListArtifacts\x12\x1e.ftlab.v1.ListArtifactsRequest\x1a\x1f.ftlab.v1.ListArtifactsResponse\x12[\n\x10\x44ownloadArtifact\x12!.ftlab.v1.DownloadArtifactRequest\x1a\".ftlab.v1.DownloadArtifactResponse0\x01\x12R\n\rUploadDataset\x12\x1e.ftlab.v1.UploadDatasetRequest\x1a\x1f.ftlab.v1.UploadDatasetResponse(\x01\x12M\n\x0cListDatasets\x12\x1d.ftlab.v1.ListDatasetsRequest\x1a\x1e.ftlab.v1.ListDatasetsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66tlab/v1/artifact_service.proto\x12\x08\x66tlab.v1\x1a\x16\x66tlab/v1/dataset.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdb\x01\n\x08\x41rtifact\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.ftlab.v1.ArtifactKind\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04step\x18\x05 \x01(\x03\x12\x16\n\teval_loss\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07is_best\x18\x07 \x01(\x08\x12\x11\n\tis_latest\x18\x08 \x01(\x08\x42\x0c\n\n_eval_loss\"\xd7\x01\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x10\n\x08\x66ilename\x18\x04 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x05 \x01(\t\x12\x0c\n\x04rows\x18\x06 \x01(\x03\x12\"\n\x08\x62\x61\x64_rows\x18\x07 \x03(\x0b\x32\x10.ftlab.v1.BadRow\x12\x15\n\rbad_row_count\x18\x08 \x01(\x03\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"&\n\x16\x44ownloadDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"(\n\x17\x44ownloadDatasetResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\"$\n\x14\x44\x65leteDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"%\n\x15\x44\x65leteDatasetResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13ListDatasetsRequest\";\n\x14ListDatasetsResponse\x12#\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x11.ftlab.v1.Dataset\"#\n\x14ListArtifactsRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\">\n\x15ListArtifactsResponse\x12%\n\tartifacts\x18\x01 \x03(\x0b\x32\x12.ftlab.v1.Artifact\"\x9f\x01\n\x17\x44ownloadArtifactRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.ftlab.v1.ArtifactKind\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x0e\n\x06merged\x18\x05 \x01(\x08\x12\x0b\n\x03\x61ll\x18\x06 \x01(\x08\x12\x10\n\x08if_match\x18\x07 \x01(\t\"Z\n\x0e\x44ownloadHeader\x12\x18\n\x10total_size_bytes\x18\x01 \x01(\x03\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\"b\n\x18\x44ownloadArtifactResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.ftlab.v1.DownloadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"F\n\x0eUploadMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"`\n\x14UploadDatasetRequest\x12,\n\x08metadata\x18\x01 \x01(\x0b\x32\x18.ftlab.v1.UploadMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\";\n\x15UploadDatasetResponse\x12\"\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x11.ftlab.v1.Dataset*\x97\x01\n\x0c\x41rtifactKind\x12\x1d\n\x19\x41RTIFACT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41RTIFACT_KIND_CHECKPOINT\x10\x01\x12\x17\n\x13\x41RTIFACT_KIND_MODEL\x10\x02\x12\x19\n\x15\x41RTIFACT_KIND_ADAPTER\x10\x03\x12\x16\n\x12\x41RTIFACT_KIND_LOGS\x10\x04\x32\x8f\x04\n\x0f\x41rtifactService\x12P\n\rListArtifacts\x12\x1e.ftlab.v1.ListArtifactsRequest\x1a\x1f.ftlab.v1.ListArtifactsResponse\x12[\n\x10\x44ownloadArtifact\x12!.ftlab.v1.DownloadArtifactRequest\x1a\".ftlab.v1.DownloadArtifactResponse0\x01\x12R\n\rUploadDataset\x12\x1e.ftlab.v1.UploadDatasetRequest\x1a\x1f.ftlab.v1.UploadDatasetResponse(\x01\x12M\n\x0cListDatasets\x12\x1d.ftlab.v1.ListDatasetsRequest\x1a\x1e.ftlab.v1.ListDatasetsResponse\x12X\n\x0f\x44ownloadDataset\x12 .ftlab.v1.DownloadDatasetRequest\x1a!.ftlab.v1.DownloadDatasetResponse0\x01\x12P\n\rDeleteDataset\x12\x1e.ftlab.v1.DeleteDatasetRequest\x1a\x1f.ftlab.v1.DeleteDatasetResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ftlab.v1.artifact_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ARTIFACTKIND']._serialized_start=1313
-  _globals['_ARTIFACTKIND']._serialized_end=1464
+  _globals['_ARTIFACTKIND']._serialized_start=1472
+  _globals['_ARTIFACTKIND']._serialized_end=1623
   _globals['_ARTIFACT']._serialized_start=103
   _globals['_ARTIFACT']._serialized_end=322
   _globals['_DATASET']._serialized_start=325
   _globals['_DATASET']._serialized_end=540
-  _globals['_LISTDATASETSREQUEST']._serialized_start=542
-  _globals['_LISTDATASETSREQUEST']._serialized_end=563
-  _globals['_LISTDATASETSRESPONSE']._serialized_start=565
-  _globals['_LISTDATASETSRESPONSE']._serialized_end=624
-  _globals['_LISTARTIFACTSREQUEST']._serialized_start=626
-  _globals['_LISTARTIFACTSREQUEST']._serialized_end=661
-  _globals['_LISTARTIFACTSRESPONSE']._serialized_start=663
-  _globals['_LISTARTIFACTSRESPONSE']._serialized_end=725
-  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_start=728
-  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_end=887
-  _globals['_DOWNLOADHEADER']._serialized_start=889
-  _globals['_DOWNLOADHEADER']._serialized_end=979
-  _globals['_DOWNLOADARTIFACTRESPONSE']._serialized_start=981
-  _globals['_DOWNLOADARTIFACTRESPONSE']._serialized_end=1079
-  _globals['_UPLOADMETADATA']._serialized_start=1081
-  _globals['_UPLOADMETADATA']._serialized_end=1151
-  _globals['_UPLOADDATASETREQUEST']._serialized_start=1153
-  _globals['_UPLOADDATASETREQUEST']._serialized_end=1249
-  _globals['_UPLOADDATASETRESPONSE']._serialized_start=1251
-  _globals['_UPLOADDATASETRESPONSE']._serialized_end=1310
-  _globals['_ARTIFACTSERVICE']._serialized_start=1467
-  _globals['_ARTIFACTSERVICE']._serialized_end=1822
+  _globals['_DOWNLOADDATASETREQUEST']._serialized_start=542
+  _globals['_DOWNLOADDATASETREQUEST']._serialized_end=580
+  _globals['_DOWNLOADDATASETRESPONSE']._serialized_start=582
+  _globals['_DOWNLOADDATASETRESPONSE']._serialized_end=622
+  _globals['_DELETEDATASETREQUEST']._serialized_start=624
+  _globals['_DELETEDATASETREQUEST']._serialized_end=660
+  _globals['_DELETEDATASETRESPONSE']._serialized_start=662
+  _globals['_DELETEDATASETRESPONSE']._serialized_end=699
+  _globals['_LISTDATASETSREQUEST']._serialized_start=701
+  _globals['_LISTDATASETSREQUEST']._serialized_end=722
+  _globals['_LISTDATASETSRESPONSE']._serialized_start=724
+  _globals['_LISTDATASETSRESPONSE']._serialized_end=783
+  _globals['_LISTARTIFACTSREQUEST']._serialized_start=785
+  _globals['_LISTARTIFACTSREQUEST']._serialized_end=820
+  _globals['_LISTARTIFACTSRESPONSE']._serialized_start=822
+  _globals['_LISTARTIFACTSRESPONSE']._serialized_end=884
+  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_start=887
+  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_end=1046
+  _globals['_DOWNLOADHEADER']._serialized_start=1048
+  _globals['_DOWNLOADHEADER']._serialized_end=1138
+  _globals['_DOWNLOADARTIFACTRESPONSE']._serialized_start=1140
+  _globals['_DOWNLOADARTIFACTRESPONSE']._serialized_end=1238
+  _globals['_UPLOADMETADATA']._serialized_start=1240
+  _globals['_UPLOADMETADATA']._serialized_end=1310
+  _globals['_UPLOADDATASETREQUEST']._serialized_start=1312
+  _globals['_UPLOADDATASETREQUEST']._serialized_end=1408
+  _globals['_UPLOADDATASETRESPONSE']._serialized_start=1410
+  _globals['_UPLOADDATASETRESPONSE']._serialized_end=1469
+  _globals['_ARTIFACTSERVICE']._serialized_start=1626
+  _globals['_ARTIFACTSERVICE']._serialized_end=2153
 # @@protoc_insertion_point(module_scope)

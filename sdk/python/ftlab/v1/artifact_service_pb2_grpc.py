@@ -55,6 +55,16 @@ class ArtifactServiceStub:
                 request_serializer=ftlab_dot_v1_dot_artifact__service__pb2.ListDatasetsRequest.SerializeToString,
                 response_deserializer=ftlab_dot_v1_dot_artifact__service__pb2.ListDatasetsResponse.FromString,
                 _registered_method=True)
+        self.DownloadDataset = channel.unary_stream(
+                '/ftlab.v1.ArtifactService/DownloadDataset',
+                request_serializer=ftlab_dot_v1_dot_artifact__service__pb2.DownloadDatasetRequest.SerializeToString,
+                response_deserializer=ftlab_dot_v1_dot_artifact__service__pb2.DownloadDatasetResponse.FromString,
+                _registered_method=True)
+        self.DeleteDataset = channel.unary_unary(
+                '/ftlab.v1.ArtifactService/DeleteDataset',
+                request_serializer=ftlab_dot_v1_dot_artifact__service__pb2.DeleteDatasetRequest.SerializeToString,
+                response_deserializer=ftlab_dot_v1_dot_artifact__service__pb2.DeleteDatasetResponse.FromString,
+                _registered_method=True)
 
 
 class ArtifactServiceServicer:
@@ -90,6 +100,21 @@ class ArtifactServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadDataset(self, request, context):
+        """Streams one of the caller's uploads as it was sent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDataset(self, request, context):
+        """Forgets one of the caller's uploads (the content goes once no one has it; jobs that named it
+        and have not read it yet then fail to find it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArtifactServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +137,16 @@ def add_ArtifactServiceServicer_to_server(servicer, server):
                     servicer.ListDatasets,
                     request_deserializer=ftlab_dot_v1_dot_artifact__service__pb2.ListDatasetsRequest.FromString,
                     response_serializer=ftlab_dot_v1_dot_artifact__service__pb2.ListDatasetsResponse.SerializeToString,
+            ),
+            'DownloadDataset': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadDataset,
+                    request_deserializer=ftlab_dot_v1_dot_artifact__service__pb2.DownloadDatasetRequest.FromString,
+                    response_serializer=ftlab_dot_v1_dot_artifact__service__pb2.DownloadDatasetResponse.SerializeToString,
+            ),
+            'DeleteDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDataset,
+                    request_deserializer=ftlab_dot_v1_dot_artifact__service__pb2.DeleteDatasetRequest.FromString,
+                    response_serializer=ftlab_dot_v1_dot_artifact__service__pb2.DeleteDatasetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +258,60 @@ class ArtifactService:
             '/ftlab.v1.ArtifactService/ListDatasets',
             ftlab_dot_v1_dot_artifact__service__pb2.ListDatasetsRequest.SerializeToString,
             ftlab_dot_v1_dot_artifact__service__pb2.ListDatasetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ftlab.v1.ArtifactService/DownloadDataset',
+            ftlab_dot_v1_dot_artifact__service__pb2.DownloadDatasetRequest.SerializeToString,
+            ftlab_dot_v1_dot_artifact__service__pb2.DownloadDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ftlab.v1.ArtifactService/DeleteDataset',
+            ftlab_dot_v1_dot_artifact__service__pb2.DeleteDatasetRequest.SerializeToString,
+            ftlab_dot_v1_dot_artifact__service__pb2.DeleteDatasetResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,12 @@ class ArtifactServiceStub:
     """
     ListDatasets: _grpc.UnaryUnaryMultiCallable[_artifact_service_pb2.ListDatasetsRequest, _artifact_service_pb2.ListDatasetsResponse]
     """Lists the caller's uploaded datasets, newest first (reports without their bad rows)."""
+    DownloadDataset: _grpc.UnaryStreamMultiCallable[_artifact_service_pb2.DownloadDatasetRequest, _artifact_service_pb2.DownloadDatasetResponse]
+    """Streams one of the caller's uploads as it was sent."""
+    DeleteDataset: _grpc.UnaryUnaryMultiCallable[_artifact_service_pb2.DeleteDatasetRequest, _artifact_service_pb2.DeleteDatasetResponse]
+    """Forgets one of the caller's uploads (the content goes once no one has it; jobs that named it
+    and have not read it yet then fail to find it).
+    """
 
 @_typing.type_check_only
 class ArtifactServiceAsyncStub(ArtifactServiceStub):
@@ -59,6 +65,12 @@ class ArtifactServiceAsyncStub(ArtifactServiceStub):
     """
     ListDatasets: _aio.UnaryUnaryMultiCallable[_artifact_service_pb2.ListDatasetsRequest, _artifact_service_pb2.ListDatasetsResponse]  # type: ignore[assignment]
     """Lists the caller's uploaded datasets, newest first (reports without their bad rows)."""
+    DownloadDataset: _aio.UnaryStreamMultiCallable[_artifact_service_pb2.DownloadDatasetRequest, _artifact_service_pb2.DownloadDatasetResponse]  # type: ignore[assignment]
+    """Streams one of the caller's uploads as it was sent."""
+    DeleteDataset: _aio.UnaryUnaryMultiCallable[_artifact_service_pb2.DeleteDatasetRequest, _artifact_service_pb2.DeleteDatasetResponse]  # type: ignore[assignment]
+    """Forgets one of the caller's uploads (the content goes once no one has it; jobs that named it
+    and have not read it yet then fail to find it).
+    """
 
 class ArtifactServiceServicer(metaclass=_abc_1.ABCMeta):
     """Streams what jobs produce out, and datasets in."""
@@ -96,5 +108,23 @@ class ArtifactServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_artifact_service_pb2.ListDatasetsResponse, _abc.Awaitable[_artifact_service_pb2.ListDatasetsResponse]]:
         """Lists the caller's uploaded datasets, newest first (reports without their bad rows)."""
+
+    @_abc_1.abstractmethod
+    def DownloadDataset(
+        self,
+        request: _artifact_service_pb2.DownloadDatasetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_artifact_service_pb2.DownloadDatasetResponse], _abc.AsyncIterator[_artifact_service_pb2.DownloadDatasetResponse]]:
+        """Streams one of the caller's uploads as it was sent."""
+
+    @_abc_1.abstractmethod
+    def DeleteDataset(
+        self,
+        request: _artifact_service_pb2.DeleteDatasetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_artifact_service_pb2.DeleteDatasetResponse, _abc.Awaitable[_artifact_service_pb2.DeleteDatasetResponse]]:
+        """Forgets one of the caller's uploads (the content goes once no one has it; jobs that named it
+        and have not read it yet then fail to find it).
+        """
 
 def add_ArtifactServiceServicer_to_server(servicer: ArtifactServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

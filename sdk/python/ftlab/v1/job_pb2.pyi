@@ -474,6 +474,26 @@ class Job(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
@@ -507,6 +527,7 @@ class Job(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     EVALUATION_FIELD_NUMBER: _builtins.int
     EVALUATION_RESULTS_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "jobs/{id}"."""
     id: _builtins.str
@@ -611,6 +632,10 @@ class Job(_message.Message):
     def evaluation_results(self) -> _events_pb2.EvaluationResults:
         """What an evaluation job found, once it has (EVALUATION only)."""
 
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The key-value pairs its creator attached."""
+
     def __init__(
         self,
         *,
@@ -647,10 +672,11 @@ class Job(_message.Message):
         kind: Global___JobKind.ValueType = ...,
         evaluation: Global___EvaluationConfig | None = ...,
         evaluation_results: _events_pb2.EvaluationResults | None = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "config", b"config", "create_time", b"create_time", "effective_config", b"effective_config", "end_time", b"end_time", "error", b"error", "evaluation", b"evaluation", "evaluation_results", b"evaluation_results", "preflight", b"preflight", "progress", b"progress", "retry_policy", b"retry_policy", "start_time", b"start_time", "update_time", b"update_time", "watchdog", b"watchdog"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "attempts", b"attempts", "automatic", b"automatic", "changes", b"changes", "config", b"config", "create_time", b"create_time", "display_name", b"display_name", "effective_config", b"effective_config", "end_time", b"end_time", "error", b"error", "evaluation", b"evaluation", "evaluation_results", b"evaluation_results", "id", b"id", "kind", b"kind", "last_sequence", b"last_sequence", "name", b"name", "owner", b"owner", "parent", b"parent", "phase", b"phase", "preflight", b"preflight", "priority", b"priority", "progress", b"progress", "request_id", b"request_id", "resume_checkpoint", b"resume_checkpoint", "retry_policy", b"retry_policy", "start_time", b"start_time", "state", b"state", "state_reason", b"state_reason", "template", b"template", "tuning", b"tuning", "update_time", b"update_time", "watchdog", b"watchdog", "worker", b"worker"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "attempts", b"attempts", "automatic", b"automatic", "changes", b"changes", "config", b"config", "create_time", b"create_time", "display_name", b"display_name", "effective_config", b"effective_config", "end_time", b"end_time", "error", b"error", "evaluation", b"evaluation", "evaluation_results", b"evaluation_results", "id", b"id", "kind", b"kind", "last_sequence", b"last_sequence", "metadata", b"metadata", "name", b"name", "owner", b"owner", "parent", b"parent", "phase", b"phase", "preflight", b"preflight", "priority", b"priority", "progress", b"progress", "request_id", b"request_id", "resume_checkpoint", b"resume_checkpoint", "retry_policy", b"retry_policy", "start_time", b"start_time", "state", b"state", "state_reason", b"state_reason", "template", b"template", "tuning", b"tuning", "update_time", b"update_time", "watchdog", b"watchdog", "worker", b"worker"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

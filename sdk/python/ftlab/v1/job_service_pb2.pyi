@@ -27,6 +27,26 @@ class CreateJobRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     TEMPLATE_FIELD_NUMBER: _builtins.int
     CONFIG_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
@@ -36,6 +56,7 @@ class CreateJobRequest(_message.Message):
     WATCHDOG_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
     VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
     template: _builtins.str
     """Template to start from ("basic" when empty); see ListTemplates."""
     display_name: _builtins.str
@@ -62,6 +83,10 @@ class CreateJobRequest(_message.Message):
     def watchdog(self) -> _job_pb2.WatchdogConfig:
         """Watchdog limits (defaults apply to unset fields)."""
 
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Up to 16 key-value pairs kept on the job (keys up to 64 characters, values up to 512)."""
+
     def __init__(
         self,
         *,
@@ -74,10 +99,11 @@ class CreateJobRequest(_message.Message):
         watchdog: _job_pb2.WatchdogConfig | None = ...,
         force: _builtins.bool = ...,
         validate_only: _builtins.bool = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "retry_policy", b"retry_policy", "watchdog", b"watchdog"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "display_name", b"display_name", "force", b"force", "priority", b"priority", "request_id", b"request_id", "retry_policy", b"retry_policy", "template", b"template", "validate_only", b"validate_only", "watchdog", b"watchdog"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "display_name", b"display_name", "force", b"force", "metadata", b"metadata", "priority", b"priority", "request_id", b"request_id", "retry_policy", b"retry_policy", "template", b"template", "validate_only", b"validate_only", "watchdog", b"watchdog"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

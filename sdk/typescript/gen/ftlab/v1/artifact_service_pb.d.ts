@@ -158,6 +158,86 @@ export declare type Dataset = Message<"ftlab.v1.Dataset"> & {
 export declare const DatasetSchema: GenMessage<Dataset>;
 
 /**
+ * Request of DownloadDataset.
+ *
+ * @generated from message ftlab.v1.DownloadDatasetRequest
+ */
+export declare type DownloadDatasetRequest = Message<"ftlab.v1.DownloadDatasetRequest"> & {
+  /**
+   * "datasets/{sha256}" or the bare sha256.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message ftlab.v1.DownloadDatasetRequest.
+ * Use `create(DownloadDatasetRequestSchema)` to create a new message.
+ */
+export declare const DownloadDatasetRequestSchema: GenMessage<DownloadDatasetRequest>;
+
+/**
+ * One message of DownloadDataset's stream.
+ *
+ * @generated from message ftlab.v1.DownloadDatasetResponse
+ */
+export declare type DownloadDatasetResponse = Message<"ftlab.v1.DownloadDatasetResponse"> & {
+  /**
+   * The next bytes of the file as it was uploaded.
+   *
+   * @generated from field: bytes chunk = 1;
+   */
+  chunk: Uint8Array;
+};
+
+/**
+ * Describes the message ftlab.v1.DownloadDatasetResponse.
+ * Use `create(DownloadDatasetResponseSchema)` to create a new message.
+ */
+export declare const DownloadDatasetResponseSchema: GenMessage<DownloadDatasetResponse>;
+
+/**
+ * Request of DeleteDataset.
+ *
+ * @generated from message ftlab.v1.DeleteDatasetRequest
+ */
+export declare type DeleteDatasetRequest = Message<"ftlab.v1.DeleteDatasetRequest"> & {
+  /**
+   * "datasets/{sha256}" or the bare sha256.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message ftlab.v1.DeleteDatasetRequest.
+ * Use `create(DeleteDatasetRequestSchema)` to create a new message.
+ */
+export declare const DeleteDatasetRequestSchema: GenMessage<DeleteDatasetRequest>;
+
+/**
+ * Response of DeleteDataset.
+ *
+ * @generated from message ftlab.v1.DeleteDatasetResponse
+ */
+export declare type DeleteDatasetResponse = Message<"ftlab.v1.DeleteDatasetResponse"> & {
+  /**
+   * The upload's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message ftlab.v1.DeleteDatasetResponse.
+ * Use `create(DeleteDatasetResponseSchema)` to create a new message.
+ */
+export declare const DeleteDatasetResponseSchema: GenMessage<DeleteDatasetResponse>;
+
+/**
  * Request of ListDatasets.
  *
  * @generated from message ftlab.v1.ListDatasetsRequest
@@ -554,6 +634,27 @@ export declare const ArtifactService: GenService<{
     methodKind: "unary";
     input: typeof ListDatasetsRequestSchema;
     output: typeof ListDatasetsResponseSchema;
+  },
+  /**
+   * Streams one of the caller's uploads as it was sent.
+   *
+   * @generated from rpc ftlab.v1.ArtifactService.DownloadDataset
+   */
+  downloadDataset: {
+    methodKind: "server_streaming";
+    input: typeof DownloadDatasetRequestSchema;
+    output: typeof DownloadDatasetResponseSchema;
+  },
+  /**
+   * Forgets one of the caller's uploads (the content goes once no one has it; jobs that named it
+   * and have not read it yet then fail to find it).
+   *
+   * @generated from rpc ftlab.v1.ArtifactService.DeleteDataset
+   */
+  deleteDataset: {
+    methodKind: "unary";
+    input: typeof DeleteDatasetRequestSchema;
+    output: typeof DeleteDatasetResponseSchema;
   },
 }>;
 

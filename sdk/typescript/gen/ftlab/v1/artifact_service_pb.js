@@ -10,7 +10,7 @@ import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
  * Describes the file ftlab/v1/artifact_service.proto.
  */
 export const file_ftlab_v1_artifact_service = /*@__PURE__*/
-  fileDesc("Ch9mdGxhYi92MS9hcnRpZmFjdF9zZXJ2aWNlLnByb3RvEghmdGxhYi52MSLbAQoIQXJ0aWZhY3QSDAoEbmFtZRgBIAEoCRIkCgRraW5kGAIgASgOMhYuZnRsYWIudjEuQXJ0aWZhY3RLaW5kEhIKCnNpemVfYnl0ZXMYAyABKAMSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHN0ZXAYBSABKAMSFgoJZXZhbF9sb3NzGAYgASgBSACIAQESDwoHaXNfYmVzdBgHIAEoCBIRCglpc19sYXRlc3QYCCABKAhCDAoKX2V2YWxfbG9zcyLXAQoHRGF0YXNldBIMCgRuYW1lGAEgASgJEg4KBnNoYTI1NhgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgDEhAKCGZpbGVuYW1lGAQgASgJEg4KBmZvcm1hdBgFIAEoCRIMCgRyb3dzGAYgASgDEiIKCGJhZF9yb3dzGAcgAygLMhAuZnRsYWIudjEuQmFkUm93EhUKDWJhZF9yb3dfY291bnQYCCABKAMSLwoLY3JlYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhUKE0xpc3REYXRhc2V0c1JlcXVlc3QiOwoUTGlzdERhdGFzZXRzUmVzcG9uc2USIwoIZGF0YXNldHMYASADKAsyES5mdGxhYi52MS5EYXRhc2V0IiMKFExpc3RBcnRpZmFjdHNSZXF1ZXN0EgsKA2pvYhgBIAEoCSI+ChVMaXN0QXJ0aWZhY3RzUmVzcG9uc2USJQoJYXJ0aWZhY3RzGAEgAygLMhIuZnRsYWIudjEuQXJ0aWZhY3QinwEKF0Rvd25sb2FkQXJ0aWZhY3RSZXF1ZXN0EgsKA2pvYhgBIAEoCRIkCgRraW5kGAIgASgOMhYuZnRsYWIudjEuQXJ0aWZhY3RLaW5kEhIKCmNoZWNrcG9pbnQYAyABKAkSDgoGb2Zmc2V0GAQgASgDEg4KBm1lcmdlZBgFIAEoCBILCgNhbGwYBiABKAgSEAoIaWZfbWF0Y2gYByABKAkiWgoORG93bmxvYWRIZWFkZXISGAoQdG90YWxfc2l6ZV9ieXRlcxgBIAEoAxIQCghmaWxlbmFtZRgCIAEoCRIMCgRldGFnGAMgASgJEg4KBm9mZnNldBgEIAEoAyJiChhEb3dubG9hZEFydGlmYWN0UmVzcG9uc2USKgoGaGVhZGVyGAEgASgLMhguZnRsYWIudjEuRG93bmxvYWRIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgkKB3BheWxvYWQiRgoOVXBsb2FkTWV0YWRhdGESEAoIZmlsZW5hbWUYASABKAkSEgoKc2l6ZV9ieXRlcxgCIAEoAxIOCgZzaGEyNTYYAyABKAkiYAoUVXBsb2FkRGF0YXNldFJlcXVlc3QSLAoIbWV0YWRhdGEYASABKAsyGC5mdGxhYi52MS5VcGxvYWRNZXRhZGF0YUgAEg8KBWNodW5rGAIgASgMSABCCQoHcGF5bG9hZCI7ChVVcGxvYWREYXRhc2V0UmVzcG9uc2USIgoHZGF0YXNldBgBIAEoCzIRLmZ0bGFiLnYxLkRhdGFzZXQqlwEKDEFydGlmYWN0S2luZBIdChlBUlRJRkFDVF9LSU5EX1VOU1BFQ0lGSUVEEAASHAoYQVJUSUZBQ1RfS0lORF9DSEVDS1BPSU5UEAESFwoTQVJUSUZBQ1RfS0lORF9NT0RFTBACEhkKFUFSVElGQUNUX0tJTkRfQURBUFRFUhADEhYKEkFSVElGQUNUX0tJTkRfTE9HUxAEMuMCCg9BcnRpZmFjdFNlcnZpY2USUAoNTGlzdEFydGlmYWN0cxIeLmZ0bGFiLnYxLkxpc3RBcnRpZmFjdHNSZXF1ZXN0Gh8uZnRsYWIudjEuTGlzdEFydGlmYWN0c1Jlc3BvbnNlElsKEERvd25sb2FkQXJ0aWZhY3QSIS5mdGxhYi52MS5Eb3dubG9hZEFydGlmYWN0UmVxdWVzdBoiLmZ0bGFiLnYxLkRvd25sb2FkQXJ0aWZhY3RSZXNwb25zZTABElIKDVVwbG9hZERhdGFzZXQSHi5mdGxhYi52MS5VcGxvYWREYXRhc2V0UmVxdWVzdBofLmZ0bGFiLnYxLlVwbG9hZERhdGFzZXRSZXNwb25zZSgBEk0KDExpc3REYXRhc2V0cxIdLmZ0bGFiLnYxLkxpc3REYXRhc2V0c1JlcXVlc3QaHi5mdGxhYi52MS5MaXN0RGF0YXNldHNSZXNwb25zZWIGcHJvdG8z", [file_ftlab_v1_dataset, file_google_protobuf_timestamp]);
+  fileDesc("Ch9mdGxhYi92MS9hcnRpZmFjdF9zZXJ2aWNlLnByb3RvEghmdGxhYi52MSLbAQoIQXJ0aWZhY3QSDAoEbmFtZRgBIAEoCRIkCgRraW5kGAIgASgOMhYuZnRsYWIudjEuQXJ0aWZhY3RLaW5kEhIKCnNpemVfYnl0ZXMYAyABKAMSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHN0ZXAYBSABKAMSFgoJZXZhbF9sb3NzGAYgASgBSACIAQESDwoHaXNfYmVzdBgHIAEoCBIRCglpc19sYXRlc3QYCCABKAhCDAoKX2V2YWxfbG9zcyLXAQoHRGF0YXNldBIMCgRuYW1lGAEgASgJEg4KBnNoYTI1NhgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgDEhAKCGZpbGVuYW1lGAQgASgJEg4KBmZvcm1hdBgFIAEoCRIMCgRyb3dzGAYgASgDEiIKCGJhZF9yb3dzGAcgAygLMhAuZnRsYWIudjEuQmFkUm93EhUKDWJhZF9yb3dfY291bnQYCCABKAMSLwoLY3JlYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiYKFkRvd25sb2FkRGF0YXNldFJlcXVlc3QSDAoEbmFtZRgBIAEoCSIoChdEb3dubG9hZERhdGFzZXRSZXNwb25zZRINCgVjaHVuaxgBIAEoDCIkChREZWxldGVEYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIiUKFURlbGV0ZURhdGFzZXRSZXNwb25zZRIMCgRuYW1lGAEgASgJIhUKE0xpc3REYXRhc2V0c1JlcXVlc3QiOwoUTGlzdERhdGFzZXRzUmVzcG9uc2USIwoIZGF0YXNldHMYASADKAsyES5mdGxhYi52MS5EYXRhc2V0IiMKFExpc3RBcnRpZmFjdHNSZXF1ZXN0EgsKA2pvYhgBIAEoCSI+ChVMaXN0QXJ0aWZhY3RzUmVzcG9uc2USJQoJYXJ0aWZhY3RzGAEgAygLMhIuZnRsYWIudjEuQXJ0aWZhY3QinwEKF0Rvd25sb2FkQXJ0aWZhY3RSZXF1ZXN0EgsKA2pvYhgBIAEoCRIkCgRraW5kGAIgASgOMhYuZnRsYWIudjEuQXJ0aWZhY3RLaW5kEhIKCmNoZWNrcG9pbnQYAyABKAkSDgoGb2Zmc2V0GAQgASgDEg4KBm1lcmdlZBgFIAEoCBILCgNhbGwYBiABKAgSEAoIaWZfbWF0Y2gYByABKAkiWgoORG93bmxvYWRIZWFkZXISGAoQdG90YWxfc2l6ZV9ieXRlcxgBIAEoAxIQCghmaWxlbmFtZRgCIAEoCRIMCgRldGFnGAMgASgJEg4KBm9mZnNldBgEIAEoAyJiChhEb3dubG9hZEFydGlmYWN0UmVzcG9uc2USKgoGaGVhZGVyGAEgASgLMhguZnRsYWIudjEuRG93bmxvYWRIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgkKB3BheWxvYWQiRgoOVXBsb2FkTWV0YWRhdGESEAoIZmlsZW5hbWUYASABKAkSEgoKc2l6ZV9ieXRlcxgCIAEoAxIOCgZzaGEyNTYYAyABKAkiYAoUVXBsb2FkRGF0YXNldFJlcXVlc3QSLAoIbWV0YWRhdGEYASABKAsyGC5mdGxhYi52MS5VcGxvYWRNZXRhZGF0YUgAEg8KBWNodW5rGAIgASgMSABCCQoHcGF5bG9hZCI7ChVVcGxvYWREYXRhc2V0UmVzcG9uc2USIgoHZGF0YXNldBgBIAEoCzIRLmZ0bGFiLnYxLkRhdGFzZXQqlwEKDEFydGlmYWN0S2luZBIdChlBUlRJRkFDVF9LSU5EX1VOU1BFQ0lGSUVEEAASHAoYQVJUSUZBQ1RfS0lORF9DSEVDS1BPSU5UEAESFwoTQVJUSUZBQ1RfS0lORF9NT0RFTBACEhkKFUFSVElGQUNUX0tJTkRfQURBUFRFUhADEhYKEkFSVElGQUNUX0tJTkRfTE9HUxAEMo8ECg9BcnRpZmFjdFNlcnZpY2USUAoNTGlzdEFydGlmYWN0cxIeLmZ0bGFiLnYxLkxpc3RBcnRpZmFjdHNSZXF1ZXN0Gh8uZnRsYWIudjEuTGlzdEFydGlmYWN0c1Jlc3BvbnNlElsKEERvd25sb2FkQXJ0aWZhY3QSIS5mdGxhYi52MS5Eb3dubG9hZEFydGlmYWN0UmVxdWVzdBoiLmZ0bGFiLnYxLkRvd25sb2FkQXJ0aWZhY3RSZXNwb25zZTABElIKDVVwbG9hZERhdGFzZXQSHi5mdGxhYi52MS5VcGxvYWREYXRhc2V0UmVxdWVzdBofLmZ0bGFiLnYxLlVwbG9hZERhdGFzZXRSZXNwb25zZSgBEk0KDExpc3REYXRhc2V0cxIdLmZ0bGFiLnYxLkxpc3REYXRhc2V0c1JlcXVlc3QaHi5mdGxhYi52MS5MaXN0RGF0YXNldHNSZXNwb25zZRJYCg9Eb3dubG9hZERhdGFzZXQSIC5mdGxhYi52MS5Eb3dubG9hZERhdGFzZXRSZXF1ZXN0GiEuZnRsYWIudjEuRG93bmxvYWREYXRhc2V0UmVzcG9uc2UwARJQCg1EZWxldGVEYXRhc2V0Eh4uZnRsYWIudjEuRGVsZXRlRGF0YXNldFJlcXVlc3QaHy5mdGxhYi52MS5EZWxldGVEYXRhc2V0UmVzcG9uc2ViBnByb3RvMw", [file_ftlab_v1_dataset, file_google_protobuf_timestamp]);
 
 /**
  * Describes the message ftlab.v1.Artifact.
@@ -27,74 +27,102 @@ export const DatasetSchema = /*@__PURE__*/
   messageDesc(file_ftlab_v1_artifact_service, 1);
 
 /**
+ * Describes the message ftlab.v1.DownloadDatasetRequest.
+ * Use `create(DownloadDatasetRequestSchema)` to create a new message.
+ */
+export const DownloadDatasetRequestSchema = /*@__PURE__*/
+  messageDesc(file_ftlab_v1_artifact_service, 2);
+
+/**
+ * Describes the message ftlab.v1.DownloadDatasetResponse.
+ * Use `create(DownloadDatasetResponseSchema)` to create a new message.
+ */
+export const DownloadDatasetResponseSchema = /*@__PURE__*/
+  messageDesc(file_ftlab_v1_artifact_service, 3);
+
+/**
+ * Describes the message ftlab.v1.DeleteDatasetRequest.
+ * Use `create(DeleteDatasetRequestSchema)` to create a new message.
+ */
+export const DeleteDatasetRequestSchema = /*@__PURE__*/
+  messageDesc(file_ftlab_v1_artifact_service, 4);
+
+/**
+ * Describes the message ftlab.v1.DeleteDatasetResponse.
+ * Use `create(DeleteDatasetResponseSchema)` to create a new message.
+ */
+export const DeleteDatasetResponseSchema = /*@__PURE__*/
+  messageDesc(file_ftlab_v1_artifact_service, 5);
+
+/**
  * Describes the message ftlab.v1.ListDatasetsRequest.
  * Use `create(ListDatasetsRequestSchema)` to create a new message.
  */
 export const ListDatasetsRequestSchema = /*@__PURE__*/
-  messageDesc(file_ftlab_v1_artifact_service, 2);
+  messageDesc(file_ftlab_v1_artifact_service, 6);
 
 /**
  * Describes the message ftlab.v1.ListDatasetsResponse.
  * Use `create(ListDatasetsResponseSchema)` to create a new message.
  */
 export const ListDatasetsResponseSchema = /*@__PURE__*/
-  messageDesc(file_ftlab_v1_artifact_service, 3);
+  messageDesc(file_ftlab_v1_artifact_service, 7);
 
 /**
  * Describes the message ftlab.v1.ListArtifactsRequest.
  * Use `create(ListArtifactsRequestSchema)` to create a new message.
  */
 export const ListArtifactsRequestSchema = /*@__PURE__*/
-  messageDesc(file_ftlab_v1_artifact_service, 4);
+  messageDesc(file_ftlab_v1_artifact_service, 8);
 
 /**
  * Describes the message ftlab.v1.ListArtifactsResponse.
  * Use `create(ListArtifactsResponseSchema)` to create a new message.
  */
 export const ListArtifactsResponseSchema = /*@__PURE__*/
-  messageDesc(file_ftlab_v1_artifact_service, 5);
+  messageDesc(file_ftlab_v1_artifact_service, 9);
 
 /**
  * Describes the message ftlab.v1.DownloadArtifactRequest.
  * Use `create(DownloadArtifactRequestSchema)` to create a new message.
  */
 export const DownloadArtifactRequestSchema = /*@__PURE__*/
-  messageDesc(file_ftlab_v1_artifact_service, 6);
+  messageDesc(file_ftlab_v1_artifact_service, 10);
 
 /**
  * Describes the message ftlab.v1.DownloadHeader.
  * Use `create(DownloadHeaderSchema)` to create a new message.
  */
 export const DownloadHeaderSchema = /*@__PURE__*/
-  messageDesc(file_ftlab_v1_artifact_service, 7);
+  messageDesc(file_ftlab_v1_artifact_service, 11);
 
 /**
  * Describes the message ftlab.v1.DownloadArtifactResponse.
  * Use `create(DownloadArtifactResponseSchema)` to create a new message.
  */
 export const DownloadArtifactResponseSchema = /*@__PURE__*/
-  messageDesc(file_ftlab_v1_artifact_service, 8);
+  messageDesc(file_ftlab_v1_artifact_service, 12);
 
 /**
  * Describes the message ftlab.v1.UploadMetadata.
  * Use `create(UploadMetadataSchema)` to create a new message.
  */
 export const UploadMetadataSchema = /*@__PURE__*/
-  messageDesc(file_ftlab_v1_artifact_service, 9);
+  messageDesc(file_ftlab_v1_artifact_service, 13);
 
 /**
  * Describes the message ftlab.v1.UploadDatasetRequest.
  * Use `create(UploadDatasetRequestSchema)` to create a new message.
  */
 export const UploadDatasetRequestSchema = /*@__PURE__*/
-  messageDesc(file_ftlab_v1_artifact_service, 10);
+  messageDesc(file_ftlab_v1_artifact_service, 14);
 
 /**
  * Describes the message ftlab.v1.UploadDatasetResponse.
  * Use `create(UploadDatasetResponseSchema)` to create a new message.
  */
 export const UploadDatasetResponseSchema = /*@__PURE__*/
-  messageDesc(file_ftlab_v1_artifact_service, 11);
+  messageDesc(file_ftlab_v1_artifact_service, 15);
 
 /**
  * Describes the enum ftlab.v1.ArtifactKind.

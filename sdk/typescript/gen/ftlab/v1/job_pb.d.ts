@@ -558,6 +558,13 @@ export declare type Job = Message<"ftlab.v1.Job"> & {
    * @generated from field: ftlab.v1.EvaluationResults evaluation_results = 33;
    */
   evaluationResults?: EvaluationResults | undefined;
+
+  /**
+   * The key-value pairs its creator attached.
+   *
+   * @generated from field: map<string, string> metadata = 34;
+   */
+  metadata: { [key: string]: string };
 };
 
 /**

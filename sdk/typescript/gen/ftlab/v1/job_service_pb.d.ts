@@ -82,6 +82,13 @@ export declare type CreateJobRequest = Message<"ftlab.v1.CreateJobRequest"> & {
    * @generated from field: bool validate_only = 9;
    */
   validateOnly: boolean;
+
+  /**
+   * Up to 16 key-value pairs kept on the job (keys up to 64 characters, values up to 512).
+   *
+   * @generated from field: map<string, string> metadata = 10;
+   */
+  metadata: { [key: string]: string };
 };
 
 /**

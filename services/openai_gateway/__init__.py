@@ -1,0 +1,1 @@
+"""An OpenAI-compatible REST gateway to FineTune Lab's services (fine-tuning, files, chat completions)."""
