@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "serve":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    from ftlab.client import FtlabError
+    from ftlab.errors import FtlabError
 
     try:
         status: int = args.fn(args, rest)

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from ftlab import Client
-from ftlab.client import FtlabError
+from ftlab.errors import FtlabError
 from ftlab.v1 import job_pb2
 
 pytestmark = pytest.mark.slow

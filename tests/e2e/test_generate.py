@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 from ftlab import Client
-from ftlab.client import FtlabError
+from ftlab.errors import FtlabError
 from ftlab.v1 import job_pb2
 from tests.helpers import start_server, wait_for, write_chat_dataset
 

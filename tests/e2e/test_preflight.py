@@ -11,7 +11,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from ftlab import Client
-from ftlab.client import FtlabError
+from ftlab.errors import FtlabError
 from ftlab.v1 import analyzer_pb2, job_pb2, job_service_pb2
 
 PASS, WARN, FAIL = analyzer_pb2.CHECK_STATUS_PASS, analyzer_pb2.CHECK_STATUS_WARN, analyzer_pb2.CHECK_STATUS_FAIL

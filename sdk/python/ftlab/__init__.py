@@ -9,14 +9,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-_EXPORTS = {"Client": "ftlab.client", "FtlabError": "ftlab.client", "apply_set": "ftlab.config",
+_EXPORTS = {"Client": "ftlab.client", "FtlabError": "ftlab.errors", "apply_set": "ftlab.config",
             "config_from_dict": "ftlab.config", "category_name": "ftlab.names", "phase_name": "ftlab.names",
             "state_name": "ftlab.names"}
 __all__ = ["Client", "FtlabError", "apply_set", "category_name", "config_from_dict", "phase_name", "state_name"]
 
 if TYPE_CHECKING:
-    from ftlab.client import Client, FtlabError
+    from ftlab.client import Client
     from ftlab.config import apply_set, config_from_dict
+    from ftlab.errors import FtlabError
     from ftlab.names import category_name, phase_name, state_name
 
 

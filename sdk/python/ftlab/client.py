@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
+from ftlab import messages as build
 from ftlab.config import config_from_dict, resolve_local_paths
+from ftlab.errors import FtlabError
 from ftlab.v1 import (
     analyzer_pb2,
     analyzer_pb2_grpc,
@@ -35,39 +35,6 @@ if TYPE_CHECKING:
 DEFAULT_ADDRESS = "localhost:50051"
 FINAL_STATES = frozenset({job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED})
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-
-
-class FtlabError(Exception):
-    """A failed call: its status code, message, and the fields the server named as bad."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, field_violations: list[tuple[str, str]] | None = None,
-                 reason: str = "", preconditions: list[tuple[str, str]] | None = None) -> None:
-        super().__init__(f"{code.name}: {message}")
-        self.code = code
-        self.message = message
-        self.field_violations = field_violations or []
-        self.reason = reason
-        self.preconditions = preconditions or []  # (subject, description), e.g. a failed pre-flight check
-
-    @classmethod
-    def from_rpc(cls, err: grpc.RpcError) -> "FtlabError":
-        violations, reason, preconditions = [], "", []
-        status = rpc_status.from_call(err)
-        if status is not None:
-            for detail in status.details:
-                if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                    bad = error_details_pb2.BadRequest()
-                    detail.Unpack(bad)
-                    violations += [(v.field, v.description) for v in bad.field_violations]
-                elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                    info = error_details_pb2.ErrorInfo()
-                    detail.Unpack(info)
-                    reason = info.reason
-                elif detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
-                    failure = error_details_pb2.PreconditionFailure()
-                    detail.Unpack(failure)
-                    preconditions += [(v.subject, v.description) for v in failure.violations]
-        return cls(err.code(), err.details() or "", violations, reason, preconditions)
 
 
 class Client:
@@ -294,29 +261,10 @@ class Client:
                        progress: Callable[[int, int], object] | None = None) -> artifact_service_pb2.Dataset:
         """Upload a JSONL, JSON, CSV or Parquet dataset; returns it as stored, with its report. Jobs name
         it by the returned `name` ("datasets/{sha256}"). Sending the same content again stores nothing new."""
-        import hashlib
-
-        path = Path(path)
-        size = path.stat().st_size
-        sha = hashlib.sha256()
-        with open(path, "rb") as f:
-            while block := f.read(chunk_bytes):
-                sha.update(block)
-
-        def messages() -> Iterator[artifact_service_pb2.UploadDatasetRequest]:
-            yield artifact_service_pb2.UploadDatasetRequest(metadata=artifact_service_pb2.UploadMetadata(
-                filename=path.name, size_bytes=size, sha256=sha.hexdigest()))
-            sent = 0
-            with open(path, "rb") as f:
-                while block := f.read(chunk_bytes):
-                    sent += len(block)
-                    if progress:
-                        progress(sent, size)
-                    yield artifact_service_pb2.UploadDatasetRequest(chunk=block)
-
+        messages = build.upload_messages(Path(path), chunk_bytes, progress)
         try:
             reply: artifact_service_pb2.UploadDatasetResponse = self.artifacts.UploadDataset(
-                messages(), metadata=self._metadata, timeout=max(self.timeout, 600.0))
+                messages, metadata=self._metadata, timeout=max(self.timeout, 600.0))
             return reply.dataset
         except grpc.RpcError as err:
             raise FtlabError.from_rpc(err) from None
@@ -354,25 +302,10 @@ class Client:
         a name) as a job of its own: each task a local .jsonl file (sent inline), a task definition file
         on the server (.yaml, by path), one of lm-evaluation-harness's own tasks by name, or a dict of
         EvaluationTask's fields. Its scores come as the job's `evaluation_results` once it succeeds."""
-        evaluation = job_pb2.EvaluationConfig(job=name, compare_base=compare_base, limit=limit, builtin=builtin)
-        if max_new_tokens is not None:
-            evaluation.max_new_tokens = max_new_tokens
-        selectors = {"": job_pb2.CHECKPOINT_SELECTOR_UNSPECIFIED, "best": job_pb2.CHECKPOINT_SELECTOR_BEST,
-                     "latest": job_pb2.CHECKPOINT_SELECTOR_LATEST}
-        evaluation.checkpoint = selectors.get(checkpoint, job_pb2.CHECKPOINT_SELECTOR_NAMED)
-        if evaluation.checkpoint == job_pb2.CHECKPOINT_SELECTOR_NAMED:
-            evaluation.checkpoint_name = checkpoint
-        for task in tasks:
-            if isinstance(task, dict):
-                evaluation.tasks.add(**task)
-            elif task.endswith(".jsonl"):
-                evaluation.tasks.add(name=Path(task).stem, rows=Path(task).read_text(encoding="utf-8"))
-            elif task.endswith((".yaml", ".yml")):
-                evaluation.tasks.add(uri=os.path.abspath(os.path.expanduser(task)))
-            else:
-                evaluation.tasks.add(name=task)
-        request = job_service_pb2.EvaluateJobRequest(evaluation=evaluation, display_name=display_name,
-                                                     priority=priority, request_id=request_id or uuid.uuid4().hex)
+        request = build.evaluation_request(name, tasks, checkpoint=checkpoint, compare_base=compare_base,
+                                              limit=limit, max_new_tokens=max_new_tokens, builtin=builtin,
+                                              display_name=display_name, priority=priority,
+                                              request_id=request_id or uuid.uuid4().hex)
         reply: job_service_pb2.EvaluateJobResponse = self._call(self.jobs.EvaluateJob, request, idempotent=True)
         return reply.job
 
@@ -382,16 +315,8 @@ class Client:
         """Stream a job's answer to `prompt` (or to the chat `messages`: {"role", "content"}) with its
         final model, or a checkpoint ("best", "latest" or a name): pieces of text, then one with
         `done` (tokens, time to the first token, finish reason). Leaving the loop early stops it."""
-        request = job_service_pb2.GenerateTextRequest(
-            name=name, prompt=prompt, messages=[events_pb2.ChatMessage(**m) for m in messages])
-        selectors = {"": job_pb2.CHECKPOINT_SELECTOR_UNSPECIFIED, "best": job_pb2.CHECKPOINT_SELECTOR_BEST,
-                     "latest": job_pb2.CHECKPOINT_SELECTOR_LATEST}
-        request.checkpoint = selectors.get(checkpoint, job_pb2.CHECKPOINT_SELECTOR_NAMED)
-        if request.checkpoint == job_pb2.CHECKPOINT_SELECTOR_NAMED:
-            request.checkpoint_name = checkpoint
-        for field, value in (("max_new_tokens", max_new_tokens), ("temperature", temperature), ("seed", seed)):
-            if value is not None:
-                setattr(request, field, value)
+        request = build.generate_request(name, prompt, messages, checkpoint,
+                                            max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
         stream = self.jobs.GenerateText(request, metadata=self._metadata, timeout=timeout)
         try:
             yield from stream
