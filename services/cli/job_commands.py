@@ -145,7 +145,7 @@ def cmd_checkpoints(args: argparse.Namespace, _: list[str]) -> int:
 
 
 def cmd_samples(args: argparse.Namespace, _: list[str]) -> int:
-    from services.cli.render import samples_table
+    from services.cli.render_results import samples_table
 
     with open_client(args) as client:
         samples = client.list_samples(args.job, args.checkpoint or "")
@@ -173,7 +173,7 @@ def cmd_eval(args: argparse.Namespace, _: list[str]) -> int:
 
             code = watch(client, job.name, console, as_json=args.json)
             if code == 0 and not args.json:
-                from services.cli.render import evaluation_table
+                from services.cli.render_results import evaluation_table
 
                 console.print(evaluation_table(client.get_job(job.name).evaluation_results))
             return code
@@ -226,7 +226,7 @@ def cmd_compare(args: argparse.Namespace, _: list[str]) -> int:
     import dataclasses
 
     from ftlab.compare import compare
-    from services.cli.render import comparison_view
+    from services.cli.render_results import comparison_view
 
     with open_client(args) as client:
         result = compare(client, args.jobs)

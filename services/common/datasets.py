@@ -2,7 +2,8 @@
 
 Formats in: chat `messages`, ShareGPT `conversations`, alpaca (instruction/input/output),
 prompt/completion, and preference pairs (chosen/rejected, optionally with prompt). Out: TRL's
-conversational `messages`, or `prompt`/`completion`, or `prompt`/`chosen`/`rejected`.
+conversational `messages`, or `prompt`/`completion`, or `prompt`/`chosen`/`rejected`
+(each row converted by services/common/row_formats.py).
 Pure functions over rows; only `load_rows` touches the file system.
 """
 
@@ -14,11 +15,10 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from services.common.columns import rename
+from services.common.row_formats import CONVERTERS
 
 FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion", "preference")
 _READERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                   "system": "system", "bot": "assistant", "model": "assistant"}
 
 
 MAX_FIELD_BYTES = 64 << 20  # one CSV field (Python's csv refuses fields over 128 KiB unless told)
@@ -171,7 +171,7 @@ def scan(path: str | Path, fmt: str | None = None, columns: dict[str, str] | Non
     renamed = mapped([row for _, row in objects], columns or {})
     objects = [(number, row) for (number, _), row in zip(objects, renamed, strict=True)]
     fmt = fmt or detect_format(r for _, r in objects)
-    convert = _CONVERTERS[fmt]
+    convert = CONVERTERS[fmt]
     rows = []
     for number, row in objects:
         try:
@@ -223,7 +223,7 @@ def normalize(rows: list[dict[str, Any]], fmt: str | None = None) -> tuple[str, 
     fmt = fmt or detect_format(rows)
     if fmt not in FORMATS:
         raise DatasetError(f"unknown dataset format {fmt!r}; use one of {FORMATS}")
-    convert = _CONVERTERS[fmt]
+    convert = CONVERTERS[fmt]
     out = []
     for number, row in enumerate(rows, start=1):
         try:
@@ -235,89 +235,3 @@ def normalize(rows: list[dict[str, Any]], fmt: str | None = None) -> tuple[str, 
             raise DatasetError(f"row {number} is not valid {fmt} data: {exc}") from exc
     return fmt, out
 
-
-def _messages(row: dict[str, Any]) -> dict[str, Any]:
-    messages = _listish(row["messages"])
-    if not isinstance(messages, list) or not messages:
-        raise ValueError("`messages` must be a non-empty list")
-    return {"messages": [_message(m["role"], m["content"]) for m in messages]}
-
-
-def _sharegpt(row: dict[str, Any]) -> dict[str, Any]:
-    turns = _listish(row["conversations"])
-    if not isinstance(turns, list) or not turns:
-        raise ValueError("`conversations` must be a non-empty list")
-    return {"messages": [_message(_SHAREGPT_ROLES[t["from"]], t["value"]) for t in turns]}
-
-
-def _alpaca(row: dict[str, Any]) -> dict[str, Any]:
-    instruction, extra = _text(row["instruction"]), row.get("input") or ""
-    prompt = f"{instruction}\n\n{_text(extra)}" if extra else instruction
-    return {
-        "prompt": [_message("user", prompt)],
-        "completion": [_message("assistant", row["output"])],
-    }
-
-
-def _prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
-    return {"prompt": _turns(row["prompt"], "user"), "completion": _turns(row["completion"], "assistant")}
-
-
-def _preference(row: dict[str, Any]) -> dict[str, Any]:
-    if "preferred_output" in row:  # OpenAI's DPO rows: {input: {messages}, preferred_output, non_preferred_output}
-        row = {"prompt": (row.get("input") or {}).get("messages") or "", "chosen": row["preferred_output"],
-               "rejected": row["non_preferred_output"]}
-    out: dict[str, Any] = {}
-    for key in ("chosen", "rejected"):
-        out[key] = _turns(row[key], "assistant")
-    if row.get("prompt"):
-        out["prompt"] = _turns(row["prompt"], "user")
-    return out
-
-
-def _turns(value: Any, role: str) -> list[dict[str, str]]:
-    """Plain text as one message of `role`, or a list of messages (also as JSON text, as CSV holds it)."""
-    value = _listish(value)
-    if isinstance(value, list):
-        if not value:
-            raise ValueError("an empty list of messages")
-        return [_message(m["role"], m["content"]) for m in value]
-    return [_message(role, value)]
-
-
-def _listish(value: Any) -> Any:
-    """A list stored as JSON text (a CSV or Parquet string column) becomes the list it holds."""
-    if isinstance(value, str) and value.lstrip().startswith("["):
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            return value
-        return parsed if isinstance(parsed, list) else value
-    if value is not None and not isinstance(value, (str, list, dict)) and hasattr(value, "tolist"):
-        return value.tolist()  # numpy arrays from Parquet
-    return value
-
-
-def _message(role: Any, content: Any) -> dict[str, str]:
-    if role not in ("system", "user", "assistant", "tool"):
-        raise ValueError(f"unknown role {role!r}")
-    return {"role": role, "content": _text(content)}
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected text, got {type(value).__name__}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("text holds a lone surrogate (\\ud800-\\udfff), which is not Unicode") from None
-    return value
-
-
-_CONVERTERS = {
-    "messages": _messages,
-    "sharegpt": _sharegpt,
-    "alpaca": _alpaca,
-    "prompt_completion": _prompt_completion,
-    "preference": _preference,
-}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,21 @@ class Run:
             return True
         return False
 
+    async def stream(self, after: int, follow: bool) -> AsyncIterator[events_pb2.RunEvent]:
+        """Its events after number `after`; with `follow`, those still to come until it ends."""
+        cursor = max(0, after)
+        while True:
+            async with self.changed:
+                if follow:
+                    await self.changed.wait_for(lambda: len(self.events) > cursor or self.done)  # noqa: B023 (waited on at once)
+                batch = self.events[cursor:]
+                done = self.done
+            for event in batch:
+                yield event
+            cursor += len(batch)
+            if not follow or (done and cursor >= len(self.events)):
+                return
+
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
@@ -81,3 +97,18 @@ def disk_note(run_dir: Path) -> str:
     if total and free < min(64 << 20, total // 100):
         return f"\nftlab trainer: the disk holding the job's folder is full ({free:,} of {total:,} bytes free)"
     return ""
+
+
+def kill_group(pid: int, sig: int) -> None:
+    """Signal a run's whole process group (or the process alone while it has none yet)."""
+    if pid <= 0:  # never signal our own group
+        return
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:  # a forked child that has not made its own session yet: the process alone
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    except PermissionError:
+        pass

@@ -26,9 +26,9 @@ from ftlab.v1 import config_pb2, events_pb2, job_pb2
 from services.common import safefs
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
 from services.common.settings import Paths
-from services.trainer import admission, gpu, launchers, oom, outcome
+from services.trainer import admission, gpu, launchers, oom, outcome, stuck
 from services.trainer.process import FRAME, MAX_REPORT
-from services.trainer.runs import Run, disk_note, log_tail, open_log
+from services.trainer.runs import Run, disk_note, kill_group, log_tail, open_log
 from services.trainer.watchdog import Limits, Progress
 from services.trainer.zygote import Zygote
 
@@ -142,36 +142,14 @@ class RunSupervisor:
         run.oom_before = oom.counters(run.pid)
         log.info("run %s started (pid %d, %s)", run.run_id, run.pid, how)
         if run.stop_mode == "cancel":  # cancelled while it was being started
-            _kill_group(run.pid, signal.SIGTERM)
+            kill_group(run.pid, signal.SIGTERM)
         reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
         loop = asyncio.get_running_loop()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0))
-        for coro, name in ((self._supervise(run, reader), "run"), (self._watch(run), "watchdog")):
+        for coro, name in ((self._supervise(run, reader), "run"), (stuck.watch(run, self.watchdog_interval, self.on_stuck), "watchdog")):
             task = asyncio.create_task(coro, name=f"{name}-{run.run_id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-
-    async def _watch(self, run: Run) -> None:
-        """Kill the run's process group when it makes no progress for longer than its phase allows."""
-        progress = run.progress
-        assert progress is not None  # _start sets it before the run is spawned
-        while not run.done:
-            await asyncio.sleep(self.watchdog_interval)
-            silent = progress.overdue(time.monotonic())
-            if silent is None or run.done or run.stuck:
-                continue
-            phase = events_pb2.Phase.Name(progress.phase)
-            run.stuck = (f"no progress for {silent:.0f}s in {phase.removeprefix('PHASE_').lower()} "
-                         f"(limit {progress.limit():.0f}s); the run was killed")
-            log.warning("run %s is stuck: %s", run.run_id, run.stuck)
-            try:
-                with open_log(run.log_path) as logf:  # the run's own log says why it ended
-                    logf.write(f"\nftlab watchdog: {run.stuck}\n".encode())
-            except OSError as exc:
-                log.warning("could not write to the log of run %s: %s", run.run_id, exc)
-            if self.on_stuck is not None:
-                self.on_stuck(run, phase)
-            _kill_group(run.pid, signal.SIGKILL)
 
     async def _append(self, run: Run, event: events_pb2.RunEvent) -> None:
         if event.HasField("eval_progress") and not run.keep_progress(event.eval_progress, time.monotonic()):
@@ -190,7 +168,7 @@ class RunSupervisor:
         if event.sequence == 1 and run.stop_mode == "cancel":
             # a cancel while a forked child was still becoming the run (before its own session and signal
             # handlers) may have missed it: its first event says it is the run now
-            _kill_group(run.pid, signal.SIGTERM)
+            kill_group(run.pid, signal.SIGTERM)
         if run.progress is not None:
             run.progress.saw(event, time.monotonic())
         if kind == "phase_changed":
@@ -228,7 +206,7 @@ class RunSupervisor:
             await asyncio.wait_for(asyncio.shield(pump), 5.0)
         except asyncio.TimeoutError:
             pump.cancel()
-        _kill_group(run.pid, signal.SIGKILL)
+        kill_group(run.pid, signal.SIGKILL)
         await self._finish(run, rc)
 
     async def _finish(self, run: Run, rc: int) -> None:
@@ -267,7 +245,7 @@ class RunSupervisor:
                 os.kill(run.pid, signal.SIGUSR1)
             return True
         run.stop_mode = "cancel"
-        _kill_group(run.pid, signal.SIGTERM)
+        kill_group(run.pid, signal.SIGTERM)
         task = asyncio.create_task(self._escalate(run, self.kill_grace if grace is None else grace))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -279,24 +257,14 @@ class RunSupervisor:
             await asyncio.wait_for(asyncio.shield(run.process.wait()), grace)
         except asyncio.TimeoutError:
             log.warning("run %s ignored SIGTERM for %.1fs; killing it", run.run_id, grace)
-            _kill_group(run.pid, signal.SIGKILL)
+            kill_group(run.pid, signal.SIGKILL)
 
     async def events(self, run_id: str, after: int, follow: bool) -> AsyncIterator[events_pb2.RunEvent]:
         run = self.runs.get(run_id)
         if run is None:
             raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
-        cursor = max(0, after)
-        while True:
-            async with run.changed:
-                if follow:
-                    await run.changed.wait_for(lambda: len(run.events) > cursor or run.done)  # noqa: B023 (waited on at once)
-                batch = run.events[cursor:]
-                done = run.done
-            for event in batch:
-                yield event
-            cursor += len(batch)
-            if not follow or (done and cursor >= len(run.events)):
-                return
+        async for event in run.stream(after, follow):
+            yield event
 
     async def fence(self, grace: float | None = None) -> None:
         """Stop every run as for a shutdown (save, exit, reported lost), but keep accepting new ones."""
@@ -321,20 +289,7 @@ class RunSupervisor:
         escalations = []
         for run in runs:
             if not run.done and run.process is not None and run.process.returncode is None:
-                _kill_group(run.pid, signal.SIGTERM)
+                kill_group(run.pid, signal.SIGTERM)
                 escalations.append(self._escalate(run, 2.0))
         await asyncio.gather(*escalations, return_exceptions=True)
 
-
-def _kill_group(pid: int, sig: int) -> None:
-    if pid <= 0:  # never signal our own group
-        return
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:  # a forked child that has not made its own session yet: the process alone
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-    except PermissionError:
-        pass

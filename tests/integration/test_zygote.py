@@ -135,11 +135,11 @@ def test_a_signal_to_a_process_not_yet_in_its_own_session_still_reaches_it():
     be lost because its process group does not exist yet."""
     import subprocess
 
-    from services.trainer.supervisor import _kill_group
+    from services.trainer.runs import kill_group
 
     proc = subprocess.Popen(["sleep", "60"])  # in our own process group, not a group of its own
     try:
-        _kill_group(proc.pid, signal.SIGTERM)
+        kill_group(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=10) == -signal.SIGTERM
     finally:
         proc.kill()
