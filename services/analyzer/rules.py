@@ -112,6 +112,12 @@ def _prior(category: str) -> Callable[[Facts], bool]:
     return match
 
 
+def _raised_in_data_or_own_code(f: Facts) -> bool:
+    """The innermost library frame has no prior (priors.py), or one that says the data is at fault."""
+    found = priors.prior(f.frames)
+    return found is None or found[0] in ("", "DATASET_FORMAT", "DATASET_SCHEMA")
+
+
 def _diverged(f: Facts, factor: float = 5.0) -> bool:
     """Loss or gradient norm NaN/inf in the logged metrics (runs can 'succeed' on garbage), or a loss
     that climbed over `factor` times its best and twice where it began (the trainer's guard)."""
@@ -227,8 +233,10 @@ RULES: list[Rule] = [
     Rule("DATASET_NOT_FOUND", 0.75, _both(_exc("IsADirectoryError"), lambda f: bool(f.funcs() & _READING_DATA)), generic=True),
     # our own data reader's refusal that no rule above placed: the file cannot be used as it is
     Rule("DATASET_FORMAT", 0.7, _exc("DatasetError"), generic=True),
-    # a row's value of the wrong kind, met by the function mapped over the rows (e.g. a number where text is)
-    Rule("DATASET_FORMAT", 0.65, _both(_exc("AttributeError", "TypeError"), _frames("apply_function")), generic=True),
+    # a row's value of the wrong kind, met by the function mapped over the rows (e.g. a number where text is),
+    # unless it was raised inside a library that fails for another reason (a template engine: the template's)
+    Rule("DATASET_FORMAT", 0.65, _both(_both(_exc("AttributeError", "TypeError"), _frames("apply_function")),
+                                       _raised_in_data_or_own_code), generic=True),
     # the libraries' own messages, mined from their sources: see scripts/mine_library_errors.py
     *[Rule(category, 0.7, _known(category), cause="mined", generic=True) for category in
       ("CUDA_OOM", "DISK_FULL", "CHAT_TEMPLATE_MISSING", "CHAT_TEMPLATE_INCOMPATIBLE", "LORA_TARGET_MODULES",
