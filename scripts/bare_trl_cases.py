@@ -16,6 +16,7 @@ import failure_round5
 import failure_round6
 import failure_round7
 import failure_round8
+import failure_round9
 from failure_cases import FOURTH_ROUND
 
 BASE_ARGS = {"max_steps": 3, "per_device_train_batch_size": 2, "logging_steps": 1, "report_to": [],
@@ -207,4 +208,6 @@ CASES = [
     *[fifth(*row, module=failure_round7) for row in failure_round7.SHARED + failure_round7.BARE],
     # the eighth round
     *[fifth(*row, module=failure_round8) for row in failure_round8.SHARED + failure_round8.BARE],
+    # the ninth round
+    *[fifth(*row, module=failure_round9) for row in failure_round9.SHARED + failure_round9.BARE],
 ]

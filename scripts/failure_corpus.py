@@ -35,6 +35,7 @@ import failure_round5  # noqa: E402
 import failure_round6  # noqa: E402
 import failure_round7  # noqa: E402
 import failure_round8  # noqa: E402
+import failure_round9  # noqa: E402
 from failure_cases import CASES  # noqa: E402
 
 
@@ -112,6 +113,7 @@ def write_datasets(root: Path) -> None:
     failure_round6.write_datasets(root)
     failure_round7.write_datasets(root)
     failure_round8.write_datasets(root)
+    failure_round9.write_datasets(root)
 
 
 def write_models(root: Path) -> dict[str, str]:
@@ -179,6 +181,7 @@ def write_models(root: Path) -> dict[str, str]:
     failure_round6.write_models(root, tiny, variant, models)
     failure_round7.write_models(root, tiny, variant, models)
     failure_round8.write_models(root, tiny, variant, models)
+    failure_round9.write_models(root, tiny, variant, models)
     return models
 
 
@@ -197,7 +200,7 @@ def checkpoint_for(case: dict, workdir: Path, model: str, data: str) -> str:
 def damage(ckpt: Path, how: str) -> None:
     """Damage a real checkpoint folder as a case names it."""
     if failure_round5.damage(ckpt, how) or failure_round6.damage(ckpt, how) or failure_round7.damage(ckpt, how) \
-            or failure_round8.damage(ckpt, how):
+            or failure_round8.damage(ckpt, how) or failure_round9.damage(ckpt, how):
         return
     if how == "optimizer":
         f = ckpt / "optimizer.pt"

@@ -248,7 +248,8 @@ RULES: list[Rule] = [
       dict.fromkeys(row[2] for row in priors.PRIORS if row[2])],
     Rule("INVALID_CONFIG", 0.75, lambda f: _exc("ValueError", "TypeError")(f) and bool(
         re.search(r"Invalid|must be|has to be|should be|cannot be|can't be|expected|not a valid|unsupported|"
-                  r"not supported|out of range|only (supports?|accepts?)|unexpected keyword argument", f.msg, re.I)),
+                  r"not supported|out of range|only (supports?|accepts?)|unexpected keyword argument|^unknown\b",
+                  f.msg, re.I)),
          generic=True),
     Rule("KILLED_BY_SIGNAL", 0.7, lambda f: f.signal is not None or (f.exit_code is not None and f.exit_code < 0)
          or f.error_type == "Signal", generic=True),
