@@ -68,10 +68,16 @@ MAPPING: list[tuple[str, str, str, str]] = [
     ("trl/data_utils.py", r"", "DATASET_SCHEMA", "DATA_PREP"),
     ("", r"dataset", "DATASET_FORMAT", "DATA_PREP"),
     ("transformers/training_args.py", r"", "INVALID_CONFIG", "STARTUP"),
-    ("trl/trainer/", r"must be|should be|cannot be|not supported|invalid|expected|only", "INVALID_CONFIG", "STARTUP"),
+    # a version of a package that is too old for the setting asked
+    ("", r"requires `?(py)?torch ?>=|requires `?(peft|transformers|accelerate|trl|datasets|bitsandbytes) ?>=|"
+         r"upgrade (peft|transformers|torch|pytorch|accelerate|trl|datasets|bitsandbytes)", "DEPENDENCY_MISSING", ""),
+    ("trl/trainer/", r"must be|should be|cannot be|not supported|invalid|expected|only|unknown|unsupported|"
+                     r"requires|not possible|cannot be used|together|non-negative|at least", "INVALID_CONFIG", "STARTUP"),
     ("torch/utils/data/", r"should be|must be|expected|invalid", "INVALID_CONFIG", ""),
     ("torch/optim/", r"invalid|must be|expected", "INVALID_CONFIG", "STARTUP"),
-    ("peft/", r"must be|should be|invalid|not supported|expected", "INVALID_CONFIG", "MODEL_LOAD"),
+    ("peft/", r"must be|should be|invalid|not supported|expected|unknown|unsupported|does not support|"
+              r"does not work|please set|requires|cannot be used|can only be used|together|not (yet )?implemented",
+     "INVALID_CONFIG", "MODEL_LOAD"),
     # torch's layers refusing a constructor argument (a dropout above 1, a negative size)
     ("torch/nn/modules/", r"has to be|must be|should be|invalid|expected|cannot be", "INVALID_CONFIG", ""),
     # a config.json without its model_type: the model folder's own file is incomplete
@@ -79,6 +85,14 @@ MAPPING: list[tuple[str, str, str, str]] = [
     ("transformers/models/auto/", r"unrecognized|does not recognize|model type", "INVALID_CONFIG", "MODEL_LOAD"),
     # the learning-rate schedules refusing their arguments
     ("transformers/optimization.py", r"should be|must be|invalid|expected|only|requires", "INVALID_CONFIG", "STARTUP"),
+    # settings that do not go together, as the Trainer and accelerate check them before training; a
+    # package they need that cannot be imported is a missing package
+    ("transformers/trainer", r"failed to import|could not import|cannot import", "DEPENDENCY_MISSING", "STARTUP"),
+    ("transformers/trainer", r"not possible|cannot be used|together|requires|not supported|must|should|unknown|"
+                             r"invalid|only", "INVALID_CONFIG", "STARTUP"),
+    ("accelerate/accelerator.py", r"requires (py)?torch|to be installed", "DEPENDENCY_MISSING", "STARTUP"),
+    ("accelerate/accelerator.py", r"not possible|cannot|can't|together|requires|not supported|must|should|unknown|"
+                                  r"invalid|only", "INVALID_CONFIG", "STARTUP"),
 ]
 
 
