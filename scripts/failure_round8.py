@@ -9,7 +9,8 @@ The rows are as in scripts/failure_round5.py (SHARED on both runners, TRAINER fo
 trainer child, BARE for the plain TRL script). Each cause is split by the parity of its sha256;
 bench/analyzer_accuracy.py --round 8 scores the round alone.
 
-Add a case by adding a row; never edit a log it produced.
+A `fix` (the one config field a user would change, decided from the cause) puts a case in
+bench/suggestion_fixes.py. Add a case by adding a row; never edit a log it produced.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ SHARED = [
     ("weights_empty_file", "base model weights file of zero bytes", "CHECKPOINT_CORRUPT", "MODEL_LOAD",
      "the model's model.safetensors is empty (0 bytes)", {"model": "empty-weights"}),
     ("chat_template_not_text", "tokenizer chat template that is a number", "CHAT_TEMPLATE_INCOMPATIBLE", "DATA_PREP",
-     "tokenizer_config.json's chat_template is the number 42 (no chat_template.jinja)", {"model": "template-number"}),
+     "tokenizer_config.json's chat_template is the number 42 (no chat_template.jinja)",
+     {"model": "template-number", "fix": "chat_template"}),
     # the process
     ("sigtrap_in_training", "process killed by SIGTRAP", "KILLED_BY_SIGNAL", "TRAINING",
      "SIGTRAP (no handler installed) at the first training step", {"act": ("signal", 5)}),
@@ -42,7 +44,7 @@ SHARED = [
 TRAINER = [
     ("eval_file_empty", "eval dataset file that is empty", "DATASET_FORMAT", "DATA_PREP",
      "the eval file has no rows; the training file is fine",
-     {"config": {"dataset": {"eval_uri": "@data/empty-eval.jsonl"}, **EVAL_EVERY_2}}),
+     {"config": {"dataset": {"eval_uri": "@data/empty-eval.jsonl"}, **EVAL_EVERY_2}, "fix": "dataset.eval_uri"}),
 ]
 
 # TRL / transformers / PEFT arguments of the bare script (scripts/bare_trl_cases.py adds its BASE_ARGS)
