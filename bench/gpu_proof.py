@@ -153,8 +153,9 @@ class Proof:
         ended = client.wait(job.name, timeout=max(10, min(150, self.left())))
         got = {"first": {"state": job_pb2.JobState.Name(ended.state)}}
         self.results["failures"]["eval_oom"] = got
-        if ended.state == job_pb2.JOB_STATE_FAILED:
-            got["first"].update(self.analysis(client, job.name))
+        if ended.state != job_pb2.JOB_STATE_FAILED:  # no out-of-memory here (a CPU): nothing to retry
+            return
+        got["first"].update(self.analysis(client, job.name))
         retry = client.retry_job(job.name, checkpoint="best", apply_suggestions=True, force=True)
         done = client.wait(retry.name, timeout=max(10, min(150, self.left())))
         got["retry"] = {"job": retry.name, "state": job_pb2.JobState.Name(done.state),
