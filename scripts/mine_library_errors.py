@@ -49,7 +49,8 @@ MAPPING: list[tuple[str, str, str, str]] = [
     # "accelerator" alone names accelerate's Accelerator class far more often than a missing device
     ("", r"cuda (is not|not) available|no cuda|no gpu|requires a gpu|gpu (is )?not available|no accelerator|"
          r"accelerator (is not|not) available|not compiled with cuda|invalid device ordinal", "GPU_UNAVAILABLE", ""),
-    ("", r"(is not installed|pip install|requires the .* library|package .* not found)", "DEPENDENCY_MISSING", ""),
+    ("", r"(is not installed|pip install|requires the .* (library|package)|package .* not found|"
+         r"(does not|doesn't) seem to be installed|version \S+ or (higher|above|later))", "DEPENDENCY_MISSING", ""),
     ("", r"eval_dataset|evaluation strategy|eval_strategy", "EVAL_CONFIG", "STARTUP"),
     ("", r"checkpoint.*(not found|does not exist|no valid)|can't find a valid checkpoint", "CHECKPOINT_NOT_FOUND",
      "STARTUP"),
@@ -74,7 +75,10 @@ MAPPING: list[tuple[str, str, str, str]] = [
     ("trl/trainer/", r"must be|should be|cannot be|not supported|invalid|expected|only|unknown|unsupported|"
                      r"requires|not possible|cannot be used|together|non-negative|at least", "INVALID_CONFIG", "STARTUP"),
     ("torch/utils/data/", r"should be|must be|expected|invalid", "INVALID_CONFIG", ""),
-    ("torch/optim/", r"invalid|must be|expected", "INVALID_CONFIG", "STARTUP"),
+    ("torch/optim/", r"invalid|must be|should be|expected|not supported|does not support|only supports",
+     "INVALID_CONFIG", "STARTUP"),
+    # a loader worker that gave no batch within the loader's timeout
+    ("torch/utils/data/dataloader.py", r"timed out", "STUCK", ""),
     ("peft/", r"must be|should be|invalid|not supported|expected|unknown|unsupported|does not support|"
               r"does not work|please set|requires|cannot be used|can only be used|together|not (yet )?implemented",
      "INVALID_CONFIG", "MODEL_LOAD"),

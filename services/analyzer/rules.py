@@ -242,7 +242,7 @@ RULES: list[Rule] = [
       ("CUDA_OOM", "DISK_FULL", "CHAT_TEMPLATE_MISSING", "CHAT_TEMPLATE_INCOMPATIBLE", "LORA_TARGET_MODULES",
        "QUANTIZATION_UNSUPPORTED", "PRECISION_UNSUPPORTED", "GPU_UNAVAILABLE", "DEPENDENCY_MISSING", "EVAL_CONFIG",
        "CHECKPOINT_NOT_FOUND", "SEQUENCE_TOO_LONG", "CHECKPOINT_CORRUPT", "MODEL_NOT_FOUND", "DATASET_SCHEMA",
-       "DATASET_FORMAT", "INVALID_CONFIG")],
+       "DATASET_FORMAT", "INVALID_CONFIG", "STUCK")],
     # where it was raised, when nothing above decided: see services/analyzer/priors.py
     *[Rule(category, 0.6, _prior(category), cause="prior", generic=True) for category in
       dict.fromkeys(row[2] for row in priors.PRIORS if row[2])],
