@@ -18,6 +18,7 @@ import failure_round7
 import failure_round8
 import failure_round9
 import failure_round10
+import failure_round11
 from failure_cases import FOURTH_ROUND
 
 BASE_ARGS = {"max_steps": 3, "per_device_train_batch_size": 2, "logging_steps": 1, "report_to": [],
@@ -213,4 +214,6 @@ CASES = [
     *[fifth(*row, module=failure_round9) for row in failure_round9.SHARED + failure_round9.BARE],
     # the tenth round
     *[fifth(*row, module=failure_round10) for row in failure_round10.SHARED + failure_round10.BARE],
+    # the eleventh round
+    *[fifth(*row, module=failure_round11) for row in failure_round11.SHARED + failure_round11.BARE],
 ]

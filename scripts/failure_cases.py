@@ -25,6 +25,7 @@ import failure_round7
 import failure_round8
 import failure_round9
 import failure_round10
+import failure_round11
 
 BASE = {"max_steps": 3, "logging_steps": 1, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
         "max_seq_length": 64, "save_steps": 0, "eval_strategy": "no"}
@@ -294,4 +295,6 @@ CASES = [
     *[fifth(*row, module=failure_round9) for row in failure_round9.SHARED + failure_round9.TRAINER],
     # the tenth round
     *[fifth(*row, module=failure_round10) for row in failure_round10.SHARED + failure_round10.TRAINER],
+    # the eleventh round
+    *[fifth(*row, module=failure_round11) for row in failure_round11.SHARED + failure_round11.TRAINER],
 ]

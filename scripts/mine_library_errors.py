@@ -64,6 +64,8 @@ MAPPING: list[tuple[str, str, str, str]] = [
      "MODEL_LOAD"),
     ("transformers/modeling_utils.py", r"no file named|can't load the model for|neither a state dict nor checkpoint",
      "MODEL_NOT_FOUND", "MODEL_LOAD"),
+    # a split of the rows asked with sizes that leave one side empty or too small: the split is a setting
+    ("datasets/arrow_dataset.py", r"test_size|train_size|aforementioned parameters", "INVALID_CONFIG", "DATA_PREP"),
     ("datasets/", r"columns?|features?|schema|key", "DATASET_SCHEMA", "DATA_PREP"),
     ("datasets/", r"", "DATASET_FORMAT", "DATA_PREP"),
     ("trl/data_utils.py", r"", "DATASET_SCHEMA", "DATA_PREP"),

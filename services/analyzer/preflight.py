@@ -4,6 +4,7 @@ Each check passes, warns or fails, with config changes that would make it pass."
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -134,11 +135,23 @@ def _dataset_checks(out: analyzer_pb2.PreflightResponse, c: config_pb2.TrainingC
                                      suggestions.suggest("DATASET_SCHEMA", "", c, False, facts={"cause": "method"})))
             continue
         out.checks.append(_check(name, PASS, f"{uri}: {found.format}, {len(found.rows)} rows"))
+        if name == "dataset" and c.dataset.eval_split and not c.dataset.eval_uri:
+            _split_check(out, c, len(found.rows))
         if name == "dataset" and lengths is not None:
             if lengths.template_missing:
                 out.checks.append(_check("chat_template", FAIL, "the tokenizer has no chat template and the data is "
                                          "conversational", suggestions.suggest("CHAT_TEMPLATE_MISSING", "", c, False)))
             _length_check(out, c, report, shape)
+
+
+def _split_check(out: analyzer_pb2.PreflightResponse, c: config_pb2.TrainingConfig, rows: int) -> None:
+    """The evaluation split as the trainer makes it (datasets' train_test_split: ceil(rows x split) held
+    out) must leave rows to train on."""
+    held_out = math.ceil(rows * c.dataset.eval_split)
+    if rows - held_out < 1:
+        out.checks.append(_check("eval_split", FAIL, f"dataset.eval_split {c.dataset.eval_split:g} holds out {held_out} "
+                                 f"of {rows} rows and leaves none to train on", suggestions.suggest(
+                                     "INVALID_CONFIG", "", c, False, facts={"message": "train set will be empty"})))
 
 
 # What the last checks found, for the next check of the same data (a sweep submits one dataset many

@@ -7,6 +7,7 @@ why, and what to expect. Nothing here is a fixed string that ignores the config:
 
 from __future__ import annotations
 
+import re
 from typing import TypedDict
 
 from google.protobuf.message import Message
@@ -225,6 +226,11 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
         out.append(patch("attn_implementation", c.attn_implementation, "sdpa",
                           f"{c.attn_implementation} needs a package this worker lacks; sdpa is PyTorch's own "
                           "fused attention, always there", "the same results, without the extra package"))
+    elif category == "INVALID_CONFIG" and re.search(r"test_size|train_size|train set will be empty",
+                                                     facts.get("message") or ""):
+        out.append(patch("dataset.eval_split", f"{c.dataset.eval_split:g}", "0.1" if c.dataset.eval_split > 0.1
+                          else "0", "the evaluation split leaves no rows, or too few, on one side of the split",
+                          "training keeps 90% of the rows" if c.dataset.eval_split > 0.1 else "no split"))
     elif category == "STUCK" and c.dataloader_num_workers != 0:
         out.append(patch("dataloader_num_workers", c.dataloader_num_workers, 0,
                           "hung runs are most often data-loading workers deadlocked", "data loads in the main process"))

@@ -140,3 +140,19 @@ def test_a_column_mapping_that_names_absent_columns_is_refused_with_the_mapping_
     (check,) = [c for c in dry.preflight.checks if c.name == "dataset"]
     assert check.status == FAIL
     assert [(s.field, s.suggested) for s in check.suggestions] == [("dataset.columns", "{}")]
+
+
+def test_an_eval_split_that_leaves_nothing_to_train_on_is_refused_with_a_split_that_does(server, job_config):
+    """128 rows and eval_split 0.995: the trainer's split holds out ceil(127.4) = 128 rows and datasets
+    refuses it once the run has started; pre-flight counts it first. 0.99 leaves one row and passes."""
+    config = {**job_config, "dataset": {**job_config["dataset"], "eval_split": 0.995}}
+    with Client(server.address, user="pf-split") as client:
+        with pytest.raises(FtlabError) as err:
+            client.create_job(config)
+        assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION and "eval_split" in str(err.value)
+        dry = client.create_job(config, validate_only=True)
+        (check,) = [c for c in dry.preflight.checks if c.name == "eval_split"]
+        assert check.status == FAIL and "holds out 128 of 128 rows" in check.message
+        assert [(s.field, s.suggested) for s in check.suggestions] == [("dataset.eval_split", "0.1")]
+        fine = client.create_job({**config, "dataset": {**config["dataset"], "eval_split": 0.99}}, validate_only=True)
+    assert "eval_split" not in checks(fine)

@@ -268,6 +268,11 @@ def test_suggestions_name_the_field_at_fault_with_a_value_a_retry_can_apply():
         ("assistant_only_loss", "false")]
     assert first("DEPENDENCY_MISSING", {"attn_implementation": "flash_attention_3"}) == [("attn_implementation", "sdpa")]
     assert first("DEPENDENCY_MISSING", {}) == []
+    split = suggest("INVALID_CONFIG", "DATA_PREP", config_from_dict({"dataset": {"eval_split": 0.99}}), False,
+                    facts={"message": "With n_samples=64, test_size=0.99 and train_size=None, the resulting train set "
+                                      "will be empty."})
+    assert [(p.field, p.current, p.suggested) for p in split] == [("dataset.eval_split", "0.99", "0.1")]
+    assert suggest("INVALID_CONFIG", "STARTUP", config_from_dict({}), False, facts={"message": "eval_steps 0"}) == []
 
     analysis = analyzer_pb2.FailureAnalysis(suggestions=[
         analyzer_pb2.ConfigPatch(field="chat_template", suggested="chatml"),
