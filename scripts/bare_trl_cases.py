@@ -19,6 +19,7 @@ import failure_round8
 import failure_round9
 import failure_round10
 import failure_round11
+import failure_round12
 from failure_cases import FOURTH_ROUND
 
 BASE_ARGS = {"max_steps": 3, "per_device_train_batch_size": 2, "logging_steps": 1, "report_to": [],
@@ -216,4 +217,6 @@ CASES = [
     *[fifth(*row, module=failure_round10) for row in failure_round10.SHARED + failure_round10.BARE],
     # the eleventh round
     *[fifth(*row, module=failure_round11) for row in failure_round11.SHARED + failure_round11.BARE],
+    # the twelfth round
+    *[fifth(*row, module=failure_round12) for row in failure_round12.SHARED + failure_round12.BARE],
 ]

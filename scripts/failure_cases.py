@@ -26,6 +26,7 @@ import failure_round8
 import failure_round9
 import failure_round10
 import failure_round11
+import failure_round12
 
 BASE = {"max_steps": 3, "logging_steps": 1, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
         "max_seq_length": 64, "save_steps": 0, "eval_strategy": "no"}
@@ -297,4 +298,6 @@ CASES = [
     *[fifth(*row, module=failure_round10) for row in failure_round10.SHARED + failure_round10.TRAINER],
     # the eleventh round
     *[fifth(*row, module=failure_round11) for row in failure_round11.SHARED + failure_round11.TRAINER],
+    # the twelfth round
+    *[fifth(*row, module=failure_round12) for row in failure_round12.SHARED + failure_round12.TRAINER],
 ]

@@ -38,6 +38,7 @@ import failure_round8  # noqa: E402
 import failure_round9  # noqa: E402
 import failure_round10  # noqa: E402
 import failure_round11  # noqa: E402
+import failure_round12  # noqa: E402
 from failure_cases import CASES  # noqa: E402
 
 
@@ -118,6 +119,7 @@ def write_datasets(root: Path) -> None:
     failure_round9.write_datasets(root)
     failure_round10.write_datasets(root)
     failure_round11.write_datasets(root)
+    failure_round12.write_datasets(root)
 
 
 def write_models(root: Path) -> dict[str, str]:
@@ -188,6 +190,7 @@ def write_models(root: Path) -> dict[str, str]:
     failure_round9.write_models(root, tiny, variant, models)
     failure_round10.write_models(root, tiny, variant, models)
     failure_round11.write_models(root, tiny, variant, models)
+    failure_round12.write_models(root, tiny, variant, models)
     return models
 
 
@@ -207,7 +210,8 @@ def damage(ckpt: Path, how: str) -> None:
     """Damage a real checkpoint folder as a case names it."""
     if failure_round5.damage(ckpt, how) or failure_round6.damage(ckpt, how) or failure_round7.damage(ckpt, how) \
             or failure_round8.damage(ckpt, how) or failure_round9.damage(ckpt, how) \
-            or failure_round10.damage(ckpt, how) or failure_round11.damage(ckpt, how):
+            or failure_round10.damage(ckpt, how) or failure_round11.damage(ckpt, how) \
+            or failure_round12.damage(ckpt, how):
         return
     if how == "optimizer":
         f = ckpt / "optimizer.pt"

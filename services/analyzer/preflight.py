@@ -205,7 +205,10 @@ def _render(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, seco
 
     try:
         with time_budget(seconds):
-            return dataset_report.token_lengths(rows, tokenizer), ""
+            lengths = dataset_report.token_lengths(rows, tokenizer)
+        if lengths.lengths and not lengths.template_missing and not any(lengths.lengths):
+            return None, "the chat template renders every conversation as empty text: it writes none of their turns"
+        return lengths, ""
     except OverBudget:
         return None, (f"rendering the chat template over {min(len(rows), dataset_report.MAX_MEASURED)} rows took "
                       f"over {seconds:g}s and was stopped; the template may loop without end")

@@ -157,6 +157,9 @@ RULES: list[Rule] = [
     Rule("DATASET_NOT_FOUND", 0.9, _both(_exc("FileNotFoundError", "DatasetNotFoundError"),
                                           lambda f: "datasets" in f.files() or "dataset" in f.msg.lower()
                                           or f.funcs() & {"load_rows", "_load_split"})),
+    # the job's file of sample prompts (services/common/prompts.py) that cannot be read as prompts
+    Rule("DATASET_FORMAT", 0.9, _both(_frames("load_prompts"), lambda f: not _exc("FileNotFoundError")(f)),
+         cause="prompts"),
     # bytes that are not text, where the dataset is read
     Rule("DATASET_FORMAT", 0.85, _both(_exc("UnicodeDecodeError", "UnicodeError"), lambda f: bool(
         f.funcs() & _READING_DATA) or "/datasets/" in f.files())),
@@ -182,7 +185,7 @@ RULES: list[Rule] = [
                                             _msg(r"Target modules .* not found in the base model"))),
     Rule("CHAT_TEMPLATE_MISSING", 0.95, _msg(r"tokenizer\.chat_template is not set|no chat template")),
     Rule("CHAT_TEMPLATE_INCOMPATIBLE", 0.9, _msg(r"not training-compatible|generation.*markers|"
-                                                 r"assistant_only_loss.*template")),
+                                                 r"assistant_only_loss.*template|chat template renders")),
     Rule("QUANTIZATION_UNSUPPORTED", 0.9, _msg(r"purely quantized models|bitsandbytes.*(not installed|not supported|"
                                                r"requires)|quantiz.*not supported")),
     # the trainer's own check of the job's experiment trackers (services/trainer/recipe.py)

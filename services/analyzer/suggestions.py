@@ -203,6 +203,11 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
         out.append(patch("dataset.format", _enum(c.dataset, "format"), "DATASET_FORMAT_AUTO",
                           "the rows do not have the columns of the format the job forced; auto reads the format "
                           "from the columns", "the format the rows are in"))
+    elif category == "DATASET_FORMAT" and facts.get("cause") == "prompts":
+        out.append(patch("samples.prompts_uri", c.samples.prompts_uri or "unset", "",
+                          "the file of sample prompts cannot be read as prompts (a text file, a prompt a line, or "
+                          "JSONL rows of messages or prompt); without it the job trains and answers its other prompts",
+                          "training runs; answers to that file's prompts are not generated"))
     elif category in ("DATASET_NOT_FOUND", "DATASET_SCHEMA", "DATASET_FORMAT"):
         field = "dataset.format" if category == "DATASET_SCHEMA" else "dataset.uri"
         current = _enum(c.dataset, "format") if category == "DATASET_SCHEMA" else c.dataset.uri

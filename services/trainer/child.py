@@ -87,6 +87,8 @@ def train(spec: RunSpec, sink: EventSink) -> dict[str, Any]:
             "SFT needs messages, conversations, instruction/output or prompt/completion"
         )
     sink.set_phase("PHASE_DATA_PREP", "tokenizing")
+    if fmt != "preference":
+        loading.check_template_renders(tokenizer, train_ds)
     callback = ReportingCallback(sink, 0, PAUSE, float(cfg.get("divergence_factor", 0.0)))
     patience = int(cfg.get("early_stopping_patience", 0))
     early = stopping.EarlyStopping(patience, float(cfg.get("early_stopping_threshold", 0.0))) if patience else None

@@ -72,6 +72,19 @@ def datasets(cfg: dict[str, Any]) -> tuple[str, Dataset, Dataset | None]:
     return fmt, train_ds, eval_ds
 
 
+def check_template_renders(tokenizer: PreTrainedTokenizerBase, train_ds: Dataset, rows: int = 8) -> None:
+    """Raise where the chat template renders the first conversations as empty text: TRL would tokenize
+    them to nothing, drop them all and fail far from the cause."""
+    conversations = [r.get("messages") or (r.get("prompt") or []) + (r.get("completion") or [])
+                     for r in train_ds.select(range(min(rows, len(train_ds))))]
+    conversations = [c for c in conversations if isinstance(c, list) and c]
+    if not conversations or tokenizer.chat_template is None:
+        return
+    if all(not str(tokenizer.apply_chat_template(c, tokenize=False)).strip() for c in conversations):
+        raise ValueError(f"the chat template renders the first {len(conversations)} conversations as empty text: "
+                         "it writes none of their turns (chat_template)")
+
+
 def _load_split(uri: str, fmt: str | None, columns: dict[str, str]) -> tuple[str, Dataset]:
     import datasets
 

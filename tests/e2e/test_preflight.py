@@ -156,3 +156,12 @@ def test_an_eval_split_that_leaves_nothing_to_train_on_is_refused_with_a_split_t
         assert [(s.field, s.suggested) for s in check.suggestions] == [("dataset.eval_split", "0.1")]
         fine = client.create_job({**config, "dataset": {**config["dataset"], "eval_split": 0.99}}, validate_only=True)
     assert "eval_split" not in checks(fine)
+
+
+def test_a_chat_template_that_renders_nothing_is_refused_with_the_built_in_one_suggested(server, job_config):
+    config = {**job_config, "chat_template": "{% for m in messages %}{% endfor %}"}
+    with Client(server.address, user="pf-empty-template") as client:
+        dry = client.create_job(config, validate_only=True)
+    (check,) = [c for c in dry.preflight.checks if c.name == "chat_template"]
+    assert check.status == FAIL and "renders every conversation as empty text" in check.message
+    assert [(s.field, s.suggested) for s in check.suggestions] == [("chat_template", "chatml")]

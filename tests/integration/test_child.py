@@ -82,6 +82,18 @@ def test_a_bad_dataset_fails_in_data_prep_with_a_traceback(tmp_path, tiny_model)
     assert "Traceback" in error["traceback"] and "detect_format" in error["traceback"]
 
 
+def test_a_chat_template_that_renders_nothing_is_said_in_data_prep(tmp_path, tiny_model):
+    """Before, TRL tokenized every row to nothing and the run failed in its collator with
+    "max(): Expected reduction dim", far from the cause."""
+    rows = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}] * 8
+    rc, events, _ = run_child(tmp_path, {"base_model": str(tiny_model), "max_steps": 2,
+                                         "chat_template": "{% for m in messages %}{% endfor %}"}, rows)
+    assert rc == 1
+    error = events[-1]["error"]
+    assert error["phase"] == "PHASE_DATA_PREP" and error["type"] == "ValueError"
+    assert error["message"].startswith("the chat template renders the first 8 conversations as empty text")
+
+
 @pytest.mark.parametrize("chat_form", [False, True])
 def test_dpo_on_preference_pairs(tmp_path, tiny_model, chat_form):
     rows = []

@@ -56,6 +56,8 @@ NO_EVIDENCE = {
     # datasets reads the file without a word, and TRL then looks for a text column: the log shows only
     # a missing column, not the row whose type changed
     "bare-column_type_changes": "the log holds only TRL's KeyError for a text column",
+    "bare-chat_template_renders_nothing": "the log holds only TRL dropping fully masked examples and "
+                                          "num_samples=0, which truncation cutting every completion away gives too",
     "bare-csv_messages_plain_text": "the log holds only the Trainer's 'No columns in the dataset match', which "
                                     "rows without the column give too",
 }
@@ -268,6 +270,8 @@ def test_suggestions_name_the_field_at_fault_with_a_value_a_retry_can_apply():
         ("assistant_only_loss", "false")]
     assert first("DEPENDENCY_MISSING", {"attn_implementation": "flash_attention_3"}) == [("attn_implementation", "sdpa")]
     assert first("DEPENDENCY_MISSING", {}) == []
+    assert first("DATASET_FORMAT", {"samples": {"prompts_uri": "p.jsonl"}}, cause="prompts") == [
+        ("samples.prompts_uri", "")]
     split = suggest("INVALID_CONFIG", "DATA_PREP", config_from_dict({"dataset": {"eval_split": 0.99}}), False,
                     facts={"message": "With n_samples=64, test_size=0.99 and train_size=None, the resulting train set "
                                       "will be empty."})
