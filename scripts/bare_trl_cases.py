@@ -12,15 +12,8 @@ Add a case by adding a row; never edit a log it produced.
 
 from __future__ import annotations
 
-import failure_round5
-import failure_round6
-import failure_round7
-import failure_round8
-import failure_round9
-import failure_round10
-import failure_round11
-import failure_round12
 from failure_cases import FOURTH_ROUND
+from failure_rounds import ROUNDS
 
 BASE_ARGS = {"max_steps": 3, "per_device_train_batch_size": 2, "logging_steps": 1, "report_to": [],
              "use_cpu": True, "max_length": 64, "save_strategy": "no", "eval_strategy": "no"}
@@ -34,7 +27,7 @@ def bare(name, cause, category, phase, how, args=None, data="chat.jsonl", model=
                 data=data, model=model, trainer=trainer, peft=peft, **extra)
 
 
-def fifth(name, cause, category, phase, how, extra, module=failure_round5):
+def fifth(name, cause, category, phase, how, extra, module):
     """A row of a later round's table (scripts/failure_round5.py, ...) as a bare case."""
     extra = dict(extra)
     args = {"max_steps": 200} if "act" in extra and extra["act"][0] == "signal" else \
@@ -203,20 +196,6 @@ CASES = [
     bare("resume_full_weights", "damaged full-model checkpoint weights", "CHECKPOINT_CORRUPT", "STARTUP",
          "resume full fine-tuning from a checkpoint whose model.safetensors is cut short", resume="full_weights",
          peft=None, args={"max_steps": 4}),
-    # the fifth round
-    *[fifth(*row) for row in failure_round5.SHARED + failure_round5.BARE],
-    # the sixth round
-    *[fifth(*row, module=failure_round6) for row in failure_round6.SHARED + failure_round6.BARE],
-    # the seventh round
-    *[fifth(*row, module=failure_round7) for row in failure_round7.SHARED + failure_round7.BARE],
-    # the eighth round
-    *[fifth(*row, module=failure_round8) for row in failure_round8.SHARED + failure_round8.BARE],
-    # the ninth round
-    *[fifth(*row, module=failure_round9) for row in failure_round9.SHARED + failure_round9.BARE],
-    # the tenth round
-    *[fifth(*row, module=failure_round10) for row in failure_round10.SHARED + failure_round10.BARE],
-    # the eleventh round
-    *[fifth(*row, module=failure_round11) for row in failure_round11.SHARED + failure_round11.BARE],
-    # the twelfth round
-    *[fifth(*row, module=failure_round12) for row in failure_round12.SHARED + failure_round12.BARE],
+    # the fifth round onwards (scripts/failure_rounds.py)
+    *[fifth(*row, module=m) for m in ROUNDS for row in m.SHARED + m.BARE],
 ]

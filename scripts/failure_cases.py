@@ -19,14 +19,7 @@ Add a case by adding a row; never edit a log it produced.
 
 from __future__ import annotations
 
-import failure_round5
-import failure_round6
-import failure_round7
-import failure_round8
-import failure_round9
-import failure_round10
-import failure_round11
-import failure_round12
+from failure_rounds import ROUNDS
 
 BASE = {"max_steps": 3, "logging_steps": 1, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
         "max_seq_length": 64, "save_steps": 0, "eval_strategy": "no"}
@@ -42,7 +35,7 @@ def later(*args, round=2, **kwargs):
     return case(*args, round=round, **kwargs)
 
 
-def fifth(name, cause, category, phase, how, extra, module=failure_round5):
+def fifth(name, cause, category, phase, how, extra, module):
     """A row of a later round's table (scripts/failure_round5.py, ...) as a case: a signalled run long
     enough to be signalled, a resumed one a step past its checkpoint."""
     extra = dict(extra)
@@ -284,20 +277,6 @@ CASES = [
     later("resume_full_weights_damaged", "damaged full-model checkpoint weights", "CHECKPOINT_CORRUPT", "STARTUP",
           "resume full fine-tuning from a checkpoint whose model.safetensors is cut short", resume="full_weights",
           config={"adapter": "full", "max_steps": 4}),
-    # the fifth round
-    *[fifth(*row) for row in failure_round5.SHARED + failure_round5.TRAINER],
-    # the sixth round
-    *[fifth(*row, module=failure_round6) for row in failure_round6.SHARED + failure_round6.TRAINER],
-    # the seventh round
-    *[fifth(*row, module=failure_round7) for row in failure_round7.SHARED + failure_round7.TRAINER],
-    # the eighth round
-    *[fifth(*row, module=failure_round8) for row in failure_round8.SHARED + failure_round8.TRAINER],
-    # the ninth round
-    *[fifth(*row, module=failure_round9) for row in failure_round9.SHARED + failure_round9.TRAINER],
-    # the tenth round
-    *[fifth(*row, module=failure_round10) for row in failure_round10.SHARED + failure_round10.TRAINER],
-    # the eleventh round
-    *[fifth(*row, module=failure_round11) for row in failure_round11.SHARED + failure_round11.TRAINER],
-    # the twelfth round
-    *[fifth(*row, module=failure_round12) for row in failure_round12.SHARED + failure_round12.TRAINER],
+    # the fifth round onwards (scripts/failure_rounds.py)
+    *[fifth(*row, module=m) for m in ROUNDS for row in m.SHARED + m.TRAINER],
 ]

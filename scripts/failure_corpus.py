@@ -31,15 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "sdk" / "python"), str(REPO / "scripts")]
 
 import capture_failure  # noqa: E402
-import failure_round5  # noqa: E402
-import failure_round6  # noqa: E402
-import failure_round7  # noqa: E402
-import failure_round8  # noqa: E402
-import failure_round9  # noqa: E402
-import failure_round10  # noqa: E402
-import failure_round11  # noqa: E402
-import failure_round12  # noqa: E402
 from failure_cases import CASES  # noqa: E402
+from failure_rounds import ROUNDS  # noqa: E402
 
 
 def split_of(cases: list[dict]) -> dict[str, str]:
@@ -112,14 +105,8 @@ def write_datasets(root: Path) -> None:
     (root / "object.json").write_text(json.dumps({"rows": len(chat), "data": chat}))
     (root / "folder.jsonl").mkdir(exist_ok=True)
     (root / "folder.jsonl" / "part-0.jsonl").write_text((root / "chat.jsonl").read_text())
-    failure_round5.write_datasets(root)
-    failure_round6.write_datasets(root)
-    failure_round7.write_datasets(root)
-    failure_round8.write_datasets(root)
-    failure_round9.write_datasets(root)
-    failure_round10.write_datasets(root)
-    failure_round11.write_datasets(root)
-    failure_round12.write_datasets(root)
+    for later in ROUNDS:
+        later.write_datasets(root)
 
 
 def write_models(root: Path) -> dict[str, str]:
@@ -183,14 +170,8 @@ def write_models(root: Path) -> dict[str, str]:
     variant("no-tokenizer", lambda p: [f.unlink() for f in p.iterdir()
                                        if f.name.startswith(("tokenizer", "special_tokens", "chat_template", "vocab",
                                                              "merges"))])
-    failure_round5.write_models(root, tiny, variant, models)
-    failure_round6.write_models(root, tiny, variant, models)
-    failure_round7.write_models(root, tiny, variant, models)
-    failure_round8.write_models(root, tiny, variant, models)
-    failure_round9.write_models(root, tiny, variant, models)
-    failure_round10.write_models(root, tiny, variant, models)
-    failure_round11.write_models(root, tiny, variant, models)
-    failure_round12.write_models(root, tiny, variant, models)
+    for later in ROUNDS:
+        later.write_models(root, tiny, variant, models)
     return models
 
 
@@ -208,10 +189,7 @@ def checkpoint_for(case: dict, workdir: Path, model: str, data: str) -> str:
 
 def damage(ckpt: Path, how: str) -> None:
     """Damage a real checkpoint folder as a case names it."""
-    if failure_round5.damage(ckpt, how) or failure_round6.damage(ckpt, how) or failure_round7.damage(ckpt, how) \
-            or failure_round8.damage(ckpt, how) or failure_round9.damage(ckpt, how) \
-            or failure_round10.damage(ckpt, how) or failure_round11.damage(ckpt, how) \
-            or failure_round12.damage(ckpt, how):
+    if any(later.damage(ckpt, how) for later in ROUNDS):
         return
     if how == "optimizer":
         f = ckpt / "optimizer.pt"

@@ -150,8 +150,7 @@ def _split_check(out: analyzer_pb2.PreflightResponse, c: config_pb2.TrainingConf
     held_out = math.ceil(rows * c.dataset.eval_split)
     if rows - held_out < 1:
         out.checks.append(_check("eval_split", FAIL, f"dataset.eval_split {c.dataset.eval_split:g} holds out {held_out} "
-                                 f"of {rows} rows and leaves none to train on", suggestions.suggest(
-                                     "INVALID_CONFIG", "", c, False, facts={"message": "train set will be empty"})))
+                                 f"of {rows} rows and leaves none to train on", [suggestions.eval_split(c)]))
 
 
 # What the last checks found, for the next check of the same data (a sweep submits one dataset many

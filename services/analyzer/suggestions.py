@@ -40,6 +40,14 @@ def patch(field: str, current: object, suggested: object, reason: str, effect: s
                                     expected_effect=effect)
 
 
+def eval_split(c: config_pb2.TrainingConfig) -> analyzer_pb2.ConfigPatch:
+    """A smaller evaluation split, where the job's leaves no rows (or too few) on one side."""
+    smaller = c.dataset.eval_split > 0.1
+    return patch("dataset.eval_split", f"{c.dataset.eval_split:g}", "0.1" if smaller else "0",
+                 "the evaluation split leaves no rows, or too few, on one side of the split",
+                 "training keeps 90% of the rows" if smaller else "no split")
+
+
 def _is_set(config: Message, field: str) -> bool:
     return config.HasField(field) if config.DESCRIPTOR.fields_by_name[field].has_presence else bool(getattr(config, field))
 
@@ -233,9 +241,7 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
                           "fused attention, always there", "the same results, without the extra package"))
     elif category == "INVALID_CONFIG" and re.search(r"test_size|train_size|train set will be empty",
                                                      facts.get("message") or ""):
-        out.append(patch("dataset.eval_split", f"{c.dataset.eval_split:g}", "0.1" if c.dataset.eval_split > 0.1
-                          else "0", "the evaluation split leaves no rows, or too few, on one side of the split",
-                          "training keeps 90% of the rows" if c.dataset.eval_split > 0.1 else "no split"))
+        out.append(eval_split(c))
     elif category == "STUCK" and c.dataloader_num_workers != 0:
         out.append(patch("dataloader_num_workers", c.dataloader_num_workers, 0,
                           "hung runs are most often data-loading workers deadlocked", "data loads in the main process"))

@@ -91,7 +91,7 @@ async def content(file_id: str, who: Who,
                   gateway: Gw) -> StreamingResponse | PlainTextResponse:
     if file_id.startswith("file-metrics-"):
         job = file_id.removeprefix("file-metrics-")
-        events = await _all_events(gateway, who, job)
+        events = await all_events(gateway, who, job)
         return PlainTextResponse(shapes.metrics_csv(events), media_type="text/csv")
     stream = gateway.artifacts.DownloadDataset(apb.DownloadDatasetRequest(name=shapes.dataset_of(file_id, "file_id")),
                                                metadata=who, timeout=3600)
@@ -106,7 +106,7 @@ async def content(file_id: str, who: Who,
     return StreamingResponse(body(), media_type="application/octet-stream")
 
 
-async def _all_events(gateway: Gateway, who: Metadata, job: str) -> list[Any]:
+async def all_events(gateway: Gateway, who: Metadata, job: str) -> list[Any]:
     events, token = [], ""
     while True:
         page = await gateway.jobs.ListJobEvents(job_service_pb2.ListJobEventsRequest(

@@ -13,11 +13,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from google.protobuf import json_format
 
+from ftlab.messages import checkpoint_selector
 from ftlab.names import category_name, phase_name
 from ftlab.v1 import config_pb2, job_pb2, job_service_pb2
 from services.openai_gateway import shapes
 from services.openai_gateway.app import Gateway, Gw, Metadata, Who
-from services.openai_gateway.files import _all_events
+from services.openai_gateway.files import all_events
 from services.openai_gateway.requests import job_request
 from services.openai_gateway.shapes import Invalid
 
@@ -108,7 +109,7 @@ async def events(job_id: str, who: Who, gateway: Gw, after: str | None = None, l
     if stream:
         return StreamingResponse(_stream(gateway, who, job), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
-    found = shapes.events(job, await _all_events(gateway, who, job.id))
+    found = shapes.events(job, await all_events(gateway, who, job.id))
     return _page([e.body for e in reversed(found)], after, limit)
 
 
@@ -130,7 +131,7 @@ async def checkpoints(job_id: str, who: Who, gateway: Gw, after: str | None = No
                       limit: int = 10) -> dict[str, Any]:
     job = await _job(gateway, who, job_id)
     reply = await gateway.jobs.ListCheckpoints(pb.ListCheckpointsRequest(name=job.name), metadata=who, timeout=60)
-    losses = {e.metrics.step: e.metrics.loss for e in await _all_events(gateway, who, job.id) if e.HasField("metrics")}
+    losses = {e.metrics.step: e.metrics.loss for e in await all_events(gateway, who, job.id) if e.HasField("metrics")}
     shown = [shapes.checkpoint_object(job, c, losses.get(c.step))
              for c in sorted(reply.checkpoints, key=lambda c: -c.step)]
     return _page(shown, after, limit)
@@ -161,13 +162,9 @@ async def retry(job_id: str, request: Request, who: Who, gateway: Gw) -> dict[st
         changes = json_format.ParseDict(body.get("changes") or {}, config_pb2.TrainingConfig())
     except json_format.ParseError as exc:
         raise Invalid(f"changes: {exc}", "changes") from None
-    checkpoint = str(body.get("checkpoint") or "latest")
-    selectors = {"latest": job_pb2.CHECKPOINT_SELECTOR_LATEST, "best": job_pb2.CHECKPOINT_SELECTOR_BEST,
-                 "none": job_pb2.CHECKPOINT_SELECTOR_NONE}
     request_pb = pb.RetryJobRequest(name=job.name, config_changes=changes,
-                                    apply_suggestions=bool(body.get("apply_suggestions")),
-                                    checkpoint=selectors.get(checkpoint, job_pb2.CHECKPOINT_SELECTOR_NAMED))
-    if request_pb.checkpoint == job_pb2.CHECKPOINT_SELECTOR_NAMED:
-        request_pb.checkpoint_name = checkpoint
+                                    apply_suggestions=bool(body.get("apply_suggestions")))
+    request_pb.checkpoint, request_pb.checkpoint_name = checkpoint_selector(str(body.get("checkpoint") or "latest"),
+                                                                            none=True)
     reply = await gateway.jobs.RetryJob(request_pb, metadata=who, timeout=120)
     return await _shown(gateway, who, reply.job)

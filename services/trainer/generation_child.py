@@ -115,19 +115,12 @@ def answer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ask: even
                     state["stopped"] = True
             return bool(state["stopped"])
 
-    chat = [{"role": m.role, "content": m.content} for m in ask.messages]
-    if tokenizer.chat_template:
-        inputs = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    else:
-        inputs = tokenizer("\n".join(m["content"] for m in chat), return_tensors="pt")
-    device = next(model.parameters()).device
-    inputs = {k: v.to(device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
+    from services.trainer.sampling import decoding, prompt_inputs
+
+    inputs = prompt_inputs(model, tokenizer, [{"role": m.role, "content": m.content} for m in ask.messages])
     torch.manual_seed(ask.seed)
-    sampled = ask.temperature > 0
     with torch.no_grad():
-        model.generate(**inputs, max_new_tokens=ask.max_new_tokens, do_sample=sampled,
-                       temperature=ask.temperature if sampled else None, top_p=None, top_k=None, use_cache=True,
-                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        model.generate(**inputs, **decoding(tokenizer, ask.max_new_tokens, ask.temperature),
                        streamer=Pieces(tokenizer, skip_prompt=True, skip_special_tokens=True),
                        stopping_criteria=[Stop()])
     tokens = int(state["tokens"])

@@ -16,6 +16,25 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerControl, TrainerState, TrainingArguments
 
 
+def prompt_inputs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, chat: Chat) -> dict[str, Any]:
+    """A chat as the model's input, on its device: rendered by the chat template with the assistant's
+    turn opened, or, for a tokenizer without one, its messages as plain text."""
+    if tokenizer.chat_template:
+        ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    else:
+        ids = tokenizer("\n".join(m["content"] for m in chat), return_tensors="pt")
+    device = next(model.parameters()).device
+    return {k: v.to(device) for k, v in ids.items() if k in ("input_ids", "attention_mask")}
+
+
+def decoding(tokenizer: PreTrainedTokenizerBase, max_new_tokens: int, temperature: float) -> dict[str, Any]:
+    """`generate`'s arguments: greedy at temperature 0 (the same text for the same weights), else sampled."""
+    sampled = temperature > 0
+    return {"max_new_tokens": max_new_tokens, "do_sample": sampled, "temperature": temperature if sampled else None,
+            "top_p": None, "top_k": None, "use_cache": True, "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": tokenizer.eos_token_id}
+
+
 def answer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, chats: list[Chat], max_new_tokens: int,
            temperature: float, seed: int) -> list[dict[str, Any]]:
     """One answer per chat from the model as it is now: its prompt's last user message, the answer's
@@ -28,19 +47,9 @@ def answer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, chats: li
     try:
         with torch.no_grad():
             for chat in chats:
-                if tokenizer.chat_template:
-                    ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt",
-                                                        return_dict=True)
-                else:  # a tokenizer without a chat template: the prompt as plain text
-                    ids = tokenizer("\n".join(m["content"] for m in chat), return_tensors="pt")
-                device = next(model.parameters()).device
-                inputs = {k: v.to(device) for k, v in ids.items() if k in ("input_ids", "attention_mask")}
+                inputs = prompt_inputs(model, tokenizer, chat)
                 torch.manual_seed(seed)
-                sampled = temperature > 0
-                generated = model.generate(
-                    **inputs, max_new_tokens=max_new_tokens, do_sample=sampled,
-                    temperature=temperature if sampled else None, top_p=None, top_k=None, use_cache=True,
-                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                generated = model.generate(**inputs, **decoding(tokenizer, max_new_tokens, temperature))
                 new = generated[0][inputs["input_ids"].shape[1]:]
                 prompt = next((m["content"] for m in reversed(chat) if m["role"] == "user"), chat[-1]["content"])
                 out.append({"prompt": prompt, "completion": tokenizer.decode(new, skip_special_tokens=True),

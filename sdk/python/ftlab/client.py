@@ -111,11 +111,7 @@ class Client(Connection):
             changes = resolve_local_paths(_copy(changes))
         request = job_service_pb2.RetryJobRequest(name=name, config_changes=changes, apply_suggestions=apply_suggestions,
                                                   force=force, request_id=request_id or uuid.uuid4().hex)
-        selectors = {"best": job_pb2.CHECKPOINT_SELECTOR_BEST, "latest": job_pb2.CHECKPOINT_SELECTOR_LATEST,
-                     "none": job_pb2.CHECKPOINT_SELECTOR_NONE, "": job_pb2.CHECKPOINT_SELECTOR_UNSPECIFIED}
-        request.checkpoint = selectors.get(checkpoint, job_pb2.CHECKPOINT_SELECTOR_NAMED)
-        if request.checkpoint == job_pb2.CHECKPOINT_SELECTOR_NAMED:
-            request.checkpoint_name = checkpoint
+        request.checkpoint, request.checkpoint_name = build.checkpoint_selector(checkpoint, none=True)
         reply: job_service_pb2.RetryJobResponse = self._call(self.jobs.RetryJob, request, idempotent=True)
         return reply.job
 

@@ -14,9 +14,11 @@ _SELECTORS = {"": job_pb2.CHECKPOINT_SELECTOR_UNSPECIFIED, "best": job_pb2.CHECK
               "latest": job_pb2.CHECKPOINT_SELECTOR_LATEST}
 
 
-def checkpoint_selector(checkpoint: str) -> tuple[job_pb2.CheckpointSelector.ValueType, str]:
-    """("", "best", "latest" or a checkpoint's name) as a selector and, for a name, the name."""
-    selector = _SELECTORS.get(checkpoint, job_pb2.CHECKPOINT_SELECTOR_NAMED)
+def checkpoint_selector(checkpoint: str, *, none: bool = False) -> tuple[job_pb2.CheckpointSelector.ValueType, str]:
+    """("", "best", "latest" or a checkpoint's name; with `none`, "none" too: a retry from no
+    checkpoint) as a selector and, for a name, the name."""
+    selectors = {**_SELECTORS, "none": job_pb2.CHECKPOINT_SELECTOR_NONE} if none else _SELECTORS
+    selector = selectors.get(checkpoint, job_pb2.CHECKPOINT_SELECTOR_NAMED)
     return selector, checkpoint if selector == job_pb2.CHECKPOINT_SELECTOR_NAMED else ""
 
 

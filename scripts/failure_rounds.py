@@ -1,0 +1,19 @@
+"""The later rounds of the failure corpus, in order (scripts/failure_round5.py onwards). Each is a
+table of causes (SHARED on both runners, TRAINER for FineTune Lab's trainer child, BARE for the
+plain TRL script) with the files it needs (`write_datasets`, `write_models`) and the checkpoint
+damages it does (`damage`). scripts/failure_cases.py, scripts/bare_trl_cases.py and
+scripts/failure_corpus.py take every round from here: add a round by adding its module below."""
+
+from __future__ import annotations
+
+import failure_round5
+import failure_round6
+import failure_round7
+import failure_round8
+import failure_round9
+import failure_round10
+import failure_round11
+import failure_round12
+
+ROUNDS = [failure_round5, failure_round6, failure_round7, failure_round8, failure_round9, failure_round10,
+          failure_round11, failure_round12]
