@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from ftlab.v1 import config_pb2
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_HUB_PAGE = re.compile(r"^https?://(?:www\.)?(?:huggingface\.co|hf\.co)/(?P<id>[^/?#]+/[^/?#]+)")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 
 
@@ -103,6 +106,11 @@ def check_model(value: str, field: str, paths: Paths, roots: Roots) -> str:
         return value
     if store_like:
         raise _refuse(field, "names FineTune Lab's own store; a base model is a hub id or an absolute path")
+    if _URL.match(value):  # a model page's address, copied from the browser
+        page = _HUB_PAGE.match(value)
+        hint = f" (for that page: {page['id']})" if page and _HUB_ID.match(page["id"]) else ""
+        raise _refuse(field, f"a web address, not a model: give its hub id, org/name{hint}, or an absolute path on the "
+                             "server")
     raise _refuse(field, "a hub id (org/name) or an absolute path on the server; a relative path means nothing "
                          "to the server (the CLI and SDK make it absolute)")
 
@@ -136,14 +144,25 @@ def check_dataset(value: str, field: str, paths: Paths, roots: Roots, owner: str
             raise _refuse(field, "that upload is damaged (not a plain file in the store); upload it again")
         return data
     if path.is_absolute():
-        return _check_absolute(value, field, roots.data, paths, "data")
+        return _regular(_check_absolute(value, field, roots.data, paths, "data"), field)
     first = path.parts[0] if path.parts else ""
     if first.startswith(".") or _SHA256.match(first):
         raise _refuse(field, "inside FineTune Lab's own store; name an upload as datasets/{sha256}")
     resolved = Path(os.path.realpath(paths.datasets / path))
     if not _inside(resolved, paths.datasets.resolve()):
         raise _refuse(field, "a relative path must stay inside the server's datasets folder")
-    return _check_absolute(str(resolved), field, (paths.datasets.resolve(),), paths, "data")
+    return _regular(_check_absolute(str(resolved), field, (paths.datasets.resolve(),), paths, "data"), field)
+
+
+def _regular(path: Path, field: str) -> Path:
+    """`path` unless it is a named pipe, a device or a socket: reading one blocks for ever or never ends."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return path  # not there (yet): said where it is read
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise _refuse(field, "a named pipe, a device or a socket, not a file: give a dataset file")
+    return path
 
 
 @dataclass

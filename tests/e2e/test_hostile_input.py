@@ -165,6 +165,27 @@ def test_jsonl_with_bytes_that_are_not_utf8_reports_the_line_as_bad(server, tmp_
     assert report.rows == 2 and [(b.line, "UTF-8" in b.reason) for b in report.bad_rows] == [(2, True)]
 
 
+def test_a_dataset_that_is_a_named_pipe_is_refused_before_anything_reads_it(stub, server_home, tmp_path, job_config):
+    import os
+
+    # read, a pipe nobody writes blocks for ever: pre-flight, the scheduler and the trainer would hang
+    os.mkfifo(server_home / "datasets" / "pipe.jsonl")
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    try:
+        for uri in ("pipe.jsonl", str(tmp_path / "pipe.jsonl")):
+            for field in ("uri", "eval_uri"):
+                config = config_from_dict({**job_config, "eval_strategy": "no",
+                                           "dataset": {"uri": "chat.jsonl", field: uri}})
+                request = pb.CreateJobRequest(config=config)
+                assert refused(lambda: stub.CreateJob(request, timeout=60)) == {f"config.dataset.{field}"}
+        config = config_from_dict({**job_config, "eval_strategy": "no", "dataset": {"uri": "pipe.jsonl"}})
+        with pytest.raises(grpc.RpcError) as info:
+            stub.CreateJob(pb.CreateJobRequest(config=config, validate_only=True), timeout=60)
+        assert "named pipe" in info.value.details()
+    finally:
+        (server_home / "datasets" / "pipe.jsonl").unlink()
+
+
 @pytest.mark.postgres
 def test_nul_characters_never_reach_postgresql(tmp_path, pg_schema, tiny_model):
     from tests.helpers import start_server

@@ -1,0 +1,45 @@
+"""Which files a job may name: the refusals a user meets first, with the field and what to give."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from services.common.access import Roots, check_dataset, check_model
+from services.common.errors import InvalidArgument
+from services.common.settings import Paths
+
+
+@pytest.fixture
+def paths(tmp_path):
+    return Paths(tmp_path / "home").ensure()
+
+
+def refusal(call) -> tuple[str, str]:
+    with pytest.raises(InvalidArgument) as info:
+        call()
+    (violation,) = info.value.violations
+    return violation.field, violation.description
+
+
+def test_a_model_page_address_is_refused_with_its_hub_id(paths):
+    roots = Roots.from_env(paths, auth_on=False)
+    field, why = refusal(lambda: check_model("https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct/tree/main",
+                                             "config.base_model", paths, roots))
+    assert field == "config.base_model" and "web address" in why and "Qwen/Qwen2.5-0.5B-Instruct" in why
+    field, why = refusal(lambda: check_model("s3://bucket/model", "config.base_model", paths, roots))
+    assert "web address" in why and "for that page" not in why
+    assert check_model("Qwen/Qwen2.5-0.5B-Instruct", "config.base_model", paths, roots) == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def test_a_dataset_that_is_a_named_pipe_is_refused_a_file_is_not(paths, tmp_path):
+    roots = Roots.from_env(paths, auth_on=False)
+    os.mkfifo(paths.datasets / "pipe.jsonl")
+    (paths.datasets / "rows.jsonl").write_text('{"prompt": "a", "completion": "b"}\n')
+    for value in ("pipe.jsonl", str(paths.datasets / "pipe.jsonl")):
+        field, why = refusal(lambda: check_dataset(value, "config.dataset.uri", paths, roots, None))
+        assert field == "config.dataset.uri" and "named pipe" in why
+    assert check_dataset("rows.jsonl", "config.dataset.uri", paths, roots, None) == (paths.datasets / "rows.jsonl").resolve()
+    # a path that is not there yet is said where it is read (pre-flight, the trainer), not here
+    assert check_dataset("later.jsonl", "config.dataset.uri", paths, roots, None).name == "later.jsonl"
