@@ -28,7 +28,7 @@ sys.path[:0] = [str(REPO), str(REPO / "sdk" / "python"), str(REPO / "scripts")]
 
 import capture_failure  # noqa: E402
 from bare_trl_cases import CASES  # noqa: E402
-from failure_corpus import acting, damage, split_for, write_datasets, write_models  # noqa: E402
+from failure_corpus import acting, damage, small_filesystem, split_for, write_datasets, write_models  # noqa: E402
 
 SCRIPT = REPO / "scripts" / "bare_trl.py"
 
@@ -38,7 +38,7 @@ def script_config(case: dict, models: dict[str, str], data: Path, workdir: Path)
             "train_file": str(data / case["data"]),
             "eval_file": str(data / case["eval"]) if case.get("eval") else None,
             "chat_template": case.get("chat_template"), "peft": case["peft"],
-            "model_kwargs": case.get("model_kwargs", {}), "resume_from_checkpoint": None,
+            "model_kwargs": case.get("model_kwargs", {}), "resume_from_checkpoint": case.get("resume_latest"),
             "args": {**case["args"], "output_dir": str(workdir / "out")}}
 
 
@@ -68,7 +68,8 @@ def run_script(config: dict, workdir: Path, on_step=None, timeout: float = 600) 
 
 
 def run_case(case: dict, models: dict[str, str], data: Path, out_root: Path, split: str) -> str:
-    with tempfile.TemporaryDirectory(prefix="ftlab-bare-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ftlab-bare-") as tmp, \
+            small_filesystem(Path(tmp) / "out", case.get("tmpfs")):  # output_dir on a filesystem that fills
         workdir = Path(tmp)
         config = script_config(case, models, data, workdir)
         if case.get("resume"):
@@ -96,7 +97,9 @@ def run_case(case: dict, models: dict[str, str], data: Path, out_root: Path, spl
                 "how_produced": f"scripts/bare_trl_corpus.py ran scripts/bare_trl.py (plain TRL) on this config: "
                                 f"{case['how']}",
                 "kind": "failure", "runtime": {"act": case.get("act"), "resume_damage": case.get("resume"),
-                                               "env": {"HF_HUB_OFFLINE": "1"}},
+                                               "env": {"HF_HUB_OFFLINE": "1"},
+                                               **({"output_dir_tmpfs_bytes": case["tmpfs"]}
+                                                  if case.get("tmpfs") else {})},
                 "versions": capture_failure._versions(), "duration_s": result["duration_s"],
                 "log_lines_total": len(result["lines"]), "log_trimmed_to_last_400": len(result["lines"]) > 400}
         (out / "meta.json").write_text(scrub(json.dumps(meta, indent=2)) + "\n")

@@ -53,12 +53,12 @@ def as_dict(config) -> dict:
 
 def run_child(config, workdir: Path, env_extra: dict[str, str], stop_after: float | None = None,
               step_timeout: float | None = None, timeout: float = 900.0, resume: str = "",
-              on_step=None, attempt: int = 1) -> dict:
+              on_step=None, attempt: int = 1, load_timeout: float | None = None) -> dict:
     """Run one training run through the trainer's RunSupervisor (the code the trainer service uses):
     the child's events, its exit, its log, and the watchdog when `step_timeout` is set.
     `stop_after` SIGSTOPs the child that many seconds after its first training step: a hang.
     `on_step(pid)` is called once, at the child's first training step (to limit or signal it there);
-    `resume` is a checkpoint folder to resume from."""
+    `resume` is a checkpoint folder to resume from; `load_timeout` the watchdog's limit while loading."""
     import asyncio
 
     from google.protobuf import json_format
@@ -71,6 +71,8 @@ def run_child(config, workdir: Path, env_extra: dict[str, str], stop_after: floa
     watchdog = job_pb2.WatchdogConfig()
     if step_timeout is not None:
         watchdog.step_timeout_seconds = step_timeout
+    if load_timeout is not None:
+        watchdog.model_load_timeout_seconds = load_timeout
 
     async def go():
         supervisor = RunSupervisor(Paths(workdir).ensure(), watchdog_interval=0.5)

@@ -15,6 +15,7 @@ measuring only: no rule is written while looking at one of its misses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ import random
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from collections import defaultdict
@@ -237,9 +239,26 @@ def acting(case: dict):
     return on_step, None
 
 
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: int | None):
+    """A tmpfs of `size` bytes mounted on `path` while the block runs (nothing where size is None): a
+    filesystem that really fills, so that writes fail with ENOSPC."""
+    if size is None:
+        yield
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
 def run_case(case: dict, models: dict[str, str], data_root: Path, out_root: Path, split: str) -> str:
-    with tempfile.TemporaryDirectory(prefix="ftlab-corpus-") as tmp:
-        workdir = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="ftlab-corpus-") as tmp, \
+            small_filesystem(Path(tmp) / "job", case.get("tmpfs")):
+        workdir = Path(tmp) / "job"
+        workdir.mkdir(exist_ok=True)
         model = models.get(case["model"], case["model"].removeprefix("hub:"))
         data = str(data_root / case["data"])
         friendly = json.loads(json.dumps(case["config"]).replace("@data/", str(data_root) + "/"))
@@ -252,7 +271,8 @@ def run_case(case: dict, models: dict[str, str], data_root: Path, out_root: Path
         os.chdir(workdir)  # where a relative path does not lead to the model
         try:
             result = capture_failure.run_child(config, workdir, env, stop_after, case.get("step_timeout"),
-                                               timeout=600, resume=resume, on_step=on_step)
+                                               timeout=600, resume=resume, on_step=on_step,
+                                               load_timeout=case.get("load_timeout"))
         finally:
             os.chdir(cwd)
             os.environ.clear()
@@ -268,7 +288,8 @@ def run_case(case: dict, models: dict[str, str], data_root: Path, out_root: Path
             out, friendly, config, result, workdir, model if case["model"] != "relative" else "", str(data_root / "x"),
             case["how"], case["category"], case["phase"],
             {"env": env, "act": case.get("act"), "step_timeout_s": case.get("step_timeout"),
-             "resume_damage": case.get("resume")},
+             "resume_damage": case.get("resume"), **({"tmpfs_bytes": case["tmpfs"]} if case.get("tmpfs") else {}),
+             **({"load_timeout_s": case["load_timeout"]} if case.get("load_timeout") else {})},
             extra={"cause": case["cause"], "split": split, "resume_checkpoint": resume, "round": case.get("round", 1)},
             producer="scripts/failure_corpus.py")
         errors = [e["error"]["type"] for e in result["events"] if "error" in e]

@@ -52,7 +52,7 @@ MAPPING: list[tuple[str, str, str, str]] = [
     ("", r"(is not installed|pip install|requires the .* (library|package)|package .* not found|"
          r"(does not|doesn't) seem to be installed|version \S+ or (higher|above|later))", "DEPENDENCY_MISSING", ""),
     ("", r"eval_dataset|evaluation strategy|eval_strategy", "EVAL_CONFIG", "STARTUP"),
-    ("", r"checkpoint.*(not found|does not exist|no valid)|can't find a valid checkpoint", "CHECKPOINT_NOT_FOUND",
+    ("", r"checkpoint.*(not found|does not exist|no valid)|(can't find a|no) valid checkpoint", "CHECKPOINT_NOT_FOUND",
      "STARTUP"),
     ("", r"max_length|max_seq_length|sequence length|max_position|longer than", "SEQUENCE_TOO_LONG", ""),
     ("safetensors/", r"", "CHECKPOINT_CORRUPT", ""),

@@ -102,6 +102,8 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
         evidence.append("no rule knows this exception and place; the category is left open")
     elif message:
         summary += f": {message.splitlines()[0][:200]}"
+    elif cause == "no_rows":
+        summary += ": it gave no rows (an empty file, or a path or pattern that matches no file)"
     return analyzer_pb2.FailureAnalysis(
         category=analyzer_pb2.FailureCategory.Value(f"FAILURE_CATEGORY_{category}"),
         phase=events_pb2.Phase.Value(f"PHASE_{phase}") if phase else events_pb2.PHASE_UNSPECIFIED,

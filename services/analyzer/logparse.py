@@ -11,6 +11,8 @@ MAX_METRICS_LINE = 4096  # HF Trainer's metrics lines are a few hundred characte
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
 _EXC_STRICT = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
 _EXC = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit|Warning)?): ?(?P<msg>.*)$")
+# an exception raised without a message ("StopIteration", "MemoryError"), as the line right after the frames
+_BARE = re.compile(r"^(?:[a-z_]\w*\.)*[A-Z]\w*$")
 
 
 @dataclass
@@ -70,6 +72,9 @@ def _block(lines: list[str], start: int) -> tuple[Raised, int]:
             raised.frames.append(Frame(m["file"], m["func"], lines[i].strip(), "" if set(code) <= set("^~ ") else code))
         elif lines[i] and not lines[i].startswith((" ", "\t")):
             e = _EXC.match(lines[i])
+            if e is None and raised.frames and _BARE.match(lines[i]):
+                raised.type, raised.message, raised.line = lines[i], "", lines[i]
+                return raised, i + 1
             if e and not lines[i].startswith(_LINKS):
                 raised.type, raised.message, raised.line = e["type"], e["msg"], lines[i]
                 # the message may continue on the following lines (until a blank one)

@@ -33,6 +33,8 @@ _BY_FUNC: list[tuple[str, frozenset[str]]] = [
 
 def infer_phase(log: ParsedLog) -> str:
     """A Phase name without its prefix, or "" when nothing tells."""
+    if log.frames and log.frames[-1].func == "train" and log.frames[-1].file.endswith("transformers/trainer.py"):
+        return "STARTUP"  # raised by Trainer.train itself, before its loop: the resume and the arguments
     for frame in reversed(log.frames):
         if frame.func == "__init__" and frame.file.endswith(("torch/utils/data/dataloader.py",
                                                              "torch/utils/data/sampler.py")) \

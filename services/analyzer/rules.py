@@ -163,7 +163,9 @@ RULES: list[Rule] = [
     # bytes that are not text, where the dataset is read
     Rule("DATASET_FORMAT", 0.85, _both(_exc("UnicodeDecodeError", "UnicodeError"), lambda f: bool(
         f.funcs() & _READING_DATA) or "/datasets/" in f.files())),
-    Rule("CHECKPOINT_NOT_FOUND", 0.9, _msg(r"Can't find a valid checkpoint|checkpoint.*(not found|does not exist)")),
+    Rule("CHECKPOINT_NOT_FOUND", 0.9, _msg(r"(Can't find a|No) valid checkpoint|checkpoint.*(not found|does not exist)")),
+    # datasets' builder found no table to read: the file is empty, or the path or pattern matched no file
+    Rule("DATASET_FORMAT", 0.8, _both(_exc("StopIteration"), _frames("_split_generators")), cause="no_rows"),
     Rule("CHECKPOINT_CORRUPT", 0.85, _both(_exc("SafetensorError", "UnpicklingError", "EOFError"),
                                            lambda f: True)),
     Rule("CHECKPOINT_CORRUPT", 0.8, _msg(r"Error while deserializing header|invalid load key|PytorchStreamReader failed")),

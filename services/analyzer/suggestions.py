@@ -216,6 +216,10 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
                           "the file of sample prompts cannot be read as prompts (a text file, a prompt a line, or "
                           "JSONL rows of messages or prompt); without it the job trains and answers its other prompts",
                           "training runs; answers to that file's prompts are not generated"))
+    elif category == "DATASET_FORMAT" and facts.get("cause") == "no_rows":
+        out.append(patch("dataset.uri", c.dataset.uri or "unset", "a file that holds rows",
+                          "the dataset gave no rows at all: the file is empty, or the path or pattern matches no file",
+                          ""))
     elif category in ("DATASET_NOT_FOUND", "DATASET_SCHEMA", "DATASET_FORMAT"):
         field = "dataset.format" if category == "DATASET_SCHEMA" else "dataset.uri"
         current = _enum(c.dataset, "format") if category == "DATASET_SCHEMA" else c.dataset.uri

@@ -58,6 +58,10 @@ NO_EVIDENCE = {
     "bare-column_type_changes": "the log holds only TRL's KeyError for a text column",
     "bare-chat_template_renders_nothing": "the log holds only TRL dropping fully masked examples and "
                                           "num_samples=0, which truncation cutting every completion away gives too",
+    # datasets' json builder raises a bare StopIteration for an empty file and a pattern matching no file
+    # alike; the analysis names both
+    "bare-dataset_pattern_matches_nothing": "datasets' one StopIteration for an empty file and a pattern that "
+                                            "matches no file",
     "bare-csv_messages_plain_text": "the log holds only the Trainer's 'No columns in the dataset match', which "
                                     "rows without the column give too",
 }
@@ -154,6 +158,19 @@ def test_divergence_lowers_the_learning_rate():
 def test_harmless_noise_is_not_an_error():
     log = "Failed to load CPU gemm_4bit_forward from kernels-community\nError reporting is on\nDone.\n"
     assert category(analyze(analyzer_pb2.AnalyzeFailureRequest(log=log, exit_code=1))) == "UNKNOWN"
+
+
+def test_an_exception_without_a_message_is_read_after_its_frames():
+    from services.analyzer.logparse import parse
+
+    frames = '  File "/x/site-packages/datasets/builder.py", line 1, in _split_generators\n    next(iter(t))\n'
+    for name in ("StopIteration", "MemoryError", "torch.OutOfMemoryError"):
+        log = parse(f"Loading\nTraceback (most recent call last):\n{frames}{name}\nafter\n")
+        assert (log.exception_type, log.message) == (name, "")
+    assert parse("Killed\n").exception_type == ""  # a word alone, with no frames before it, is not an exception
+    empty = analyze(analyzer_pb2.AnalyzeFailureRequest(
+        log=f"Traceback (most recent call last):\n{frames}StopIteration\n", exit_code=1))
+    assert category(empty) == "DATASET_FORMAT" and "matches no file" in empty.summary
 
 
 def test_the_trainers_own_records_decide_stuck_and_signals():
