@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -42,8 +43,9 @@ def script_config(case: dict, models: dict[str, str], data: Path, workdir: Path)
             "args": {**case["args"], "output_dir": str(workdir / "out")}}
 
 
-def run_script(config: dict, workdir: Path, on_step=None, timeout: float = 600) -> dict:
-    """Run the bare script on `config`; `on_step(pid)` at its first logged loss."""
+def run_script(config: dict, workdir: Path, on_step=None, timeout: float = 600, rlimit_as: int | None = None) -> dict:
+    """Run the bare script on `config`; `on_step(pid)` at its first logged loss; `rlimit_as` limits its
+    address space from the start."""
     path = workdir / f"config-{time.monotonic_ns()}.json"
     path.write_text(json.dumps(config, indent=2))
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_CACHE=str(workdir / "datasets-cache"),
@@ -51,8 +53,10 @@ def run_script(config: dict, workdir: Path, on_step=None, timeout: float = 600) 
     for name in ("FTLAB_HOME", "PYTHONPATH"):
         env.pop(name, None)
     started = time.monotonic()
+    limit = None if rlimit_as is None else (lambda: resource.setrlimit(resource.RLIMIT_AS, (rlimit_as, rlimit_as)))
     proc = subprocess.Popen([sys.executable, str(SCRIPT), str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, cwd=workdir, env=env, text=True, errors="replace")
+                            stderr=subprocess.STDOUT, cwd=workdir, env=env, text=True, errors="replace",
+                            preexec_fn=limit)
     lines, acted = [], False
     deadline = started + timeout
     for line in proc.stdout:
@@ -81,14 +85,15 @@ def run_case(case: dict, models: dict[str, str], data: Path, out_root: Path, spl
             damage(found[0], case["resume"])
             config["resume_from_checkpoint"] = str(found[0])
         on_step, _ = acting(case)
-        result = run_script(config, workdir, on_step)
+        result = run_script(config, workdir, on_step, rlimit_as=case.get("rlimit_as_start"))
         if result["exit_code"] == 0 and case["category"] != "NAN_OR_DIVERGENCE":
             return "did not fail (exit 0): not kept"
         out = out_root / split / f"bare-{case['name']}"
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
-        model = config["model"] if Path(config["model"]).is_absolute() else ""
+        model = config["model"].removeprefix("file://")
+        model = model if Path(model).is_absolute() else ""
         scrub = lambda text: capture_failure.scrub(text, workdir, model, str(data / "x"))  # noqa: E731
         (out / "log.txt").write_text(scrub("\n".join(result["lines"][-400:]) + "\n"))
         meta = {"case_id": out.name, "description": case["how"], "cause": case["cause"], "split": split,
@@ -99,7 +104,9 @@ def run_case(case: dict, models: dict[str, str], data: Path, out_root: Path, spl
                 "kind": "failure", "runtime": {"act": case.get("act"), "resume_damage": case.get("resume"),
                                                "env": {"HF_HUB_OFFLINE": "1"},
                                                **({"output_dir_tmpfs_bytes": case["tmpfs"]}
-                                                  if case.get("tmpfs") else {})},
+                                                  if case.get("tmpfs") else {}),
+                                               **({"rlimit_as_bytes": case["rlimit_as_start"]}
+                                                  if case.get("rlimit_as_start") else {})},
                 "versions": capture_failure._versions(), "duration_s": result["duration_s"],
                 "log_lines_total": len(result["lines"]), "log_trimmed_to_last_400": len(result["lines"]) > 400}
         (out / "meta.json").write_text(scrub(json.dumps(meta, indent=2)) + "\n")

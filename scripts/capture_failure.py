@@ -107,7 +107,9 @@ def scrub(text: str, workdir: Path, model: str = "", data: str = "") -> str:
     """Replace this machine's paths: the model's and the data's folders, packages on sys.path, the run's
     folder, the repo."""
     pairs = [(str(Path(model).resolve()), "<model>")] if model else []
-    pairs += [(str(Path(data).resolve().parent), "<data>")] if data else []
+    # the data's folder, and the folder of inputs it sits in beside the models (scripts/failure_corpus.py)
+    pairs += [(str(Path(data).resolve().parent), "<data>"), (str(Path(data).resolve().parent.parent), "<inputs>")] \
+        if data else []
     pairs += [(entry, "<site-packages>") for entry in sys.path + os.environ.get("PYTHONPATH", "").split(os.pathsep)
               if entry and "site" in Path(entry).name]
     pairs += [(sysconfig.get_paths()["purelib"], "<site-packages>"), (sysconfig.get_paths()["stdlib"], "<stdlib>"),

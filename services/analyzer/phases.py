@@ -43,6 +43,8 @@ def infer_phase(log: ParsedLog) -> str:
         for phase, funcs in _BY_FUNC:
             if frame.func in funcs:
                 return phase
+    if len(log.frames) > 1 and log.frames[-1].func == "<module>":
+        return "STARTUP"  # raised while a module was imported: before anything of the run began
     if log.frames:
         called = log.frame_funcs()
         if "train" in called:

@@ -142,8 +142,10 @@ RULES: list[Rule] = [
     Rule("CUDA_OOM", 0.95, lambda f: _exc("OutOfMemoryError")(f) or _msg(
         r"CUDA out of memory|CUBLAS_STATUS_ALLOC_FAILED|CUDNN_STATUS_(ALLOC_FAILED|NOT_ENOUGH_WORKSPACE)|"
         r"(HIP|XPU|MPS backend) out of memory")(f)),
+    # (the loader's "failed to map segment": no memory for a library, unless a noexec mount refused it)
     Rule("HOST_OOM", 0.9, _msg(r"DefaultCPUAllocator: can't allocate memory|Cannot allocate memory|std::bad_alloc|"
-                               r"malloc of size \d+ failed|Unable to allocate [\d.]+ \w*B for an array")),
+                               r"malloc of size \d+ failed|Unable to allocate [\d.]+ \w*B for an array|"
+                               r"failed to map segment from shared object(?!: Operation not permitted)")),
     # Python's, NumPy's and Arrow's classes for an allocation that failed
     Rule("HOST_OOM", 0.8, _exc("MemoryError", "_ArrayMemoryError", "ArrowMemoryError")),
     # the trainer's own word: a kill counter of the run's memory cgroup or the kernel went up

@@ -34,7 +34,7 @@ from services.trainer.runspec import RunSpec  # noqa: E402
 
 def train(spec: RunSpec, sink: EventSink) -> dict[str, Any]:
     import torch
-    from transformers import AutoConfig, set_seed
+    from transformers import set_seed
 
     from services.common import prompts, settings
     from services.trainer import loading, micro_batch, recipe, sampling, stopping, tuning
@@ -50,7 +50,7 @@ def train(spec: RunSpec, sink: EventSink) -> dict[str, Any]:
     base = requested["base_model"]
     remote_code = settings.trust_remote_code()
     sink.set_phase("PHASE_MODEL_LOAD", "reading model config")
-    model_type = getattr(AutoConfig.from_pretrained(base, trust_remote_code=remote_code), "model_type", "")
+    model_type = loading.model_config_type(base, remote_code)
     decisions = tuning.decide(requested, machine, model_type)
     cfg = decisions.config
     if cfg.get("auto_micro_batch") == "SWITCH_ON" and device != "cuda":

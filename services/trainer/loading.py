@@ -17,6 +17,18 @@ if TYPE_CHECKING:  # imported where they are used: the zygote imports this modul
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
+def model_config_type(base: str, remote_code: bool) -> str:
+    """The model's type from its config.json. A local folder without one (or with a link to a file that
+    is gone) is said as such: transformers reads it as a config without model_type, a damaged file."""
+    from transformers import AutoConfig
+
+    config = Path(base) / "config.json"
+    if Path(base).is_dir() and not config.is_file():
+        gone = " (config.json is a link to a file that does not exist)" if config.is_symlink() else ""
+        raise OSError(f"{base} does not appear to have a file named config.json{gone}")
+    return str(getattr(AutoConfig.from_pretrained(base, trust_remote_code=remote_code), "model_type", ""))
+
+
 def tokenizer(base: str, cfg: dict[str, Any], remote_code: bool) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 

@@ -62,6 +62,9 @@ NO_EVIDENCE = {
     # alike; the analysis names both
     "bare-dataset_pattern_matches_nothing": "datasets' one StopIteration for an empty file and a pattern that "
                                             "matches no file",
+    # transformers says "Unrecognized model ... Should have a `model_type` key" for a config.json that is a
+    # link to a deleted file and for one without model_type alike; FineTune Lab's trainer says which
+    "bare-config_dangling_link": "transformers' one message for a missing config.json and one without model_type",
     "bare-csv_messages_plain_text": "the log holds only the Trainer's 'No columns in the dataset match', which "
                                     "rows without the column give too",
 }
