@@ -73,7 +73,8 @@ def run_script(config: dict, workdir: Path, on_step=None, timeout: float = 600, 
 
 def run_case(case: dict, models: dict[str, str], data: Path, out_root: Path, split: str) -> str:
     with tempfile.TemporaryDirectory(prefix="ftlab-bare-") as tmp, \
-            small_filesystem(Path(tmp) / "out", case.get("tmpfs")):  # output_dir on a filesystem that fills
+            small_filesystem(Path(tmp) / "out", case.get("tmpfs")), \
+            small_filesystem(Path(tmp) / "datasets-cache", case.get("tmpfs_cache")):  # filesystems that fill
         workdir = Path(tmp)
         config = script_config(case, models, data, workdir)
         if case.get("resume"):
@@ -106,7 +107,9 @@ def run_case(case: dict, models: dict[str, str], data: Path, out_root: Path, spl
                                                **({"output_dir_tmpfs_bytes": case["tmpfs"]}
                                                   if case.get("tmpfs") else {}),
                                                **({"rlimit_as_bytes": case["rlimit_as_start"]}
-                                                  if case.get("rlimit_as_start") else {})},
+                                                  if case.get("rlimit_as_start") else {}),
+                                               **({"datasets_cache_tmpfs_bytes": case["tmpfs_cache"]}
+                                                  if case.get("tmpfs_cache") else {})},
                 "versions": capture_failure._versions(), "duration_s": result["duration_s"],
                 "log_lines_total": len(result["lines"]), "log_trimmed_to_last_400": len(result["lines"]) > 400}
         (out / "meta.json").write_text(scrub(json.dumps(meta, indent=2)) + "\n")

@@ -53,12 +53,14 @@ def as_dict(config) -> dict:
 
 def run_child(config, workdir: Path, env_extra: dict[str, str], stop_after: float | None = None,
               step_timeout: float | None = None, timeout: float = 900.0, resume: str = "",
-              on_step=None, attempt: int = 1, load_timeout: float | None = None) -> dict:
+              on_step=None, attempt: int = 1, load_timeout: float | None = None,
+              stop_at_start: float | None = None) -> dict:
     """Run one training run through the trainer's RunSupervisor (the code the trainer service uses):
     the child's events, its exit, its log, and the watchdog when `step_timeout` is set.
     `stop_after` SIGSTOPs the child that many seconds after its first training step: a hang.
     `on_step(pid)` is called once, at the child's first training step (to limit or signal it there);
-    `resume` is a checkpoint folder to resume from; `load_timeout` the watchdog's limit while loading."""
+    `resume` is a checkpoint folder to resume from; `load_timeout` the watchdog's limit while loading;
+    `stop_at_start` SIGSTOPs the child that many seconds after it was started."""
     import asyncio
 
     from google.protobuf import json_format
@@ -79,6 +81,10 @@ def run_child(config, workdir: Path, env_extra: dict[str, str], stop_after: floa
         run = await supervisor.start(f"{JOB_ID}-{attempt}", JOB_ID, config, resume, watchdog)
         stopped = stepped = False
         deadline = time.monotonic() + timeout
+        if stop_at_start is not None:
+            await asyncio.sleep(stop_at_start)
+            os.killpg(run.pid, signal.SIGSTOP)
+            stopped = True
         while not run.done and time.monotonic() < deadline:
             if on_step is not None and not stepped and any(e.HasField("metrics") for e in run.events):
                 stepped = True

@@ -272,14 +272,15 @@ def run_case(case: dict, models: dict[str, str], data_root: Path, out_root: Path
         try:
             result = capture_failure.run_child(config, workdir, env, stop_after, case.get("step_timeout"),
                                                timeout=600, resume=resume, on_step=on_step,
-                                               load_timeout=case.get("load_timeout"))
+                                               load_timeout=case.get("load_timeout"),
+                                               stop_at_start=case.get("stop_at_start"))
         finally:
             os.chdir(cwd)
             os.environ.clear()
             os.environ.update(saved)
-        diverged = case["category"] == "NAN_OR_DIVERGENCE"
+        # (the trainer fails a diverging run itself: one that ends cleanly did not diverge)
         failed = result["exit_code"] != 0 or any("error" in e for e in result["events"])
-        if not failed and not diverged:
+        if not failed:
             return f"did not fail (exit {result['exit_code']}): not kept"
         out = out_root / split / f"cpu-{case['name']}"
         if out.exists():
@@ -289,7 +290,8 @@ def run_case(case: dict, models: dict[str, str], data_root: Path, out_root: Path
             case["how"], case["category"], case["phase"],
             {"env": env, "act": case.get("act"), "step_timeout_s": case.get("step_timeout"),
              "resume_damage": case.get("resume"), **({"tmpfs_bytes": case["tmpfs"]} if case.get("tmpfs") else {}),
-             **({"load_timeout_s": case["load_timeout"]} if case.get("load_timeout") else {})},
+             **({"load_timeout_s": case["load_timeout"]} if case.get("load_timeout") else {}),
+             **({"stop_at_start_s": case["stop_at_start"]} if case.get("stop_at_start") else {})},
             extra={"cause": case["cause"], "split": split, "resume_checkpoint": resume, "round": case.get("round", 1)},
             producer="scripts/failure_corpus.py")
         errors = [e["error"]["type"] for e in result["events"] if "error" in e]

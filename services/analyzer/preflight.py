@@ -76,9 +76,21 @@ def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware, pol
                              f"{c.base_model}: {shape.params:,} parameters, {shape.layers} layers"
                              if shape else f"{c.base_model}: its config.json is not readable here (not a local folder "
                              "nor in the Hugging Face cache); no memory estimate"))
+    config = Path(c.base_model) / "config.json"
+    if Path(c.base_model).is_absolute() and Path(c.base_model).is_dir() and not config.is_file():
+        gone = " (it is a link to a file that does not exist)" if config.is_symlink() else ""
+        out.checks.append(_check("model", FAIL, f"{c.base_model}: the folder has no config.json{gone}, so it holds no "
+                                 "model transformers can load", [suggestions.patch(
+                                     "base_model", c.base_model, "the folder that holds the model's config.json and "
+                                     "weights", "the folder has no config.json", "")]))
     lora = modules.lora_check(c)
     if lora is not None:
         out.checks.append(lora)
+    decay = (c.learning_rate or 0.0) * c.weight_decay
+    if decay >= 1:  # AdamW multiplies every weight by (1 - learning_rate x weight_decay) at each step
+        out.checks.append(_check("weight_decay", FAIL, f"learning_rate x weight_decay is {decay:g}: each step multiplies "
+                                 f"every weight by {1 - decay:.3g}", [suggestions.patch(
+                                     "weight_decay", f"{c.weight_decay:g}", "0.01", "the weights would blow up", "")]))
     _dataset_checks(out, c, policy, owner, tokenizer, shape, template_seconds)
     if c.samples.prompts_uri:
         out.checks.append(_prompts_check(c, policy, owner))

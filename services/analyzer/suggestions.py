@@ -104,6 +104,10 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
                               "each data-loading worker holds its own copy of the dataset", "less host memory"))
     elif category == "NAN_OR_DIVERGENCE":
         lr = c.learning_rate or 2e-4
+        if lr * c.weight_decay >= 0.05:  # AdamW scales every weight by (1 - lr x weight_decay) at each step
+            out.append(patch("weight_decay", f"{c.weight_decay:g}", "0.01", f"each step multiplies every weight by "
+                              f"{1 - lr * c.weight_decay:.3g} (1 - learning_rate x weight_decay)",
+                              "weights kept, decayed gently"))
         out.append(patch("learning_rate", f"{lr:g}", f"{lr / 10:g}", "the loss diverged: the step size is too large",
                           "a stable loss curve, learning more slowly"))
         if not c.max_grad_norm:

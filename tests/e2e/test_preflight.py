@@ -165,3 +165,33 @@ def test_a_chat_template_that_renders_nothing_is_refused_with_the_built_in_one_s
     (check,) = [c for c in dry.preflight.checks if c.name == "chat_template"]
     assert check.status == FAIL and "renders every conversation as empty text" in check.message
     assert [(s.field, s.suggested) for s in check.suggestions] == [("chat_template", "chatml")]
+
+
+def test_a_model_folder_without_config_json_is_refused_and_named(server, job_config, tiny_model, tmp_path):
+    import shutil
+
+    folder = tmp_path / "no-config"
+    shutil.copytree(tiny_model, folder)
+    (folder / "config.json").unlink()
+    (folder / "config.json").symlink_to(tmp_path / "deleted.json")  # a link to a file that is gone
+    with Client(server.address, user="pf-no-config") as client:
+        dry = client.create_job({**job_config, "base_model": str(folder)}, validate_only=True)
+        fine = client.create_job(job_config, validate_only=True)
+    [check] = [c for c in dry.preflight.checks if c.name == "model" and c.status == FAIL]
+    assert "no config.json" in check.message and "link to a file that does not exist" in check.message
+    assert [s.field for s in check.suggestions] == ["base_model"]
+    assert all(c.status == PASS for c in fine.preflight.checks if c.name == "model")
+
+
+def test_weight_decay_that_blows_the_weights_up_is_refused_with_a_gentle_one(server, job_config):
+    config = {**job_config, "learning_rate": 0.1, "weight_decay": 100}
+    with Client(server.address, user="pf-decay") as client:
+        with pytest.raises(FtlabError) as err:
+            client.create_job(config)
+        assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION and "weight_decay" in str(err.value)
+        dry = client.create_job(config, validate_only=True)
+        fine = client.create_job({**config, "weight_decay": 0.01}, validate_only=True)
+    (check,) = [c for c in dry.preflight.checks if c.name == "weight_decay"]
+    assert check.status == FAIL and "multiplies every weight by -9" in check.message
+    assert [(s.field, s.suggested) for s in check.suggestions] == [("weight_decay", "0.01")]
+    assert "weight_decay" not in checks(fine)

@@ -156,6 +156,12 @@ def test_divergence_lowers_the_learning_rate():
     assert s["learning_rate"] == ("5", "0.5")
     assert s["max_grad_norm"] == ("0", "1.0")
     assert s["precision"] == ("PRECISION_FP16", "PRECISION_BF16")
+    assert "weight_decay" not in s  # 5 x 0: no decay to blame
+    from services.analyzer.cases import request_for as as_the_scheduler_sends_it
+
+    decayed = analyze(as_the_scheduler_sends_it(CORPUS / "dev" / "cpu-weight_decay_blows_up"))
+    assert [p.field for p in decayed.suggestions][:2] == ["weight_decay", "learning_rate"]
+    assert "multiplies every weight by -9" in decayed.suggestions[0].reason
 
 
 def test_harmless_noise_is_not_an_error():
