@@ -73,8 +73,6 @@ def _frames(*funcs: str) -> Callable[[Facts], bool]:
 # transformers' Trainer reading a checkpoint's state back when it resumes
 _RESUMING = ("_load_from_checkpoint", "_load_rng_state", "_load_optimizer_and_scheduler", "_load_scaler",
              "_load_callback_state", "load_from_json")
-
-
 # our dataset reader's and the datasets library's entry points
 _READING_DATA = frozenset({"load_rows", "_load_split", "load_dataset", "read_rows", "_read_json", "_read_csv",
                            "_read_parquet", "from_patterns"})
@@ -166,8 +164,8 @@ RULES: list[Rule] = [
     Rule("DATASET_FORMAT", 0.85, _both(_exc("UnicodeDecodeError", "UnicodeError"), lambda f: bool(
         f.funcs() & _READING_DATA) or "/datasets/" in f.files())),
     Rule("CHECKPOINT_NOT_FOUND", 0.9, _msg(r"(Can't find a|No) valid checkpoint|checkpoint.*(not found|does not exist)")),
-    # datasets' builder found no table to read: the file is empty, or the path or pattern matched no file
-    Rule("DATASET_FORMAT", 0.8, _both(_exc("StopIteration"), _frames("_split_generators")), cause="no_rows"),
+    Rule("DATASET_FORMAT", 0.8, _both(_exc("StopIteration"), _frames("_split_generators")),  # datasets found no
+         cause="no_rows"),  # table to read: the file is empty, or the path or pattern matched no file
     Rule("CHECKPOINT_CORRUPT", 0.85, _both(_exc("SafetensorError", "UnpicklingError", "EOFError"),
                                            lambda f: True)),
     Rule("CHECKPOINT_CORRUPT", 0.8, _msg(r"Error while deserializing header|invalid load key|PytorchStreamReader failed")),
