@@ -106,11 +106,12 @@ def check_model(value: str, field: str, paths: Paths, roots: Roots) -> str:
         return value
     if store_like:
         raise _refuse(field, "names FineTune Lab's own store; a base model is a hub id or an absolute path")
-    if _URL.match(value):  # a model page's address, copied from the browser
+    if _URL.match(value):  # a model page's address, copied from the browser, or a file:// URL
         page = _HUB_PAGE.match(value)
-        hint = f" (for that page: {page['id']})" if page and _HUB_ID.match(page["id"]) else ""
-        raise _refuse(field, f"a web address, not a model: give its hub id, org/name{hint}, or an absolute path on the "
-                             "server")
+        hint = f" (for that page: {page['id']})" if page and _HUB_ID.match(page["id"]) else \
+            f" (here: {value.removeprefix('file://')})" if value.startswith("file:///") else ""
+        raise _refuse(field, f"an address (URL), not a model: give a hub id, org/name, or an absolute path on the "
+                             f"server{hint}")
     raise _refuse(field, "a hub id (org/name) or an absolute path on the server; a relative path means nothing "
                          "to the server (the CLI and SDK make it absolute)")
 

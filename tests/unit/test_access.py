@@ -27,9 +27,11 @@ def test_a_model_page_address_is_refused_with_its_hub_id(paths):
     roots = Roots.from_env(paths, auth_on=False)
     field, why = refusal(lambda: check_model("https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct/tree/main",
                                              "config.base_model", paths, roots))
-    assert field == "config.base_model" and "web address" in why and "Qwen/Qwen2.5-0.5B-Instruct" in why
+    assert field == "config.base_model" and "URL" in why and "Qwen/Qwen2.5-0.5B-Instruct" in why
     field, why = refusal(lambda: check_model("s3://bucket/model", "config.base_model", paths, roots))
-    assert "web address" in why and "for that page" not in why
+    assert "URL" in why and "for that page" not in why and "here:" not in why
+    field, why = refusal(lambda: check_model("file:///models/tiny", "config.base_model", paths, roots))
+    assert "URL" in why and "(here: /models/tiny)" in why
     assert check_model("Qwen/Qwen2.5-0.5B-Instruct", "config.base_model", paths, roots) == "Qwen/Qwen2.5-0.5B-Instruct"
 
 
