@@ -72,10 +72,6 @@ def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware, pol
     out = analyzer_pb2.PreflightResponse()
     shape = memory.load_shape(c.base_model)
     tokenizer = dataset_report.load_tokenizer(c.base_model, c.chat_template)
-    out.checks.append(_check("model", PASS if shape else WARN,
-                             f"{c.base_model}: {shape.params:,} parameters, {shape.layers} layers"
-                             if shape else f"{c.base_model}: its config.json is not readable here (not a local folder "
-                             "nor in the Hugging Face cache); no memory estimate"))
     config = Path(c.base_model) / "config.json"
     if Path(c.base_model).is_absolute() and Path(c.base_model).is_dir() and not config.is_file():
         gone = " (it is a link to a file that does not exist)" if config.is_symlink() else ""
@@ -83,6 +79,11 @@ def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware, pol
                                  "model transformers can load", [suggestions.patch(
                                      "base_model", c.base_model, "the folder that holds the model's config.json and "
                                      "weights", "the folder has no config.json", "")]))
+    else:
+        out.checks.append(_check("model", PASS if shape else WARN,
+                                 f"{c.base_model}: {shape.params:,} parameters, {shape.layers} layers"
+                                 if shape else f"{c.base_model}: its config.json is not readable here (not a local "
+                                 "folder nor in the Hugging Face cache); no memory estimate"))
     lora = modules.lora_check(c)
     if lora is not None:
         out.checks.append(lora)

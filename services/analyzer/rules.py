@@ -194,9 +194,9 @@ RULES: list[Rule] = [
     Rule("DEPENDENCY_MISSING", 0.95, _msg(r"^report_to \w+: the \S+ package is not installed"), cause="tracker"),
     Rule("DEPENDENCY_MISSING", 0.9, lambda f: _exc("ImportError", "ModuleNotFoundError", "PackageNotFoundError")(f)
          or _msg(r"package .* (doesn't seem to be|is not) installed")(f)),
-    Rule("GPU_UNAVAILABLE", 0.85, _msg(r"no CUDA GPUs are available|Torch not compiled with CUDA|"
-                                       r"CUDA driver initialization failed|requires a GPU|"
-                                       r"Cannot access accelerator device when none is available|"
+    Rule("GPU_UNAVAILABLE", 0.85, _msg(r"no CUDA GPUs are available|Torch not compiled with \w+ enabled|"
+                                       r"not linked with support for \w+ devices|CUDA driver initialization failed|"
+                                       r"requires a GPU|Cannot access accelerator device when none is available|"
                                        r"Found no NVIDIA driver|CUDA-capable device\(s\) is/are busy or unavailable|"
                                        r"invalid device ordinal")),
     Rule("PRECISION_UNSUPPORTED", 0.85, _msg(r"unscale FP16 gradients|bf16.*(not supported|requires)|"
@@ -207,7 +207,7 @@ RULES: list[Rule] = [
          and ("index out of range in self" in f.msg or "device-side assert" in f.msg)
          and "position" in _embedding_call(f).lower(), cause="positions"),
     # every example dropped after truncation to max_seq_length leaves nothing to train on
-    Rule("SEQUENCE_TOO_LONG", 0.8, lambda f: bool(re.search(r"num_samples=0", f.msg))
+    Rule("SEQUENCE_TOO_LONG", 0.8, lambda f: "cuts away the completion of every" in f.msg or "num_samples=0" in f.msg
          and f.log.has_line(r"Dropping fully (truncated|masked) examples"), cause="dropped"),
     Rule("TOKEN_ID_OUT_OF_RANGE", 0.85, _both(_exc("IndexError", "RuntimeError"),
                                               lambda f: "index out of range in self" in f.msg

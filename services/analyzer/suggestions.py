@@ -160,7 +160,9 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
     elif category == "SEQUENCE_TOO_LONG":
         positions = facts.get("max_positions")
         if facts.get("cause") == "dropped":
-            longer = c.max_seq_length * 2 if not positions else min(c.max_seq_length * 2, positions)
+            whole = re.search(r"max_seq_length (\d+) keeps every example whole", facts.get("message") or "")
+            longer = int(whole[1]) if whole else c.max_seq_length * 2  # the trainer says what keeps them all
+            longer = min(longer, positions) if positions else longer
             if longer > c.max_seq_length:
                 out.append(patch("max_seq_length", c.max_seq_length, longer,
                                   "every example was cut away: its prompt alone is longer than max_seq_length",

@@ -152,7 +152,7 @@ def _trainer(cfg: dict[str, Any], method: str, device: str, output_dir: str, **c
     if trainer.args.max_length is None:  # padding-free: TRL leaves truncation to us
         limit = int(cfg["max_seq_length"])
         trainer.train_dataset = recipe.truncate(trainer.train_dataset, limit)
-        trainer.eval_dataset = recipe.truncate(trainer.eval_dataset, limit)
+        trainer.eval_dataset = recipe.truncate(trainer.eval_dataset, limit, "eval")
     return trainer
 
 

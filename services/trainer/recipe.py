@@ -168,12 +168,25 @@ def sft_arguments(cfg: dict[str, Any], output_dir: str, device: str) -> SFTConfi
                      assistant_only_loss=bool(cfg.get("assistant_only_loss", False)))
 
 
-def truncate(dataset: Dataset | None, max_length: int) -> Dataset | None:
-    """Tokenized examples cut to `max_length` tokens (input_ids and labels), as TRL's own truncation."""
+def truncate(dataset: Dataset | None, max_length: int, name: str = "train") -> Dataset | None:
+    """Tokenized examples cut to `max_length` tokens (input_ids and labels), as TRL's own truncation;
+    an example left with no label to learn (its completion cut away) is dropped, as TRL drops it, and
+    a dataset left with none is an error, not a run that trains on nothing."""
     if dataset is None or max(len(ids) for ids in dataset["input_ids"]) <= max_length:
         return dataset
-    return dataset.map(lambda ex: {"input_ids": ex["input_ids"][:max_length], "labels": ex["labels"][:max_length]},
-                       desc="Truncating")
+    cut = dataset.map(lambda ex: {"input_ids": ex["input_ids"][:max_length], "labels": ex["labels"][:max_length]},
+                      desc="Truncating")
+    kept = cut.filter(lambda ex: any(label != -100 for label in ex["labels"]),
+                      desc=f"Dropping fully masked examples from {name} dataset")
+    if len(kept) < len(cut):
+        print(f"ftlab: max_seq_length {max_length} cut away the completion of {len(cut) - len(kept)} of {len(cut)} "
+              f"{name} examples; they were dropped", flush=True)
+    if len(kept) == 0:
+        whole = max(len(ids) for ids in dataset["input_ids"])
+        raise ValueError(f"max_seq_length {max_length} cuts away the completion of every {name} example (its prompt "
+                         f"alone is longer): nothing is left to learn from; max_seq_length {whole} keeps every "
+                         "example whole")
+    return kept
 
 
 def dpo_arguments(cfg: dict[str, Any], output_dir: str, device: str) -> DPOConfig:
