@@ -85,6 +85,7 @@ def run_case(client: Client, address: str, case: dict, models: dict[str, str]) -
     while not (ended := client.get_job(job.name)).analysis.category and time.monotonic() < deadline:
         time.sleep(0.5)
     analysis = ended.analysis
+    out["error"] = f"{ended.error.type}: {ended.error.message[:200]}"
     out["category"] = analyzer_pb2.FailureCategory.Name(analysis.category).removeprefix("FAILURE_CATEGORY_")
     out["suggestions"] = [f"{s.field}: {s.current} -> {s.suggested}" for s in analysis.suggestions]
     out["suggests_fix_field"] = any(_on(s.field, case["fix"]) for s in analysis.suggestions)
@@ -100,6 +101,10 @@ def run_case(client: Client, address: str, case: dict, models: dict[str, str]) -
         out["outcome"] = f"retry {job_pb2.JobState.Name(retried.state).removeprefix('JOB_STATE_').lower()}"
         out["retry_error"] = retried.error.message[:300]
     return out
+
+
+# what a held-out row keeps: enough to count it, nothing of what its analysis said
+_COUNTED = ("name", "split", "outcome", "caught_before_run", "names_field", "suggests_fix_field", "seconds")
 
 
 def summary(rows: list[dict]) -> dict:
@@ -132,9 +137,13 @@ def main() -> int:
                     row = run_case(client, server.address, case, models)
                     row.update(split=splits[case["cause"]], seconds=round(time.monotonic() - started, 1))
                     rows.append(row)
-                    if row["split"] == "test":  # held out: counted, not looked at case by case
+                    if row["split"] == "test":  # held out: counted, not looked at case by case (nor kept)
+                        rows[-1] = {k: (bool(v) if k == "caught_before_run" else v) for k, v in row.items()
+                                    if k in _COUNTED}
                         print(f"test {case['name']:34} (held out)", flush=True)
                         continue
+                    if args.only is not None:
+                        print(json.dumps(row, indent=1), flush=True)
                     print(f"dev  {case['name']:34} {case['fix']:22} {row['outcome']:24} "
                           f"suggested on the field: {row.get('suggests_fix_field', '-')!s:5} "
                           f"caught before run: {'yes' if row['caught_before_run'] else 'no'}", flush=True)

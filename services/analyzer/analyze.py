@@ -87,6 +87,9 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
         evidence.append(f"root cause: {root.line.strip()[:300]}")
     if not log.exception_line:
         evidence += [ln.strip() for ln in log.lines if "nan" in ln.lower() and "{" in ln][:3]
+        losses = [m["loss"] for m in log.metrics if isinstance(m.get("loss"), float)]
+        if len(losses) > 1:  # the curve that decided it, where nothing was raised
+            evidence.append(f"logged loss: first {losses[0]:g}, highest {max(losses):g}, last {losses[-1]:g}")
         evidence += [ln.strip() for ln in log.lines if ln.startswith("ftlab watchdog:")][-1:]
         sig = rules.killed_signal(facts)
         if sig:

@@ -154,12 +154,12 @@ RULES: list[Rule] = [
     Rule("DISK_FULL", 0.8, _msg(r"PytorchStreamWriter failed writing|unexpected pos \d+ vs \d+")),
     # the trainer's own word: it found the job's disk full when the run failed, whatever the library said
     Rule("DISK_FULL", 0.9, lambda f: f.log.has_line(r"^ftlab trainer: the disk holding the job's folder is full")),
+    # the job's file of sample prompts (services/common/prompts.py): not there, or not prompts
+    Rule("DATASET_NOT_FOUND", 0.9, _both(_frames("load_prompts"), _exc("FileNotFoundError")), cause="prompts"),
+    Rule("DATASET_FORMAT", 0.9, _frames("load_prompts"), cause="prompts"),
     Rule("DATASET_NOT_FOUND", 0.9, _both(_exc("FileNotFoundError", "DatasetNotFoundError"),
                                           lambda f: "datasets" in f.files() or "dataset" in f.msg.lower()
                                           or f.funcs() & {"load_rows", "_load_split"})),
-    # the job's file of sample prompts (services/common/prompts.py) that cannot be read as prompts
-    Rule("DATASET_FORMAT", 0.9, _both(_frames("load_prompts"), lambda f: not _exc("FileNotFoundError")(f)),
-         cause="prompts"),
     # bytes that are not text, where the dataset is read
     Rule("DATASET_FORMAT", 0.85, _both(_exc("UnicodeDecodeError", "UnicodeError"), lambda f: bool(
         f.funcs() & _READING_DATA) or "/datasets/" in f.files())),

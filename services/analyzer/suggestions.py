@@ -217,10 +217,11 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
         out.append(patch("dataset.format", _enum(c.dataset, "format"), "DATASET_FORMAT_AUTO",
                           "the rows do not have the columns of the format the job forced; auto reads the format "
                           "from the columns", "the format the rows are in"))
-    elif category == "DATASET_FORMAT" and facts.get("cause") == "prompts":
+    elif category in ("DATASET_FORMAT", "DATASET_NOT_FOUND") and facts.get("cause") == "prompts":
         out.append(patch("samples.prompts_uri", c.samples.prompts_uri or "unset", "",
-                          "the file of sample prompts cannot be read as prompts (a text file, a prompt a line, or "
-                          "JSONL rows of messages or prompt); without it the job trains and answers its other prompts",
+                          "the file of sample prompts is not there or cannot be read as prompts (a text file, a "
+                          "prompt a line, or JSONL rows of messages or prompt); without it the job trains and answers "
+                          "its other prompts",
                           "training runs; answers to that file's prompts are not generated"))
     elif category == "DATASET_FORMAT" and facts.get("cause") == "no_rows":
         out.append(patch("dataset.uri", c.dataset.uri or "unset", "a file that holds rows",

@@ -182,6 +182,15 @@ def test_an_exception_without_a_message_is_read_after_its_frames():
     assert category(empty) == "DATASET_FORMAT" and "matches no file" in empty.summary
 
 
+def test_a_missing_sample_prompts_file_is_said_as_that_file_even_under_the_datasets_folder():
+    log = ('Traceback (most recent call last):\n  File "/x/services/common/prompts.py", line 21, in load_prompts\n'
+           "FileNotFoundError: [Errno 2] No such file or directory: '/home/u/.ftlab/datasets/prompts.jsonl'\n")
+    a = analyze(analyzer_pb2.AnalyzeFailureRequest(log=log, exit_code=1, config_json=json.dumps(
+        {"samples": {"promptsUri": "prompts.jsonl"}})))
+    assert category(a) == "DATASET_NOT_FOUND" and [(s.field, s.suggested) for s in a.suggestions] == [
+        ("samples.prompts_uri", "")]
+
+
 def test_the_trainers_own_records_decide_stuck_and_signals():
     stuck = analyze(analyzer_pb2.AnalyzeFailureRequest(log="step 10", error_type="Stuck", signal=9,
                                                        phase=events_pb2.PHASE_TRAINING))
