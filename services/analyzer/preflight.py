@@ -14,7 +14,7 @@ from google.protobuf import json_format
 from ftlab.v1 import analyzer_pb2, config_pb2, dataset_pb2
 from services.analyzer import dataset_report, memory, modules, suggestions
 from services.analyzer.budget import OverBudget, time_budget
-from services.common import columns
+from services.common import columns, model_folder
 from services.common.access import Policy
 from services.common.datasets import DatasetError, Scan, scan
 from services.common.errors import FieldViolation, InvalidArgument
@@ -72,13 +72,12 @@ def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware, pol
     out = analyzer_pb2.PreflightResponse()
     shape = memory.load_shape(c.base_model)
     tokenizer = dataset_report.load_tokenizer(c.base_model, c.chat_template)
-    config = Path(c.base_model) / "config.json"
-    if Path(c.base_model).is_absolute() and Path(c.base_model).is_dir() and not config.is_file():
-        gone = " (it is a link to a file that does not exist)" if config.is_symlink() else ""
+    gone = model_folder.missing_config(c.base_model) if Path(c.base_model).is_absolute() else None
+    if gone is not None:
         out.checks.append(_check("model", FAIL, f"{c.base_model}: the folder has no config.json{gone}, so it holds no "
-                                 "model transformers can load", [suggestions.patch(
-                                     "base_model", c.base_model, "the folder that holds the model's config.json and "
-                                     "weights", "the folder has no config.json", "")]))
+                                 "model transformers can load", [
+            suggestions.patch("base_model", c.base_model, "the folder that holds the model's config.json and weights",
+                              "the folder has no config.json", "")]))
     else:
         out.checks.append(_check("model", PASS if shape else WARN,
                                  f"{c.base_model}: {shape.params:,} parameters, {shape.layers} layers"
@@ -87,11 +86,9 @@ def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware, pol
     lora = modules.lora_check(c)
     if lora is not None:
         out.checks.append(lora)
-    decay = (c.learning_rate or 0.0) * c.weight_decay
-    if decay >= 1:  # AdamW multiplies every weight by (1 - learning_rate x weight_decay) at each step
-        out.checks.append(_check("weight_decay", FAIL, f"learning_rate x weight_decay is {decay:g}: each step multiplies "
-                                 f"every weight by {1 - decay:.3g}", [suggestions.patch(
-                                     "weight_decay", f"{c.weight_decay:g}", "0.01", "the weights would blow up", "")]))
+    decay = suggestions.weight_decay(c, c.learning_rate, at_least=1.0)  # the weights would flip sign at each step
+    if decay is not None:
+        out.checks.append(_check("weight_decay", FAIL, decay.reason, [decay]))
     _dataset_checks(out, c, policy, owner, tokenizer, shape, template_seconds)
     if c.samples.prompts_uri:
         out.checks.append(_prompts_check(c, policy, owner))

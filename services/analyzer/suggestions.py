@@ -48,6 +48,16 @@ def eval_split(c: config_pb2.TrainingConfig) -> analyzer_pb2.ConfigPatch:
                  "training keeps 90% of the rows" if smaller else "no split")
 
 
+def weight_decay(c: config_pb2.TrainingConfig, lr: float, at_least: float) -> analyzer_pb2.ConfigPatch | None:
+    """weight_decay 0.01, where learning_rate x weight_decay is `at_least` or more: AdamW multiplies every
+    weight by (1 - their product) at each step."""
+    decay = lr * c.weight_decay
+    if decay < at_least:
+        return None
+    return patch("weight_decay", f"{c.weight_decay:g}", "0.01", f"learning_rate x weight_decay is {decay:g}: each "
+                 f"step multiplies every weight by {1 - decay:.3g}", "weights kept, decayed gently")
+
+
 def _is_set(config: Message, field: str) -> bool:
     return config.HasField(field) if config.DESCRIPTOR.fields_by_name[field].has_presence else bool(getattr(config, field))
 
@@ -104,10 +114,9 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
                               "each data-loading worker holds its own copy of the dataset", "less host memory"))
     elif category == "NAN_OR_DIVERGENCE":
         lr = c.learning_rate or 2e-4
-        if lr * c.weight_decay >= 0.05:  # AdamW scales every weight by (1 - lr x weight_decay) at each step
-            out.append(patch("weight_decay", f"{c.weight_decay:g}", "0.01", f"each step multiplies every weight by "
-                              f"{1 - lr * c.weight_decay:.3g} (1 - learning_rate x weight_decay)",
-                              "weights kept, decayed gently"))
+        decay = weight_decay(c, lr, at_least=0.05)
+        if decay is not None:
+            out.append(decay)
         out.append(patch("learning_rate", f"{lr:g}", f"{lr / 10:g}", "the loss diverged: the step size is too large",
                           "a stable loss curve, learning more slowly"))
         if not c.max_grad_norm:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.common import chat_templates
+from services.common import chat_templates, model_folder
 from services.trainer import recipe
 
 if TYPE_CHECKING:  # imported where they are used: the zygote imports this module before it forks
@@ -22,9 +22,8 @@ def model_config_type(base: str, remote_code: bool) -> str:
     is gone) is said as such: transformers reads it as a config without model_type, a damaged file."""
     from transformers import AutoConfig
 
-    config = Path(base) / "config.json"
-    if Path(base).is_dir() and not config.is_file():
-        gone = " (config.json is a link to a file that does not exist)" if config.is_symlink() else ""
+    gone = model_folder.missing_config(base)
+    if gone is not None:
         raise OSError(f"{base} does not appear to have a file named config.json{gone}")
     return str(getattr(AutoConfig.from_pretrained(base, trust_remote_code=remote_code), "model_type", ""))
 
