@@ -95,7 +95,7 @@ def run_case(case: dict, models: dict[str, str], data: Path, out_root: Path, spl
         out.mkdir(parents=True)
         model = config["model"].removeprefix("file://")
         model = model if Path(model).is_absolute() else ""
-        scrub = lambda text: capture_failure.scrub(text, workdir, model, str(data / "x"))  # noqa: E731
+        scrub = lambda text: capture_failure.scrub(text, workdir, model, str(data / "x"), str(data.parent))  # noqa: E731
         (out / "log.txt").write_text(scrub("\n".join(result["lines"][-400:]) + "\n"))
         meta = {"case_id": out.name, "description": case["how"], "cause": case["cause"], "split": split,
                 "expected_category": case["category"], "expected_phase": case["phase"], "round": case.get("round"),

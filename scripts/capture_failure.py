@@ -109,13 +109,12 @@ def run_child(config, workdir: Path, env_extra: dict[str, str], stop_after: floa
             "duration_s": round(time.monotonic() - started, 1)}
 
 
-def scrub(text: str, workdir: Path, model: str = "", data: str = "") -> str:
-    """Replace this machine's paths: the model's and the data's folders, packages on sys.path, the run's
-    folder, the repo."""
+def scrub(text: str, workdir: Path, model: str = "", data: str = "", inputs: str = "") -> str:
+    """Replace this machine's paths: the model's and the data's folders, the folder of inputs that holds
+    both (scripts/failure_corpus.py makes one), packages on sys.path, the run's folder, the repo."""
     pairs = [(str(Path(model).resolve()), "<model>")] if model else []
-    # the data's folder, and the folder of inputs it sits in beside the models (scripts/failure_corpus.py)
-    pairs += [(str(Path(data).resolve().parent), "<data>"), (str(Path(data).resolve().parent.parent), "<inputs>")] \
-        if data else []
+    pairs += [(str(Path(data).resolve().parent), "<data>")] if data else []
+    pairs += [(str(Path(inputs).resolve()), "<inputs>")] if inputs else []
     pairs += [(entry, "<site-packages>") for entry in sys.path + os.environ.get("PYTHONPATH", "").split(os.pathsep)
               if entry and "site" in Path(entry).name]
     pairs += [(sysconfig.get_paths()["purelib"], "<site-packages>"), (sysconfig.get_paths()["stdlib"], "<stdlib>"),
@@ -159,13 +158,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_case(out: Path, friendly: dict, config, result: dict, workdir: Path, model: str, data: str, how: str,
                category: str, phase: str, runtime: dict, extra: dict | None = None,
-               producer: str = "scripts/capture_failure.py") -> Path:
+               producer: str = "scripts/capture_failure.py", inputs: str = "") -> Path:
     """OUT/log.txt (the last 400 lines, paths scrubbed) and OUT/meta.json for one run."""
     errors = [e["error"] for e in result["events"] if "error" in e]
     phases = [e["phase_changed"]["phase"] for e in result["events"] if "phase_changed" in e]
     out.mkdir(parents=True, exist_ok=True)
     lines = result["lines"]
-    (out / "log.txt").write_text(scrub("\n".join(lines[-400:]) + "\n", workdir, model, data))
+    (out / "log.txt").write_text(scrub("\n".join(lines[-400:]) + "\n", workdir, model, data, inputs))
     meta = {
         "case_id": out.name,
         "description": how,
@@ -186,7 +185,7 @@ def write_case(out: Path, friendly: dict, config, result: dict, workdir: Path, m
         "log_trimmed_to_last_400": len(lines) > 400,
         **(extra or {}),
     }
-    (out / "meta.json").write_text(scrub(json.dumps(meta, indent=2), workdir, model, data) + "\n")
+    (out / "meta.json").write_text(scrub(json.dumps(meta, indent=2), workdir, model, data, inputs) + "\n")
     return out
 
 

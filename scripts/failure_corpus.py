@@ -293,7 +293,7 @@ def run_case(case: dict, models: dict[str, str], data_root: Path, out_root: Path
              **({"load_timeout_s": case["load_timeout"]} if case.get("load_timeout") else {}),
              **({"stop_at_start_s": case["stop_at_start"]} if case.get("stop_at_start") else {})},
             extra={"cause": case["cause"], "split": split, "resume_checkpoint": resume, "round": case.get("round", 1)},
-            producer="scripts/failure_corpus.py")
+            producer="scripts/failure_corpus.py", inputs=str(data_root.parent))
         errors = [e["error"]["type"] for e in result["events"] if "error" in e]
         return f"exit {result['exit_code']} signal {result['signal']} error {errors[-1] if errors else None}"
 
