@@ -219,7 +219,8 @@ RULES: list[Rule] = [
                                   r"load_best_model_at_end requires|metric_for_best_model")),
     Rule("MODEL_NOT_FOUND", 0.9, _msg(r"couldn't connect to 'https://huggingface.co'|is not a local folder and is not a "
                                       r"valid model identifier|Repository Not Found|does not appear to have a file "
-                                      r"named config.json|Can't load (the )?(config|tokenizer) for")),
+                                      r"named config.json|Can't load (the )?(config|tokenizer) for|"
+                                      r"Couldn't instantiate the backend tokenizer")),  # no tokenizer file
     Rule("DATASET_SCHEMA", 0.85, _both(_exc("KeyError"), lambda f: bool(f.funcs() & {
         "tokenize_fn", "tokenize", "_tokenize", "_prepare_dataset", "apply_function", "map"}))),
     # the job's dataset.columns names a column no row has (services/common/datasets.py)

@@ -244,7 +244,10 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
                 "DATASET_FORMAT": "a readable JSONL/JSON/CSV/Parquet file with valid rows"}[category]
         out.append(patch(field, current or "unset", hint, "the data cannot be used as given", ""))
     elif category == "MODEL_NOT_FOUND":
+        no_tokenizer = "backend tokenizer" in (facts.get("message") or "")
         out.append(patch("base_model", c.base_model or "unset", "a local path or a hub id reachable from the trainer",
+                          "the folder has no tokenizer file transformers can read (tokenizer.json): name the folder "
+                          "that holds config.json, the weights and the tokenizer" if no_tokenizer else
                           "the model could not be found or downloaded (offline?)", ""))
     elif category == "CHECKPOINT_NOT_FOUND" or category == "CHECKPOINT_CORRUPT":
         out.append(patch("checkpoint", "the one named", "latest (or none)",

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _HUB_PAGE = re.compile(r"^https?://(?:www\.)?(?:huggingface\.co|hf\.co)/(?P<id>[^/?#]+/[^/?#]+)")
+_VARIABLE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|%[A-Za-z_][A-Za-z0-9_]*%")  # $NAME, ${NAME}, %NAME%
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 
 
@@ -71,6 +72,15 @@ def _plain(value: str, field: str) -> PurePosixPath:
     return path
 
 
+def _no_variable(value: str, field: str, where: Path) -> None:
+    """Refuse a path holding $NAME, ${NAME} or %NAME% that names nothing as written (at `where`): a job
+    file is not read by a shell, so nothing expanded it."""
+    variable = _VARIABLE.search(value)
+    if variable and not os.path.lexists(where):
+        raise _refuse(field, f"holds {variable[0]}, an environment variable that nothing expanded (a job file is not "
+                             "read by a shell): write the path it stands for")
+
+
 def _private(paths: Paths) -> list[Path]:
     """What no job may name by path: the artifact store, uploads, the incoming folder, the database."""
     root = paths.root.resolve()
@@ -98,6 +108,7 @@ def _check_absolute(value: str, field: str, allowed: tuple[Path, ...], paths: Pa
 def check_model(value: str, field: str, paths: Paths, roots: Roots) -> str:
     """A base model a job may load: a hub id as is, or an allowed absolute path (resolved)."""
     path = _plain(value, field)
+    _no_variable(value, field, Path(value))
     if path.is_absolute():
         return str(_check_absolute(value, field, roots.models, paths, "models"))
     parts = value.split("/")
@@ -144,6 +155,7 @@ def check_dataset(value: str, field: str, paths: Paths, roots: Roots, owner: str
         if data.parent.exists() and not safefs.is_plain_file(paths.datasets, data):
             raise _refuse(field, "that upload is damaged (not a plain file in the store); upload it again")
         return data
+    _no_variable(value, field, Path(value) if path.is_absolute() else paths.datasets / path)
     if path.is_absolute():
         return _regular(_check_absolute(value, field, roots.data, paths, "data"), field)
     first = path.parts[0] if path.parts else ""

@@ -45,3 +45,18 @@ def test_a_dataset_that_is_a_named_pipe_is_refused_a_file_is_not(paths, tmp_path
     assert check_dataset("rows.jsonl", "config.dataset.uri", paths, roots, None) == (paths.datasets / "rows.jsonl").resolve()
     # a path that is not there yet is said where it is read (pre-flight, the trainer), not here
     assert check_dataset("later.jsonl", "config.dataset.uri", paths, roots, None).name == "later.jsonl"
+
+
+def test_a_path_with_an_unexpanded_variable_is_refused_naming_it_unless_it_exists_as_written(paths, tmp_path):
+    roots = Roots.from_env(paths, auth_on=False)
+    for value, variable in (("$MODELS_DIR/tiny", "$MODELS_DIR"), ("${HOME}/models/tiny", "${HOME}"),
+                            ("/srv/$USER/tiny", "$USER"), ("%MODELS%\\tiny", "%MODELS%")):
+        field, why = refusal(lambda: check_model(value, "config.base_model", paths, roots))
+        assert field == "config.base_model" and f"holds {variable}, an environment variable" in why, why
+    field, why = refusal(lambda: check_dataset("$DATA/chat.jsonl", "config.dataset.uri", paths, roots, None))
+    assert field == "config.dataset.uri" and "$DATA" in why and "environment variable" in why
+    # a name that really holds a dollar sign is a name like any other
+    (tmp_path / "m$odel").mkdir()
+    assert check_model(str(tmp_path / "m$odel"), "config.base_model", paths, roots) == str(tmp_path / "m$odel")
+    (paths.datasets / "price$USD.jsonl").write_text('{"prompt": "a", "completion": "b"}\n')
+    assert check_dataset("price$USD.jsonl", "config.dataset.uri", paths, roots, None).name == "price$USD.jsonl"

@@ -191,6 +191,13 @@ def test_a_missing_sample_prompts_file_is_said_as_that_file_even_under_the_datas
         ("samples.prompts_uri", "")]
 
 
+def test_a_folder_without_a_tokenizer_file_is_said_as_the_model_folder():
+    a = analyze(request_for(CORPUS / "dev" / "bare-training_output_as_base_model"))
+    assert (category(a), phase(a)) == ("MODEL_NOT_FOUND", "MODEL_LOAD")
+    (patch,) = a.suggestions
+    assert patch.field == "base_model" and "no tokenizer file" in patch.reason
+
+
 def test_the_trainers_own_records_decide_stuck_and_signals():
     stuck = analyze(analyzer_pb2.AnalyzeFailureRequest(log="step 10", error_type="Stuck", signal=9,
                                                        phase=events_pb2.PHASE_TRAINING))
