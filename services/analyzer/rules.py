@@ -160,6 +160,8 @@ RULES: list[Rule] = [
     Rule("DATASET_NOT_FOUND", 0.9, _both(_exc("FileNotFoundError", "DatasetNotFoundError"),
                                           lambda f: "datasets" in f.files() or "dataset" in f.msg.lower()
                                           or f.funcs() & {"load_rows", "_load_split"})),
+    # datasets took the name for a dataset on the Hub, as no local file or builder has it
+    Rule("DATASET_NOT_FOUND", 0.85, _both(_frames("dataset_module_factory"), _msg(r"Couldn't reach .* on the Hub"))),
     # bytes that are not text, where the dataset is read
     Rule("DATASET_FORMAT", 0.85, _both(_exc("UnicodeDecodeError", "UnicodeError"), lambda f: bool(
         f.funcs() & _READING_DATA) or "/datasets/" in f.files())),

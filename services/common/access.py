@@ -37,6 +37,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _HUB_PAGE = re.compile(r"^https?://(?:www\.)?(?:huggingface\.co|hf\.co)/(?P<id>[^/?#]+/[^/?#]+)")
 _VARIABLE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|%[A-Za-z_][A-Za-z0-9_]*%")  # $NAME, ${NAME}, %NAME%
+_SPACES = {" ": "a space", "\n": "a newline", "\t": "a tab", "\r": "a carriage return"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 
 
@@ -72,13 +73,19 @@ def _plain(value: str, field: str) -> PurePosixPath:
     return path
 
 
-def _no_variable(value: str, field: str, where: Path) -> None:
-    """Refuse a path holding $NAME, ${NAME} or %NAME% that names nothing as written (at `where`): a job
-    file is not read by a shell, so nothing expanded it."""
+def _as_written(value: str, field: str, where: Path) -> None:
+    """Refuse a path that names nothing as written (at `where`) and shows why: $NAME, ${NAME} or %NAME%
+    (a job file is not read by a shell, so nothing expanded it), or a space or newline at an end."""
+    if os.path.lexists(where):
+        return
     variable = _VARIABLE.search(value)
-    if variable and not os.path.lexists(where):
+    if variable:
         raise _refuse(field, f"holds {variable[0]}, an environment variable that nothing expanded (a job file is not "
                              "read by a shell): write the path it stands for")
+    if value != value.strip():
+        end, char = ("starts", value[0]) if value[0].isspace() else ("ends", value[-1])
+        raise _refuse(field, f"{end} with {_SPACES.get(char, 'a blank')} that is not part of the name: "
+                             f"{value.strip()!r} is what to give")
 
 
 def _private(paths: Paths) -> list[Path]:
@@ -108,7 +115,7 @@ def _check_absolute(value: str, field: str, allowed: tuple[Path, ...], paths: Pa
 def check_model(value: str, field: str, paths: Paths, roots: Roots) -> str:
     """A base model a job may load: a hub id as is, or an allowed absolute path (resolved)."""
     path = _plain(value, field)
-    _no_variable(value, field, Path(value))
+    _as_written(value, field, Path(value))
     if path.is_absolute():
         return str(_check_absolute(value, field, roots.models, paths, "models"))
     parts = value.split("/")
@@ -123,6 +130,9 @@ def check_model(value: str, field: str, paths: Paths, roots: Roots) -> str:
             f" (here: {value.removeprefix('file://')})" if value.startswith("file:///") else ""
         raise _refuse(field, f"an address (URL), not a model: give a hub id, org/name, or an absolute path on the "
                              f"server{hint}")
+    if "@" in value and _HUB_ID.match(value.split("@")[0]):
+        raise _refuse(field, f"a hub id with @{value.split('@', 1)[1]}: give the hub id alone "
+                             f"({value.split('@')[0]}); the trainer loads the revision its cache or the hub holds")
     raise _refuse(field, "a hub id (org/name) or an absolute path on the server; a relative path means nothing "
                          "to the server (the CLI and SDK make it absolute)")
 
@@ -155,7 +165,7 @@ def check_dataset(value: str, field: str, paths: Paths, roots: Roots, owner: str
         if data.parent.exists() and not safefs.is_plain_file(paths.datasets, data):
             raise _refuse(field, "that upload is damaged (not a plain file in the store); upload it again")
         return data
-    _no_variable(value, field, Path(value) if path.is_absolute() else paths.datasets / path)
+    _as_written(value, field, Path(value) if path.is_absolute() else paths.datasets / path)
     if path.is_absolute():
         return _regular(_check_absolute(value, field, roots.data, paths, "data"), field)
     first = path.parts[0] if path.parts else ""

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ftlab import Client
+from ftlab.client import FINAL_STATES
 from ftlab.v1 import analyzer_pb2, events_pb2, job_pb2
 from tests.helpers import child_pid, wait_for
 
@@ -111,18 +112,22 @@ def test_a_frozen_run_is_killed_by_the_watchdog(server, job_config):
     with Client(server.address, user="stuck") as client:
         request = job_service_pb2.CreateJobRequest(
             config=config_from_dict({**job_config, "max_steps": 100000, "eval_strategy": "no", "save_steps": 0}))
-        request.watchdog.step_timeout_seconds = 2
+        # 8 s of silence: well past a step of this run even on a busy machine, whose slow steps a tighter
+        # limit would take for a frozen run before the test froze it
+        request.watchdog.step_timeout_seconds = 8
         request.request_id = "frozen"
         job = client._call(client.jobs.CreateJob, request, idempotent=True).job
-        assert job.watchdog.step_timeout_seconds == 2
-        wait_for(lambda: client.get_job(job.name).progress.step > 2, timeout=240, what="training steps")
+        assert job.watchdog.step_timeout_seconds == 8
+        running = wait_for(lambda: (lambda j: j if j.progress.step > 2 or j.state in FINAL_STATES else None)(
+            client.get_job(job.name)), timeout=240, what="training steps")
+        assert running.state not in FINAL_STATES, (running.state, running.error.message)
         child = child_pid(job.id)
         os.kill(child, signal.SIGSTOP)
         done = client.wait(job.name, timeout=60)
     assert done.state == job_pb2.JOB_STATE_FAILED
     assert done.error.type == "Stuck"
     assert done.phase == events_pb2.PHASE_TRAINING
-    assert "no progress for" in done.error.message and "limit 2s" in done.error.message
+    assert "no progress for" in done.error.message and "limit 8s" in done.error.message
     assert done.error.signal == signal.SIGKILL
     wait_for(lambda: not _alive(child), timeout=10, what="the frozen child to be gone")
     with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10) as r:

@@ -60,3 +60,17 @@ def test_a_path_with_an_unexpanded_variable_is_refused_naming_it_unless_it_exist
     assert check_model(str(tmp_path / "m$odel"), "config.base_model", paths, roots) == str(tmp_path / "m$odel")
     (paths.datasets / "price$USD.jsonl").write_text('{"prompt": "a", "completion": "b"}\n')
     assert check_dataset("price$USD.jsonl", "config.dataset.uri", paths, roots, None).name == "price$USD.jsonl"
+
+
+def test_a_path_with_a_stray_blank_or_a_hub_revision_is_refused_saying_what_to_give(paths, tmp_path):
+    roots = Roots.from_env(paths, auth_on=False)
+    (paths.datasets / "chat.jsonl").write_text('{"prompt": "a", "completion": "b"}\n')
+    field, why = refusal(lambda: check_dataset("chat.jsonl\n", "config.dataset.uri", paths, roots, None))
+    assert field == "config.dataset.uri" and "ends with a newline" in why and "'chat.jsonl' is what to give" in why
+    field, why = refusal(lambda: check_model(f" {tmp_path}", "config.base_model", paths, roots))
+    assert "starts with a space" in why and repr(str(tmp_path)) in why
+    field, why = refusal(lambda: check_model("Qwen/Qwen2.5-0.5B@main", "config.base_model", paths, roots))
+    assert field == "config.base_model" and "@main" in why and "(Qwen/Qwen2.5-0.5B)" in why
+    # a name that really ends in a space is a name like any other
+    (paths.datasets / "odd .jsonl ").write_text('{"prompt": "a", "completion": "b"}\n')
+    assert check_dataset("odd .jsonl ", "config.dataset.uri", paths, roots, None).name == "odd .jsonl "
