@@ -77,6 +77,9 @@ _RESUMING = ("_load_from_checkpoint", "_load_rng_state", "_load_optimizer_and_sc
 _READING_DATA = frozenset({"load_rows", "_load_split", "load_dataset", "read_rows", "_read_json", "_read_csv",
                            "_read_parquet", "from_patterns"})
 
+_MIXED = re.compile(r"""concatenate (str|list) \(not "(list|str)"\)|operand type\(s\) for \+: '(str|list)' and '(list|str)'""")
+_JOINED_COLUMNS = re.compile(r"""\w+\[["']\w+["']\]\s*\+\s*\w+\[["']\w+["']\]""")  # example["a"] + example["b"]
+
 # errno values that mean the disk (or the file's allowed size) is full: ENOSPC, EDQUOT, EFBIG; as
 # Python prints them ("[Errno 28]") and as Rust's std::io prints them in safetensors' errors
 _DISK_ERRNOS = {"28", "122", "27"}
@@ -241,6 +244,9 @@ RULES: list[Rule] = [
     Rule("DATASET_NOT_FOUND", 0.75, _both(_exc("IsADirectoryError"), lambda f: bool(f.funcs() & _READING_DATA)), generic=True),
     # our own data reader's refusal that no rule above placed: the file cannot be used as it is
     Rule("DATASET_FORMAT", 0.7, _exc("DatasetError"), generic=True),
+    # two columns of one row joined where one is turns and the other text: the row fits no format
+    Rule("DATASET_SCHEMA", 0.7, lambda f: _exc("TypeError")(f) and bool(_MIXED.search(f.msg)) and bool(f.frames)
+         and bool(_JOINED_COLUMNS.search(f.frames[-1].code)), cause="mixed_kinds", generic=True),
     # a row's value of the wrong kind, met by the function mapped over the rows (e.g. a number where text is),
     # unless it was raised inside a library that fails for another reason (a template engine: the template's)
     Rule("DATASET_FORMAT", 0.65, _both(_both(_exc("AttributeError", "TypeError"), _frames("apply_function")),

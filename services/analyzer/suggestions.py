@@ -236,6 +236,11 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
         out.append(patch("dataset.uri", c.dataset.uri or "unset", "a file that holds rows",
                           "the dataset gave no rows at all: the file is empty, or the path or pattern matches no file",
                           ""))
+    elif category == "DATASET_SCHEMA" and facts.get("cause") == "mixed_kinds":
+        out.append(patch("dataset.uri", c.dataset.uri or "unset", "rows whose columns are all text or all turns",
+                          "one column of each row is a list of turns and the other plain text (e.g. a text prompt "
+                          "with a completion of turns); no format joins the two: write both as text, or both as "
+                          "lists of {role, content} turns", ""))
     elif category in ("DATASET_NOT_FOUND", "DATASET_SCHEMA", "DATASET_FORMAT"):
         field = "dataset.format" if category == "DATASET_SCHEMA" else "dataset.uri"
         current = _enum(c.dataset, "format") if category == "DATASET_SCHEMA" else c.dataset.uri

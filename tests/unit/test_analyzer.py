@@ -198,6 +198,13 @@ def test_a_folder_without_a_tokenizer_file_is_said_as_the_model_folder():
     assert patch.field == "base_model" and "no tokenizer file" in patch.reason
 
 
+def test_turns_joined_to_text_in_one_row_are_said_as_the_rows_shape():
+    a = analyze(request_for(CORPUS / "dev" / "bare-prompt_text_completion_turns"))
+    assert (category(a), phase(a)) == ("DATASET_SCHEMA", "DATA_PREP")
+    (patch,) = a.suggestions
+    assert patch.field == "dataset.uri" and "all text or all turns" in patch.suggested
+
+
 def test_the_trainers_own_records_decide_stuck_and_signals():
     stuck = analyze(analyzer_pb2.AnalyzeFailureRequest(log="step 10", error_type="Stuck", signal=9,
                                                        phase=events_pb2.PHASE_TRAINING))
