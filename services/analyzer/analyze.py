@@ -113,7 +113,8 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
         summary=summary, evidence=evidence[-6:], confidence=confidence,
         suggestions=suggestions.suggest(category, phase, config, on_gpu=request.hardware.gpu_count > 0,
                                         facts={"cause": cause, "max_positions": _max_positions(log),
-                                               "columns": columns.from_message(message), "message": message}),
+                                               "columns": columns.from_message(message), "message": message,
+                                               "resuming": any(re.search(r"checkpoint-\d+", line) for line in log.lines)}),
         hardware=request.hardware if request.HasField("hardware") else None,
     )
 

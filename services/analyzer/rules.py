@@ -7,13 +7,12 @@ harmless lines such as bitsandbytes' "Failed to load ... from kernels-community"
 
 from __future__ import annotations
 
-import math
 import re
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from services.analyzer import library, priors
+from services.analyzer import library, priors, signs
 from services.analyzer.logparse import Frame, ParsedLog, Raised
 
 
@@ -70,28 +69,6 @@ def _frames(*funcs: str) -> Callable[[Facts], bool]:
     return lambda f: bool(set(funcs) & f.funcs())
 
 
-# transformers' Trainer reading a checkpoint's state back when it resumes
-_RESUMING = ("_load_from_checkpoint", "_load_rng_state", "_load_optimizer_and_scheduler", "_load_scaler",
-             "_load_callback_state", "load_from_json")
-# our dataset reader's and the datasets library's entry points
-_READING_DATA = frozenset({"load_rows", "_load_split", "load_dataset", "read_rows", "_read_json", "_read_csv",
-                           "_read_parquet", "from_patterns"})
-
-_MIXED = re.compile(r"""concatenate (str|list) \(not "(list|str)"\)|operand type\(s\) for \+: '(str|list)' and '(list|str)'""")
-_JOINED_COLUMNS = re.compile(r"""\w+\[["']\w+["']\]\s*\+\s*\w+\[["']\w+["']\]""")  # example["a"] + example["b"]
-
-# errno values that mean the disk (or the file's allowed size) is full: ENOSPC, EDQUOT, EFBIG; as
-# Python prints them ("[Errno 28]") and as Rust's std::io prints them in safetensors' errors
-_DISK_ERRNOS = {"28", "122", "27"}
-_ERRNO = re.compile(r"\[Errno (\d+)\]|os error (\d+)|\bcode: (\d+), kind:")
-
-
-def _disk_errno(f: Facts) -> bool:
-    found = {n for m in _ERRNO.finditer(f.msg) for n in m.groups() if n}
-    return bool(found & _DISK_ERRNOS) or bool(re.search(r"kind: (StorageFull|FileTooLarge|QuotaExceeded)|"
-                                                         r"File too large", f.msg))
-
-
 def _mined(f: Facts) -> library.Known | None:
     modules = {found[0] for frame in f.frames if (found := priors.innermost_library_frame([frame]))}
     return library.lookup(f.exc, f.msg, modules) if f.exc else None
@@ -119,23 +96,6 @@ def _raised_in_data_or_own_code(f: Facts) -> bool:
     return found is None or found[0] in ("", "DATASET_FORMAT", "DATASET_SCHEMA")
 
 
-def _diverged(f: Facts, factor: float = 5.0) -> bool:
-    """Loss or gradient norm NaN/inf in the logged metrics (runs can 'succeed' on garbage), or a loss
-    that climbed over `factor` times its best and twice where it began (the trainer's guard)."""
-    seen = [m["loss"] for m in f.log.metrics if isinstance(m.get("loss"), float) and math.isfinite(m["loss"])]
-    if len(seen) >= 2 and min(seen) > 0 and any(x > factor * min(seen[:i]) and x > 2 * seen[0]
-                                                for i, x in enumerate(seen) if i):
-        return True
-    for m in f.log.metrics:
-        for key in ("loss", "grad_norm", "eval_loss"):
-            v = m.get(key)
-            if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-                return True
-            if isinstance(v, str) and v.lower() in ("nan", "inf", "-inf"):
-                return True
-    return False
-
-
 RULES: list[Rule] = [
     Rule("STUCK", 0.95, lambda f: f.error_type == "Stuck" or f.log.has_line(r"^ftlab watchdog: no progress")),
     Rule("NAN_OR_DIVERGENCE", 0.9, lambda f: _exc("DivergenceError")(f) or _msg(r"training diverged")(f)),
@@ -152,7 +112,7 @@ RULES: list[Rule] = [
     # the trainer's own word: a kill counter of the run's memory cgroup or the kernel went up
     Rule("HOST_OOM", 0.95, lambda f: f.log.has_line(r"^ftlab trainer: the kernel's out-of-memory killer")),
     Rule("DISK_FULL", 0.95, _msg(r"No space left on device|Errno 28|Disk quota exceeded")),
-    Rule("DISK_FULL", 0.9, _disk_errno),
+    Rule("DISK_FULL", 0.9, lambda f: signs.disk_errno(f.msg)),
     # torch.save's zip writer reports a short write without its errno: a full disk, nearly always
     Rule("DISK_FULL", 0.8, _msg(r"PytorchStreamWriter failed writing|unexpected pos \d+ vs \d+")),
     # the trainer's own word: it found the job's disk full when the run failed, whatever the library said
@@ -167,13 +127,14 @@ RULES: list[Rule] = [
     Rule("DATASET_NOT_FOUND", 0.85, _both(_frames("dataset_module_factory"), _msg(r"Couldn't reach .* on the Hub"))),
     # bytes that are not text, where the dataset is read
     Rule("DATASET_FORMAT", 0.85, _both(_exc("UnicodeDecodeError", "UnicodeError"), lambda f: bool(
-        f.funcs() & _READING_DATA) or "/datasets/" in f.files())),
+        f.funcs() & signs.READING_DATA) or "/datasets/" in f.files())),
     Rule("CHECKPOINT_NOT_FOUND", 0.9, _msg(r"(Can't find a|No) valid checkpoint|checkpoint.*(not found|does not exist)")),
     Rule("DATASET_FORMAT", 0.8, _both(_exc("StopIteration"), _frames("_split_generators")),  # datasets found no
          cause="no_rows"),  # table to read: the file is empty, or the path or pattern matched no file
     Rule("CHECKPOINT_CORRUPT", 0.85, _both(_exc("SafetensorError", "UnpicklingError", "EOFError"),
                                            lambda f: True)),
-    Rule("CHECKPOINT_CORRUPT", 0.8, _msg(r"Error while deserializing header|invalid load key|PytorchStreamReader failed")),
+    Rule("CHECKPOINT_CORRUPT", 0.8, _msg(r"Error while deserializing header|invalid load key|PytorchStreamReader failed|"
+                                         r"ignore_mismatched_sizes` to `False`")),  # weights of another shape
     # the trainer's own check of a checkpoint folder before it resumes (services/common/checkpoints.py)
     Rule("CHECKPOINT_CORRUPT", 0.9, _both(_exc("CheckpointError"), _msg(r"checkpoint \S+ is damaged"))),
     # a model's own file that does not parse (its config, its tokenizer), met while the model loads
@@ -186,7 +147,7 @@ RULES: list[Rule] = [
          and "self.state" in f.frames[-1].code and _exc("TypeError", "ValueError", "KeyError")(f)),
     # whatever fails while a checkpoint's state is read back to resume from it: the checkpoint is damaged
     # (a missing one was said above; a missing file inside one is a damaged one)
-    Rule("CHECKPOINT_CORRUPT", 0.75, _both(_frames(*_RESUMING), lambda f: not _exc("ImportError")(f)
+    Rule("CHECKPOINT_CORRUPT", 0.75, _both(_frames(*signs.RESUMING), lambda f: not _exc("ImportError")(f)
                                            and not _msg(r"out of memory|No space left")(f))),
     Rule("LORA_TARGET_MODULES", 0.95, _both(_exc("NoMatchingPeftModuleError", "ValueError"),
                                             _msg(r"Target modules .* not found in the base model"))),
@@ -239,14 +200,17 @@ RULES: list[Rule] = [
     # a setting of 0 that the library divides by: the raising line names the argument
     Rule("INVALID_CONFIG", 0.75, _both(_exc("ZeroDivisionError"),
                                        lambda f: bool(f.frames) and "args." in f.frames[-1].code)),
+    # a setting of the wrong type (text where a mapping or a number is): the raising line uses the argument
+    Rule("INVALID_CONFIG", 0.7, lambda f: _exc("AttributeError", "TypeError")(f) and bool(f.frames)
+         and bool(re.search(r"\bargs\.\w+", f.frames[-1].code)) and bool(signs.WRONG_TYPE.search(f.msg))),
     Rule("DATASET_NOT_FOUND", 0.8, _exc("FileNotFoundError"), generic=True),
     # a folder where the data file should be, found while the data is read
-    Rule("DATASET_NOT_FOUND", 0.75, _both(_exc("IsADirectoryError"), lambda f: bool(f.funcs() & _READING_DATA)), generic=True),
+    Rule("DATASET_NOT_FOUND", 0.75, _both(_exc("IsADirectoryError"), lambda f: bool(f.funcs() & signs.READING_DATA)), generic=True),
     # our own data reader's refusal that no rule above placed: the file cannot be used as it is
     Rule("DATASET_FORMAT", 0.7, _exc("DatasetError"), generic=True),
     # two columns of one row joined where one is turns and the other text: the row fits no format
-    Rule("DATASET_SCHEMA", 0.7, lambda f: _exc("TypeError")(f) and bool(_MIXED.search(f.msg)) and bool(f.frames)
-         and bool(_JOINED_COLUMNS.search(f.frames[-1].code)), cause="mixed_kinds", generic=True),
+    Rule("DATASET_SCHEMA", 0.7, lambda f: _exc("TypeError")(f) and bool(signs.MIXED_KINDS.search(f.msg)) and bool(f.frames)
+         and bool(signs.JOINED_COLUMNS.search(f.frames[-1].code)), cause="mixed_kinds", generic=True),
     # a row's value of the wrong kind, met by the function mapped over the rows (e.g. a number where text is),
     # unless it was raised inside a library that fails for another reason (a template engine: the template's)
     Rule("DATASET_FORMAT", 0.65, _both(_both(_exc("AttributeError", "TypeError"), _frames("apply_function")),
@@ -291,7 +255,7 @@ def classify(f: Facts) -> tuple[str, float, str]:
             for rule in RULES:
                 if rule.generic == generic and rule.match(facts):
                     return rule.category, rule.confidence, rule.cause
-    if _diverged(f):
+    if signs.diverged(f.log.metrics):
         return "NAN_OR_DIVERGENCE", 0.85, ""
     return "UNKNOWN", 0.2, ""
 

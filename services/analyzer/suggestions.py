@@ -25,6 +25,7 @@ class Findings(TypedDict, total=False):
     max_positions: int | None  # the model's
     columns: list[str] | None  # the dataset's, where the data reader named them
     message: str  # the error's own
+    resuming: bool  # the log names a checkpoint folder: the run was resuming from one
 
 
 def _enum(config: Message, field: str) -> str:
@@ -254,6 +255,10 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
                           "the folder has no tokenizer file transformers can read (tokenizer.json): name the folder "
                           "that holds config.json, the weights and the tokenizer" if no_tokenizer else
                           "the model could not be found or downloaded (offline?)", ""))
+    elif category == "CHECKPOINT_CORRUPT" and phase == "MODEL_LOAD" and not facts.get("resuming"):
+        out.append(patch("base_model", c.base_model or "unset", "the same model with its files whole (copy or "
+                          "download it again)", "the base model's own files are damaged or do not fit its config, "
+                          "not a checkpoint of the job's: a retry from a checkpoint loads the same files", ""))
     elif category == "CHECKPOINT_NOT_FOUND" or category == "CHECKPOINT_CORRUPT":
         out.append(patch("checkpoint", "the one named", "latest (or none)",
                           "retry from another checkpoint: the chosen one is missing or damaged", ""))

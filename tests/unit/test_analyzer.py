@@ -205,6 +205,17 @@ def test_turns_joined_to_text_in_one_row_are_said_as_the_rows_shape():
     assert patch.field == "dataset.uri" and "all text or all turns" in patch.suggested
 
 
+def test_the_base_models_own_damaged_files_are_said_as_the_base_models_a_checkpoints_as_the_checkpoints():
+    for name in ("cpu-weights_truncated", "cpu-weights_of_another_size", "bare-weights_of_another_size"):
+        a = analyze(request_for(CORPUS / "dev" / name))
+        assert (category(a), phase(a)) == ("CHECKPOINT_CORRUPT", "MODEL_LOAD"), name
+        assert [s.field for s in a.suggestions] == ["base_model"], name
+        assert "base model's own files" in a.suggestions[0].reason
+    resumed = analyze(request_for(case("cpu-11_resume_corrupt_adapter")))
+    assert (category(resumed), phase(resumed)) == ("CHECKPOINT_CORRUPT", "MODEL_LOAD")
+    assert [s.field for s in resumed.suggestions] == ["checkpoint"]
+
+
 def test_the_trainers_own_records_decide_stuck_and_signals():
     stuck = analyze(analyzer_pb2.AnalyzeFailureRequest(log="step 10", error_type="Stuck", signal=9,
                                                        phase=events_pb2.PHASE_TRAINING))

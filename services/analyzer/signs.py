@@ -1,0 +1,55 @@
+"""What the failure rules look for, as data and plain functions of the log's text and metrics (no
+rule objects here): the functions that read data or a checkpoint back, the errnos of a full disk, the
+shapes of a setting or a row of the wrong kind, and a loss that diverged. services/analyzer/rules.py
+uses them."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+# transformers' Trainer reading a checkpoint's state back when it resumes
+RESUMING = ("_load_from_checkpoint", "_load_rng_state", "_load_optimizer_and_scheduler", "_load_scaler",
+            "_load_callback_state", "load_from_json")
+# our dataset reader's and the datasets library's entry points
+READING_DATA = frozenset({"load_rows", "_load_split", "load_dataset", "read_rows", "_read_json", "_read_csv",
+                          "_read_parquet", "from_patterns"})
+
+# two columns of one row joined where one is turns and the other text
+MIXED_KINDS = re.compile(r"""concatenate (str|list) \(not "(list|str)"\)|"""
+                         r"""operand type\(s\) for \+: '(str|list)' and '(list|str)'""")
+# a value of the wrong type (text where a mapping or a number is)
+WRONG_TYPE = re.compile(r"'(str|int|float|list|dict|bool|NoneType)' object (has no attribute|is not)|"
+                        r"instances of '\w+' and '\w+'|must be a mapping")
+JOINED_COLUMNS = re.compile(r"""\w+\[["']\w+["']\]\s*\+\s*\w+\[["']\w+["']\]""")  # example["a"] + example["b"]
+
+# errno values that mean the disk (or the file's allowed size) is full: ENOSPC, EDQUOT, EFBIG; as
+# Python prints them ("[Errno 28]") and as Rust's std::io prints them in safetensors' errors
+DISK_ERRNOS = {"28", "122", "27"}
+ERRNO = re.compile(r"\[Errno (\d+)\]|os error (\d+)|\bcode: (\d+), kind:")
+
+
+def disk_errno(message: str) -> bool:
+    """The message carries an errno (or Rust's io kind) that means the disk or the file's allowed size is full."""
+    found = {n for m in ERRNO.finditer(message) for n in m.groups() if n}
+    return bool(found & DISK_ERRNOS) or bool(re.search(r"kind: (StorageFull|FileTooLarge|QuotaExceeded)|"
+                                                          r"File too large", message))
+
+
+def diverged(metrics: Sequence[dict[str, Any]], factor: float = 5.0) -> bool:
+    """Loss or gradient norm NaN/inf in the logged metrics (runs can 'succeed' on garbage), or a loss
+    that climbed over `factor` times its best and twice where it began (the trainer's guard)."""
+    seen = [m["loss"] for m in metrics if isinstance(m.get("loss"), float) and math.isfinite(m["loss"])]
+    if len(seen) >= 2 and min(seen) > 0 and any(x > factor * min(seen[:i]) and x > 2 * seen[0]
+                                                for i, x in enumerate(seen) if i):
+        return True
+    for m in metrics:
+        for key in ("loss", "grad_norm", "eval_loss"):
+            v = m.get(key)
+            if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+                return True
+            if isinstance(v, str) and v.lower() in ("nan", "inf", "-inf"):
+                return True
+    return False
