@@ -200,6 +200,8 @@ RULES: list[Rule] = [
     # a setting of 0 that the library divides by: the raising line names the argument
     Rule("INVALID_CONFIG", 0.75, _both(_exc("ZeroDivisionError"),
                                        lambda f: bool(f.frames) and "args." in f.frames[-1].code)),
+    # the trainer's and pre-flight's own check of a model's config (services/common/model_folder.py)
+    Rule("INVALID_CONFIG", 0.9, _msg(r"^the model's config\.json: .* is not a multiple of"), cause="model_config"),
     # a setting of the wrong type (text where a mapping or a number is): the raising line uses the argument
     Rule("INVALID_CONFIG", 0.7, lambda f: _exc("AttributeError", "TypeError")(f) and bool(f.frames)
          and bool(re.search(r"\bargs\.\w+", f.frames[-1].code)) and bool(signs.WRONG_TYPE.search(f.msg))),

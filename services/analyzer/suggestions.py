@@ -272,6 +272,10 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
         out.append(patch("attn_implementation", c.attn_implementation, "sdpa",
                           f"{c.attn_implementation} needs a package this worker lacks; sdpa is PyTorch's own "
                           "fused attention, always there", "the same results, without the extra package"))
+    elif category == "INVALID_CONFIG" and facts.get("cause") == "model_config":
+        out.append(patch("base_model", c.base_model or "unset", "a model whose config.json is the one its weights "
+                          "were saved with", "the model's own config.json has attention head counts that do not fit "
+                          "its hidden size: it was edited, or belongs to another model", ""))
     elif category == "INVALID_CONFIG" and re.search(r"test_size|train_size|train set will be empty",
                                                      facts.get("message") or ""):
         out.append(eval_split(c))

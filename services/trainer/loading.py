@@ -25,6 +25,9 @@ def model_config_type(base: str, remote_code: bool) -> str:
     gone = model_folder.missing_config(base)
     if gone is not None:
         raise OSError(f"{base} does not appear to have a file named config.json{gone}")
+    misfit = model_folder.heads_misfit(base)
+    if misfit is not None:
+        raise ValueError(f"the model's config.json: {misfit}: its attention layers cannot take the model's weights")
     return str(getattr(AutoConfig.from_pretrained(base, trust_remote_code=remote_code), "model_type", ""))
 
 

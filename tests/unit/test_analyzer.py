@@ -67,6 +67,11 @@ NO_EVIDENCE = {
     "bare-config_dangling_link": "transformers' one message for a missing config.json and one without model_type",
     "bare-csv_messages_plain_text": "the log holds only the Trainer's 'No columns in the dataset match', which "
                                     "rows without the column give too",
+    # transformers builds layers of the shapes a config's head counts give, then says only that the weights
+    # do not fit them ("ignore_mismatched_sizes"), as for weights of another model; FineTune Lab's trainer
+    # checks the head counts first and says which
+    "bare-heads_not_dividing_hidden": "transformers' one message for weights that do not fit a config and a "
+                                      "config whose head counts do not fit its weights",
 }
 
 
