@@ -64,6 +64,23 @@ MAPPING: list[tuple[str, str, str, str]] = [
      "MODEL_LOAD"),
     ("transformers/modeling_utils.py", r"no file named|can't load the model for|neither a state dict nor checkpoint",
      "MODEL_NOT_FOUND", "MODEL_LOAD"),
+    # the model's own files as transformers reads them: a config that is not JSON, values that cannot
+    # build the model, weights that do not fit it; and model-loading settings the machine or model refuses
+    ("transformers/configuration_utils.py", r"not a valid json", "CHECKPOINT_CORRUPT", "MODEL_LOAD"),
+    ("transformers/configuration_utils.py", r"can't load the configuration", "MODEL_NOT_FOUND", "MODEL_LOAD"),
+    ("transformers/configuration_utils.py", r"not a multiple|must be|must take|unrecognized|should contain|"
+                                            r"can only|isn't in", "INVALID_CONFIG", "MODEL_LOAD"),
+    ("transformers/tokenization_utils_base.py", r"can't load tokenizer", "MODEL_NOT_FOUND", "MODEL_LOAD"),
+    ("transformers/utils/loading_report.py", r"mismatched|state_dict|conversion", "CHECKPOINT_CORRUPT", "MODEL_LOAD"),
+    ("transformers/modeling_utils.py", r"not available on cpu|compute capability", "GPU_UNAVAILABLE", "MODEL_LOAD"),
+    ("transformers/modeling_utils.py", r"requires at least version", "DEPENDENCY_MISSING", "MODEL_LOAD"),
+    ("transformers/modeling_utils.py", r"unknown dtype|seems to be incorrect", "CHECKPOINT_CORRUPT", "MODEL_LOAD"),
+    ("transformers/modeling_utils.py", r"attn_implementation|attention implementation|flash attention|"
+                                       r"flex_attention|`dtype`|checkpointing", "INVALID_CONFIG", "MODEL_LOAD"),
+    ("accelerate/utils/dataclasses.py", r"no available devices", "GPU_UNAVAILABLE", "STARTUP"),
+    ("accelerate/utils/dataclasses.py", r"is not available\. please install", "DEPENDENCY_MISSING", "STARTUP"),
+    ("accelerate/utils/dataclasses.py", r"invalid|must be|not supported|requires `|only available|not yet implemented",
+     "INVALID_CONFIG", "STARTUP"),
     # a split of the rows asked with sizes that leave one side empty or too small: the split is a setting
     ("datasets/arrow_dataset.py", r"test_size|train_size|aforementioned parameters", "INVALID_CONFIG", "DATA_PREP"),
     ("datasets/", r"columns?|features?|schema|key", "DATASET_SCHEMA", "DATA_PREP"),
