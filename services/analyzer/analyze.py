@@ -94,7 +94,10 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
         sig = rules.killed_signal(facts)
         if sig:
             evidence.append(f"the process ended with signal {sig}")
+    resuming = any(re.search(r"checkpoint-\d+", line) for line in log.lines)
     summary = _SUMMARY[category]
+    if category == "CHECKPOINT_CORRUPT" and phase == "MODEL_LOAD" and not resuming:
+        summary = "The base model's own files are damaged or do not fit its config"
     if phase:
         summary += f" during {phase.lower().replace('_', ' ')}"
     message = root.message if root is not None else log.message
@@ -114,7 +117,7 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
         suggestions=suggestions.suggest(category, phase, config, on_gpu=request.hardware.gpu_count > 0,
                                         facts={"cause": cause, "max_positions": _max_positions(log),
                                                "columns": columns.from_message(message), "message": message,
-                                               "resuming": any(re.search(r"checkpoint-\d+", line) for line in log.lines)}),
+                                               "resuming": resuming}),
         hardware=request.hardware if request.HasField("hardware") else None,
     )
 

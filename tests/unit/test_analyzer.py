@@ -216,9 +216,11 @@ def test_the_base_models_own_damaged_files_are_said_as_the_base_models_a_checkpo
         assert (category(a), phase(a)) == ("CHECKPOINT_CORRUPT", "MODEL_LOAD"), name
         assert [s.field for s in a.suggestions] == ["base_model"], name
         assert "base model's own files" in a.suggestions[0].reason
+        assert a.summary.startswith("The base model's own files are damaged or do not fit its config during model load")
     resumed = analyze(request_for(case("cpu-11_resume_corrupt_adapter")))
     assert (category(resumed), phase(resumed)) == ("CHECKPOINT_CORRUPT", "MODEL_LOAD")
     assert [s.field for s in resumed.suggestions] == ["checkpoint"]
+    assert resumed.summary.startswith("The checkpoint to load is damaged")
 
 
 def test_the_trainers_own_records_decide_stuck_and_signals():
