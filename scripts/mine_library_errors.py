@@ -78,7 +78,8 @@ MAPPING: list[tuple[str, str, str, str]] = [
     ("transformers/modeling_utils.py", r"attn_implementation|attention implementation|flash attention|"
                                        r"flex_attention|`dtype`|checkpointing", "INVALID_CONFIG", "MODEL_LOAD"),
     ("accelerate/utils/dataclasses.py", r"no available devices", "GPU_UNAVAILABLE", "STARTUP"),
-    ("accelerate/utils/dataclasses.py", r"is not available\. please install", "DEPENDENCY_MISSING", "STARTUP"),
+    ("accelerate/utils/dataclasses.py", r"is not available\. please install|please upgrade|please update|"
+                                        r"version must be >=", "DEPENDENCY_MISSING", "STARTUP"),
     ("accelerate/utils/dataclasses.py", r"invalid|must be|not supported|requires `|only available|not yet implemented",
      "INVALID_CONFIG", "STARTUP"),
     # a split of the rows asked with sizes that leave one side empty or too small: the split is a setting

@@ -7,7 +7,7 @@ import re
 from google.protobuf import json_format
 
 from ftlab.v1 import analyzer_pb2, config_pb2, events_pb2, job_pb2
-from services.analyzer import logparse, phases, priors, rules, suggestions
+from services.analyzer import logparse, phases, priors, rules, signs, suggestions
 from services.common import columns
 from services.common.errors import FieldViolation, InvalidArgument
 
@@ -94,10 +94,12 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
         sig = rules.killed_signal(facts)
         if sig:
             evidence.append(f"the process ended with signal {sig}")
-    resuming = any(re.search(r"checkpoint-\d+", line) for line in log.lines)
+    resuming = _resuming(log, config.base_model)
     summary = _SUMMARY[category]
     if category == "CHECKPOINT_CORRUPT" and phase == "MODEL_LOAD" and not resuming:
         summary = "The base model's own files are damaged or do not fit its config"
+    elif cause == "mixed_kinds":
+        summary = "The dataset's rows mix a column of turns with a column of plain text"
     if phase:
         summary += f" during {phase.lower().replace('_', ' ')}"
     message = root.message if root is not None else log.message
@@ -120,6 +122,14 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
                                                "resuming": resuming}),
         hardware=request.hardware if request.HasField("hardware") else None,
     )
+
+
+def _resuming(log: logparse.ParsedLog, base_model: str) -> bool:
+    """The run was reading a checkpoint back: the Trainer's resume functions are in the traceback, or
+    the log names a checkpoint-N folder that is not the base model's own path."""
+    if any(f.func in signs.RESUMING for r in log.chain for f in r.frames):
+        return True
+    return any(re.search(r"checkpoint-\d+", line.replace(base_model, "") if base_model else line) for line in log.lines)
 
 
 def _max_positions(log: logparse.ParsedLog) -> int | None:

@@ -80,9 +80,7 @@ def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware, pol
                               "the folder has no config.json", "")]))
     elif (misfit := model_folder.heads_misfit(c.base_model) if Path(c.base_model).is_absolute() else None):
         out.checks.append(_check("model", FAIL, f"{c.base_model}: the model's config.json: {misfit}, so its attention "
-                                 "layers cannot take its weights", [
-            suggestions.patch("base_model", c.base_model, "a model whose config.json is the one its weights were "
-                              "saved with", "the config's attention head counts do not fit its hidden size", "")]))
+                                 "layers cannot take its weights", [suggestions.heads_misfit(c, misfit)]))
     else:
         out.checks.append(_check("model", PASS if shape else WARN,
                                  f"{c.base_model}: {shape.params:,} parameters, {shape.layers} layers"

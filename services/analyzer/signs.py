@@ -20,10 +20,11 @@ READING_DATA = frozenset({"load_rows", "_load_split", "load_dataset", "read_rows
 # two columns of one row joined where one is turns and the other text
 MIXED_KINDS = re.compile(r"""concatenate (str|list) \(not "(list|str)"\)|"""
                          r"""operand type\(s\) for \+: '(str|list)' and '(list|str)'""")
-# a value of the wrong type (text where a mapping or a number is)
-WRONG_TYPE = re.compile(r"'(str|int|float|list|dict|bool|NoneType)' object (has no attribute|is not)|"
-                        r"instances of '\w+' and '\w+'|must be a mapping")
-JOINED_COLUMNS = re.compile(r"""\w+\[["']\w+["']\]\s*\+\s*\w+\[["']\w+["']\]""")  # example["a"] + example["b"]
+# text where a mapping or a number is (a setting written as text)
+WRONG_TYPE = re.compile(r"'str' object (has no attribute|is not)|instances of '\w+' and 'str'|"
+                        r"instances of 'str' and '\w+'|must be a mapping, not str")
+# the functions that map over a dataset's rows (ours, TRL's and datasets')
+MAPPING_ROWS = frozenset({"tokenize_fn", "tokenize", "_tokenize", "_prepare_dataset", "apply_function", "map"})
 
 # errno values that mean the disk (or the file's allowed size) is full: ENOSPC, EDQUOT, EFBIG; as
 # Python prints them ("[Errno 28]") and as Rust's std::io prints them in safetensors' errors

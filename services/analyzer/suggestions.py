@@ -28,6 +28,13 @@ class Findings(TypedDict, total=False):
     resuming: bool  # the log names a checkpoint folder: the run was resuming from one
 
 
+def heads_misfit(c: config_pb2.TrainingConfig, misfit: str) -> analyzer_pb2.ConfigPatch:
+    """Advice for a model whose config.json's attention head counts do not fit (`misfit` says how)."""
+    return patch("base_model", c.base_model or "unset", "a model whose config.json is the one its weights were "
+                 "saved with", f"the model's own config.json: {misfit}; it was edited, or belongs to another model",
+                 "")
+
+
 def _enum(config: Message, field: str) -> str:
     value = getattr(config, field)
     descriptor = config.DESCRIPTOR.fields_by_name[field].enum_type
@@ -211,6 +218,11 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
                           + (f"read {', '.join(f'{t} as {s}' for s, t in mapping.items())}" if mapping else
                              f"the rows' own columns ({', '.join(present)}) are read as they are"),
                           "the rows are read in the format their columns make up"))
+    elif category == "DATASET_SCHEMA" and facts.get("cause") == "mixed_kinds":
+        out.append(patch("dataset.uri", c.dataset.uri or "unset", "rows whose columns are all text or all turns",
+                          "one column of each row is a list of turns and the other plain text (e.g. a text prompt "
+                          "with a completion of turns); no format joins the two: write both as text, or both as "
+                          "lists of {role, content} turns", ""))
     elif category == "DATASET_SCHEMA" and facts.get("cause") == "method":
         dpo = c.method == C.METHOD_DPO
         out.append(patch("method", _enum(c, "method"), "METHOD_SFT" if dpo else "METHOD_DPO",
@@ -237,11 +249,6 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
         out.append(patch("dataset.uri", c.dataset.uri or "unset", "a file that holds rows",
                           "the dataset gave no rows at all: the file is empty, or the path or pattern matches no file",
                           ""))
-    elif category == "DATASET_SCHEMA" and facts.get("cause") == "mixed_kinds":
-        out.append(patch("dataset.uri", c.dataset.uri or "unset", "rows whose columns are all text or all turns",
-                          "one column of each row is a list of turns and the other plain text (e.g. a text prompt "
-                          "with a completion of turns); no format joins the two: write both as text, or both as "
-                          "lists of {role, content} turns", ""))
     elif category in ("DATASET_NOT_FOUND", "DATASET_SCHEMA", "DATASET_FORMAT"):
         field = "dataset.format" if category == "DATASET_SCHEMA" else "dataset.uri"
         current = _enum(c.dataset, "format") if category == "DATASET_SCHEMA" else c.dataset.uri
@@ -252,9 +259,10 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
     elif category == "MODEL_NOT_FOUND":
         no_tokenizer = "backend tokenizer" in (facts.get("message") or "")
         out.append(patch("base_model", c.base_model or "unset", "a local path or a hub id reachable from the trainer",
-                          "the folder has no tokenizer file transformers can read (tokenizer.json): name the folder "
-                          "that holds config.json, the weights and the tokenizer" if no_tokenizer else
-                          "the model could not be found or downloaded (offline?)", ""))
+                          "transformers found no tokenizer it can read in the folder: name the folder that holds "
+                          "config.json, the weights and tokenizer.json (or, for a model with only a slow tokenizer "
+                          "such as tokenizer.model, install sentencepiece or tiktoken on the trainer)"
+                          if no_tokenizer else "the model could not be found or downloaded (offline?)", ""))
     elif category == "CHECKPOINT_CORRUPT" and phase == "MODEL_LOAD" and not facts.get("resuming"):
         out.append(patch("base_model", c.base_model or "unset", "the same model with its files whole (copy or "
                           "download it again)", "the base model's own files are damaged or do not fit its config, "
@@ -273,9 +281,8 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
                           f"{c.attn_implementation} needs a package this worker lacks; sdpa is PyTorch's own "
                           "fused attention, always there", "the same results, without the extra package"))
     elif category == "INVALID_CONFIG" and facts.get("cause") == "model_config":
-        out.append(patch("base_model", c.base_model or "unset", "a model whose config.json is the one its weights "
-                          "were saved with", "the model's own config.json has attention head counts that do not fit "
-                          "its hidden size: it was edited, or belongs to another model", ""))
+        found = re.search(r"config\.json: (.*?): its attention layers", facts.get("message") or "", re.S)
+        out.append(heads_misfit(c, found[1] if found else "its attention head counts do not fit its weights"))
     elif category == "INVALID_CONFIG" and re.search(r"test_size|train_size|train set will be empty",
                                                      facts.get("message") or ""):
         out.append(eval_split(c))

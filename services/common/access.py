@@ -12,7 +12,8 @@ A job may name:
 Never the store itself (job folders, uploads by path, the database), whatever the roots say: a job
 reaches another job's weights only as that job's own retry does, by job and checkpoint name.
 Paths are refused by their text and their resolved location, before anything is opened, so a
-refusal says nothing about what exists there.
+refusal says nothing about what exists there. (One refusal looks first, and only inside the folders
+the caller may read: a path holding $NAME or a blank at an end, refused when nothing is there as written.)
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _HUB_PAGE = re.compile(r"^https?://(?:www\.)?(?:huggingface\.co|hf\.co)/(?P<id>[^/?#]+/[^/?#]+)")
-_VARIABLE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|%[A-Za-z_][A-Za-z0-9_]*%")  # $NAME, ${NAME}, %NAME%
+# $NAME, ${NAME}, %NAME% (not a URL's %2F escape)
+_VARIABLE = re.compile(r"\$\{[A-Za-z_]\w*\}|\$[A-Za-z_]\w*|%(?![0-9A-Fa-f]{2}%)[A-Za-z_]\w*%")
 _SPACES = {" ": "a space", "\n": "a newline", "\t": "a tab", "\r": "a carriage return"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 
@@ -73,10 +75,11 @@ def _plain(value: str, field: str) -> PurePosixPath:
     return path
 
 
-def _as_written(value: str, field: str, where: Path) -> None:
-    """Refuse a path that names nothing as written (at `where`) and shows why: $NAME, ${NAME} or %NAME%
-    (a job file is not read by a shell, so nothing expanded it), or a space or newline at an end."""
-    if os.path.lexists(where):
+def _as_written(value: str, field: str, where: Path | None) -> None:
+    """Refuse a path that shows why it names nothing: $NAME, ${NAME} or %NAME% (a job file is not read by
+    a shell, so nothing expanded it), or a space or newline at an end. `where` is the allowed place it
+    names, taken as it is where something is there; None for a value that is no path on the server."""
+    if where is not None and os.path.lexists(where):
         return
     variable = _VARIABLE.search(value)
     if variable:
@@ -115,9 +118,11 @@ def _check_absolute(value: str, field: str, allowed: tuple[Path, ...], paths: Pa
 def check_model(value: str, field: str, paths: Paths, roots: Roots) -> str:
     """A base model a job may load: a hub id as is, or an allowed absolute path (resolved)."""
     path = _plain(value, field)
-    _as_written(value, field, Path(value))
     if path.is_absolute():
-        return str(_check_absolute(value, field, roots.models, paths, "models"))
+        resolved = _check_absolute(value, field, roots.models, paths, "models")
+        _as_written(value, field, Path(value))
+        return str(resolved)
+    _as_written(value, field, None)
     parts = value.split("/")
     store_like = parts[0] in ("jobs", "datasets", "artifacts") or any(_SHA256.match(p) for p in parts)
     if _HUB_ID.match(value) and not value.startswith(".") and not store_like:
@@ -130,9 +135,10 @@ def check_model(value: str, field: str, paths: Paths, roots: Roots) -> str:
             f" (here: {value.removeprefix('file://')})" if value.startswith("file:///") else ""
         raise _refuse(field, f"an address (URL), not a model: give a hub id, org/name, or an absolute path on the "
                              f"server{hint}")
-    if "@" in value and _HUB_ID.match(value.split("@")[0]):
-        raise _refuse(field, f"a hub id with @{value.split('@', 1)[1]}: give the hub id alone "
-                             f"({value.split('@')[0]}); the trainer loads the revision its cache or the hub holds")
+    hub_id, _, revision = value.partition("@")
+    if revision and "/" in hub_id and _HUB_ID.match(hub_id) and re.fullmatch(r"[\w.-]+", revision):
+        raise _refuse(field, f"a hub id with @{revision}: give the hub id alone ({hub_id}); the trainer loads "
+                             "the revision its cache or the hub holds")
     raise _refuse(field, "a hub id (org/name) or an absolute path on the server; a relative path means nothing "
                          "to the server (the CLI and SDK make it absolute)")
 
@@ -165,15 +171,17 @@ def check_dataset(value: str, field: str, paths: Paths, roots: Roots, owner: str
         if data.parent.exists() and not safefs.is_plain_file(paths.datasets, data):
             raise _refuse(field, "that upload is damaged (not a plain file in the store); upload it again")
         return data
-    _as_written(value, field, Path(value) if path.is_absolute() else paths.datasets / path)
     if path.is_absolute():
-        return _regular(_check_absolute(value, field, roots.data, paths, "data"), field)
+        resolved = _check_absolute(value, field, roots.data, paths, "data")
+        _as_written(value, field, Path(value))
+        return _regular(resolved, field)
     first = path.parts[0] if path.parts else ""
     if first.startswith(".") or _SHA256.match(first):
         raise _refuse(field, "inside FineTune Lab's own store; name an upload as datasets/{sha256}")
     resolved = Path(os.path.realpath(paths.datasets / path))
     if not _inside(resolved, paths.datasets.resolve()):
         raise _refuse(field, "a relative path must stay inside the server's datasets folder")
+    _as_written(value, field, paths.datasets / path)
     return _regular(_check_absolute(str(resolved), field, (paths.datasets.resolve(),), paths, "data"), field)
 
 

@@ -19,20 +19,49 @@ def missing_config(base: str) -> str | None:
 
 
 def heads_misfit(base: str) -> str | None:
-    """What is wrong with the attention head counts of a local model's config.json (None where they fit
-    or where there is no such file): heads that do not divide the hidden size, where the config sets
-    no head_dim, or query heads that are not a multiple of the key/value heads."""
+    """What is wrong with the attention head counts of a local model's config.json, confirmed by its
+    weights (None where they fit, or where the config or the weights cannot be read here): query heads
+    not a multiple of the key/value heads, or heads x head_dim that is not the query rows the weights
+    hold (a config edited, or another model's: with no head_dim set, hidden_size / heads)."""
     try:
         config = json.loads((Path(base) / "config.json").read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(config, dict):
         return None
-    hidden, heads, kv = (config.get(k) for k in ("hidden_size", "num_attention_heads", "num_key_value_heads"))
-    if not isinstance(heads, int) or isinstance(heads, bool) or heads <= 0:
+    hidden, heads, kv, head_dim = (_count(config.get(k)) for k in ("hidden_size", "num_attention_heads",
+                                                                   "num_key_value_heads", "head_dim"))
+    if hidden is None or heads is None:
         return None
-    if config.get("head_dim") is None and isinstance(hidden, int) and hidden % heads:
-        return f"hidden_size {hidden} is not a multiple of num_attention_heads {heads} (and no head_dim is set)"
-    if isinstance(kv, int) and not isinstance(kv, bool) and kv > 0 and heads % kv:
+    if kv is not None and heads % kv:
         return f"num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}"
+    per_head = head_dim if head_dim is not None else hidden // heads
+    rows = _query_rows(Path(base))
+    if rows is None or rows == heads * per_head:
+        return None
+    how = f"head_dim {per_head}" if per_head == head_dim else f"hidden_size {hidden} / {heads} = {per_head} per head"
+    return (f"num_attention_heads {heads} x {how} makes {heads * per_head} query rows, but the weights' query "
+            f"projection has {rows}")
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _query_rows(folder: Path) -> int | None:
+    """The rows of the first layer's query projection, from a safetensors header (None if unread)."""
+    import struct
+
+    files = sorted(folder.glob("*.safetensors"))
+    for file in files[:8]:
+        try:
+            with file.open("rb") as f:
+                (size,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(min(size, 16 << 20)))
+        except (OSError, ValueError, RecursionError, struct.error):
+            continue
+        for name, info in header.items() if isinstance(header, dict) else ():
+            if name.endswith("layers.0.self_attn.q_proj.weight") and isinstance(info, dict) and info.get("shape"):
+                shape = info["shape"]
+                return int(shape[0]) if isinstance(shape, list) and shape and isinstance(shape[0], int) else None
     return None

@@ -183,16 +183,14 @@ def test_a_model_folder_without_config_json_is_refused_and_named(server, job_con
     assert [s.field for s in check.suggestions] == ["base_model"]
     assert all(c.status == PASS for c in fine.preflight.checks if c.name == "model")
     # a config.json whose head counts cannot build the layers its weights were saved from
-    import json
-
     five = tmp_path / "heads-five"
     shutil.copytree(tiny_model, five)
     (five / "config.json").write_text(json.dumps({**json.loads((tiny_model / "config.json").read_text()),
-                                                  "num_attention_heads": 5}))
+                                                  "num_attention_heads": 5, "num_key_value_heads": 5}))
     with Client(server.address, user="pf-no-config") as client:
         dry = client.create_job({**job_config, "base_model": str(five)}, validate_only=True)
     [check] = [c for c in dry.preflight.checks if c.name == "model"]
-    assert check.status == FAIL and "hidden_size 64 is not a multiple of num_attention_heads 5" in check.message
+    assert check.status == FAIL and "makes 60 query rows, but the weights' query projection has 64" in check.message
     assert [s.field for s in check.suggestions] == ["base_model"]
 
 

@@ -74,3 +74,19 @@ def test_a_path_with_a_stray_blank_or_a_hub_revision_is_refused_saying_what_to_g
     # a name that really ends in a space is a name like any other
     (paths.datasets / "odd .jsonl ").write_text('{"prompt": "a", "completion": "b"}\n')
     assert check_dataset("odd .jsonl ", "config.dataset.uri", paths, roots, None).name == "odd .jsonl "
+
+
+def test_the_written_as_refusals_look_only_inside_allowed_folders_and_at_real_hub_ids(paths, tmp_path):
+    allowed = tmp_path / "models"
+    allowed.mkdir()
+    roots = Roots(models=(allowed.resolve(),), data=(paths.datasets.resolve(),))
+    # outside the roots: refused as outside, whatever is there
+    field, why = refusal(lambda: check_model("/srv/$USER/tiny", "config.base_model", paths, roots))
+    assert "not under a folder" in why
+    field, why = refusal(lambda: check_model(f"{allowed}/$USER/tiny", "config.base_model", paths, roots))
+    assert "holds $USER" in why
+    # an address with %XX escapes is not an environment variable; a relative path with @ is not a hub id
+    field, why = refusal(lambda: check_model("user@host:/models/tiny", "config.base_model", paths, roots))
+    assert "hub id with" not in why and "relative path" in why
+    field, why = refusal(lambda: check_dataset("a%20b%2F.jsonl ", "config.dataset.uri", paths, roots, None))
+    assert "environment variable" not in why and "ends with a space" in why

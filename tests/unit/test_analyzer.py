@@ -200,7 +200,8 @@ def test_a_folder_without_a_tokenizer_file_is_said_as_the_model_folder():
     a = analyze(request_for(CORPUS / "dev" / "bare-training_output_as_base_model"))
     assert (category(a), phase(a)) == ("MODEL_NOT_FOUND", "MODEL_LOAD")
     (patch,) = a.suggestions
-    assert patch.field == "base_model" and "no tokenizer file" in patch.reason
+    assert patch.field == "base_model" and "no tokenizer it can read" in patch.reason
+    assert "tokenizer.json" in patch.reason and "sentencepiece" in patch.reason  # both ways in: a file, a package
 
 
 def test_turns_joined_to_text_in_one_row_are_said_as_the_rows_shape():
@@ -221,6 +222,21 @@ def test_the_base_models_own_damaged_files_are_said_as_the_base_models_a_checkpo
     assert (category(resumed), phase(resumed)) == ("CHECKPOINT_CORRUPT", "MODEL_LOAD")
     assert [s.field for s in resumed.suggestions] == ["checkpoint"]
     assert resumed.summary.startswith("The checkpoint to load is damaged")
+    # a plain script's resume prints no path: the Trainer's resume functions in the traceback say it
+    frames = ('Traceback (most recent call last):\n  File "/v/site-packages/transformers/trainer.py", line 1, in train\n'
+              '    x\n  File "/v/site-packages/transformers/trainer.py", line 2, in _load_from_checkpoint\n    x\n'
+              '  File "/v/site-packages/safetensors/torch.py", line 3, in load_file\n    x\n'
+              "safetensors_rust.SafetensorError: Error while deserializing header: invalid JSON in header\n")
+    quiet = analyze(analyzer_pb2.AnalyzeFailureRequest(log=frames, exit_code=1, phase=events_pb2.PHASE_MODEL_LOAD))
+    assert category(quiet) == "CHECKPOINT_CORRUPT" and [s.field for s in quiet.suggestions] == ["checkpoint"]
+    # a base model that is itself a training output's checkpoint folder is the base model
+    base = "/models/run1/checkpoint-500"
+    log = (f"loading {base}\nTraceback (most recent call last):\n  File \"/v/site-packages/transformers/modeling_utils.py\","
+           f" line 1, in from_pretrained\n    x\nsafetensors_rust.SafetensorError: Error while deserializing header: "
+           f"incomplete metadata, file not fully covered\n")
+    own = analyze(analyzer_pb2.AnalyzeFailureRequest(log=log, exit_code=1, phase=events_pb2.PHASE_MODEL_LOAD,
+                                                     config_json=json.dumps({"baseModel": base})))
+    assert category(own) == "CHECKPOINT_CORRUPT" and [s.field for s in own.suggestions] == ["base_model"]
 
 
 def test_the_trainers_own_records_decide_stuck_and_signals():

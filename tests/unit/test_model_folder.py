@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 
 import pytest
 
@@ -24,21 +25,40 @@ def edited(tiny_model, tmp_path):
     return edit
 
 
-def test_head_counts_that_do_not_fit_are_said_and_the_trainer_stops_there(edited, tiny_model):
-    assert heads_misfit(str(tiny_model)) is None
-    five = edited(num_attention_heads=5)
-    assert heads_misfit(str(five)) == "hidden_size 64 is not a multiple of num_attention_heads 5 (and no head_dim is set)"
-    with pytest.raises(ValueError, match=r"^the model's config\.json: hidden_size 64 is not a multiple"):
+def test_head_counts_the_weights_do_not_fit_are_said_and_the_trainer_stops_there(edited, tiny_model):
+    assert heads_misfit(str(tiny_model)) is None  # 4 heads of 16 over hidden 64: 64 query rows, as saved
+    five = edited(num_attention_heads=5, num_key_value_heads=5)
+    assert heads_misfit(str(five)) == ("num_attention_heads 5 x hidden_size 64 / 5 = 12 per head makes 60 query rows, "
+                                       "but the weights' query projection has 64")
+    with pytest.raises(ValueError, match=r"^the model's config\.json: num_attention_heads 5 x .* has 64: its attention"):
         model_config_type(str(five), remote_code=False)
-    assert heads_misfit(str(edited(num_attention_heads=5, head_dim=16))) == \
+    assert "head_dim 16 makes 80 query rows" in heads_misfit(str(edited(num_attention_heads=5, num_key_value_heads=5,
+                                                                        head_dim=16)))
+    assert heads_misfit(str(edited(num_attention_heads=5))) == \
         "num_attention_heads 5 is not a multiple of num_key_value_heads 2"
-    assert heads_misfit(str(edited(num_attention_heads=8, num_key_value_heads=4))) is None
+    assert heads_misfit(str(edited(num_attention_heads=8, num_key_value_heads=4))) is None  # 8 x 8 = 64 rows
     assert model_config_type(str(edited(num_attention_heads=8, num_key_value_heads=4)), remote_code=False) == "qwen2"
 
 
-def test_what_is_not_a_readable_config_is_left_to_the_other_checks(tmp_path):
+def test_a_config_its_weights_were_saved_with_is_taken_even_where_heads_do_not_divide(tmp_path):
+    # hidden 64 over 5 heads: Qwen2 and Llama build 5 x 12 = 60 query rows, and the weights hold 60
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 64, "num_attention_heads": 5,
+                                                      "num_key_value_heads": 5}))
+    header = json.dumps({"model.layers.0.self_attn.q_proj.weight": {"dtype": "F32", "shape": [60, 64],
+                                                                   "data_offsets": [0, 0]}}).encode()
+    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    assert heads_misfit(str(tmp_path)) is None
+
+
+def test_what_cannot_be_read_is_left_to_the_other_checks(tmp_path):
     assert heads_misfit(str(tmp_path / "nowhere")) is None
     (tmp_path / "config.json").write_text("[1, 2]")
     assert heads_misfit(str(tmp_path)) is None
     (tmp_path / "config.json").write_text('{"hidden_size": 64, "num_attention_heads": true}')
+    assert heads_misfit(str(tmp_path)) is None
+    (tmp_path / "config.json").write_text("[" * 100_000 + "]" * 100_000)  # deeper than json can recurse
+    assert heads_misfit(str(tmp_path)) is None
+    (tmp_path / "config.json").write_text('{"hidden_size": 64, "num_attention_heads": 5}')  # no weights here
+    assert heads_misfit(str(tmp_path)) is None
+    (tmp_path / "model.safetensors").write_bytes(b"\xff" * 64)  # a header that is not one
     assert heads_misfit(str(tmp_path)) is None
