@@ -173,8 +173,8 @@ RULES: list[Rule] = [
          and ("index out of range in self" in f.msg or "device-side assert" in f.msg)
          and "position" in _embedding_call(f).lower(), cause="positions"),
     # every example dropped after truncation to max_seq_length leaves nothing to train on
-    Rule("SEQUENCE_TOO_LONG", 0.8, lambda f: "cuts away the completion of every" in f.msg or "num_samples=0" in f.msg
-         and f.log.has_line(r"Dropping fully (truncated|masked) examples"), cause="dropped"),
+    Rule("SEQUENCE_TOO_LONG", 0.8, lambda f: "cuts away the completion of every" in f.msg or (
+        "num_samples=0" in f.msg and f.log.has_line(r"Dropping fully (truncated|masked) examples")), cause="dropped"),
     Rule("TOKEN_ID_OUT_OF_RANGE", 0.85, _both(_exc("IndexError", "RuntimeError"),
                                               lambda f: "index out of range in self" in f.msg
                                               or "device-side assert" in f.msg
