@@ -63,6 +63,12 @@ def split_for(cause: str) -> str:
     return "test" if int(hashlib.sha256(cause.encode()).hexdigest(), 16) % 2 == 0 else "dev"
 
 
+def _with(hook: str) -> list:
+    """The later rounds that have `hook` (write_datasets, write_models, damage): a round that needs no
+    files of its own, or damages no checkpoint, leaves it out."""
+    return [later for later in ROUNDS if hasattr(later, hook)]
+
+
 def write_datasets(root: Path) -> None:
     rng = random.Random(0)
     root.mkdir(parents=True, exist_ok=True)
@@ -107,7 +113,7 @@ def write_datasets(root: Path) -> None:
     (root / "object.json").write_text(json.dumps({"rows": len(chat), "data": chat}))
     (root / "folder.jsonl").mkdir(exist_ok=True)
     (root / "folder.jsonl" / "part-0.jsonl").write_text((root / "chat.jsonl").read_text())
-    for later in ROUNDS:
+    for later in _with("write_datasets"):
         later.write_datasets(root)
 
 
@@ -172,7 +178,7 @@ def write_models(root: Path) -> dict[str, str]:
     variant("no-tokenizer", lambda p: [f.unlink() for f in p.iterdir()
                                        if f.name.startswith(("tokenizer", "special_tokens", "chat_template", "vocab",
                                                              "merges"))])
-    for later in ROUNDS:
+    for later in _with("write_models"):
         later.write_models(root, tiny, variant, models)
     return models
 
@@ -191,7 +197,7 @@ def checkpoint_for(case: dict, workdir: Path, model: str, data: str) -> str:
 
 def damage(ckpt: Path, how: str) -> None:
     """Damage a real checkpoint folder as a case names it."""
-    if any(later.damage(ckpt, how) for later in ROUNDS):
+    if any(later.damage(ckpt, how) for later in _with("damage")):
         return
     if how == "optimizer":
         f = ckpt / "optimizer.pt"

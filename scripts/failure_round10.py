@@ -62,8 +62,3 @@ def write_models(root: Path, tiny: Path, variant, models: dict[str, str]) -> Non
         (path / "tokenizer_config.json").write_text(json.dumps(tc))
 
     variant("tokenizer-class", tokenizer_class)
-
-
-def damage(ckpt: Path, how: str) -> bool:
-    """The round's checkpoint damages (none); False where `how` is not one of them."""
-    return False

@@ -56,8 +56,3 @@ def write_models(root: Path, tiny: Path, variant, models: dict[str, str]) -> Non
         (path / "model.safetensors").mkdir()
 
     variant("weights-folder", weights_folder)
-
-
-def damage(ckpt: Path, how: str) -> bool:
-    """The round's checkpoint damages (none); False where `how` is not one of them."""
-    return False

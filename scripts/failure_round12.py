@@ -12,8 +12,6 @@ Add a case by adding a row; never edit a log it produced.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 ROUND = 12
 EMPTY_TEMPLATE = "{% for m in messages %}{% endfor %}"
 
@@ -40,16 +38,3 @@ BARE = [
     ("bf16_on_cpu", "bf16 on a machine without a GPU", "PRECISION_UNSUPPORTED", "STARTUP", "bf16 True with use_cpu",
      {"args": {"bf16": True}}),
 ]
-
-
-def write_datasets(root: Path) -> None:
-    """The round's dataset files (none: it uses the ones scripts/failure_corpus.write_datasets makes)."""
-
-
-def write_models(root: Path, tiny: Path, variant, models: dict[str, str]) -> None:
-    """The round's model folders (none)."""
-
-
-def damage(ckpt: Path, how: str) -> bool:
-    """The round's checkpoint damages (none); False where `how` is not one of them."""
-    return False

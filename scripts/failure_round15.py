@@ -15,8 +15,6 @@ Add a case by adding a row; never edit a log it produced.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 ROUND = 15
 
 SHARED = [
@@ -49,16 +47,3 @@ BARE = [
      "from_pretrained with a BitsAndBytesConfig(load_in_8bit=True) on a CPU-only machine",
      {"model_kwargs": {"quantization_config": {"quant_method": "bitsandbytes", "load_in_8bit": True}}}),
 ]
-
-
-def write_datasets(root: Path) -> None:
-    """The round's dataset files (none)."""
-
-
-def write_models(root: Path, tiny: Path, variant, models: dict[str, str]) -> None:
-    """The round's model folders (none)."""
-
-
-def damage(ckpt: Path, how: str) -> bool:
-    """The round's checkpoint damages (none)."""
-    return False

@@ -63,12 +63,3 @@ def write_datasets(root: Path) -> None:
     rows = [{"prompt": " ".join(f"w{rng.randint(0, 999)}" for _ in range(60)) + " =", "completion": f" {a}"}
             for a in range(64)]
     (root / "long-prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
-def write_models(root: Path, tiny: Path, variant, models: dict[str, str]) -> None:
-    """The round's model folders (none)."""
-
-
-def damage(ckpt: Path, how: str) -> bool:
-    """The round's checkpoint damages (none)."""
-    return False

@@ -58,12 +58,3 @@ def write_datasets(root: Path) -> None:
         json.dumps({"prompt": f"{a}+{b}=", "completion": ""}) + "\n" for a, b in sums))
     (root / "user-only.jsonl").write_text("".join(
         json.dumps({"messages": [{"role": "user", "content": f"What is {a} plus {b}?"}]}) + "\n" for a, b in sums))
-
-
-def write_models(root: Path, tiny: Path, variant, models: dict[str, str]) -> None:
-    """The round's model folders (none)."""
-
-
-def damage(ckpt: Path, how: str) -> bool:
-    """The round's checkpoint damages (none)."""
-    return False

@@ -48,10 +48,6 @@ BARE = [
 ]
 
 
-def write_datasets(root: Path) -> None:
-    """The round's dataset files (none: its causes use the ones scripts/failure_corpus.write_datasets makes)."""
-
-
 def write_models(root: Path, tiny: Path, variant, models: dict[str, str]) -> None:
     """The round's model folders: `variant(name, change)` copies the tiny model and changes it."""
 

@@ -79,8 +79,3 @@ def write_models(root: Path, tiny: Path, variant, models: dict[str, str]) -> Non
         (path / "tokenizer_config.json").write_text(json.dumps(config))
 
     variant("tokenizer-class-unknown", unknown_class)
-
-
-def damage(ckpt: Path, how: str) -> bool:
-    """The round's checkpoint damages (none)."""
-    return False

@@ -81,8 +81,3 @@ def write_models(root: Path, tiny: Path, variant, models: dict[str, str]) -> Non
 
     variant("other-size-weights", other_size)
     variant("index-cut", index_cut)
-
-
-def damage(ckpt: Path, how: str) -> bool:
-    """The round's checkpoint damages (none)."""
-    return False

@@ -44,10 +44,6 @@ BARE = [
 ]
 
 
-def write_datasets(root: Path) -> None:
-    """The round's dataset files (none: its causes use the ones scripts/failure_corpus.write_datasets makes)."""
-
-
 def write_models(root: Path, tiny: Path, variant, models: dict[str, str]) -> None:
     """The round's model folders: `variant(name, change)` copies the tiny model and changes it."""
 
@@ -60,8 +56,3 @@ def write_models(root: Path, tiny: Path, variant, models: dict[str, str]) -> Non
 
     variant("rope-unknown", edit(rope_parameters={"rope_theta": 10000.0, "rope_type": "spiral"}))
     variant("heads-five", edit(num_attention_heads=5))
-
-
-def damage(ckpt: Path, how: str) -> bool:
-    """The round's checkpoint damages (none)."""
-    return False

@@ -61,8 +61,3 @@ def write_models(root: Path, tiny: Path, variant, models: dict[str, str]) -> Non
         (path / "model.safetensors").write_bytes(struct.pack("<Q", len(text)) + text + data[8 + size:])
 
     variant("header-dtype-f16", dtype_f16)
-
-
-def damage(ckpt: Path, how: str) -> bool:
-    """The round's checkpoint damages (none)."""
-    return False

@@ -13,8 +13,6 @@ Add a case by adding a row; never edit a log it produced.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 ROUND = 24
 
 SHARED: list[tuple] = []
@@ -35,16 +33,3 @@ BARE = [
     ("fused_adamw_on_cpu", "the fused AdamW kernel on a CPU-only machine", "GPU_UNAVAILABLE", "STARTUP",
      "optim adamw_torch_fused with use_cpu", {"args": {"optim": "adamw_torch_fused"}}),
 ]
-
-
-def write_datasets(root: Path) -> None:
-    """The round's dataset files (none)."""
-
-
-def write_models(root: Path, tiny: Path, variant, models: dict[str, str]) -> None:
-    """The round's model folders (none)."""
-
-
-def damage(ckpt: Path, how: str) -> bool:
-    """The round's checkpoint damages (none)."""
-    return False

@@ -13,8 +13,6 @@ Add a case by adding a row; never edit a log it produced.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 ROUND = 25
 
 SHARED: list[tuple] = []
@@ -35,16 +33,3 @@ BARE = [
     ("galore_targets_for_adamw", "GaLore target modules given to plain AdamW", "INVALID_CONFIG", "STARTUP",
      "optim adamw_torch with optim_target_modules [q_proj]", {"args": {"optim_target_modules": ["q_proj"]}}),
 ]
-
-
-def write_datasets(root: Path) -> None:
-    """The round's dataset files (none)."""
-
-
-def write_models(root: Path, tiny: Path, variant, models: dict[str, str]) -> None:
-    """The round's model folders (none)."""
-
-
-def damage(ckpt: Path, how: str) -> bool:
-    """The round's checkpoint damages (none)."""
-    return False

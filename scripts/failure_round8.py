@@ -94,8 +94,3 @@ def write_models(root: Path, tiny: Path, variant, models: dict[str, str]) -> Non
 
     variant("empty-weights", lambda p: (p / "model.safetensors").write_bytes(b""))
     variant("template-number", template_number)
-
-
-def damage(ckpt: Path, how: str) -> bool:
-    """The round's checkpoint damages (none); False where `how` is not one of them."""
-    return False

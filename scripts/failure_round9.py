@@ -79,8 +79,3 @@ def write_models(root: Path, tiny: Path, variant, models: dict[str, str]) -> Non
         (path / "config.json").write_text(json.dumps(cfg))
 
     variant("dtype-unknown", dtype_unknown)
-
-
-def damage(ckpt: Path, how: str) -> bool:
-    """The round's checkpoint damages (none); False where `how` is not one of them."""
-    return False

@@ -1,7 +1,7 @@
 """The later rounds of the failure corpus, in order (scripts/failure_round5.py onwards). Each is a
 table of causes (SHARED on both runners, TRAINER for FineTune Lab's trainer child, BARE for the
 plain TRL script) with the files it needs (`write_datasets`, `write_models`) and the checkpoint
-damages it does (`damage`). scripts/failure_cases.py, scripts/bare_trl_cases.py and
+damages it does (`damage`), each left out by a round that has none. scripts/failure_cases.py, scripts/bare_trl_cases.py and
 scripts/failure_corpus.py take every round from here: add a round by adding its module below."""
 
 from __future__ import annotations
