@@ -29,7 +29,7 @@ sys.path[:0] = [str(REPO), str(REPO / "sdk" / "python"), str(REPO / "scripts")]
 
 import capture_failure  # noqa: E402
 from bare_trl_cases import CASES  # noqa: E402
-from failure_corpus import acting, damage, small_filesystem, split_for, write_datasets, write_models  # noqa: E402
+from failure_corpus import acting, damage, given, small_filesystem, split_for, write_datasets, write_models  # noqa: E402
 
 SCRIPT = REPO / "scripts" / "bare_trl.py"
 
@@ -104,12 +104,9 @@ def run_case(case: dict, models: dict[str, str], data: Path, out_root: Path, spl
                                 f"{case['how']}",
                 "kind": "failure", "runtime": {"act": case.get("act"), "resume_damage": case.get("resume"),
                                                "env": {"HF_HUB_OFFLINE": "1"},
-                                               **({"output_dir_tmpfs_bytes": case["tmpfs"]}
-                                                  if case.get("tmpfs") else {}),
-                                               **({"rlimit_as_bytes": case["rlimit_as_start"]}
-                                                  if case.get("rlimit_as_start") else {}),
-                                               **({"datasets_cache_tmpfs_bytes": case["tmpfs_cache"]}
-                                                  if case.get("tmpfs_cache") else {})},
+                                               **given(case, tmpfs="output_dir_tmpfs_bytes",
+                                                       rlimit_as_start="rlimit_as_bytes",
+                                                       tmpfs_cache="datasets_cache_tmpfs_bytes")},
                 "versions": capture_failure._versions(), "duration_s": result["duration_s"],
                 "log_lines_total": len(result["lines"]), "log_trimmed_to_last_400": len(result["lines"]) > 400}
         (out / "meta.json").write_text(scrub(json.dumps(meta, indent=2)) + "\n")

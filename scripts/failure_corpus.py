@@ -63,6 +63,11 @@ def split_for(cause: str) -> str:
     return "test" if int(hashlib.sha256(cause.encode()).hexdigest(), 16) % 2 == 0 else "dev"
 
 
+def given(case: dict, **keys: str) -> dict:
+    """What the case sets of `keys` (its name -> the name meta.json gives it), for the runtime record."""
+    return {meta: case[name] for name, meta in keys.items() if case.get(name)}
+
+
 def _with(hook: str) -> list:
     """The later rounds that have `hook` (write_datasets, write_models, damage): a round that needs no
     files of its own, or damages no checkpoint, leaves it out."""
@@ -295,9 +300,8 @@ def run_case(case: dict, models: dict[str, str], data_root: Path, out_root: Path
             out, friendly, config, result, workdir, model if case["model"] != "relative" else "", str(data_root / "x"),
             case["how"], case["category"], case["phase"],
             {"env": env, "act": case.get("act"), "step_timeout_s": case.get("step_timeout"),
-             "resume_damage": case.get("resume"), **({"tmpfs_bytes": case["tmpfs"]} if case.get("tmpfs") else {}),
-             **({"load_timeout_s": case["load_timeout"]} if case.get("load_timeout") else {}),
-             **({"stop_at_start_s": case["stop_at_start"]} if case.get("stop_at_start") else {})},
+             "resume_damage": case.get("resume"),
+             **given(case, tmpfs="tmpfs_bytes", load_timeout="load_timeout_s", stop_at_start="stop_at_start_s")},
             extra={"cause": case["cause"], "split": split, "resume_checkpoint": resume, "round": case.get("round", 1)},
             producer="scripts/failure_corpus.py", inputs=str(data_root.parent))
         errors = [e["error"]["type"] for e in result["events"] if "error" in e]

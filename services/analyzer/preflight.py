@@ -72,13 +72,14 @@ def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware, pol
     out = analyzer_pb2.PreflightResponse()
     shape = memory.load_shape(c.base_model)
     tokenizer = dataset_report.load_tokenizer(c.base_model, c.chat_template)
-    gone = model_folder.missing_config(c.base_model) if Path(c.base_model).is_absolute() else None
+    local = Path(c.base_model).is_absolute()
+    gone = model_folder.missing_config(c.base_model) if local else None
     if gone is not None:
         out.checks.append(_check("model", FAIL, f"{c.base_model}: the folder has no config.json{gone}, so it holds no "
                                  "model transformers can load", [
             suggestions.patch("base_model", c.base_model, "the folder that holds the model's config.json and weights",
                               "the folder has no config.json", "")]))
-    elif (misfit := model_folder.heads_misfit(c.base_model) if Path(c.base_model).is_absolute() else None):
+    elif local and (misfit := model_folder.heads_misfit(c.base_model)):
         out.checks.append(_check("model", FAIL, f"{c.base_model}: the model's config.json: {misfit}, so its attention "
                                  "layers cannot take its weights", [suggestions.heads_misfit(c, misfit)]))
     else:

@@ -126,8 +126,8 @@ RULES: list[Rule] = [
     # datasets took the name for a dataset on the Hub, as no local file or builder has it
     Rule("DATASET_NOT_FOUND", 0.85, _both(_frames("dataset_module_factory"), _msg(r"Couldn't reach .* on the Hub"))),
     # bytes that are not text, where the dataset is read
-    Rule("DATASET_FORMAT", 0.85, _both(_exc("UnicodeDecodeError", "UnicodeError"), lambda f: bool(
-        f.funcs() & signs.READING_DATA) or "/datasets/" in f.files())),
+    Rule("DATASET_FORMAT", 0.85, _both(_exc("UnicodeDecodeError", "UnicodeError"), lambda f: _frames(
+        *signs.READING_DATA)(f) or "/datasets/" in f.files())),
     Rule("CHECKPOINT_NOT_FOUND", 0.9, _msg(r"(Can't find a|No) valid checkpoint|checkpoint.*(not found|does not exist)")),
     Rule("DATASET_FORMAT", 0.8, _both(_exc("StopIteration"), _frames("_split_generators")),  # datasets found no
          cause="no_rows"),  # table to read: the file is empty, or the path or pattern matched no file
@@ -187,7 +187,7 @@ RULES: list[Rule] = [
                                       r"valid model identifier|Repository Not Found|does not appear to have a file "
                                       r"named config.json|Can't load (the )?(config|tokenizer) for|"
                                       r"Couldn't instantiate the backend tokenizer")),  # no tokenizer file
-    Rule("DATASET_SCHEMA", 0.85, _both(_exc("KeyError"), lambda f: bool(f.funcs() & signs.MAPPING_ROWS))),
+    Rule("DATASET_SCHEMA", 0.85, _both(_exc("KeyError"), _frames(*signs.MAPPING_ROWS))),
     # the job's dataset.columns names a column no row has (services/common/datasets.py)
     Rule("DATASET_SCHEMA", 0.9, _msg(r"^dataset\.columns maps .* but no row has"), cause="columns_absent"),
     Rule("DATASET_SCHEMA", 0.85, _msg(r"does not fit method"), cause="method"),
@@ -204,15 +204,15 @@ RULES: list[Rule] = [
     # a setting of the wrong type (text where a mapping or a number is): the raising line uses the argument
     Rule("INVALID_CONFIG", 0.7, lambda f: _exc("AttributeError", "TypeError")(f) and bool(f.frames)
          and bool(re.search(r"\bargs\.\w+", f.frames[-1].code)) and bool(signs.WRONG_TYPE.search(f.msg))
-         and not f.funcs() & signs.MAPPING_ROWS),
+         and not _frames(*signs.MAPPING_ROWS)(f)),
     Rule("DATASET_NOT_FOUND", 0.8, _exc("FileNotFoundError"), generic=True),
     # a folder where the data file should be, found while the data is read
-    Rule("DATASET_NOT_FOUND", 0.75, _both(_exc("IsADirectoryError"), lambda f: bool(f.funcs() & signs.READING_DATA)), generic=True),
+    Rule("DATASET_NOT_FOUND", 0.75, _both(_exc("IsADirectoryError"), _frames(*signs.READING_DATA)), generic=True),
     # our own data reader's refusal that no rule above placed: the file cannot be used as it is
     Rule("DATASET_FORMAT", 0.7, _exc("DatasetError"), generic=True),
     # two columns of one row joined where one is turns and the other text: the row fits no format
     Rule("DATASET_SCHEMA", 0.7, lambda f: _exc("TypeError")(f) and bool(signs.MIXED_KINDS.search(f.msg))
-         and bool(f.funcs() & signs.MAPPING_ROWS) and _raised_in_data_or_own_code(f), cause="mixed_kinds",
+         and _frames(*signs.MAPPING_ROWS)(f) and _raised_in_data_or_own_code(f), cause="mixed_kinds",
          generic=True),
     # a row's value of the wrong kind, met by the function mapped over the rows (e.g. a number where text is),
     # unless it was raised inside a library that fails for another reason (a template engine: the template's)

@@ -25,7 +25,7 @@ class Findings(TypedDict, total=False):
     max_positions: int | None  # the model's
     columns: list[str] | None  # the dataset's, where the data reader named them
     message: str  # the error's own
-    resuming: bool  # the log names a checkpoint folder: the run was resuming from one
+    resuming: bool  # the run was reading a checkpoint back (analyze._resuming)
 
 
 def heads_misfit(c: config_pb2.TrainingConfig, misfit: str) -> analyzer_pb2.ConfigPatch:

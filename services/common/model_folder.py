@@ -6,6 +6,7 @@ config's head counts give, then says only that the weights do not fit them)."""
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 
@@ -50,8 +51,6 @@ def _count(value: object) -> int | None:
 
 def _query_rows(folder: Path) -> int | None:
     """The rows of the first layer's query projection, from a safetensors header (None if unread)."""
-    import struct
-
     files = sorted(folder.glob("*.safetensors"))
     for file in files[:8]:
         try:

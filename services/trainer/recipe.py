@@ -172,7 +172,10 @@ def truncate(dataset: Dataset | None, max_length: int, name: str = "train") -> D
     """Tokenized examples cut to `max_length` tokens (input_ids and labels), as TRL's own truncation;
     an example left with no label to learn (its completion cut away) is dropped, as TRL drops it, and
     a dataset left with none is an error, not a run that trains on nothing."""
-    if dataset is None or max(len(ids) for ids in dataset["input_ids"]) <= max_length:
+    if dataset is None:
+        return dataset
+    longest = max(len(ids) for ids in dataset["input_ids"])
+    if longest <= max_length:
         return dataset
     cut = dataset.map(lambda ex: {"input_ids": ex["input_ids"][:max_length], "labels": ex["labels"][:max_length]},
                       desc="Truncating")
@@ -182,9 +185,8 @@ def truncate(dataset: Dataset | None, max_length: int, name: str = "train") -> D
         print(f"ftlab: max_seq_length {max_length} cut away the completion of {len(cut) - len(kept)} of {len(cut)} "
               f"{name} examples; they were dropped", flush=True)
     if len(kept) == 0:
-        whole = max(len(ids) for ids in dataset["input_ids"])
         raise ValueError(f"max_seq_length {max_length} cuts away the completion of every {name} example (its prompt "
-                         f"alone is longer): nothing is left to learn from; max_seq_length {whole} keeps every "
+                         f"alone is longer): nothing is left to learn from; max_seq_length {longest} keeps every "
                          "example whole")
     return kept
 
