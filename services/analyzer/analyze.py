@@ -7,7 +7,7 @@ import re
 from google.protobuf import json_format
 
 from ftlab.v1 import analyzer_pb2, config_pb2, events_pb2, job_pb2
-from services.analyzer import logparse, phases, priors, rules, signs, suggestions
+from services.analyzer import logparse, phases, priors, rules, signs, similar, suggestions
 from services.common import columns
 from services.common.errors import FieldViolation, InvalidArgument
 
@@ -50,7 +50,11 @@ def category_of(error: job_pb2.JobError) -> str:
     before the full analysis arrives."""
     facts = rules.Facts(logparse.parse(error_log(error)), error.exit_code if error.HasField("exit_code") else None,
                         error.signal if error.HasField("signal") else None, error.type)
-    return rules.classify(facts)[0]
+    category = rules.classify(facts)[0]
+    if category == "UNKNOWN" and (match := similar.closest(facts.log, facts.error_type, facts.exit_code,
+                                                           facts.signal)):
+        category = match.category
+    return category
 
 
 def _config(request: analyzer_pb2.AnalyzeFailureRequest) -> config_pb2.TrainingConfig:
@@ -75,12 +79,17 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
     if request.recent_metrics and category in ("UNKNOWN", "KILLED_BY_SIGNAL"):
         if any(_bad(m) for m in request.recent_metrics):
             category, confidence = "NAN_OR_DIVERGENCE", 0.8
+    match = similar.closest(log, request.error_type, exit_code, signal) if category == "UNKNOWN" else None
+    if match is not None:  # no rule decided: the closest known failures, where they agree closely enough
+        category, confidence = match.category, round(min(0.6, match.score), 2)
     if category == "KILLED_BY_SIGNAL" and rules.killed_signal(facts) == rules.SIGKILL and not log.exception_type:
         confidence = 0.6  # the OOM killer also sends SIGKILL; the kernel log would tell
     phase = phases.refine(events_pb2.Phase.Name(request.phase).removeprefix("PHASE_"), log) if request.phase \
         else phases.infer_phase(log)
     if not phase:  # where the root cause was raised may tell
         phase = next((p[1] for r in log.chain if (p := priors.prior(r.frames)) and p[1]), "")
+    if not phase and match is not None:
+        phase = match.nearest.phase
     evidence = [ln.strip() for ln in ([f.text for f in log.frames[-3:]] + [log.exception_line]) if ln.strip()]
     root = log.chain[0] if log.chain else None
     if root is not None and len(log.chain) > 1:
@@ -94,6 +103,9 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
         sig = rules.killed_signal(facts)
         if sig:
             evidence.append(f"the process ended with signal {sig}")
+    if match is not None:
+        evidence.append(f"no rule decided; closest known failure: {match.nearest.cause[:160]} "
+                        f"(similarity {match.similarity:.2f})")
     resuming = _resuming(log, config.base_model)
     summary = _SUMMARY[category]
     if category == "CHECKPOINT_CORRUPT" and phase == "MODEL_LOAD" and not resuming:
