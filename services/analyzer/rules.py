@@ -183,6 +183,9 @@ RULES: list[Rule] = [
                                         r"Token indices sequence length")),
     Rule("EVAL_CONFIG", 0.9, _msg(r"eval_strategy.*eval_dataset|evaluation requires an eval_dataset|"
                                   r"load_best_model_at_end requires|metric_for_best_model")),
+    # a setting refused on the library's line that reads an evaluation setting: evaluation's settings
+    Rule("EVAL_CONFIG", 0.75, lambda f: _exc("TypeError", "ValueError", "AttributeError", "ZeroDivisionError")(f)
+         and bool(f.frames) and bool(signs.EVAL_SETTING.search(f.frames[-1].code))),
     Rule("MODEL_NOT_FOUND", 0.9, _msg(r"couldn't connect to 'https://huggingface.co'|is not a local folder and is not a "
                                       r"valid model identifier|Repository Not Found|does not appear to have a file "
                                       r"named config.json|Can't load (the )?(config|tokenizer) for|"

@@ -23,6 +23,10 @@ MIXED_KINDS = re.compile(r"""concatenate (str|list) \(not "(list|str)"\)|"""
 # text where a mapping or a number is (a setting written as text)
 WRONG_TYPE = re.compile(r"'str' object (has no attribute|is not)|instances of '\w+' and 'str'|"
                         r"instances of 'str' and '\w+'|must be a mapping, not str")
+# an evaluation setting, as the library's own line reads it (self.eval_steps, args.metric_for_best_model)
+EVAL_SETTING = re.compile(r"\b(self|args)\.(eval_(steps|strategy|delay|accumulation_steps|on_start)|"
+                          r"per_device_eval_batch_size|metric_for_best_model|load_best_model_at_end|"
+                          r"greater_is_better)\b")
 # the functions that map over a dataset's rows (ours, TRL's and datasets')
 MAPPING_ROWS = frozenset({"tokenize_fn", "tokenize", "_tokenize", "_prepare_dataset", "apply_function", "map"})
 
