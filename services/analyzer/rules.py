@@ -186,6 +186,10 @@ RULES: list[Rule] = [
     # a setting refused on the library's line that reads an evaluation setting: evaluation's settings
     Rule("EVAL_CONFIG", 0.75, lambda f: _exc("TypeError", "ValueError", "AttributeError", "ZeroDivisionError")(f)
          and bool(f.frames) and bool(signs.EVAL_SETTING.search(f.frames[-1].code))),
+    # a loader setting refused while the evaluation data loader is built: evaluation's settings
+    Rule("EVAL_CONFIG", 0.75, lambda f: _exc("TypeError", "ValueError")(f)
+         and _frames("get_eval_dataloader", "get_test_dataloader")(f)
+         and (priors.innermost_library_frame(f.frames) or ("",))[0].startswith("torch/utils/data/")),
     Rule("MODEL_NOT_FOUND", 0.9, _msg(r"couldn't connect to 'https://huggingface.co'|is not a local folder and is not a "
                                       r"valid model identifier|Repository Not Found|does not appear to have a file "
                                       r"named config.json|Can't load (the )?(config|tokenizer) for|"
