@@ -8,7 +8,9 @@ filesystem with space left but no inodes.
 
 The rows are as in scripts/failure_round5.py and scripts/failure_round13.py. Each cause is split by
 the parity of its sha256; bench/analyzer_accuracy.py --round 20 scores the round alone. A `fix` puts
-a case in bench/suggestion_fixes.py.
+a case in bench/suggestion_fixes.py. A tokenizer config naming a class that does not exist was written
+down here too, but round ten has that cause; it kept no log, and its row was taken out so that every
+case has its own name and cause (tests/unit/test_corpus_tables.py).
 
 Add a case by adding a row; never edit a log it produced.
 """
@@ -26,8 +28,6 @@ PARTS_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['con
                   "{% endfor %}")
 
 SHARED = [
-    ("tokenizer_class_unknown", "tokenizer_config.json naming a tokenizer class that does not exist",
-     "INVALID_CONFIG", "MODEL_LOAD", "tokenizer_class is Qwen9TokenizerFast", {"model": "tokenizer-class-unknown"}),
     ("csv_with_nul_bytes", "CSV with NUL bytes in its rows", "DATASET_FORMAT", "DATA_PREP",
      "a prompt,completion CSV with a NUL byte inside every tenth row", {"data": "nul.csv"}),
     ("jsonl_with_nan", "JSONL rows holding NaN", "DATASET_FORMAT", "DATA_PREP",
@@ -68,14 +68,3 @@ def write_datasets(root: Path) -> None:
                                                         "score": float("nan")}) + "\n" for a, b in sums))
     (root / "text-prompt-turn-completion.jsonl").write_text("".join(json.dumps({
         "prompt": f"{a}+{b}=", "completion": [{"role": "assistant", "content": str(a + b)}]}) + "\n" for a, b in sums))
-
-
-def write_models(root: Path, tiny: Path, variant, models: dict[str, str]) -> None:
-    """The round's model folders: `variant(name, change)` copies the tiny model and changes it."""
-
-    def unknown_class(path: Path) -> None:
-        config = json.loads((path / "tokenizer_config.json").read_text())
-        config["tokenizer_class"] = "Qwen9TokenizerFast"
-        (path / "tokenizer_config.json").write_text(json.dumps(config))
-
-    variant("tokenizer-class-unknown", unknown_class)
