@@ -74,7 +74,12 @@ def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware, pol
     tokenizer = dataset_report.load_tokenizer(c.base_model, c.chat_template)
     local = Path(c.base_model).is_absolute()
     gone = model_folder.missing_config(c.base_model) if local else None
-    if gone is not None:
+    instead = model_folder.not_a_folder(c.base_model) if local else None
+    if instead is not None:
+        out.checks.append(_check("model", FAIL, f"{c.base_model} is a file, not a model folder{instead}", [
+            suggestions.patch("base_model", c.base_model, "the folder that holds the model's config.json and weights",
+                              "a model is a folder, not a file", "")]))
+    elif gone is not None:
         out.checks.append(_check("model", FAIL, f"{c.base_model}: the folder has no config.json{gone}, so it holds no "
                                  "model transformers can load", [
             suggestions.patch("base_model", c.base_model, "the folder that holds the model's config.json and weights",

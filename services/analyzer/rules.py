@@ -137,6 +137,8 @@ RULES: list[Rule] = [
                                          r"ignore_mismatched_sizes` to `False`")),  # weights of another shape
     # the trainer's own check of a checkpoint folder before it resumes (services/common/checkpoints.py)
     Rule("CHECKPOINT_CORRUPT", 0.9, _both(_exc("CheckpointError"), _msg(r"checkpoint \S+ is damaged"))),
+    # transformers read a file given as the model (an archive, a weights file) as its config: no model folder
+    Rule("MODEL_NOT_FOUND", 0.8, lambda f: signs.file_given_as_model([r.message for r in f.log.chain])),
     # a model's own file that does not parse (its config, its tokenizer), met while the model loads
     Rule("CHECKPOINT_CORRUPT", 0.8, _both(_exc("JSONDecodeError", "UnicodeDecodeError"),
                                           _frames("from_pretrained", "_from_pretrained", "get_config_dict",
@@ -193,7 +195,8 @@ RULES: list[Rule] = [
     Rule("MODEL_NOT_FOUND", 0.9, _msg(r"couldn't connect to 'https://huggingface.co'|is not a local folder and is not a "
                                       r"valid model identifier|Repository Not Found|does not appear to have a file "
                                       r"named config.json|Can't load (the )?(config|tokenizer) for|"
-                                      r"Couldn't instantiate the backend tokenizer")),  # no tokenizer file
+                                      r"Couldn't instantiate the backend tokenizer|"  # no tokenizer file
+                                      r"is a file, not a model folder")),
     Rule("DATASET_SCHEMA", 0.85, _both(_exc("KeyError"), _frames(*signs.MAPPING_ROWS))),
     # the job's dataset.columns names a column no row has (services/common/datasets.py)
     Rule("DATASET_SCHEMA", 0.9, _msg(r"^dataset\.columns maps .* but no row has"), cause="columns_absent"),
@@ -235,7 +238,7 @@ RULES: list[Rule] = [
     *[Rule(category, 0.6, _prior(category), cause="prior", generic=True) for category in
       dict.fromkeys(row[2] for row in priors.PRIORS if row[2])],
     Rule("INVALID_CONFIG", 0.75, lambda f: _exc("ValueError", "TypeError")(f) and bool(
-        re.search(r"Invalid|must be|has to be|should be|cannot be|can't be|expected|not a valid|unsupported|"
+        re.search(r"Invalid|must be|has to be|needs? to be|should be|cannot be|can't be|expected|not a valid|unsupported|"
                   r"not supported|out of range|only (supports?|accepts?)|unexpected keyword argument|^unknown\b",
                   f.msg, re.I)),
          generic=True),

@@ -36,6 +36,15 @@ DISK_ERRNOS = {"28", "122", "27"}
 ERRNO = re.compile(r"\[Errno (\d+)\]|os error (\d+)|\bcode: (\d+), kind:")
 
 
+# transformers' words when the path it reads as a config is not JSON: a file given as the model when
+# that path is not a .json file (a model folder's config.json would be)
+_CONFIG_AT = re.compile(r"the config file at '([^']*)' is not a valid JSON file")
+
+
+def file_given_as_model(messages: Sequence[str]) -> bool:
+    return any((m := _CONFIG_AT.search(text)) is not None and not m[1].lower().endswith(".json") for text in messages)
+
+
 def disk_errno(message: str) -> bool:
     """The message carries an errno (or Rust's io kind) that means the disk or the file's allowed size is full."""
     found = {n for m in ERRNO.finditer(message) for n in m.groups() if n}

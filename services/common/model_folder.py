@@ -9,6 +9,19 @@ import json
 import struct
 from pathlib import Path
 
+_ARCHIVES = (".tar", ".tar.gz", ".tgz", ".zip", ".7z", ".tar.xz", ".tar.bz2")
+
+
+def not_a_folder(base: str) -> str | None:
+    """None unless `base` is a file (a model is a folder): then what to do instead, for "is a file, not
+    a model folder" (transformers reads a file given as the model as its config, and says it is not JSON)."""
+    path = Path(base)
+    if not path.is_file():
+        return None
+    if path.name.lower().endswith(_ARCHIVES):
+        return ": it is an archive; unpack it and give the folder it holds"
+    return f": give the folder that holds config.json and the weights (this file is in {path.parent})"
+
 
 def missing_config(base: str) -> str | None:
     """None when `base` is no local folder or has its config.json; else what to add to "has no

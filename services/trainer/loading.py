@@ -22,6 +22,9 @@ def model_config_type(base: str, remote_code: bool) -> str:
     is gone) is said as such: transformers reads it as a config without model_type, a damaged file."""
     from transformers import AutoConfig
 
+    instead = model_folder.not_a_folder(base)
+    if instead is not None:
+        raise OSError(f"{base} is a file, not a model folder{instead}")
     gone = model_folder.missing_config(base)
     if gone is not None:
         raise OSError(f"{base} does not appear to have a file named config.json{gone}")

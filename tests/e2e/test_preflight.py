@@ -192,6 +192,22 @@ def test_a_model_folder_without_config_json_is_refused_and_named(server, job_con
     [check] = [c for c in dry.preflight.checks if c.name == "model"]
     assert check.status == FAIL and "makes 60 query rows, but the weights' query projection has 64" in check.message
     assert [s.field for s in check.suggestions] == ["base_model"]
+    # the model packed as an archive, and a file of the model given in place of its folder
+    import tarfile
+
+    archive = tmp_path / "tiny.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tiny_model, arcname="tiny")
+    with Client(server.address, user="pf-no-config") as client:
+        packed = client.create_job({**job_config, "base_model": str(archive)}, validate_only=True)
+        weights = client.create_job({**job_config, "base_model": str(tiny_model / "model.safetensors")},
+                                    validate_only=True)
+    [check] = [c for c in packed.preflight.checks if c.name == "model"]
+    assert check.status == FAIL and "is a file, not a model folder: it is an archive; unpack it" in check.message
+    assert [s.field for s in check.suggestions] == ["base_model"]
+    [check] = [c for c in weights.preflight.checks if c.name == "model"]
+    assert check.status == FAIL and f"give the folder that holds config.json and the weights (this file is in " \
+        f"{tiny_model}" in check.message
 
 
 def test_weight_decay_that_blows_the_weights_up_is_refused_with_a_gentle_one(server, job_config):

@@ -62,3 +62,33 @@ def test_what_cannot_be_read_is_left_to_the_other_checks(tmp_path):
     assert heads_misfit(str(tmp_path)) is None
     (tmp_path / "model.safetensors").write_bytes(b"\xff" * 64)  # a header that is not one
     assert heads_misfit(str(tmp_path)) is None
+
+
+def test_a_file_given_as_the_model_is_said_to_be_one_and_the_analyzer_names_the_model(tiny_model, tmp_path):
+    """transformers reads a file given as the model as its config and says that it is not JSON, which reads
+    as a damaged config; the trainer says first that a model is a folder (an archive: unpack it)."""
+    import tarfile
+    import traceback
+
+    from ftlab.v1 import analyzer_pb2
+    from services.analyzer.analyze import analyze
+    from services.analyzer.cases import names
+    from services.common.model_folder import not_a_folder
+
+    archive = tmp_path / "tiny.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tiny_model, arcname="tiny")
+    assert not_a_folder(str(tiny_model)) is None and not_a_folder(str(tmp_path / "nowhere")) is None
+    assert not_a_folder(str(tiny_model / "config.json")) == (
+        f": give the folder that holds config.json and the weights (this file is in {tiny_model})")
+    with pytest.raises(OSError, match=r"tiny\.tar\.gz is a file, not a model folder: it is an archive; unpack it"):
+        try:
+            model_config_type(str(archive), remote_code=False)
+        except OSError:
+            log = traceback.format_exc()
+            raise
+    from ftlab.v1 import events_pb2
+
+    # as the scheduler asks: the run's log and the phase the trainer announced
+    analysis = analyze(analyzer_pb2.AnalyzeFailureRequest(log=log, exit_code=1, phase=events_pb2.PHASE_MODEL_LOAD))
+    assert names(analysis) == ("MODEL_NOT_FOUND", "MODEL_LOAD")
