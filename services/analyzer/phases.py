@@ -16,7 +16,8 @@ _BY_FUNC: list[tuple[str, frozenset[str]]] = [
                            "_load_optimizer_and_scheduler", "_load_rng_state", "_load_scaler",
                            "_load_callback_state", "load_from_json", "create_optimizer",
                            "create_scheduler", "create_optimizer_and_scheduler", "set_initial_training_values",
-                           "_init_training_state", "apply_liger_kernel", "check_resumable"})),
+                           "_init_training_state", "apply_liger_kernel", "check_resumable",
+                           "create_accelerator_and_postprocess"})),
     # compute_loss and the forward pass run in training and in evaluation alike: they decide nothing
     ("TRAINING", frozenset({"training_step", "_inner_training_loop", "backward", "optimizer_step",
                             "_maybe_log_save_evaluate", "_run_epoch"})),
@@ -29,6 +30,9 @@ _BY_FUNC: list[tuple[str, frozenset[str]]] = [
                               "create_model_from_path", "_flash_attn_import_error", "load_peft_weights",
                               "get_correct_attn_implementation"})),
 ]
+
+
+_FUNCS = dict(_BY_FUNC)
 
 
 def infer_phase(log: ParsedLog) -> str:
@@ -66,9 +70,11 @@ def refine(reported: str, log: ParsedLog) -> str:
     """The phase the trainer reported, corrected where its phases are coarser than the work: it
     announces STARTUP before it reads the model's config, and DATA_PREP before TRL's trainer is
     built, which also wraps the model in its adapter. Frames that load or wrap the model, with no
-    resume or argument check among them, say MODEL_LOAD."""
-    if reported in ("STARTUP", "DATA_PREP") and infer_phase(log) == "MODEL_LOAD":
-        startup = dict(_BY_FUNC)["STARTUP"]
-        if not any(f.func in startup for f in log.frames):
-            return "MODEL_LOAD"
+    resume or argument check among them, say MODEL_LOAD; frames that build the trainer's own parts
+    (its accelerator), with no data preparation among them, say STARTUP."""
+    inferred = infer_phase(log) if reported in ("STARTUP", "DATA_PREP") else ""
+    if inferred == "MODEL_LOAD" and not any(f.func in _FUNCS["STARTUP"] for f in log.frames):
+        return "MODEL_LOAD"
+    if reported == "DATA_PREP" and inferred == "STARTUP" and not any(f.func in _FUNCS["DATA_PREP"] for f in log.frames):
+        return "STARTUP"
     return reported
