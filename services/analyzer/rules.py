@@ -167,7 +167,8 @@ RULES: list[Rule] = [
                                        r"requires a GPU|Cannot access accelerator device when none is available|"
                                        r"Found no NVIDIA driver|CUDA-capable device\(s\) is/are busy or unavailable|"
                                        r"invalid device ordinal")),
-    Rule("PRECISION_UNSUPPORTED", 0.85, _msg(r"unscale FP16 gradients|\b(bf16|fp16|fp8|float8)\W.*(not supported|requires)|"
+    Rule("PRECISION_UNSUPPORTED", 0.85, _msg(r"unscale FP16 gradients|bf16.*(not supported|requires)|"
+                                             r"\b(fp16|fp8|float8)\W.*(not supported|requires)|"
                                              r"Bfloat16 is only supported|fp16.*only.*(GPU|CUDA)|"
                                              r"not implemented for '(Half|BFloat16)'")),
     # an index past a learned position table (GPT-2's wpe, OPT's embed_positions): the sequence is too long
