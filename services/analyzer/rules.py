@@ -158,6 +158,8 @@ RULES: list[Rule] = [
                                                  r"assistant_only_loss.*template|chat template renders")),
     Rule("QUANTIZATION_UNSUPPORTED", 0.9, _msg(r"purely quantized models|bitsandbytes.*(not installed|not supported|"
                                                r"requires)|quantiz.*not supported")),
+    # a model quantized by a method whose package is not installed (transformers' quantizers say which)
+    Rule("QUANTIZATION_UNSUPPORTED", 0.85, _msg(signs.QUANTIZER_PACKAGE), cause="package"),
     # the trainer's own check of the job's experiment trackers (services/trainer/recipe.py)
     Rule("DEPENDENCY_MISSING", 0.95, _msg(r"^report_to \w+: the \S+ package is not installed"), cause="tracker"),
     Rule("DEPENDENCY_MISSING", 0.9, lambda f: _exc("ImportError", "ModuleNotFoundError", "PackageNotFoundError")(f)

@@ -36,6 +36,10 @@ DISK_ERRNOS = {"28", "122", "27"}
 ERRNO = re.compile(r"\[Errno (\d+)\]|os error (\d+)|\bcode: (\d+), kind:")
 
 
+# a quantization method, named with the package it needs ("Loading a GPTQ quantized model requires optimum")
+QUANTIZER_PACKAGE = (r"\b(GPTQ|AWQ|HQQ|EETQ|AQLM|VPTQ|SpQR|HIGGS|quanto|torchao|compressed[-_ ]tensors|fbgemm)\b"
+                     r"[^\n]*(requires|is not installed|pip install)")
+
 # transformers' words when the path it reads as a config is not JSON: a file given as the model when
 # that path is not a .json file (a model folder's config.json would be)
 _CONFIG_AT = re.compile(r"the config file at '([^']*)' is not a valid JSON file")

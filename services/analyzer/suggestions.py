@@ -140,6 +140,13 @@ def suggest(category: str, phase: str, c: config_pb2.TrainingConfig, on_gpu: boo
         out.append(patch("precision", current, "PRECISION_BF16" if on_gpu else "PRECISION_FP32",
                           "this precision cannot train here (e.g. fp16 weights with an fp16 gradient scaler)",
                           "training runs; bf16 needs an Ampere or newer GPU"))
+    elif category == "QUANTIZATION_UNSUPPORTED" and facts.get("cause") == "package" and c.adapter != C.ADAPTER_QLORA:
+        found = re.search(r"pip install ([\w.\[\]-]+)|requires (?:the )?`?([\w.-]+)", facts.get("message") or "")
+        package = next((g for g in (found.groups() if found else ()) if g), "its package")
+        out.append(patch("base_model", c.base_model or "unset", "an unquantized copy of this model",
+                         f"the model is quantized by a method that needs {package}, which the trainer lacks: install "
+                         f"it where the trainer runs, or train on the model before quantization",
+                         "the model loads; a LoRA adapter trains on it"))
     elif category == "QUANTIZATION_UNSUPPORTED":
         if c.adapter == C.ADAPTER_QLORA:
             out.append(patch("adapter", "ADAPTER_QLORA", "ADAPTER_LORA",

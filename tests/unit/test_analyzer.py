@@ -377,3 +377,14 @@ def test_a_named_chat_template_is_the_built_in_one():
     assert chat_templates.resolve("chatml") == chat_templates.resolve(" ChatML ") == chat_templates.CHATML
     assert "{% generation %}" in chat_templates.CHATML
     assert chat_templates.resolve("{{ messages }}") == "{{ messages }}" and chat_templates.resolve("") == ""
+
+
+def test_a_model_quantized_by_a_method_whose_package_is_missing_names_the_package_and_the_base_model():
+    """A GPTQ model on a trainer without optimum: not a setting of the adapter (QLoRA is bitsandbytes'), but
+    the package to install or the unquantized model to train on."""
+    a = analyze(request_for(CORPUS / "dev" / "bare-gptq_without_its_package",
+                            {"base_model": "org/model-GPTQ", "adapter": "lora"}))
+    assert (category(a), phase(a)) == ("QUANTIZATION_UNSUPPORTED", "MODEL_LOAD")
+    [s] = a.suggestions
+    assert (s.field, s.current, s.suggested) == ("base_model", "org/model-GPTQ", "an unquantized copy of this model")
+    assert "needs optimum" in s.reason
