@@ -88,7 +88,8 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
         else phases.infer_phase(log)
     if not phase:  # where the root cause was raised may tell
         phase = next((p[1] for r in log.chain if (p := priors.prior(r.frames)) and p[1]), "")
-    if not phase and match is not None:
+    phase_from_match = not phase and match is not None
+    if phase_from_match and match is not None:
         phase = match.nearest.phase
     evidence = [ln.strip() for ln in ([f.text for f in log.frames[-3:]] + [log.exception_line]) if ln.strip()]
     root = log.chain[0] if log.chain else None
@@ -105,7 +106,7 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
             evidence.append(f"the process ended with signal {sig}")
     if match is not None:
         evidence.append(f"no rule decided; closest known failure: {match.nearest.cause[:160]} "
-                        f"(similarity {match.similarity:.2f})")
+                        f"(similarity {match.similarity:.2f}" + ("; the phase is its" if phase_from_match else "") + ")")
     resuming = _resuming(log, config.base_model)
     summary = _SUMMARY[category]
     if category == "CHECKPOINT_CORRUPT" and phase == "MODEL_LOAD" and not resuming:

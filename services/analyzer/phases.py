@@ -33,6 +33,8 @@ _BY_FUNC: list[tuple[str, frozenset[str]]] = [
 
 
 _FUNCS = dict(_BY_FUNC)
+# the Trainer building its own parts, after the trainer has announced data preparation
+_BUILDING_TRAINER = frozenset({"create_accelerator_and_postprocess"})
 
 
 def infer_phase(log: ParsedLog) -> str:
@@ -75,6 +77,7 @@ def refine(reported: str, log: ParsedLog) -> str:
     inferred = infer_phase(log) if reported in ("STARTUP", "DATA_PREP") else ""
     if inferred == "MODEL_LOAD" and not any(f.func in _FUNCS["STARTUP"] for f in log.frames):
         return "MODEL_LOAD"
-    if reported == "DATA_PREP" and inferred == "STARTUP" and not any(f.func in _FUNCS["DATA_PREP"] for f in log.frames):
+    if reported == "DATA_PREP" and any(f.func in _BUILDING_TRAINER for f in log.frames) \
+            and not any(f.func in _FUNCS["DATA_PREP"] for f in log.frames):
         return "STARTUP"
     return reported

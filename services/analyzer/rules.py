@@ -137,7 +137,9 @@ RULES: list[Rule] = [
                                          r"ignore_mismatched_sizes` to `False`")),  # weights of another shape
     # the trainer's own check of a checkpoint folder before it resumes (services/common/checkpoints.py)
     Rule("CHECKPOINT_CORRUPT", 0.9, _both(_exc("CheckpointError"), _msg(r"checkpoint \S+ is damaged"))),
-    # transformers read a file given as the model (an archive, a weights file) as its config: no model folder
+    # transformers read a file given as the model (an archive, a weights file) as its config: no model folder.
+    # Its OSError wraps the JSONDecodeError that is the chain's root, so every link's message is read here:
+    # the root alone reads as a config.json that does not parse (the rule below)
     Rule("MODEL_NOT_FOUND", 0.8, lambda f: signs.file_given_as_model([r.message for r in f.log.chain])),
     # a model's own file that does not parse (its config, its tokenizer), met while the model loads
     Rule("CHECKPOINT_CORRUPT", 0.8, _both(_exc("JSONDecodeError", "UnicodeDecodeError"),
@@ -170,9 +172,9 @@ RULES: list[Rule] = [
                                        r"Found no NVIDIA driver|CUDA-capable device\(s\) is/are busy or unavailable|"
                                        r"invalid device ordinal")),
     Rule("PRECISION_UNSUPPORTED", 0.85, _msg(r"unscale FP16 gradients|bf16.*(not supported|requires)|"
-                                             r"\b(fp16|fp8|float8)\W.*(not supported|requires)|"
+                                             r"\b(fp16|fp8|float8)\w*[^\n]*\b(not supported|requires)\b|"
                                              r"Bfloat16 is only supported|fp16.*only.*(GPU|CUDA)|"
-                                             r"not implemented for '(Half|BFloat16)'")),
+                                             r"not implemented for '(Half|BFloat16|Float8\w*)'")),
     # an index past a learned position table (GPT-2's wpe, OPT's embed_positions): the sequence is too long
     Rule("SEQUENCE_TOO_LONG", 0.85, lambda f: _exc("IndexError", "RuntimeError")(f)
          and ("index out of range in self" in f.msg or "device-side assert" in f.msg)
@@ -190,7 +192,8 @@ RULES: list[Rule] = [
                                   r"load_best_model_at_end requires|metric_for_best_model")),
     # a setting refused on the library's line that reads an evaluation setting: evaluation's settings
     Rule("EVAL_CONFIG", 0.75, lambda f: _exc("TypeError", "ValueError", "AttributeError", "ZeroDivisionError")(f)
-         and bool(f.frames) and bool(signs.EVAL_SETTING.search(f.frames[-1].code))),
+         and bool(f.frames) and priors.innermost_library_frame(f.frames[-1:]) is not None
+         and bool(signs.EVAL_SETTING.search(f.frames[-1].code))),
     # a loader setting refused while the evaluation data loader is built: evaluation's settings
     Rule("EVAL_CONFIG", 0.75, lambda f: _exc("TypeError", "ValueError")(f)
          and _frames("get_eval_dataloader", "get_test_dataloader")(f)

@@ -1,7 +1,10 @@
 """The closest known failure: when no rule decides, a failed run is compared with the development
 half's real failures (services/analyzer/data/known_failures.json, made by scripts/known_failures.py)
 by what generalizes across wordings: the exceptions' classes, where the libraries raised them (package,
-module, function), the functions on the stack, the trainer's own records and the message's words.
+module, function), the functions on the stack, the trainer's verdicts (its watchdog's, its notes of an
+out-of-memory kill or a full disk), how the process ended and the message's words. Only a run that
+raised an exception is compared: one that raised none is the signal's, the watchdog's or the metrics'
+to tell (services/analyzer/rules.py), and its last lines are progress, not a cause.
 Features are weighted by how rare they are among the known failures (TF-IDF) and compared by cosine;
 the nearest known failures vote for a category, and a vote too weak is no answer.
 """
@@ -21,12 +24,12 @@ from services.analyzer.logparse import ParsedLog, Raised
 
 DATA = Path(__file__).parent / "data" / "known_failures.json"
 K = 3  # known failures that vote
-MIN_SIMILARITY = 0.35  # chosen on the development half alone (scripts/known_failures.py --cross-validate)
+MIN_SCORE = 0.35  # chosen on the development half alone (scripts/known_failures.py --cross-validate)
 
 # paths, numbers, hex, and the words of a path left after it: none of them generalizes across runs
-_NOISE = re.compile(r"\S*[/\\]\S*|0x[0-9a-f]+|\d+")
-_WORD = re.compile(r"[a-z][a-z_]{2,}")
-_STOP = frozenset("the and for with that this not was are but you your from has have can when has its".split())
+_NOISE = re.compile(r"\S*[/\\]\S*|\b0x[0-9a-f]+\b|\b\d+\b")
+_WORD = re.compile(r"[a-z][a-z0-9_]{2,}")  # fp16, int8 and bf16 are words
+_STOP = frozenset("the and for with that this not was are but you your from has have can when its".split())
 
 
 def _words(text: str) -> list[str]:
@@ -126,7 +129,9 @@ def index() -> Index:
 
 def closest(log: ParsedLog, error_type: str = "", exit_code: int | None = None,
             signal: int | None = None) -> Match | None:
-    """The closest known failures' verdict, or None when they are not close enough to decide or are
-    themselves failures no category fits."""
+    """The closest known failures' verdict, or None when the run raised no exception, or they are not
+    close enough to decide, or they are themselves failures no category fits."""
+    if not log.chain:
+        return None
     match = index().nearest(features(log, error_type, exit_code, signal))
-    return match if match is not None and match.score >= MIN_SIMILARITY and match.category != "UNKNOWN" else None
+    return match if match is not None and match.score >= MIN_SCORE and match.category != "UNKNOWN" else None

@@ -16,7 +16,10 @@ def not_a_folder(base: str) -> str | None:
     """None unless `base` is a file (a model is a folder): then what to do instead, for "is a file, not
     a model folder" (transformers reads a file given as the model as its config, and says it is not JSON)."""
     path = Path(base)
-    if not path.is_file():
+    try:
+        if not path.is_file():
+            return None
+    except (OSError, ValueError):  # a name too long, a folder it may not look into: the other checks say
         return None
     if path.name.lower().endswith(_ARCHIVES):
         return ": it is an archive; unpack it and give the folder it holds"
@@ -27,7 +30,10 @@ def missing_config(base: str) -> str | None:
     """None when `base` is no local folder or has its config.json; else what to add to "has no
     config.json": "" or why (a link to a file that is gone)."""
     config = Path(base) / "config.json"
-    if not Path(base).is_dir() or config.is_file():
+    try:
+        if not Path(base).is_dir() or config.is_file():
+            return None
+    except (OSError, ValueError):
         return None
     return " (config.json is a link to a file that does not exist)" if config.is_symlink() else ""
 
