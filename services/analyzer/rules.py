@@ -186,6 +186,9 @@ RULES: list[Rule] = [
                                               lambda f: "index out of range in self" in f.msg
                                               or "device-side assert" in f.msg
                                               or "srcIndex < srcSelectDimSize" in f.msg)),
+    # a row of an embedding's weights looked up by a token id past its rows (e.g. PEFT's trainable tokens)
+    Rule("TOKEN_ID_OUT_OF_RANGE", 0.75, lambda f: _exc("IndexError")(f) and "out of bounds for dimension 0" in f.msg
+         and bool(f.frames) and bool(signs.TOKEN_ROWS.search(f.frames[-1].code))),
     Rule("SEQUENCE_TOO_LONG", 0.8, _msg(r"sequence length is longer than|exceeds the maximum|max_position_embeddings|"
                                         r"Token indices sequence length")),
     Rule("EVAL_CONFIG", 0.9, _msg(r"eval_strategy.*eval_dataset|evaluation requires an eval_dataset|"

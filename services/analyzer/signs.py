@@ -36,6 +36,9 @@ DISK_ERRNOS = {"28", "122", "27"}
 ERRNO = re.compile(r"\[Errno (\d+)\]|os error (\d+)|\bcode: (\d+), kind:")
 
 
+# a line that looks rows of a weight or an embedding up by token ids (self.weight[self.token_indices[...]])
+TOKEN_ROWS = re.compile(r"\b(weight|embed\w*)\s*\[[^\]]*token|\btoken\w*\]")
+
 # a quantization method, named with the package it needs ("Loading a GPTQ quantized model requires optimum")
 QUANTIZER_PACKAGE = (r"\b(GPTQ|AWQ|HQQ|EETQ|AQLM|VPTQ|SpQR|HIGGS|quanto|torchao|compressed[-_ ]tensors|fbgemm)\b"
                      r"[^\n]*(requires|is not installed|pip install)")

@@ -75,6 +75,9 @@ NO_EVIDENCE = {
     # FineTune Lab's reader has no plain-text format: it refuses a `text` column by its name before it
     # reads a value, so its log shows a column no format names, not that the values are numbers
     "cpu-text_as_number": "the trainer's reader refuses the text column by its name before it reads a value",
+    # the Trainer says "No columns in the dataset match" for rows never tokenized, whatever kept them from it
+    # (here TRL told to skip preparing them); the log does not say the setting
+    "bare-dataset_said_prepared": "the Trainer's one message for rows that were never tokenized",
 }
 
 

@@ -57,3 +57,10 @@ def test_a_failure_while_the_trainer_builds_its_accelerator_is_in_startup_and_da
     # a template failing while the rows are prepared: data preparation, as the trainer said
     template = logparse.parse(request_for(DEV / "cpu-template_reading_absent_key").log)
     assert phases.refine("DATA_PREP", template) == "DATA_PREP"
+
+
+def test_rows_of_an_embedding_looked_up_past_its_end_are_token_ids_out_of_range():
+    assert signs.TOKEN_ROWS.search("originals = self.weight[self.token_indices[adapter_name]]")
+    assert signs.TOKEN_ROWS.search("vectors = embed_tokens[token_ids]")
+    assert not signs.TOKEN_ROWS.search("batch = rows[index]")
+    assert not signs.TOKEN_ROWS.search("value = self.weight[0]")
