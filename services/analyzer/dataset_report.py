@@ -82,6 +82,16 @@ def _conversation(row: dict[str, Any]) -> list[list[dict[str, str]]]:
     return [prompt + row["chosen"], prompt + row["rejected"]]
 
 
+def same_text(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, n: int = 8) -> str | None:
+    """The one text the chat template renders the first `n` rows' different conversations as, where it
+    renders them all alike (services/common/chat_templates.same_for_all); else None."""
+    if tokenizer.chat_template is None:
+        return None
+    conversations = [conv for row in rows[:n] for conv in _conversation(row)]
+    rendered = [str(tokenizer.apply_chat_template(conv, tokenize=False)) for conv in conversations]
+    return chat_templates.same_for_all(conversations, rendered)
+
+
 def token_lengths(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase) -> Lengths:
     """Token length of each sampled row (the longer side of a preference pair)."""
     if tokenizer.chat_template is None:

@@ -14,7 +14,7 @@ from google.protobuf import json_format
 from ftlab.v1 import analyzer_pb2, config_pb2, dataset_pb2
 from services.analyzer import dataset_report, memory, modules, suggestions
 from services.analyzer.budget import OverBudget, time_budget
-from services.common import columns, model_folder
+from services.common import chat_templates, columns, model_folder
 from services.common.access import Policy
 from services.common.datasets import DatasetError, Scan, scan
 from services.common.errors import FieldViolation, InvalidArgument
@@ -226,6 +226,10 @@ def _render(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, seco
             lengths = dataset_report.token_lengths(rows, tokenizer)
         if lengths.lengths and not lengths.template_missing and not any(lengths.lengths):
             return None, "the chat template renders every conversation as empty text: it writes none of their turns"
+        same = None if lengths.template_missing else dataset_report.same_text(rows, tokenizer)
+        if same is not None:
+            return None, (f"the chat template renders every conversation as the same text ({same[:60]!r}): it writes "
+                          f"none of their turns{chat_templates.unknown_name_hint(tokenizer.chat_template)}")
         return lengths, ""
     except OverBudget:
         return None, (f"rendering the chat template over {min(len(rows), dataset_report.MAX_MEASURED)} rows took "

@@ -7,6 +7,8 @@ tokenizer has no template, or the job's own template fails, and a retry applies 
 
 from __future__ import annotations
 
+from typing import Any
+
 CHATML = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' }}"
@@ -18,6 +20,24 @@ CHATML = (
 )
 
 NAMED = {"chatml": CHATML}
+
+
+def same_for_all(conversations: list[Any], rendered: list[str]) -> str | None:
+    """The one text a template renders different conversations as, where it renders them all alike (it
+    writes none of their turns: e.g. a name this server does not know, taken as Jinja text); else None."""
+    distinct = {repr(c) for c in conversations}
+    texts = {t.strip() for t in rendered}
+    if len(distinct) < 2 or len(texts) != 1:
+        return None
+    text = next(iter(texts))
+    return text or None  # all empty is said apart: it writes nothing
+
+
+def unknown_name_hint(template: str | None) -> str:
+    """Where a template holds no Jinja markup at all, it was most likely meant as a name."""
+    if not template or "{{" in template or "{%" in template:
+        return ""
+    return f"; {template.strip()[:40]!r} is not a template name this server knows ({', '.join(sorted(NAMED))})"
 
 
 def resolve(value: str) -> str:

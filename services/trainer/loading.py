@@ -97,9 +97,15 @@ def check_template_renders(tokenizer: PreTrainedTokenizerBase, train_ds: Dataset
     conversations = [c for c in conversations if isinstance(c, list) and c]
     if not conversations or tokenizer.chat_template is None:
         return
-    if all(not str(tokenizer.apply_chat_template(c, tokenize=False)).strip() for c in conversations):
+    rendered = [str(tokenizer.apply_chat_template(c, tokenize=False)) for c in conversations]
+    if all(not text.strip() for text in rendered):
         raise ValueError(f"the chat template renders the first {len(conversations)} conversations as empty text: "
                          "it writes none of their turns (chat_template)")
+    same = chat_templates.same_for_all(conversations, rendered)
+    if same is not None:
+        hint = chat_templates.unknown_name_hint(tokenizer.chat_template)
+        raise ValueError(f"the chat template renders the first {len(conversations)} conversations as the same text "
+                         f"({same[:60]!r}): it writes none of their turns{hint} (chat_template)")
 
 
 def _load_split(uri: str, fmt: str | None, columns: dict[str, str]) -> tuple[str, Dataset]:

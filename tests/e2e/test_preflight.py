@@ -167,6 +167,19 @@ def test_a_chat_template_that_renders_nothing_is_refused_with_the_built_in_one_s
     assert [(s.field, s.suggested) for s in check.suggestions] == [("chat_template", "chatml")]
 
 
+def test_a_template_name_the_server_does_not_know_is_refused_not_trained_on_as_text(server, job_config):
+    """"llama3" is no name this server knows, so it is Jinja text that renders every row as the word
+    itself: the run would train on that word alone and succeed."""
+    with Client(server.address, user="pf-template-name") as client:
+        dry = client.create_job({**job_config, "chat_template": "llama3"}, validate_only=True)
+        named = client.create_job({**job_config, "chat_template": "chatml"}, validate_only=True)
+    (check,) = [c for c in dry.preflight.checks if c.name == "chat_template"]
+    assert check.status == FAIL and "renders every conversation as the same text ('llama3')" in check.message
+    assert "'llama3' is not a template name this server knows (chatml)" in check.message
+    assert [(s.field, s.suggested) for s in check.suggestions] == [("chat_template", "chatml")]
+    assert "chat_template" not in checks(named)
+
+
 def test_a_model_folder_without_config_json_is_refused_and_named(server, job_config, tiny_model, tmp_path):
     import shutil
 
