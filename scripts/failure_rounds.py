@@ -34,6 +34,7 @@ import failure_round29
 import failure_round30
 import failure_round31
 import failure_round32
+import failure_round33
 
 ROUNDS = [failure_round5, failure_round6, failure_round7, failure_round8, failure_round9, failure_round10,
           failure_round11, failure_round12, failure_round13,
@@ -42,4 +43,4 @@ ROUNDS = [failure_round5, failure_round6, failure_round7, failure_round8, failur
           failure_round20, failure_round21, failure_round22,
           failure_round23, failure_round24, failure_round25, failure_round26,
           failure_round27, failure_round28, failure_round29, failure_round30,
-          failure_round31, failure_round32]
+          failure_round31, failure_round32, failure_round33]
