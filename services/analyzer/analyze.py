@@ -88,9 +88,9 @@ def analyze(request: analyzer_pb2.AnalyzeFailureRequest) -> analyzer_pb2.Failure
         else phases.infer_phase(log)
     if not phase:  # where the root cause was raised may tell
         phase = next((p[1] for r in log.chain if (p := priors.prior(r.frames)) and p[1]), "")
-    phase_from_match = not phase and match is not None
-    if phase_from_match and match is not None:
-        phase = match.nearest.phase
+    phase_from_match = False
+    if not phase and match is not None:
+        phase, phase_from_match = match.nearest.phase, True
     evidence = [ln.strip() for ln in ([f.text for f in log.frames[-3:]] + [log.exception_line]) if ln.strip()]
     root = log.chain[0] if log.chain else None
     if root is not None and len(log.chain) > 1:

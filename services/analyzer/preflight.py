@@ -75,15 +75,17 @@ def preflight(c: config_pb2.TrainingConfig, hardware: analyzer_pb2.Hardware, pol
     local = Path(c.base_model).is_absolute()
     gone = model_folder.missing_config(c.base_model) if local else None
     instead = model_folder.not_a_folder(c.base_model) if local else None
+
+    def model_folder_patch(reason: str) -> analyzer_pb2.ConfigPatch:
+        return suggestions.patch("base_model", c.base_model, "the folder that holds the model's config.json and "
+                                 "weights", reason, "")
+
     if instead is not None:
-        out.checks.append(_check("model", FAIL, f"{c.base_model} is a file, not a model folder{instead}", [
-            suggestions.patch("base_model", c.base_model, "the folder that holds the model's config.json and weights",
-                              "a model is a folder, not a file", "")]))
+        out.checks.append(_check("model", FAIL, f"{c.base_model} is a file, not a model folder{instead}",
+                                 [model_folder_patch("a model is a folder, not a file")]))
     elif gone is not None:
         out.checks.append(_check("model", FAIL, f"{c.base_model}: the folder has no config.json{gone}, so it holds no "
-                                 "model transformers can load", [
-            suggestions.patch("base_model", c.base_model, "the folder that holds the model's config.json and weights",
-                              "the folder has no config.json", "")]))
+                                 "model transformers can load", [model_folder_patch("the folder has no config.json")]))
     elif local and (misfit := model_folder.heads_misfit(c.base_model)):
         out.checks.append(_check("model", FAIL, f"{c.base_model}: the model's config.json: {misfit}, so its attention "
                                  "layers cannot take its weights", [suggestions.heads_misfit(c, misfit)]))

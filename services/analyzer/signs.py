@@ -35,7 +35,6 @@ MAPPING_ROWS = frozenset({"tokenize_fn", "tokenize", "_tokenize", "_prepare_data
 DISK_ERRNOS = {"28", "122", "27"}
 ERRNO = re.compile(r"\[Errno (\d+)\]|os error (\d+)|\bcode: (\d+), kind:")
 
-
 # a line that looks rows of a weight or an embedding up by token ids (self.weight[self.token_indices[...]])
 TOKEN_ROWS = re.compile(r"\b(weight|embed\w*)\s*\[[^\]]*token|\btoken\w*\]")
 
